@@ -1,0 +1,505 @@
+//! Command-line interface: clap definitions and one function per command. Library calls
+//! only; printing happens here, at the edge.
+
+mod output;
+
+use crate::engine::{Engine, EngineConfig, SubmitRequest};
+use crate::handlers::Registry;
+use crate::model::{StepState, TaskState};
+use crate::store::{Durability, SledStore, Store};
+use crate::workflow::{Catalog, Source, WorkflowError};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use output::short_id;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "taskdeck",
+    version,
+    about = "A terminal operations console with an embedded, durable DAG workflow engine"
+)]
+pub struct Cli {
+    /// Data directory (store, logs). Default: the platform data directory, e.g. ~/.local/share/taskdeck.
+    #[arg(long, global = true, env = "TASKDECK_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Extra folder (or file) of workflow YAML, loaded beside the bundled workflows. Repeatable.
+    #[arg(long = "workflows", global = true, value_name = "DIR")]
+    pub workflows: Vec<PathBuf>,
+    /// When a transition is on disk: `immediate` (flushed before it is acknowledged) or `relaxed`.
+    #[arg(long, global = true, value_enum, default_value_t = Durability::Immediate, env = "TASKDECK_DURABILITY")]
+    pub durability: Durability,
+    /// Most steps running at once.
+    #[arg(long, global = true, default_value_t = 64, value_name = "N")]
+    pub concurrency: usize,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files; with no PATH, the whole loaded catalog.
+    Validate { paths: Vec<PathBuf> },
+    /// List the workflows in the catalog.
+    Workflows,
+    /// Create a task from NS/NAME[@VERSION].
+    Submit {
+        workflow: String,
+        /// The task context as JSON.
+        #[arg(long, conflicts_with = "context_file")]
+        context: Option<String>,
+        /// Read the task context from a JSON file.
+        #[arg(long, value_name = "FILE")]
+        context_file: Option<PathBuf>,
+        /// Run the engine here until the task finishes or waits on a person; exit 0 if it completed, 2 otherwise.
+        #[arg(long)]
+        wait: bool,
+        /// Print the task as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the engine headless, resuming unfinished tasks (Ctrl-C stops it).
+    Run {
+        /// Exit once no task can make progress.
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// List tasks.
+    Tasks {
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        state: Option<TaskState>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task with its steps, results and transitions.
+    Show {
+        task: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a failed task's failed steps a fresh attempt budget.
+    Retry {
+        task: String,
+        #[arg(long, default_value = "operator retry")]
+        reason: String,
+    },
+    /// Cancel a task.
+    Cancel {
+        task: String,
+        #[arg(long, default_value = "cancelled by operator")]
+        reason: String,
+    },
+    /// Complete a pending or failed step with results given by hand.
+    Resolve {
+        task: String,
+        step: String,
+        /// The step's results as JSON.
+        #[arg(long)]
+        results: String,
+        #[arg(long, default_value = "resolved by operator")]
+        reason: String,
+    },
+}
+
+/// Exit codes: 0 success, 1 error, 2 a waited-for task did not complete.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let data = match data_dir(&cli) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    let _log = crate::logging::init(&data);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(dispatch(cli, data)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf> {
+    let dir = match &cli.data {
+        Some(d) => d.clone(),
+        None => dirs::data_dir()
+            .ok_or_else(|| anyhow!("no platform data directory; pass --data DIR or set TASKDECK_DATA"))?
+            .join("taskdeck"),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Who is acting, recorded on transitions. Identity and tokens arrive with authorization.
+fn operator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+fn catalog_sources(cli: &Cli) -> Vec<Source> {
+    let mut sources = vec![Source::Bundled];
+    sources.extend(cli.workflows.iter().cloned().map(Source::Path));
+    sources
+}
+
+fn load_catalog(cli: &Cli, registry: &Registry) -> Result<Catalog> {
+    Catalog::load(&catalog_sources(cli), &|h| registry.contains(h)).map_err(workflow_errors)
+}
+
+fn workflow_errors(errors: Vec<WorkflowError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    anyhow!("invalid workflows:\n{}", lines.join("\n"))
+}
+
+struct Opened {
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    registry: Registry,
+}
+
+fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
+    let registry = Registry::builtin();
+    let catalog = Arc::new(load_catalog(cli, &registry)?);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data, cli.durability)?);
+    Ok(Opened {
+        store,
+        catalog,
+        registry,
+    })
+}
+
+fn engine(cli: &Cli, ctx: &Opened, dispatch: bool) -> Result<Engine> {
+    let config = EngineConfig {
+        concurrency: cli.concurrency.max(1),
+        dispatch,
+        ..EngineConfig::default()
+    };
+    Ok(Engine::start(
+        config,
+        ctx.store.clone(),
+        ctx.catalog.clone(),
+        ctx.registry.clone(),
+    )?)
+}
+
+async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
+    let Some(command) = &cli.command else {
+        return demo(&cli, &data).await;
+    };
+    match command {
+        Command::Validate { paths } => validate(&cli, paths),
+        Command::Workflows => {
+            let ctx = load_catalog(&cli, &Registry::builtin())?;
+            for w in ctx.iter() {
+                let t = &w.template;
+                println!(
+                    "{:<48} {} steps  {}",
+                    t.reference(),
+                    t.steps.len(),
+                    t.description.as_deref().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
+        Command::Submit {
+            workflow,
+            context,
+            context_file,
+            wait,
+            json,
+        } => {
+            let context = read_context(context.as_deref(), context_file.as_ref())?;
+            let ctx = open(&cli, &data)?;
+            let engine = engine(&cli, &ctx, *wait)?;
+            let mut events = engine.subscribe();
+            let task = engine
+                .submit(SubmitRequest {
+                    workflow: workflow.clone(),
+                    context,
+                    actor: operator(),
+                })
+                .await?;
+            if !*wait {
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&output::task_json(&task))?);
+                } else {
+                    println!("{}", task.id);
+                }
+                engine.shutdown(Duration::ZERO).await;
+                return Ok(0);
+            }
+            if !*json {
+                println!("{}", task.id);
+            }
+            let id = task.id.clone();
+            let progress = tokio::spawn(async move {
+                while let Ok(e) = events.recv().await {
+                    if e.task_id == id {
+                        eprintln!("{}", output::event_line(&e));
+                    }
+                }
+            });
+            let done = engine.wait_for(&task.id).await?;
+            engine.shutdown(Duration::from_secs(10)).await;
+            progress.abort();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&output::task_json(&done))?);
+            } else {
+                println!("{} {}", done.id, done.state);
+            }
+            Ok(if done.state == TaskState::Complete { 0 } else { 2 })
+        }
+        Command::Run { until_idle } => run(&cli, &data, *until_idle).await,
+        Command::Tasks {
+            namespace,
+            state,
+            json,
+        } => {
+            let ctx = open(&cli, &data)?;
+            let tasks: Vec<_> = ctx
+                .store
+                .tasks()?
+                .into_iter()
+                .filter(|t| namespace.as_ref().is_none_or(|ns| &t.namespace == ns))
+                .filter(|t| state.is_none_or(|s| t.state == s))
+                .collect();
+            if *json {
+                let list: Vec<Value> = tasks.iter().map(output::task_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!(
+                    "{}",
+                    output::tasks_table(&tasks, crate::engine::Clock::new().now())
+                );
+            }
+            Ok(0)
+        }
+        Command::Show { task, json } => {
+            let ctx = open(&cli, &data)?;
+            let task = ctx.store.find_task(task)?;
+            let transitions = ctx.store.transitions(&task.id)?;
+            if *json {
+                let mut v = output::task_json(&task);
+                v["transitions"] = transitions.iter().map(output::transition_json).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", output::task_detail(&task, &transitions));
+            }
+            Ok(0)
+        }
+        Command::Retry { task, reason } => admin(&cli, &data, Admin::Retry { task, reason }).await,
+        Command::Cancel { task, reason } => admin(&cli, &data, Admin::Cancel { task, reason }).await,
+        Command::Resolve {
+            task,
+            step,
+            results,
+            reason,
+        } => {
+            let results: Value = serde_json::from_str(results).context("--results is not valid JSON")?;
+            admin(
+                &cli,
+                &data,
+                Admin::Resolve {
+                    task,
+                    step,
+                    results,
+                    reason,
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// An operator command run against the store without executing steps.
+enum Admin<'a> {
+    Retry {
+        task: &'a str,
+        reason: &'a str,
+    },
+    Cancel {
+        task: &'a str,
+        reason: &'a str,
+    },
+    Resolve {
+        task: &'a str,
+        step: &'a str,
+        results: Value,
+        reason: &'a str,
+    },
+}
+
+async fn admin(cli: &Cli, data: &std::path::Path, action: Admin<'_>) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, false)?;
+    let who = operator();
+    let result = match action {
+        Admin::Retry { task, reason } => engine.retry(task, &who, reason).await,
+        Admin::Cancel { task, reason } => engine.cancel(task, &who, reason).await,
+        Admin::Resolve {
+            task,
+            step,
+            results,
+            reason,
+        } => engine.resolve(task, step, results, &who, reason).await,
+    };
+    engine.shutdown(Duration::ZERO).await;
+    let task = result?;
+    println!("{} {}", task.id, task.state);
+    Ok(0)
+}
+
+fn read_context(inline: Option<&str>, file: Option<&PathBuf>) -> Result<Value> {
+    match (inline, file) {
+        (Some(text), _) => {
+            serde_json::from_str(text).map_err(|e| anyhow!("--context is not valid JSON: {e}"))
+        }
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON: {e}", path.display()))
+        }
+        (None, None) => Ok(Value::Object(Default::default())),
+    }
+}
+
+fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<i32> {
+    let registry = Registry::builtin();
+    let sources: Vec<Source> = if paths.is_empty() {
+        catalog_sources(cli)
+    } else {
+        paths.iter().cloned().map(Source::Path).collect()
+    };
+    match Catalog::load(&sources, &|h| registry.contains(h)) {
+        Ok(catalog) => {
+            println!("{} workflow(s) valid", catalog.len());
+            Ok(0)
+        }
+        Err(errors) => {
+            for e in errors {
+                println!("{e}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn run(cli: &Cli, data: &std::path::Path, until_idle: bool) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, true)?;
+    let mut events = engine.subscribe();
+    let printer = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => println!("{}", output::event_line(&e)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("… {n} events skipped"),
+                Err(_) => break,
+            }
+        }
+    });
+    if until_idle {
+        tokio::select! {
+            r = engine.when_idle() => r?,
+            _ = shutdown_signal() => {}
+        }
+    } else {
+        shutdown_signal().await;
+    }
+    engine.shutdown(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    printer.abort();
+    let tasks = ctx.store.tasks()?;
+    let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
+    println!(
+        "tasks: {} complete, {} error, {} cancelled, {} unfinished",
+        count(TaskState::Complete),
+        count(TaskState::Error),
+        count(TaskState::Cancelled),
+        count(TaskState::Pending) + count(TaskState::InProgress)
+    );
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `taskdeck` with no command: a short headless demo of a bundled workflow (until the console
+/// lands, issue 4).
+async fn demo(cli: &Cli, data: &std::path::Path) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, true)?;
+    let workflow = ctx.catalog.resolve("demo/release_pipeline")?;
+    println!(
+        "taskdeck: headless demo of {} (data in {})",
+        workflow.template.reference(),
+        data.display()
+    );
+    let mut events = engine.subscribe();
+    let task = engine
+        .submit(SubmitRequest {
+            workflow: workflow.template.reference(),
+            context: workflow
+                .template
+                .sample_context
+                .clone()
+                .unwrap_or(Value::Object(Default::default())),
+            actor: operator(),
+        })
+        .await?;
+    let id = task.id.clone();
+    let printer = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            if e.task_id == id {
+                println!("{}", output::event_line(&e));
+            }
+        }
+    });
+    let done = engine.wait_for(&task.id).await?;
+    engine.shutdown(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    printer.abort();
+    let steps = done
+        .steps
+        .iter()
+        .filter(|s| s.state == StepState::Complete)
+        .count();
+    println!(
+        "task {} {}: {steps}/{} steps complete. Inspect it with: taskdeck show {}",
+        short_id(&done.id),
+        done.state,
+        done.steps.len(),
+        short_id(&done.id)
+    );
+    if done.state != TaskState::Complete {
+        bail!("the demo task ended {}", done.state);
+    }
+    Ok(0)
+}

@@ -1,0 +1,195 @@
+//! How tasks look on the command line: tables for people, JSON for programs.
+
+use crate::engine::Event;
+use crate::model::{format_timestamp, Task, Timestamp, Transition};
+use serde_json::{json, Value};
+
+/// The short id shown in tables: the id's last 8 characters (its start is a timestamp that
+/// tasks created close together share). Commands accept it.
+pub fn short_id(id: &str) -> &str {
+    &id[id.len().saturating_sub(8)..]
+}
+
+/// A task as JSON: the documented fields, with times in RFC 3339.
+pub fn task_json(task: &Task) -> Value {
+    json!({
+        "id": task.id,
+        "namespace": task.namespace,
+        "name": task.name,
+        "version": task.version,
+        "state": task.state,
+        "health": task.health(),
+        "initiator": task.initiator,
+        "context": task.context,
+        "created_at": format_timestamp(task.created_at),
+        "updated_at": format_timestamp(task.updated_at),
+        "steps": task.steps.iter().map(|s| json!({
+            "name": s.name,
+            "handler": s.handler,
+            "state": s.state,
+            "attempts": s.attempts,
+            "attempts_used": s.attempts_used(),
+            "retry_limit": s.retry.limit,
+            "retryable": s.retry.retryable,
+            "depends_on": s.depends_on,
+            "results": s.results,
+            "last_error": s.last_error,
+            "next_attempt_at": s.next_attempt_at.map(format_timestamp),
+            "idempotency_key": s.idempotency_key,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn transition_json(t: &Transition) -> Value {
+    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+    v["at"] = json!(format_timestamp(t.at));
+    v
+}
+
+fn age(now: Timestamp, then: Timestamp) -> String {
+    let s = ((now - then).max(0) / 1000) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+pub fn tasks_table(tasks: &[Task], now: Timestamp) -> String {
+    let mut rows = vec![[
+        "ID".to_string(),
+        "WORKFLOW".into(),
+        "STATE".into(),
+        "PROGRESS".into(),
+        "HEALTH".into(),
+        "AGE".into(),
+    ]];
+    for t in tasks {
+        rows.push([
+            short_id(&t.id).to_string(),
+            t.workflow_ref(),
+            t.state.to_string(),
+            format!("{}/{}", t.done_steps(), t.steps.len()),
+            t.health().to_string(),
+            age(now, t.created_at),
+        ]);
+    }
+    table(&rows)
+}
+
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn task_detail(task: &Task, transitions: &[Transition]) -> String {
+    let mut out = format!(
+        "task      {}\nworkflow  {}\nstate     {} ({})\ninitiator {}\ncreated   {}\ncontext   {}\n\nsteps\n",
+        task.id,
+        task.workflow_ref(),
+        task.state,
+        task.health(),
+        task.initiator,
+        format_timestamp(task.created_at),
+        task.context
+    );
+    let mut rows = vec![[
+        "STEP".to_string(),
+        "STATE".into(),
+        "ATTEMPTS".into(),
+        "DEPENDS ON".into(),
+        "LAST ERROR".into(),
+    ]];
+    for s in &task.steps {
+        let error = s
+            .last_error
+            .as_ref()
+            .map(|e| format!("{} {}: {}", e.kind, e.code.as_deref().unwrap_or("-"), e.message))
+            .unwrap_or_default();
+        rows.push([
+            s.name.clone(),
+            s.state.to_string(),
+            format!("{}/{}", s.attempts_used(), s.retry.limit),
+            s.depends_on.join(", "),
+            error,
+        ]);
+    }
+    out.push_str(&table(&rows));
+    out.push_str("\nresults\n");
+    for s in &task.steps {
+        if let Some(r) = &s.results {
+            out.push_str(&format!("  {}: {}\n", s.name, r));
+        }
+    }
+    out.push_str("\ntransitions\n");
+    for t in transitions {
+        out.push_str(&format!("  {}\n", transition_line(t)));
+    }
+    out
+}
+
+pub fn transition_line(t: &Transition) -> String {
+    let subject = match &t.subject {
+        crate::model::Subject::Task => "task".to_string(),
+        crate::model::Subject::Step(s) => format!("step {s}"),
+    };
+    let mut line = format!(
+        "{} {:<28} {} -> {}",
+        format_timestamp(t.at),
+        subject,
+        t.from.as_deref().unwrap_or("(new)"),
+        t.to
+    );
+    if t.attempt > 0 {
+        line.push_str(&format!("  attempt {}", t.attempt));
+    }
+    line.push_str(&format!("  by {}", t.actor));
+    if let Some(reason) = &t.reason {
+        line.push_str(&format!("  ({reason})"));
+    }
+    line
+}
+
+/// One line per event for `run` and `submit --wait` progress.
+pub fn event_line(e: &Event) -> String {
+    let time = format_timestamp(e.at);
+    let time = time.get(11..23).unwrap_or(&time);
+    let subject = match &e.step {
+        Some(step) => format!("{} {}", e.workflow, step),
+        None => e.workflow.clone(),
+    };
+    let detail = match e.name.as_str() {
+        "step.failed" => format!(
+            "{} {}",
+            e.payload["error"]["kind"].as_str().unwrap_or(""),
+            e.payload["error"]["message"].as_str().unwrap_or("")
+        ),
+        "step.retry_scheduled" => format!(
+            "attempt {} in {:.1}s ({})",
+            e.payload["next_attempt"],
+            e.payload["delay_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            e.payload["backoff_type"].as_str().unwrap_or("")
+        ),
+        _ if e.custom => e.payload.to_string(),
+        _ => e.payload["reason"].as_str().unwrap_or("").to_string(),
+    };
+    format!(
+        "{time} {} {:<26} {subject} {detail}",
+        short_id(&e.task_id),
+        e.name
+    )
+    .trim_end()
+    .to_string()
+}

@@ -1,0 +1,73 @@
+//! What callers (CLI, console, API) ask of the orchestrator, and what can go wrong.
+
+use crate::model::{IllegalTransition, Task};
+use crate::store::StoreError;
+use crate::workflow::CatalogError;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("task {task} has no step `{step}`; its steps are: {steps}")]
+    NoSuchStep {
+        task: String,
+        step: String,
+        steps: String,
+    },
+    #[error("{0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// A request to create a task.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest {
+    /// `NS/NAME` or `NS/NAME@VERSION`.
+    pub workflow: String,
+    pub context: Value,
+    /// Who asked; recorded as the task's initiator and on its first transition.
+    pub actor: String,
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+pub(crate) enum Command {
+    Submit(SubmitRequest, Reply<Task>),
+    /// Steps in error get a fresh attempt budget and go back to pending.
+    Retry {
+        task: String,
+        actor: String,
+        reason: String,
+        reply: Reply<Task>,
+    },
+    Cancel {
+        task: String,
+        actor: String,
+        reason: String,
+        reply: Reply<Task>,
+    },
+    /// Completes a failed or pending step with results an operator supplies.
+    Resolve {
+        task: String,
+        step: String,
+        results: Value,
+        actor: String,
+        reason: String,
+        reply: Reply<Task>,
+    },
+    /// Answers once no task can make progress without a person.
+    WhenIdle(oneshot::Sender<()>),
+    /// Stops dispatching, waits up to `grace` for running steps, then stops.
+    Shutdown {
+        grace: Duration,
+        reply: oneshot::Sender<()>,
+    },
+}

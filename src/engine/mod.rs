@@ -1,0 +1,243 @@
+//! The engine: an orchestrator task that owns all workflow state, and the handle callers use
+//! to talk to it. Nothing here knows that a terminal exists.
+
+mod backoff;
+mod clock;
+mod command;
+mod events;
+mod orchestrator;
+mod runner;
+
+pub use backoff::{delay as backoff_delay, BackoffKind};
+pub use clock::Clock;
+pub use command::{EngineError, SubmitRequest};
+pub use events::{names as event_names, Event, EventBus};
+
+use crate::handlers::Registry;
+use crate::model::Task;
+use crate::store::Store;
+use crate::workflow::Catalog;
+use command::Command;
+use orchestrator::{Message, Orchestrator};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most steps running at once, across all tasks.
+    pub concurrency: usize,
+    /// Run steps. False for administrative commands (`taskdeck retry` and friends) that only
+    /// change stored state and leave execution to `taskdeck run`.
+    pub dispatch: bool,
+    /// ±10% jitter on backoff delays.
+    pub jitter: bool,
+    /// Seed for the jitter, for reproducible runs.
+    pub jitter_seed: Option<u64>,
+    /// Capacity of the event broadcast; a subscriber further behind than this lags.
+    pub event_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            concurrency: 64,
+            dispatch: true,
+            jitter: true,
+            jitter_seed: None,
+            event_capacity: 16_384,
+        }
+    }
+}
+
+/// A running engine. Cheap to share by reference; commands go to the orchestrator task.
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Message>,
+    bus: EventBus,
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    clock: Clock,
+    join: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the orchestrator on the current tokio runtime. With `dispatch`, it resumes every
+    /// unfinished task found in the store.
+    pub fn start(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        registry: Registry,
+    ) -> Result<Engine, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let bus = EventBus::new(config.event_capacity);
+        let clock = Clock::new();
+        let seq = store.last_seq()?;
+        let resume = if config.dispatch {
+            store.active_tasks()?
+        } else {
+            Vec::new()
+        };
+        let mut orchestrator = Orchestrator::new(
+            config,
+            store.clone(),
+            catalog.clone(),
+            registry,
+            clock,
+            bus.clone(),
+            tx.clone(),
+            rx,
+            seq,
+        );
+        if !resume.is_empty() {
+            tracing::info!(tasks = resume.len(), "resuming unfinished tasks");
+        }
+        orchestrator.recover(resume);
+        let join = tokio::spawn(orchestrator.run());
+        Ok(Engine {
+            tx,
+            bus,
+            store,
+            catalog,
+            clock,
+            join: Some(join),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.bus.subscribe()
+    }
+
+    /// Reads go to the store directly; they never wait on the orchestrator.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(command::Reply<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Message::Command(make(reply)))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Creates a task; the answer comes once it is stored.
+    pub async fn submit(&self, request: SubmitRequest) -> Result<Task, EngineError> {
+        self.ask(|reply| Command::Submit(request, reply)).await
+    }
+
+    pub async fn retry(&self, task: &str, actor: &str, reason: &str) -> Result<Task, EngineError> {
+        let (task, actor, reason) = (task.to_string(), actor.to_string(), reason.to_string());
+        self.ask(|reply| Command::Retry {
+            task,
+            actor,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn cancel(&self, task: &str, actor: &str, reason: &str) -> Result<Task, EngineError> {
+        let (task, actor, reason) = (task.to_string(), actor.to_string(), reason.to_string());
+        self.ask(|reply| Command::Cancel {
+            task,
+            actor,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn resolve(
+        &self,
+        task: &str,
+        step: &str,
+        results: Value,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Task, EngineError> {
+        let (task, step, actor, reason) = (
+            task.to_string(),
+            step.to_string(),
+            actor.to_string(),
+            reason.to_string(),
+        );
+        self.ask(|reply| Command::Resolve {
+            task,
+            step,
+            results,
+            actor,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// Resolves once nothing is running, queued or backing off: every task is finished or
+    /// waits on a person.
+    pub async fn when_idle(&self) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Message::Command(Command::WhenIdle(reply)))
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Waits until the task is no longer driven by the engine (complete, error, cancelled) or
+    /// waits on a person, and returns its stored state.
+    pub async fn wait_for(&self, task_id: &str) -> Result<Task, EngineError> {
+        let mut events = self.subscribe();
+        loop {
+            let task = self.store.find_task(task_id)?;
+            let waits_on_person = task
+                .steps
+                .iter()
+                .any(|s| s.state == crate::model::StepState::AwaitingApproval)
+                && task.execution_status() == crate::model::ExecutionStatus::Processing
+                && !task.steps.iter().any(|s| {
+                    matches!(
+                        s.state,
+                        crate::model::StepState::InProgress | crate::model::StepState::WaitingForRetry
+                    )
+                });
+            if !task.state.is_active() || waits_on_person {
+                return Ok(task);
+            }
+            // Wake on the next event about this task (or any lag), then look again.
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.task_id == task.id && !e.custom => break,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Err(EngineError::Stopped),
+                }
+            }
+        }
+    }
+
+    /// Stops dispatching, lets running steps finish for up to `grace`, and stops. Steps still
+    /// running after that are left `in_progress` in the store and run again on the next start.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Message::Command(Command::Shutdown { grace, reply }))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        if let Some(join) = self.join.take() {
+            let _ = join.await;
+        }
+    }
+}

@@ -1,0 +1,903 @@
+//! The orchestrator: the one owner of workflow state (design.md, principle 2).
+//!
+//! It runs as a single tokio task. Each turn of its loop takes every message waiting (step
+//! outcomes, commands, due timers), applies them through the pure transition functions,
+//! starts the steps that became ready, then commits the turn's transitions as one group
+//! (one flush), and only then publishes events, answers callers and spawns handlers:
+//! durable before visible, and group commit for free.
+
+use super::backoff;
+use super::command::{Command, EngineError, SubmitRequest};
+use super::events::{names, Event, EventBus};
+use super::runner::{self, Attempt};
+use super::{Clock, EngineConfig};
+use crate::handlers::{EventSink, Registry, StepInput};
+use crate::model::{
+    step_transition, task_transition, ExecutionStatus, Step, StepError, StepEvent, StepState, Subject, Task,
+    TaskEvent, TaskState, Timestamp, Transition,
+};
+use crate::store::Store;
+use crate::workflow::Catalog;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+pub(crate) enum Message {
+    Command(Command),
+    Outcome(Attempt, Result<Value, StepError>),
+}
+
+/// A task the orchestrator is driving, with its step graph precomputed.
+struct Entry {
+    task: Task,
+    context: Arc<Value>,
+    children: Vec<Vec<usize>>,
+}
+
+impl Entry {
+    fn new(task: Task) -> Self {
+        let mut children = vec![Vec::new(); task.steps.len()];
+        for (i, step) in task.steps.iter().enumerate() {
+            for parent in &step.depends_on {
+                if let Some(p) = task.step_index(parent) {
+                    children[p].push(i);
+                }
+            }
+        }
+        Entry {
+            context: Arc::new(task.context.clone()),
+            task,
+            children,
+        }
+    }
+}
+
+/// Work that waits for the current group to be durable.
+type AfterCommit = Box<dyn FnOnce(bool) + Send>;
+
+pub(crate) struct Orchestrator {
+    config: EngineConfig,
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    registry: Registry,
+    clock: Clock,
+    bus: EventBus,
+    tx: UnboundedSender<Message>,
+    inbox: UnboundedReceiver<Message>,
+    rng: SmallRng,
+    tasks: HashMap<String, Entry>,
+    ready: VecDeque<(String, usize)>,
+    timers: BTreeSet<(Timestamp, String, usize)>,
+    inflight: HashMap<(String, usize), AbortHandle>,
+    seq: u64,
+    // The group being built this turn.
+    dirty: HashSet<String>,
+    transitions: Vec<Transition>,
+    events: Vec<Event>,
+    to_spawn: Vec<(String, usize)>,
+    after_commit: Vec<AfterCommit>,
+    idle_waiters: Vec<oneshot::Sender<()>>,
+    finished: Vec<String>,
+    stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
+}
+
+impl Orchestrator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        registry: Registry,
+        clock: Clock,
+        bus: EventBus,
+        tx: UnboundedSender<Message>,
+        inbox: UnboundedReceiver<Message>,
+        seq: u64,
+    ) -> Self {
+        let rng = match config.jitter_seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_os_rng(),
+        };
+        Orchestrator {
+            config,
+            store,
+            catalog,
+            registry,
+            clock,
+            bus,
+            tx,
+            inbox,
+            rng,
+            tasks: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BTreeSet::new(),
+            inflight: HashMap::new(),
+            seq,
+            dirty: HashSet::new(),
+            transitions: Vec::new(),
+            events: Vec::new(),
+            to_spawn: Vec::new(),
+            after_commit: Vec::new(),
+            idle_waiters: Vec::new(),
+            finished: Vec::new(),
+            stopping: None,
+        }
+    }
+
+    /// Loads unfinished tasks and makes them runnable again (design.md, "Storage"): a step
+    /// found `in_progress` was interrupted and runs again as a new attempt with the same
+    /// idempotency key; a step waiting for retry keeps its stored deadline.
+    pub fn recover(&mut self, tasks: Vec<Task>) {
+        for task in tasks {
+            let id = task.id.clone();
+            self.tasks.insert(id.clone(), Entry::new(task));
+            let interrupted: Vec<usize> = self.tasks[&id]
+                .task
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == StepState::InProgress)
+                .map(|(i, _)| i)
+                .collect();
+            for i in interrupted {
+                self.step_change(
+                    &id,
+                    i,
+                    StepEvent::Reset,
+                    "engine",
+                    Some("interrupted by a restart; runs again with the same idempotency key".into()),
+                    None,
+                );
+            }
+            self.schedule_task(&id);
+            self.evaluate(&id);
+        }
+    }
+
+    pub async fn run(mut self) {
+        self.commit();
+        loop {
+            let next_timer = self.timers.first().map(|(at, _, _)| self.clock.instant_at(*at));
+            let stop_at = self.stopping.as_ref().map(|(at, _)| *at);
+            tokio::select! {
+                msg = self.inbox.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                _ = sleep_until(next_timer), if next_timer.is_some() => {}
+                _ = sleep_until(stop_at), if stop_at.is_some() => {}
+            }
+            // Take everything else already waiting into the same group (bounded, to keep
+            // the latency of one turn small under heavy load).
+            for _ in 0..4096 {
+                match self.inbox.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
+            }
+            self.fire_due_timers();
+            self.dispatch();
+            if !self.commit() {
+                break;
+            }
+            self.forget_finished();
+            if self.is_idle() {
+                for waiter in self.idle_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+            if let Some((deadline, _)) = &self.stopping {
+                if self.inflight.is_empty() || tokio::time::Instant::now() >= *deadline {
+                    break;
+                }
+            }
+        }
+        for (_, handle) in self.inflight.drain() {
+            handle.abort();
+        }
+        let _ = self.store.flush();
+        if let Some((_, reply)) = self.stopping.take() {
+            let _ = reply.send(());
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.inflight.is_empty() && self.timers.is_empty() && (self.ready.is_empty() || !self.config.dispatch)
+    }
+
+    fn handle(&mut self, msg: Message) {
+        match msg {
+            Message::Outcome(attempt, result) => self.on_outcome(attempt, result),
+            Message::Command(cmd) => self.on_command(cmd),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit(req, reply) => {
+                let result = self.submit(req);
+                self.reply_after_commit(reply, result);
+            }
+            Command::Retry {
+                task,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.retry(&task, &actor, &reason);
+                self.reply_after_commit(reply, result);
+            }
+            Command::Cancel {
+                task,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.cancel(&task, &actor, &reason);
+                self.reply_after_commit(reply, result);
+            }
+            Command::Resolve {
+                task,
+                step,
+                results,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.resolve(&task, &step, results, &actor, &reason);
+                self.reply_after_commit(reply, result);
+            }
+            Command::WhenIdle(reply) => self.idle_waiters.push(reply),
+            Command::Shutdown { grace, reply } => {
+                self.stopping = Some((tokio::time::Instant::now() + grace, reply));
+            }
+        }
+    }
+
+    /// Answers with the task's state once this turn is durable.
+    fn reply_after_commit(
+        &mut self,
+        reply: super::command::Reply<Task>,
+        result: Result<String, EngineError>,
+    ) {
+        match result {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok(id) => {
+                let snapshot = self.tasks.get(&id).map(|e| e.task.clone());
+                self.after_commit.push(Box::new(move |ok| {
+                    let _ = reply.send(match (ok, snapshot) {
+                        (true, Some(task)) => Ok(task),
+                        _ => Err(EngineError::Stopped),
+                    });
+                }));
+            }
+        }
+    }
+
+    // ----- commands --------------------------------------------------------------------------
+
+    fn submit(&mut self, req: SubmitRequest) -> Result<String, EngineError> {
+        let workflow = self.catalog.resolve(&req.workflow)?;
+        workflow.validate_context(&req.context)?;
+        let t = &workflow.template;
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = self.clock.now();
+        let steps = t
+            .steps
+            .iter()
+            .map(|s| Step {
+                name: s.name.clone(),
+                handler: s.handler.clone(),
+                depends_on: s.depends_on.clone(),
+                retry: s.retry.clone(),
+                timeout_ms: s.timeout_ms,
+                handler_config: s.handler_config.clone(),
+                state: StepState::Pending,
+                attempts: 0,
+                budget_start: 0,
+                results: None,
+                last_error: None,
+                next_attempt_at: None,
+                idempotency_key: format!("{id}/{}", s.name),
+                started_at: None,
+                finished_at: None,
+            })
+            .collect();
+        let task = Task {
+            id: id.clone(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            version: t.version.to_string(),
+            state: TaskState::Pending,
+            context: req.context,
+            initiator: req.actor.clone(),
+            created_at: now,
+            updated_at: now,
+            steps,
+        };
+        self.tasks.insert(id.clone(), Entry::new(task));
+        self.record(
+            &id,
+            Subject::Task,
+            None,
+            TaskState::Pending.as_str(),
+            0,
+            &req.actor,
+            None,
+            None,
+        );
+        self.emit(&id, names::TASK_CREATED, None, json!({ "initiator": req.actor }));
+        self.schedule_task(&id);
+        Ok(id)
+    }
+
+    /// Brings a task into memory (commands may name one the engine is not driving).
+    fn load(&mut self, id_or_prefix: &str) -> Result<String, EngineError> {
+        if self.tasks.contains_key(id_or_prefix) {
+            return Ok(id_or_prefix.to_string());
+        }
+        let task = self.store.find_task(id_or_prefix)?;
+        let id = task.id.clone();
+        self.tasks.entry(id.clone()).or_insert_with(|| Entry::new(task));
+        Ok(id)
+    }
+
+    fn retry(&mut self, task: &str, actor: &str, reason: &str) -> Result<String, EngineError> {
+        let id = self.load(task)?;
+        let state = self.tasks[&id].task.state;
+        if state != TaskState::Error {
+            return Err(EngineError::Rejected(format!(
+                "task {id} is {state}; only a task in error can be retried"
+            )));
+        }
+        self.task_change(&id, TaskEvent::Retry, actor, Some(reason.to_string()));
+        let failed: Vec<usize> = self.steps_in(&id, StepState::Error);
+        for i in failed {
+            let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
+            step.budget_start = step.attempts;
+            self.step_change(&id, i, StepEvent::Reset, actor, Some(reason.to_string()), None);
+        }
+        self.schedule_task(&id);
+        self.evaluate(&id);
+        Ok(id)
+    }
+
+    fn cancel(&mut self, task: &str, actor: &str, reason: &str) -> Result<String, EngineError> {
+        let id = self.load(task)?;
+        let state = self.tasks[&id].task.state;
+        if state.is_terminal() {
+            return Err(EngineError::Rejected(format!("task {id} is already {state}")));
+        }
+        let open: Vec<usize> = (0..self.tasks[&id].task.steps.len())
+            .filter(|&i| !self.tasks[&id].task.steps[i].state.is_terminal())
+            .collect();
+        for i in open {
+            if let Some(handle) = self.inflight.remove(&(id.clone(), i)) {
+                handle.abort();
+            }
+            self.timers.retain(|(_, t, s)| !(t == &id && *s == i));
+            self.step_change(&id, i, StepEvent::Cancel, actor, Some(reason.to_string()), None);
+        }
+        self.task_change(&id, TaskEvent::Cancel, actor, Some(reason.to_string()));
+        Ok(id)
+    }
+
+    fn resolve(
+        &mut self,
+        task: &str,
+        step: &str,
+        results: Value,
+        actor: &str,
+        reason: &str,
+    ) -> Result<String, EngineError> {
+        let id = self.load(task)?;
+        let entry = &self.tasks[&id];
+        let Some(index) = entry.task.step_index(step) else {
+            return Err(EngineError::NoSuchStep {
+                task: id.clone(),
+                step: step.to_string(),
+                steps: entry
+                    .task
+                    .steps
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let state = entry.task.steps[index].state;
+        if !matches!(state, StepState::Error | StepState::Pending) || entry.task.state.is_terminal() {
+            return Err(EngineError::Rejected(format!(
+                "step `{step}` of task {id} is {state} (task {}); only a pending or failed step of an unfinished task can be resolved",
+                entry.task.state
+            )));
+        }
+        self.tasks.get_mut(&id).unwrap().task.steps[index].results = Some(results);
+        self.step_change(
+            &id,
+            index,
+            StepEvent::Resolve,
+            actor,
+            Some(reason.to_string()),
+            None,
+        );
+        if self.tasks[&id].task.state == TaskState::Error {
+            self.task_change(
+                &id,
+                TaskEvent::Retry,
+                actor,
+                Some(format!("step `{step}` resolved manually")),
+            );
+        }
+        self.schedule_children(&id, index);
+        self.evaluate(&id);
+        Ok(id)
+    }
+
+    // ----- scheduling ------------------------------------------------------------------------
+
+    fn steps_in(&self, id: &str, state: StepState) -> Vec<usize> {
+        let steps = &self.tasks[id].task.steps;
+        (0..steps.len()).filter(|&i| steps[i].state == state).collect()
+    }
+
+    /// Queues every ready step of a task and arms the timers of steps waiting for retry.
+    fn schedule_task(&mut self, id: &str) {
+        let entry = &self.tasks[id];
+        for i in entry.task.ready_steps() {
+            self.ready.push_back((id.to_string(), i));
+        }
+        for (i, step) in entry.task.steps.iter().enumerate() {
+            if step.state == StepState::WaitingForRetry {
+                let at = step.next_attempt_at.unwrap_or(0);
+                self.timers.insert((at, id.to_string(), i));
+            }
+        }
+    }
+
+    fn schedule_children(&mut self, id: &str, index: usize) {
+        let entry = &self.tasks[id];
+        for &child in &entry.children[index] {
+            if entry.task.is_ready(child) {
+                self.ready.push_back((id.to_string(), child));
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = self.clock.now();
+        while let Some((at, _, _)) = self.timers.first() {
+            if *at > now {
+                break;
+            }
+            let (_, id, i) = self.timers.pop_first().unwrap();
+            let due = self
+                .tasks
+                .get(&id)
+                .is_some_and(|e| e.task.steps[i].state == StepState::WaitingForRetry);
+            if due {
+                self.step_change(
+                    &id,
+                    i,
+                    StepEvent::RetryDue,
+                    "engine",
+                    Some("backoff elapsed".into()),
+                    None,
+                );
+                if self.tasks[&id].task.is_ready(i) {
+                    self.ready.push_back((id, i));
+                }
+            }
+        }
+    }
+
+    /// Starts ready steps while the global concurrency limit allows.
+    fn dispatch(&mut self) {
+        if !self.config.dispatch || self.stopping.is_some() {
+            return;
+        }
+        while self.inflight.len() + self.to_spawn.len() < self.config.concurrency {
+            let Some((id, i)) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(entry) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if !entry.task.state.is_active() || !entry.task.is_ready(i) {
+                continue; // queued twice, or changed since it was queued
+            }
+            if entry.task.state == TaskState::Pending {
+                self.task_change(&id, TaskEvent::Start, "engine", None);
+            }
+            let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
+            step.attempts += 1;
+            step.next_attempt_at = None;
+            step.started_at = Some(self.clock.now());
+            self.step_change(&id, i, StepEvent::Start, "engine", None, None);
+            self.to_spawn.push((id, i));
+        }
+    }
+
+    fn on_outcome(&mut self, attempt: Attempt, result: Result<Value, StepError>) {
+        let key = (attempt.task_id, attempt.step);
+        self.inflight.remove(&key);
+        let (id, i) = key;
+        let Some(entry) = self.tasks.get(&id) else { return };
+        let step = &entry.task.steps[i];
+        if step.state != StepState::InProgress || step.attempts != attempt.attempt {
+            return; // cancelled or superseded while it ran
+        }
+        let duration_ms = step.started_at.map(|t| self.clock.now() - t).unwrap_or(0);
+        match result {
+            Ok(results) => {
+                let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
+                step.results = Some(results);
+                step.last_error = None;
+                step.finished_at = Some(self.clock.now());
+                self.step_change(&id, i, StepEvent::Succeed, "engine", None, None);
+                self.emit(
+                    &id,
+                    names::STEP_COMPLETED,
+                    Some(i),
+                    json!({ "attempt": attempt.attempt, "duration_ms": duration_ms }),
+                );
+                self.schedule_children(&id, i);
+            }
+            Err(error) => self.on_failure(&id, i, attempt.attempt, error, duration_ms),
+        }
+        self.evaluate(&id);
+    }
+
+    fn on_failure(&mut self, id: &str, i: usize, attempt: u32, error: StepError, duration_ms: i64) {
+        let step = &self.tasks[id].task.steps[i];
+        let retry = error.is_retryable() && step.retry.retryable && step.attempts_used() < step.retry.limit;
+        let info = error.info();
+        let step = &mut self.tasks.get_mut(id).unwrap().task.steps[i];
+        step.last_error = Some(info.clone());
+        let reason = Some(info.message.clone());
+        self.step_change(
+            id,
+            i,
+            StepEvent::Fail { retry },
+            "engine",
+            reason,
+            Some(info.clone()),
+        );
+        self.emit(
+            id,
+            names::STEP_FAILED,
+            Some(i),
+            json!({ "attempt": attempt, "error": info, "will_retry": retry, "duration_ms": duration_ms }),
+        );
+        if !retry {
+            self.tasks.get_mut(id).unwrap().task.steps[i].finished_at = Some(self.clock.now());
+            return;
+        }
+        let retry_after = match &error {
+            StepError::Retryable { retry_after, .. } => *retry_after,
+            StepError::Permanent { .. } => None,
+        };
+        let jitter = if self.config.jitter {
+            self.rng.random_range(-1.0..=1.0)
+        } else {
+            0.0
+        };
+        let policy = &self.tasks[id].task.steps[i].retry;
+        let (delay, kind) = backoff::delay(policy, attempt, retry_after, jitter);
+        let at = self.clock.now() + delay.as_millis() as Timestamp;
+        self.tasks.get_mut(id).unwrap().task.steps[i].next_attempt_at = Some(at);
+        self.timers.insert((at, id.to_string(), i));
+        self.emit(
+            id,
+            names::STEP_RETRY_SCHEDULED,
+            Some(i),
+            json!({
+                "attempt": attempt,
+                "next_attempt": attempt + 1,
+                "next_attempt_at": at,
+                "delay_ms": delay.as_millis() as u64,
+                "backoff_type": kind.as_str(),
+            }),
+        );
+    }
+
+    /// Finalizes a task when its steps allow: complete when all are done, error when a step
+    /// failed and nothing else can run.
+    fn evaluate(&mut self, id: &str) {
+        let task = &self.tasks[id].task;
+        if !task.state.is_active() {
+            return;
+        }
+        match task.execution_status() {
+            ExecutionStatus::AllComplete => {
+                if task.state == TaskState::Pending {
+                    self.task_change(id, TaskEvent::Start, "engine", None);
+                }
+                self.task_change(id, TaskEvent::Complete, "engine", None);
+            }
+            ExecutionStatus::BlockedByFailures => {
+                let failed: Vec<&str> = task
+                    .steps
+                    .iter()
+                    .filter(|s| s.state == StepState::Error)
+                    .map(|s| s.name.as_str())
+                    .collect();
+                let reason = format!("steps in error: {}", failed.join(", "));
+                self.task_change(id, TaskEvent::Fail, "engine", Some(reason));
+            }
+            _ => {}
+        }
+    }
+
+    // ----- recording -------------------------------------------------------------------------
+
+    fn step_change(
+        &mut self,
+        id: &str,
+        i: usize,
+        event: StepEvent,
+        actor: &str,
+        reason: Option<String>,
+        error: Option<crate::model::ErrorInfo>,
+    ) {
+        let now = self.clock.now();
+        let entry = self.tasks.get_mut(id).expect("step_change on a loaded task");
+        let step = &mut entry.task.steps[i];
+        let from = step.state;
+        let to = match step_transition(from, event) {
+            Ok(to) => to,
+            Err(e) => {
+                // The orchestrator only asks for legal changes; reaching this is a bug, and
+                // refusing it keeps the stored state consistent.
+                tracing::error!(task = id, step = %step.name, "{e}");
+                return;
+            }
+        };
+        step.state = to;
+        let attempt = step.attempts;
+        let name = step.name.clone();
+        entry.task.updated_at = now;
+        self.record(
+            id,
+            Subject::Step(name),
+            Some(from.as_str()),
+            to.as_str(),
+            attempt,
+            actor,
+            reason.clone(),
+            error,
+        );
+        let event_name = match (from, to) {
+            (_, StepState::InProgress) => Some(names::STEP_EXECUTION_REQUESTED),
+            (StepState::InProgress, StepState::Pending) => Some(names::STEP_RECOVERED),
+            (_, StepState::Pending) => Some(names::STEP_RETRY_REQUESTED),
+            (_, StepState::AwaitingApproval) => Some(names::STEP_AWAITING_APPROVAL),
+            (_, StepState::Cancelled) => Some(names::STEP_CANCELLED),
+            (_, StepState::ResolvedManually) => Some(names::STEP_RESOLVED_MANUALLY),
+            // completed / failed / retry_scheduled carry outcome details; the caller emits them.
+            _ => None,
+        };
+        if let Some(name) = event_name {
+            self.emit(
+                id,
+                name,
+                Some(i),
+                json!({ "attempt": attempt, "actor": actor, "reason": reason }),
+            );
+        }
+    }
+
+    fn task_change(&mut self, id: &str, event: TaskEvent, actor: &str, reason: Option<String>) {
+        let now = self.clock.now();
+        let entry = self.tasks.get_mut(id).expect("task_change on a loaded task");
+        let from = entry.task.state;
+        let to = match task_transition(from, event) {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::error!(task = id, "{e}");
+                return;
+            }
+        };
+        entry.task.state = to;
+        entry.task.updated_at = now;
+        if !to.is_active() {
+            self.finished.push(id.to_string());
+        }
+        self.record(
+            id,
+            Subject::Task,
+            Some(from.as_str()),
+            to.as_str(),
+            0,
+            actor,
+            reason.clone(),
+            None,
+        );
+        let name = match to {
+            TaskState::InProgress => names::TASK_STARTED,
+            TaskState::Complete => names::TASK_COMPLETED,
+            TaskState::Error => names::TASK_FAILED,
+            TaskState::Cancelled => names::TASK_CANCELLED,
+            TaskState::ResolvedManually => names::TASK_RESOLVED_MANUALLY,
+            TaskState::Pending => names::TASK_RETRY_REQUESTED,
+        };
+        self.emit(id, name, None, json!({ "actor": actor, "reason": reason }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        id: &str,
+        subject: Subject,
+        from: Option<&str>,
+        to: &str,
+        attempt: u32,
+        actor: &str,
+        reason: Option<String>,
+        error: Option<crate::model::ErrorInfo>,
+    ) {
+        self.seq += 1;
+        self.transitions.push(Transition {
+            seq: self.seq,
+            task_id: id.to_string(),
+            at: self.clock.now(),
+            actor: actor.to_string(),
+            subject,
+            from: from.map(str::to_string),
+            to: to.to_string(),
+            attempt,
+            reason,
+            error,
+        });
+        self.dirty.insert(id.to_string());
+    }
+
+    fn emit(&mut self, id: &str, name: &str, step: Option<usize>, payload: Value) {
+        let task = &self.tasks[id].task;
+        self.events.push(Event {
+            seq: 0,
+            at: self.clock.now(),
+            name: name.to_string(),
+            task_id: id.to_string(),
+            workflow: task.workflow_ref(),
+            step: step.map(|i| task.steps[i].name.clone()),
+            custom: false,
+            payload,
+        });
+    }
+
+    /// Makes this turn durable, then publishes, answers and spawns. Returns false when the
+    /// store failed: the engine stops rather than run on state it could not save.
+    fn commit(&mut self) -> bool {
+        let ok = if self.dirty.is_empty() && self.transitions.is_empty() {
+            true
+        } else {
+            let snapshots: Vec<&Task> = self
+                .dirty
+                .iter()
+                .filter_map(|id| self.tasks.get(id))
+                .map(|e| &e.task)
+                .collect();
+            match self.store.commit(&snapshots, &self.transitions) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("store commit failed, stopping the engine: {e}");
+                    false
+                }
+            }
+        };
+        self.dirty.clear();
+        self.transitions.clear();
+        if ok {
+            for event in self.events.drain(..) {
+                self.bus.publish(event);
+            }
+            for (id, i) in std::mem::take(&mut self.to_spawn) {
+                self.spawn(id, i);
+            }
+        } else {
+            self.events.clear();
+            self.to_spawn.clear();
+        }
+        for f in self.after_commit.drain(..) {
+            f(ok);
+        }
+        ok
+    }
+
+    fn spawn(&mut self, id: String, i: usize) {
+        let entry = &self.tasks[&id];
+        let task = &entry.task;
+        let step = &task.steps[i];
+        let results: BTreeMap<String, Value> = task
+            .steps
+            .iter()
+            .filter(|s| s.state.satisfies_dependency())
+            .filter_map(|s| s.results.clone().map(|r| (s.name.clone(), r)))
+            .collect();
+        let bus = self.bus.clone();
+        let clock = self.clock;
+        let (task_id, workflow, step_name) = (id.clone(), task.workflow_ref(), step.name.clone());
+        let events = EventSink::new(move |name, payload| {
+            bus.publish(Event {
+                seq: 0,
+                at: clock.now(),
+                name: name.to_string(),
+                task_id: task_id.clone(),
+                workflow: workflow.clone(),
+                step: Some(step_name.clone()),
+                custom: true,
+                payload,
+            })
+        });
+        let input = StepInput {
+            task_id: id.clone(),
+            namespace: task.namespace.clone(),
+            workflow: task.name.clone(),
+            step: step.name.clone(),
+            context: entry.context.clone(),
+            results: Arc::new(results),
+            handler_config: step.handler_config.clone(),
+            idempotency_key: step.idempotency_key.clone(),
+            attempt: step.attempts,
+            events,
+        };
+        let attempt = Attempt {
+            task_id: id.clone(),
+            step: i,
+            attempt: step.attempts,
+        };
+        let handle = match self.registry.get(&step.handler) {
+            Some(handler) => runner::spawn(
+                handler,
+                input,
+                step.timeout_ms.map(Duration::from_millis),
+                attempt,
+                self.tx.clone(),
+            ),
+            None => {
+                let missing = StepError::permanent(
+                    "HANDLER_NOT_FOUND",
+                    format!("no handler named `{}` is registered", step.handler),
+                );
+                runner::spawn(Arc::new(Missing(missing)), input, None, attempt, self.tx.clone())
+            }
+        };
+        self.inflight.insert((id, i), handle);
+    }
+
+    /// Drops tasks the engine no longer drives from memory; the store keeps them. None of
+    /// them has a step running: complete and failed tasks have none, cancel aborts them.
+    fn forget_finished(&mut self) {
+        for id in self.finished.drain(..) {
+            if self.tasks.get(&id).is_some_and(|e| !e.task.state.is_active()) {
+                self.tasks.remove(&id);
+            }
+        }
+    }
+}
+
+/// Stands in for a handler that is no longer registered (a task from an older build).
+struct Missing(StepError);
+
+#[async_trait::async_trait]
+impl crate::handlers::StepHandler for Missing {
+    async fn call(&self, _: StepInput) -> Result<Value, StepError> {
+        Err(self.0.clone())
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,12 @@
+//! Taskdeck: a terminal operations console with an embedded, durable DAG workflow engine.
+//!
+//! Imports point one way (design.md): `cli → engine → {store, handlers, workflow} → model`.
+
+pub mod cli;
+pub mod engine;
+pub mod handlers;
+pub mod logging;
+pub mod model;
+pub mod store;
+pub mod workflow;
+pub mod yaml;

@@ -1,0 +1,64 @@
+//! Persistence of model records behind the `Store` trait: an append-only transition log plus
+//! one snapshot per task. sled is the implementation today; the trait keeps it replaceable.
+
+mod sled_store;
+
+use crate::model::{Task, Transition};
+pub use sled_store::SledStore;
+
+/// When a commit is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// Flushed before `commit` returns; the engine groups the transitions that happen together
+    /// into one commit, so they share one flush.
+    #[default]
+    Immediate,
+    /// Left to sled's background flush (every 500 ms): faster, but a crash may lose the last
+    /// half second. For demos.
+    Relaxed,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Immediate => "immediate",
+            Durability::Relaxed => "relaxed",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {0} is in use by another taskdeck process; stop it first (only one process may open a data directory)")]
+    Locked(String),
+    #[error("cannot open the store in {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record {key} is unreadable: {source}")]
+    Corrupt { key: String, source: serde_json::Error },
+    #[error("no task matches `{0}`")]
+    NoSuchTask(String),
+    #[error("`{prefix}` matches several tasks: {matches}; give more characters")]
+    Ambiguous { prefix: String, matches: String },
+}
+
+pub trait Store: Send + Sync {
+    /// Writes task snapshots and transitions as one group; with `Immediate` durability they
+    /// are on disk when this returns.
+    fn commit(&self, tasks: &[&Task], transitions: &[Transition]) -> Result<(), StoreError>;
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
+    /// A task by its full id, or an unambiguous prefix or suffix (the short id) of it.
+    fn find_task(&self, id_or_prefix: &str) -> Result<Task, StoreError>;
+    /// Every task, oldest first.
+    fn tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// Tasks in `pending` or `in_progress`: what the engine resumes on start.
+    fn active_tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// One task's transitions in the order they were made.
+    fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError>;
+    /// The highest transition sequence number stored (0 when none).
+    fn last_seq(&self) -> Result<u64, StoreError>;
+    fn durability(&self) -> Durability;
+    /// Writes everything to disk now.
+    fn flush(&self) -> Result<(), StoreError>;
+}

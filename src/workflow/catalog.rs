@@ -1,0 +1,229 @@
+//! All known workflow templates, keyed by namespace, name and version.
+
+use super::{CatalogError, Template, WorkflowError};
+use semver::Version;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The workflows shipped in the repository's `workflows/` folder, compiled into the binary so
+/// that `taskdeck` works from any directory (see build.rs).
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_workflows.rs"));
+}
+
+/// A template ready to instantiate: parsed, validated, with its input schema compiled.
+#[derive(Debug)]
+pub struct Workflow {
+    pub template: Template,
+    validator: Option<jsonschema::Validator>,
+}
+
+impl Workflow {
+    fn new(template: Template) -> Self {
+        // The schema was compiled once during validation, so this cannot fail here.
+        let validator = template
+            .input_schema
+            .as_ref()
+            .and_then(|s| jsonschema::validator_for(s).ok());
+        Workflow { template, validator }
+    }
+
+    /// Checks a task context against the input schema; lists every violation with its path.
+    pub fn validate_context(&self, context: &Value) -> Result<(), CatalogError> {
+        let Some(validator) = &self.validator else {
+            return Ok(());
+        };
+        let violations: Vec<String> = validator
+            .iter_errors(context)
+            .map(|e| {
+                let mut path = json_path(e.instance_path().as_str());
+                if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+                    if let Some(p) = property.as_str() {
+                        path.push('.');
+                        path.push_str(p);
+                        return format!("{path}: required field is missing");
+                    }
+                }
+                format!("{path}: {e}")
+            })
+            .collect();
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(CatalogError::InvalidContext {
+                workflow: self.template.reference(),
+                violations,
+            })
+        }
+    }
+}
+
+/// `/cart_items/0/price` → `$.cart_items[0].price`.
+fn json_path(pointer: &str) -> String {
+    let mut out = String::from("$");
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            out.push('.');
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+/// Where workflow files come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The files compiled into the binary.
+    Bundled,
+    /// A file, or a folder searched recursively for `*.yaml` / `*.yml`.
+    Path(PathBuf),
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    workflows: BTreeMap<(String, String), BTreeMap<Version, Arc<Workflow>>>,
+}
+
+impl Catalog {
+    /// Loads and validates every file of every source. Fails with all problems found,
+    /// including the same namespace/name/version defined in two files.
+    pub fn load(
+        sources: &[Source],
+        is_handler: &dyn Fn(&str) -> bool,
+    ) -> Result<Catalog, Vec<WorkflowError>> {
+        let mut errors = Vec::new();
+        let mut files: Vec<(String, String)> = Vec::new();
+        for source in sources {
+            match source {
+                Source::Bundled => {
+                    files.extend(bundled::FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())))
+                }
+                Source::Path(path) => read_files(path, &mut files, &mut errors),
+            }
+        }
+        let mut catalog = Catalog::default();
+        for (file, text) in files {
+            match Template::parse(&file, &text, is_handler) {
+                Ok(t) => {
+                    let versions = catalog
+                        .workflows
+                        .entry((t.namespace.clone(), t.name.clone()))
+                        .or_default();
+                    if let Some(existing) = versions.get(&t.version) {
+                        errors.push(WorkflowError::new(
+                            &file,
+                            None,
+                            format!(
+                                "{} is defined twice: in {} and in {}",
+                                t.reference(),
+                                existing.template.source,
+                                file
+                            ),
+                        ));
+                    } else {
+                        versions.insert(t.version.clone(), Arc::new(Workflow::new(t)));
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Resolves `NS/NAME` (highest version) or `NS/NAME@VERSION` (exactly that one).
+    pub fn resolve(&self, reference: &str) -> Result<Arc<Workflow>, CatalogError> {
+        let (path, version) = match reference.split_once('@') {
+            Some((p, v)) => (p, Some(v)),
+            None => (reference, None),
+        };
+        let Some((ns, name)) = path.split_once('/') else {
+            return Err(CatalogError::BadReference(reference.to_string()));
+        };
+        let version = match version {
+            Some(v) => {
+                Some(Version::parse(v).map_err(|_| CatalogError::BadReference(reference.to_string()))?)
+            }
+            None => None,
+        };
+        let found =
+            self.workflows
+                .get(&(ns.to_string(), name.to_string()))
+                .and_then(|versions| match &version {
+                    Some(v) => versions.get(v).cloned(),
+                    None => versions.values().next_back().cloned(),
+                });
+        found.ok_or_else(|| CatalogError::Unknown {
+            reference: reference.to_string(),
+            available: {
+                let all: Vec<String> = self.iter().map(|w| w.template.reference()).collect();
+                if all.is_empty() {
+                    "none".into()
+                } else {
+                    all.join(", ")
+                }
+            },
+        })
+    }
+
+    /// Every workflow, ordered by namespace, name and version.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Workflow>> {
+        self.workflows.values().flat_map(|v| v.values())
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workflows.is_empty()
+    }
+}
+
+fn read_files(path: &Path, files: &mut Vec<(String, String)>, errors: &mut Vec<WorkflowError>) {
+    let label = path.display().to_string();
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                errors.push(WorkflowError::new(
+                    &label,
+                    None,
+                    format!("cannot read folder: {e}"),
+                ));
+                return;
+            }
+        };
+        entries.sort();
+        for entry in entries {
+            let is_yaml = matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+            if entry.is_dir() || is_yaml {
+                read_files(&entry, files, errors);
+            }
+        }
+    } else {
+        match std::fs::read_to_string(path) {
+            Ok(text) => files.push((label, text)),
+            Err(e) => errors.push(WorkflowError::new(&label, None, format!("cannot read file: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths_read_like_jsonpath() {
+        assert_eq!(json_path(""), "$");
+        assert_eq!(json_path("/cart_items/0/price"), "$.cart_items[0].price");
+    }
+}

@@ -1,0 +1,11 @@
+//! Workflow templates: the YAML format, its validation, DAG analysis and the catalog.
+
+mod catalog;
+pub mod dag;
+mod document;
+mod error;
+mod template;
+
+pub use catalog::{Catalog, Source, Workflow};
+pub use error::{CatalogError, WorkflowError};
+pub use template::{StepTemplate, Template};

@@ -1,0 +1,227 @@
+//! Validated workflow templates, built from parsed documents.
+
+use super::document::{StepDoc, WorkflowDoc};
+use super::{dag, WorkflowError};
+use crate::model::RetryPolicy;
+use semver::Version;
+use serde_json::Value;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct StepTemplate {
+    pub name: String,
+    pub handler: String,
+    pub description: Option<String>,
+    pub depends_on: Vec<String>,
+    pub retry: RetryPolicy,
+    pub timeout_ms: Option<u64>,
+    pub handler_config: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub namespace: String,
+    pub name: String,
+    pub version: Version,
+    pub description: Option<String>,
+    pub input_schema: Option<Value>,
+    pub sample_context: Option<Value>,
+    pub custom_events: Vec<String>,
+    pub steps: Vec<StepTemplate>,
+    /// The file it came from, for error messages.
+    pub source: String,
+}
+
+impl Template {
+    pub fn reference(&self) -> String {
+        format!("{}/{}@{}", self.namespace, self.name, self.version)
+    }
+
+    /// Parses and validates one workflow file. `is_handler` says whether a handler name is
+    /// registered. Returns every problem found, not only the first.
+    pub fn parse(
+        file: &str,
+        text: &str,
+        is_handler: &dyn Fn(&str) -> bool,
+    ) -> Result<Template, Vec<WorkflowError>> {
+        let doc: WorkflowDoc = crate::yaml::parse(file, text).map_err(|e| vec![e.into()])?;
+        from_doc(file, doc, is_handler)
+    }
+}
+
+fn from_doc(
+    file: &str,
+    doc: WorkflowDoc,
+    is_handler: &dyn Fn(&str) -> bool,
+) -> Result<Template, Vec<WorkflowError>> {
+    let mut errors = Vec::new();
+    let err = |field: String, msg: String| WorkflowError::new(file, Some(field), msg);
+
+    for (field, value) in [("namespace", &doc.namespace), ("name", &doc.name)] {
+        if !is_identifier(value) {
+            errors.push(err(
+                field.into(),
+                format!("`{value}` is not a valid {field}: expected letters, digits, `_` or `-`"),
+            ));
+        }
+    }
+    let version_text = doc.version.text();
+    let version = match Version::parse(&version_text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(err(
+                "version".into(),
+                format!("`{version_text}` is not a semantic version (expected MAJOR.MINOR.PATCH, e.g. 1.0.0): {e}"),
+            ));
+            None
+        }
+    };
+    if let Some(schema) = &doc.input_schema {
+        if let Err(e) = jsonschema::validator_for(schema) {
+            let at = e.schema_path().as_str().to_string();
+            let field = if at.is_empty() {
+                "input_schema".to_string()
+            } else {
+                format!("input_schema{at}")
+            };
+            errors.push(err(field, format!("invalid JSON Schema: {e}")));
+        }
+    }
+    if doc.steps.is_empty() {
+        errors.push(err("steps".into(), "a workflow needs at least one step".into()));
+    }
+
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in doc.steps.iter().enumerate() {
+        if let Some(first) = index.insert(step.name.as_str(), i) {
+            index.insert(step.name.as_str(), first);
+            errors.push(err(
+                format!("steps[{i}].name"),
+                format!("duplicate step name `{}` (also steps[{first}])", step.name),
+            ));
+        }
+    }
+
+    let mut edges = Vec::new();
+    let mut steps = Vec::with_capacity(doc.steps.len());
+    for (i, step) in doc.steps.iter().enumerate() {
+        let at = |field: &str| format!("steps[{i}] ({}).{field}", step.name);
+        if !is_identifier(&step.name) {
+            errors.push(err(
+                format!("steps[{i}].name"),
+                format!(
+                    "`{}` is not a valid step name: expected letters, digits, `_` or `-`",
+                    step.name
+                ),
+            ));
+        }
+        if !is_handler(&step.handler) {
+            errors.push(err(
+                at("handler"),
+                format!("unregistered handler `{}`", step.handler),
+            ));
+        }
+        for dep in &step.depends_on {
+            match index.get(dep.as_str()) {
+                Some(&parent) => edges.push((parent, i)),
+                None => {
+                    let known: Vec<&str> = doc.steps.iter().map(|s| s.name.as_str()).collect();
+                    errors.push(err(
+                        at("depends_on"),
+                        format!("depends on unknown step `{dep}`; steps are: {}", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        match step_template(step) {
+            Ok(t) => steps.push(t),
+            Err(msg) => errors.push(err(at("retry"), msg)),
+        }
+        if let Some(t) = step.timeout_seconds {
+            if !(t > 0.0 && t.is_finite()) {
+                errors.push(err(
+                    at("timeout_seconds"),
+                    format!("expected a positive number of seconds, got {t}"),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = dag::find_cycle(doc.steps.len(), &edges) {
+        let names: Vec<&str> = cycle.iter().map(|&i| doc.steps[i].name.as_str()).collect();
+        errors.push(err(
+            "steps".into(),
+            format!("dependency cycle: {}", names.join(" -> ")),
+        ));
+    }
+
+    match version {
+        Some(version) if errors.is_empty() => Ok(Template {
+            namespace: doc.namespace,
+            name: doc.name,
+            version,
+            description: doc.description,
+            input_schema: doc.input_schema,
+            sample_context: doc.sample_context,
+            custom_events: doc.custom_events.iter().map(|e| e.name().to_string()).collect(),
+            steps,
+            source: file.to_string(),
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn step_template(step: &StepDoc) -> Result<StepTemplate, String> {
+    let defaults = RetryPolicy::default();
+    let retry = step.retry.as_ref();
+    if retry.is_some() && (step.default_retryable.is_some() || step.default_retry_limit.is_some()) {
+        return Err(
+            "give either `retry` or Tasker's `default_retryable`/`default_retry_limit`, not both".into(),
+        );
+    }
+    let policy = RetryPolicy {
+        retryable: retry
+            .and_then(|r| r.retryable)
+            .or(step.default_retryable)
+            .unwrap_or(defaults.retryable),
+        limit: retry
+            .and_then(|r| r.limit)
+            .or(step.default_retry_limit)
+            .unwrap_or(defaults.limit),
+        backoff_base_ms: retry
+            .and_then(|r| r.backoff_base_ms)
+            .unwrap_or(defaults.backoff_base_ms),
+        max_backoff_ms: retry
+            .and_then(|r| r.max_backoff_ms)
+            .unwrap_or(defaults.max_backoff_ms),
+    };
+    if policy.limit == 0 {
+        return Err("limit is the maximum number of attempts and must be at least 1".into());
+    }
+    if policy.max_backoff_ms < policy.backoff_base_ms {
+        return Err(format!(
+            "max_backoff_ms ({}) is below backoff_base_ms ({})",
+            policy.max_backoff_ms, policy.backoff_base_ms
+        ));
+    }
+    Ok(StepTemplate {
+        name: step.name.clone(),
+        handler: step.handler.clone(),
+        description: step.description.clone(),
+        depends_on: step.depends_on.clone(),
+        retry: policy,
+        timeout_ms: step
+            .timeout_seconds
+            .filter(|t| *t > 0.0 && t.is_finite())
+            .map(|t| (t * 1000.0) as u64),
+        handler_config: step
+            .handler_config
+            .clone()
+            .unwrap_or(Value::Object(Default::default())),
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
