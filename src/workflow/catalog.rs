@@ -82,6 +82,8 @@ pub enum Source {
     Bundled,
     /// A file, or a folder searched recursively for `*.yaml` / `*.yml`.
     Path(PathBuf),
+    /// A document held in memory, with the file name to use in messages (tests, tools).
+    Inline { file: String, text: String },
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +106,7 @@ impl Catalog {
                     files.extend(bundled::FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())))
                 }
                 Source::Path(path) => read_files(path, &mut files, &mut errors),
+                Source::Inline { file, text } => files.push((file.clone(), text.clone())),
             }
         }
         let mut catalog = Catalog::default();

@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::sync::Arc;
+use taskdeck::engine::{Engine, EngineConfig, Event, SubmitRequest};
+use taskdeck::handlers::Registry;
+use taskdeck::model::Task;
+use taskdeck::store::{Durability, SledStore, Store};
+use taskdeck::workflow::{Catalog, Source};
+use tokio::sync::broadcast;
+
+pub fn catalog(yaml: &[&str], registry: &Registry) -> Arc<Catalog> {
+    let sources: Vec<Source> = yaml
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Source::Inline {
+            file: format!("test{i}.yaml"),
+            text: text.to_string(),
+        })
+        .collect();
+    Arc::new(Catalog::load(&sources, &|h| registry.contains(h)).expect("test workflows are valid"))
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub store: Arc<dyn Store>,
+    pub events: broadcast::Receiver<Arc<Event>>,
+}
+
+pub fn config() -> EngineConfig {
+    EngineConfig {
+        jitter: false,
+        ..EngineConfig::default()
+    }
+}
+
+/// An engine on a temporary store running `yaml` workflows.
+pub fn start(yaml: &[&str], registry: Registry, config: EngineConfig) -> Harness {
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
+    start_on(store, yaml, registry, config)
+}
+
+pub fn start_on(store: Arc<dyn Store>, yaml: &[&str], registry: Registry, config: EngineConfig) -> Harness {
+    let catalog = catalog(yaml, &registry);
+    let engine = Engine::start(config, store.clone(), catalog, registry).unwrap();
+    let events = engine.subscribe();
+    Harness {
+        engine,
+        store,
+        events,
+    }
+}
+
+impl Harness {
+    pub async fn submit(&self, workflow: &str, context: Value) -> Task {
+        self.engine
+            .submit(SubmitRequest {
+                workflow: workflow.into(),
+                context,
+                actor: "tester".into(),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Submits and waits until the engine is idle; returns the stored task.
+    pub async fn run(&self, workflow: &str, context: Value) -> Task {
+        let task = self.submit(workflow, context).await;
+        self.engine.when_idle().await.unwrap();
+        self.store.task(&task.id).unwrap().unwrap()
+    }
+
+    /// Every event received so far.
+    pub fn drain(&mut self) -> Vec<Arc<Event>> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// Times (ms after `origin`) of the events named `name` for `step`.
+pub fn times(events: &[Arc<Event>], name: &str, step: &str, origin: i64) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e.name == name && e.step.as_deref() == Some(step))
+        .map(|e| e.at - origin)
+        .collect()
+}
