@@ -100,7 +100,8 @@ impl Scalar {
         match self {
             Scalar::Text(s) => s.clone(),
             Scalar::Int(i) => i.to_string(),
-            Scalar::Float(f) => f.to_string(),
+            // `{:?}` keeps `1.0` as written rather than `1`.
+            Scalar::Float(f) => format!("{f:?}"),
         }
     }
 }
