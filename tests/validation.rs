@@ -25,12 +25,24 @@ const HEADER: &str = "namespace: ns\nname: wf\nversion: 1.0.0\n";
 
 #[test]
 fn unknown_keys_are_named_with_line_and_column() {
-    let e = errors(&format!("{HEADER}colour: blue\nsteps:\n  - {{ name: a, handler: simulate }}\n"));
+    let e = errors(&format!(
+        "{HEADER}colour: blue\nsteps:\n  - {{ name: a, handler: simulate }}\n"
+    ));
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("wf.yaml:4:1: unknown field `colour`, expected one of"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("wf.yaml:4:1: unknown field `colour`, expected one of"),
+        "{}",
+        e[0]
+    );
 
-    let e = errors(&format!("{HEADER}steps:\n  - name: a\n    handler: simulate\n    retries: 3\n"));
-    assert!(e[0].starts_with("wf.yaml:7:5: steps[0]: unknown field `retries`"), "{}", e[0]);
+    let e = errors(&format!(
+        "{HEADER}steps:\n  - name: a\n    handler: simulate\n    retries: 3\n"
+    ));
+    assert!(
+        e[0].starts_with("wf.yaml:7:5: steps[0]: unknown field `retries`"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
@@ -45,7 +57,11 @@ fn missing_fields_are_named() {
 fn a_bad_semantic_version_is_explained() {
     let e = errors("namespace: ns\nname: wf\nversion: 1.0\nsteps:\n  - { name: a, handler: simulate }\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("wf.yaml: version: `1.0` is not a semantic version"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("wf.yaml: version: `1.0` is not a semantic version"),
+        "{}",
+        e[0]
+    );
     assert!(e[0].contains("expected MAJOR.MINOR.PATCH"), "{}", e[0]);
 }
 
@@ -54,7 +70,10 @@ fn duplicate_step_names_are_reported() {
     let e = errors(&format!(
         "{HEADER}steps:\n  - {{ name: a, handler: simulate }}\n  - {{ name: a, handler: simulate }}\n"
     ));
-    assert_eq!(e, ["wf.yaml: steps[1].name: duplicate step name `a` (also steps[0])"]);
+    assert_eq!(
+        e,
+        ["wf.yaml: steps[1].name: duplicate step name `a` (also steps[0])"]
+    );
 }
 
 #[test]
@@ -78,8 +97,13 @@ fn cycles_are_printed_as_a_path() {
 
 #[test]
 fn unregistered_handlers_are_named() {
-    let e = errors(&format!("{HEADER}steps:\n  - {{ name: a, handler: charge_card }}\n"));
-    assert_eq!(e, ["wf.yaml: steps[0] (a).handler: unregistered handler `charge_card`"]);
+    let e = errors(&format!(
+        "{HEADER}steps:\n  - {{ name: a, handler: charge_card }}\n"
+    ));
+    assert_eq!(
+        e,
+        ["wf.yaml: steps[0] (a).handler: unregistered handler `charge_card`"]
+    );
 }
 
 #[test]
@@ -97,7 +121,10 @@ fn an_invalid_input_schema_is_reported() {
 fn the_same_version_in_two_files_names_both() {
     let text = format!("{HEADER}steps:\n  - {{ name: a, handler: simulate }}\n");
     let e = load(&[("one.yaml", &text), ("two.yaml", &text)]).unwrap_err();
-    assert_eq!(e, ["two.yaml: ns/wf@1.0.0 is defined twice: in one.yaml and in two.yaml"]);
+    assert_eq!(
+        e,
+        ["two.yaml: ns/wf@1.0.0 is defined twice: in one.yaml and in two.yaml"]
+    );
 }
 
 #[test]
@@ -142,13 +169,29 @@ step_templates:
 
 #[test]
 fn references_resolve_to_the_highest_or_the_exact_version() {
-    let v = |ver: &str| format!("namespace: ns\nname: wf\nversion: {ver}\nsteps:\n  - {{ name: a, handler: simulate }}\n");
+    let v = |ver: &str| {
+        format!("namespace: ns\nname: wf\nversion: {ver}\nsteps:\n  - {{ name: a, handler: simulate }}\n")
+    };
     let (a, b, c) = (v("1.2.0"), v("1.10.0"), v("1.9.3"));
     let catalog = load(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)]).unwrap();
-    assert_eq!(catalog.resolve("ns/wf").unwrap().template.version.to_string(), "1.10.0");
-    assert_eq!(catalog.resolve("ns/wf@1.9.3").unwrap().template.version.to_string(), "1.9.3");
+    assert_eq!(
+        catalog.resolve("ns/wf").unwrap().template.version.to_string(),
+        "1.10.0"
+    );
+    assert_eq!(
+        catalog
+            .resolve("ns/wf@1.9.3")
+            .unwrap()
+            .template
+            .version
+            .to_string(),
+        "1.9.3"
+    );
     let err = catalog.resolve("ns/wf@2.0.0").unwrap_err().to_string();
-    assert_eq!(err, "unknown workflow `ns/wf@2.0.0`; available: ns/wf@1.2.0, ns/wf@1.9.3, ns/wf@1.10.0");
+    assert_eq!(
+        err,
+        "unknown workflow `ns/wf@2.0.0`; available: ns/wf@1.2.0, ns/wf@1.9.3, ns/wf@1.10.0"
+    );
     let err = catalog.resolve("wf").unwrap_err().to_string();
     assert!(err.contains("expected NAMESPACE/NAME"), "{err}");
 }
@@ -197,5 +240,10 @@ fn validate_command_exits_1_with_one_error_per_line() {
     let out = taskdeck(&["validate", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let out = taskdeck(&["validate"]);
-    assert_eq!(out.status.code(), Some(0), "bundled catalog: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "bundled catalog: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

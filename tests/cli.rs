@@ -1,0 +1,239 @@
+//! The CLI as a user runs it: the real binary on a fresh data directory.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn taskdeck(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data)
+        .arg("--workflows")
+        .arg(format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+#[test]
+fn submit_wait_runs_a_bundled_workflow_to_completion() {
+    let data = tempfile::tempdir().unwrap();
+    let context = r#"{"service":"billing","git_ref":"v1"}"#;
+    let out = taskdeck(
+        data.path(),
+        &[
+            "submit",
+            "demo/release_pipeline",
+            "--context",
+            context,
+            "--wait",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = json(&out);
+    assert_eq!(task["state"], "complete");
+    assert_eq!(task["version"], "1.0.0");
+
+    let shown = json(&taskdeck(
+        data.path(),
+        &["show", task["id"].as_str().unwrap(), "--json"],
+    ));
+    for field in [
+        "id",
+        "namespace",
+        "name",
+        "version",
+        "state",
+        "context",
+        "created_at",
+        "steps",
+        "transitions",
+    ] {
+        assert!(shown.get(field).is_some(), "show --json lacks {field}");
+    }
+    let steps = shown["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    for field in [
+        "name",
+        "state",
+        "attempts",
+        "retry_limit",
+        "depends_on",
+        "results",
+        "last_error",
+        "next_attempt_at",
+    ] {
+        assert!(steps[0].get(field).is_some(), "steps[] lacks {field}");
+    }
+    let flaky = steps.iter().find(|s| s["name"] == "integration_tests").unwrap();
+    assert_eq!(flaky["attempts"], 2);
+    assert_eq!(flaky["results"]["passed"], 57);
+    let retried = shown["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["subject"]["step"] == "integration_tests" && t["to"] == "waiting_for_retry");
+    assert!(retried, "the retry is in the transition log");
+    assert_eq!(shown["context"]["service"], "billing");
+
+    let table = stdout(&taskdeck(data.path(), &["tasks"]));
+    assert!(
+        table.contains("demo/release_pipeline@1.0.0  complete  4/4"),
+        "{table}"
+    );
+    let human = stdout(&taskdeck(
+        data.path(),
+        &["show", &task["id"].as_str().unwrap()[28..]],
+    ));
+    assert!(human.contains("integration_tests  complete  2/3"), "{human}");
+}
+
+#[test]
+fn a_failed_task_exits_2_then_retry_and_run_complete_it() {
+    let data = tempfile::tempdir().unwrap();
+    let out = taskdeck(data.path(), &["submit", "crash/fails", "--wait"]);
+    assert_eq!(out.status.code(), Some(2));
+    let id = stdout(&out).lines().next().unwrap().to_string();
+    let task = json(&taskdeck(data.path(), &["show", &id, "--json"]));
+    assert_eq!(task["state"], "error");
+    assert_eq!(task["steps"][0]["last_error"]["code"], "UPSTREAM_DOWN");
+    assert_eq!(task["steps"][1]["state"], "pending");
+
+    let failed = stdout(&taskdeck(data.path(), &["tasks", "--state", "error", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&failed)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let out = taskdeck(data.path(), &["retry", &id, "--reason", "upstream fixed"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).ends_with("pending\n"));
+    assert!(taskdeck(data.path(), &["run", "--until-idle"]).status.success());
+    let task = json(&taskdeck(data.path(), &["show", &id, "--json"]));
+    assert_eq!(task["state"], "complete");
+    let by_retry = task["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["reason"] == "upstream fixed")
+        .count();
+    assert_eq!(by_retry, 2);
+}
+
+#[test]
+fn resolve_and_cancel_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let id = stdout(&taskdeck(data.path(), &["submit", "crash/fails", "--wait"]))
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let out = taskdeck(
+        data.path(),
+        &["resolve", &id, "flaky", "--results", r#"{"manual":true}"#],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(taskdeck(data.path(), &["run", "--until-idle"]).status.success());
+    let task = json(&taskdeck(data.path(), &["show", &id, "--json"]));
+    assert_eq!(task["state"], "complete");
+    assert_eq!(task["steps"][0]["state"], "resolved_manually");
+    assert_eq!(task["steps"][0]["results"]["manual"], true);
+
+    let pending = stdout(&taskdeck(data.path(), &["submit", "crash/chain"]))
+        .trim()
+        .to_string();
+    let out = taskdeck(data.path(), &["cancel", &pending, "--reason", "not today"]);
+    assert!(stdout(&out).ends_with("cancelled\n"), "{}", stdout(&out));
+    let task = json(&taskdeck(data.path(), &["show", &pending, "--json"]));
+    assert!(task["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["state"] == "cancelled"));
+
+    let out = taskdeck(data.path(), &["cancel", &pending]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is already cancelled"));
+    let out = taskdeck(data.path(), &["resolve", &id, "flaky", "--results", "{nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--results is not valid JSON"));
+}
+
+#[test]
+fn a_bad_context_is_rejected_with_paths_and_nothing_is_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let out = taskdeck(
+        data.path(),
+        &[
+            "submit",
+            "demo/release_pipeline",
+            "--context",
+            r#"{"service":""}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("$.git_ref: required field is missing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("$.service: "), "{stderr}");
+    assert_eq!(stdout(&taskdeck(data.path(), &["tasks", "--json"])).trim(), "[]");
+
+    let out = taskdeck(data.path(), &["submit", "demo/nope"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown workflow `demo/nope`; available: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("demo/release_pipeline@1.0.0"), "{stderr}");
+}
+
+#[test]
+fn no_arguments_runs_the_headless_demo() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .env("TASKDECK_DATA", data.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("step.retry_scheduled"), "{text}");
+    assert!(text.contains("complete: 4/4 steps complete"), "{text}");
+    assert!(
+        data.path().join("logs").read_dir().unwrap().next().is_some(),
+        "logs go to the data directory"
+    );
+}
