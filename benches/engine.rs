@@ -77,7 +77,9 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
     engine.when_idle().await.unwrap();
     let elapsed = start.elapsed();
     let tasks_done = engine.store().tasks().unwrap();
-    assert!(tasks_done.iter().all(|t| t.state == taskdeck::model::TaskState::Complete));
+    assert!(tasks_done
+        .iter()
+        .all(|t| t.state == taskdeck::model::TaskState::Complete));
     Arc::into_inner(engine).unwrap().shutdown(Duration::ZERO).await;
     elapsed
 }
