@@ -42,11 +42,6 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, YamlError
     })
 }
 
-/// Renders a value as YAML (for `taskdeck show --yaml`-like output and samples).
-pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    serde_yaml::to_string(value).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! The sled store. Trees: `tasks` (task id → JSON snapshot), `active` (ids of tasks the engine
-//! still drives), `transitions` (task id + big-endian sequence number → JSON transition).
+//! still drives), `transitions` (task id + big-endian sequence number → JSON transition) and
+//! `meta` (the last sequence number used).
 //!
 //! One key per transition and plain `insert`s (no sled transactions or batches): on these
 //! machines single inserts run at ~150k/s while batches and transactions manage ~15k/s
