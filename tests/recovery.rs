@@ -56,7 +56,7 @@ fn sigkill_mid_workflow_then_restart_loses_nothing_and_reruns_nothing_completed(
         .arg(data.path())
         .arg("--workflows")
         .arg(fixtures())
-        .args(["run", "--until-idle"])
+        .arg("run")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -192,7 +192,9 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
     store.commit(&[&crashed], &[]).unwrap();
 
     let mut h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config());
-    h.engine.when_idle().await.unwrap();
+    // Resumption needs no prompt: wait for the task to complete without sending a command.
+    let mut events = h.engine.subscribe();
+    while events.recv().await.unwrap().name != "task.completed" {}
     let done = store.task(&task.id).unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
 
@@ -210,6 +212,14 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
     let events = h.drain();
     let recovered = events.iter().find(|e| e.name == "step.recovered").unwrap();
     assert_eq!(recovered.step.as_deref(), Some("b"));
+    let b_start = events
+        .iter()
+        .find(|e| e.name == "step.execution_requested" && e.step.as_deref() == Some("b"))
+        .unwrap();
+    assert!(
+        b_start.at < deadline - 4_000,
+        "b re-ran at once, not when c's timer fired"
+    );
     let c_start = events
         .iter()
         .find(|e| e.name == "step.execution_requested" && e.step.as_deref() == Some("c"))

@@ -161,6 +161,9 @@ impl Orchestrator {
     }
 
     pub async fn run(mut self) {
+        // Start what recovery found ready before waiting for the first message.
+        self.fire_due_timers();
+        self.dispatch();
         self.commit();
         loop {
             let next_timer = self.timers.first().map(|(at, _, _)| self.clock.instant_at(*at));

@@ -55,16 +55,16 @@ impl StepHandler for Simulate {
         // Phase 3: classify.
         if input.attempt <= config.fail_times {
             let message = format!(
-                "simulated failure on attempt {} of the first {} ",
+                "simulated failure on attempt {} (configured to fail the first {})",
                 input.attempt, config.fail_times
             );
             return Err(match config.error {
                 ErrorKind::Permanent => StepError::Permanent {
                     code: config.error_code.unwrap_or_else(|| "SIMULATED_FAILURE".into()),
-                    message: message.trim_end().to_string(),
+                    message,
                 },
                 ErrorKind::Retryable => StepError::Retryable {
-                    message: message.trim_end().to_string(),
+                    message,
                     code: config.error_code,
                     retry_after: config
                         .retry_after_seconds
