@@ -1,5 +1,5 @@
-//! Compiles the bundled `workflows/` folder into the binary, so `taskdeck` finds its
-//! workflows from any working directory.
+//! Compiles the bundled `workflows/` and `scenarios/` folders into the binary, so `taskdeck`
+//! finds them from any working directory.
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +19,15 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
+    bundle("workflows", "bundled_workflows.rs");
+    bundle("scenarios", "bundled_scenarios.rs");
+}
+
+/// Writes `$OUT_DIR/<out>` with `FILES: &[(path, contents)]` for every YAML file in `folder`.
+fn bundle(folder: &str, out: &str) {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let dir = root.join("workflows");
-    println!("cargo:rerun-if-changed=workflows");
+    let dir = root.join(folder);
+    println!("cargo:rerun-if-changed={folder}");
     let mut files = Vec::new();
     collect(&dir, &mut files);
     let mut code = String::from("pub static FILES: &[(&str, &str)] = &[\n");
@@ -37,6 +43,6 @@ fn main() {
         ));
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("bundled_workflows.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join(out);
     std::fs::write(out, code).unwrap();
 }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod handlers;
 pub mod logging;
 pub mod model;
+pub mod services;
 pub mod store;
 pub mod workflow;
 pub mod yaml;

@@ -198,9 +198,16 @@ fn references_resolve_to_the_highest_or_the_exact_version() {
 
 #[test]
 fn the_bundled_workflows_are_valid() {
-    let registry = Registry::builtin();
+    let registry = Registry::standard(std::sync::Arc::new(taskdeck::services::Services::new(false)));
     let catalog = Catalog::load(&[Source::Bundled], &|h| registry.contains(h)).unwrap();
-    assert!(catalog.resolve("demo/release_pipeline").is_ok());
+    for reference in [
+        "demo/release_pipeline@1.0.0",
+        "ecommerce/process_order@1.0.0",
+        "data_pipeline/customer_analytics@1.0.0",
+        "microservices/user_registration@1.0.0",
+    ] {
+        assert!(catalog.resolve(reference).is_ok(), "{reference}");
+    }
 }
 
 fn taskdeck(args: &[&str]) -> std::process::Output {

@@ -173,8 +173,13 @@ struct Opened {
     registry: Registry,
 }
 
+/// The handlers the CLI runs: built-ins plus the blog workflows over simulated services.
+fn registry() -> Registry {
+    Registry::standard(Arc::new(crate::services::Services::new(true)))
+}
+
 fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
-    let registry = Registry::builtin();
+    let registry = registry();
     let catalog = Arc::new(load_catalog(cli, &registry)?);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data, cli.durability)?);
     Ok(Opened {
@@ -205,7 +210,7 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
     match command {
         Command::Validate { paths } => validate(&cli, paths),
         Command::Workflows => {
-            let ctx = load_catalog(&cli, &Registry::builtin())?;
+            let ctx = load_catalog(&cli, &registry())?;
             for w in ctx.iter() {
                 let t = &w.template;
                 println!(
@@ -380,7 +385,7 @@ fn read_context(inline: Option<&str>, file: Option<&PathBuf>) -> Result<Value> {
 }
 
 fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<i32> {
-    let registry = Registry::builtin();
+    let registry = registry();
     let sources: Vec<Source> = if paths.is_empty() {
         catalog_sources(cli)
     } else {

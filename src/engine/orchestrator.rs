@@ -293,7 +293,7 @@ impl Orchestrator {
         let t = &workflow.template;
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
-        let steps = t
+        let steps: Vec<Step> = t
             .steps
             .iter()
             .map(|s| Step {
@@ -314,13 +314,18 @@ impl Orchestrator {
                 finished_at: None,
             })
             .collect();
+        let mut steps = steps;
+        let mut context = req.context;
+        if let Some(hook) = self.registry.hook(&t.namespace, &t.name) {
+            hook.prepare(&mut context, &mut steps);
+        }
         let task = Task {
             id: id.clone(),
             namespace: t.namespace.clone(),
             name: t.name.clone(),
             version: t.version.to_string(),
             state: TaskState::Pending,
-            context: req.context,
+            context,
             initiator: req.actor.clone(),
             created_at: now,
             updated_at: now,
@@ -845,6 +850,7 @@ impl Orchestrator {
             task_id: id.clone(),
             namespace: task.namespace.clone(),
             workflow: task.name.clone(),
+            version: task.version.clone(),
             step: step.name.clone(),
             context: entry.context.clone(),
             results: Arc::new(results),

@@ -2,9 +2,14 @@
 //! earlier steps' results, its `handler_config` and a stable idempotency key (design.md,
 //! principle 5). It returns results or a `StepError` saying whether a retry could help.
 
+pub mod data_pipeline;
+pub mod ecommerce;
+pub mod microservices;
 mod simulate;
+mod support;
 
-use crate::model::StepError;
+use crate::model::{Step, StepError};
+use crate::services::Services;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -39,6 +44,7 @@ pub struct StepInput {
     pub task_id: String,
     pub namespace: String,
     pub workflow: String,
+    pub version: String,
     pub step: String,
     pub context: Arc<Value>,
     /// Results of the task's completed (or manually resolved) steps, by step name.
@@ -63,10 +69,18 @@ pub trait StepHandler: Send + Sync {
     async fn call(&self, input: StepInput) -> Result<Value, StepError>;
 }
 
-/// Handlers by the name workflow files use in `handler:`.
+/// Runs when a task is created, before it is stored: Tasker's
+/// `establish_step_dependencies_and_defaults`. It may enrich the context and adjust the task's
+/// copy of its steps (retry limits, timeouts) from what the context asks for.
+pub trait TaskHook: Send + Sync {
+    fn prepare(&self, context: &mut Value, steps: &mut [Step]);
+}
+
+/// Handlers by the name workflow files use in `handler:`, and task hooks by `namespace/name`.
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn StepHandler>>,
+    hooks: HashMap<String, Arc<dyn TaskHook>>,
 }
 
 impl Registry {
@@ -77,8 +91,26 @@ impl Registry {
         r
     }
 
+    /// The built-in handlers plus the blog workflows' handlers over `services`.
+    pub fn standard(services: Arc<Services>) -> Self {
+        let mut r = Registry::builtin();
+        ecommerce::register(&mut r, &services);
+        data_pipeline::register(&mut r, &services);
+        microservices::register(&mut r, &services);
+        r
+    }
+
     pub fn register(&mut self, name: &str, handler: impl StepHandler + 'static) {
         self.handlers.insert(name.to_string(), Arc::new(handler));
+    }
+
+    /// `workflow` is `namespace/name`; the hook applies to every version.
+    pub fn register_hook(&mut self, workflow: &str, hook: impl TaskHook + 'static) {
+        self.hooks.insert(workflow.to_string(), Arc::new(hook));
+    }
+
+    pub fn hook(&self, namespace: &str, name: &str) -> Option<Arc<dyn TaskHook>> {
+        self.hooks.get(&format!("{namespace}/{name}")).cloned()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn StepHandler>> {

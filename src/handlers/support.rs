@@ -1,0 +1,78 @@
+//! What the blog handlers share: reading inputs (phase 1 of the four phases), the per-task
+//! fault scenario, and the service call context.
+
+use super::StepInput;
+use crate::model::StepError;
+use crate::services::{Call, Scenario};
+use serde_json::Value;
+
+/// The task's fault scenario, if any. A malformed one is the caller's mistake: permanent.
+pub fn scenario(input: &StepInput) -> Result<Option<Scenario>, StepError> {
+    Scenario::from_context(&input.context).map_err(|e| StepError::permanent("INVALID_SCENARIO", e))
+}
+
+pub fn call<'a>(input: &'a StepInput, scenario: &'a Option<Scenario>) -> Call<'a> {
+    Call {
+        task_id: &input.task_id,
+        key: &input.idempotency_key,
+        scenario: scenario.as_ref(),
+    }
+}
+
+/// A value at a JSON path (`a.b.c`) that must be present and non-null.
+pub fn require<'a>(root: &'a Value, path: &str, code: &str) -> Result<&'a Value, StepError> {
+    let mut at = root;
+    for part in path.split('.') {
+        at = at.get(part).unwrap_or(&Value::Null);
+    }
+    if at.is_null() {
+        Err(StepError::permanent(code, format!("`{path}` is required")))
+    } else {
+        Ok(at)
+    }
+}
+
+/// A non-empty string at `path`.
+pub fn require_str<'a>(root: &'a Value, path: &str, code: &str) -> Result<&'a str, StepError> {
+    match require(root, path, code)?.as_str() {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        _ => Err(StepError::permanent(
+            code,
+            format!("`{path}` must be a non-empty string"),
+        )),
+    }
+}
+
+/// The results of an earlier step, which this step cannot work without.
+pub fn upstream<'a>(input: &'a StepInput, step: &str, code: &str) -> Result<&'a Value, StepError> {
+    input
+        .result_of(step)
+        .ok_or_else(|| StepError::permanent(code, format!("results of `{step}` are missing")))
+}
+
+/// Money in cents, so that totals add up exactly.
+pub fn cents(amount: f64) -> i64 {
+    (amount * 100.0).round() as i64
+}
+
+pub fn dollars(cents: i64) -> f64 {
+    cents as f64 / 100.0
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A retryable error carrying the service's retry-after (or `default_after` seconds).
+pub fn retry_later(
+    code: &str,
+    message: String,
+    retry_after: Option<std::time::Duration>,
+    default_after: Option<u64>,
+) -> StepError {
+    StepError::Retryable {
+        message,
+        code: Some(code.to_string()),
+        retry_after: retry_after.or(default_after.map(std::time::Duration::from_secs)),
+    }
+}

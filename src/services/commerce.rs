@@ -1,0 +1,324 @@
+//! Post 01's systems: a payment gateway, an inventory service and an email service.
+
+use super::{hex_id, Call, ServiceError, Services};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Charge {
+    pub payment_id: String,
+    pub transaction_id: String,
+    pub amount: f64,
+    pub currency: String,
+    pub method: String,
+    pub fees: f64,
+    pub idempotency_key: String,
+}
+
+/// Charges cards; a repeated idempotency key returns the original charge.
+#[derive(Default)]
+pub struct PaymentGateway {
+    ledger: Mutex<Vec<Charge>>,
+}
+
+impl PaymentGateway {
+    /// Every charge ever made.
+    pub fn ledger(&self) -> Vec<Charge> {
+        self.ledger.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub price: f64,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub product_id: i64,
+    pub quantity: i64,
+    pub order_id: String,
+    pub previous_stock: i64,
+    pub new_stock: i64,
+}
+
+/// Stock per product, refilled to `STOCK` every `RESTOCK` (so "insufficient stock" really
+/// is worth retrying), and reservations deduplicated by idempotency key and product.
+#[derive(Default)]
+pub struct Inventory {
+    state: Mutex<InventoryState>,
+}
+
+#[derive(Default)]
+struct InventoryState {
+    stock: HashMap<i64, i64>,
+    restocked: Option<Instant>,
+    reservations: HashMap<(String, i64), Reservation>,
+}
+
+const STOCK: i64 = 100;
+const RESTOCK: Duration = Duration::from_secs(10);
+
+impl Inventory {
+    /// The product catalog: 1 "Widget A" $29.99, 2 "Widget B" $49.99, 999 an inactive product,
+    /// any other id from 3 to 1000 "Mock Product N" at $29.99; others do not exist.
+    pub fn product(&self, id: i64) -> Option<Product> {
+        let (name, price, active) = match id {
+            1 => ("Widget A".to_string(), 29.99, true),
+            2 => ("Widget B".to_string(), 49.99, true),
+            999 => ("Discontinued Gizmo".to_string(), 19.99, false),
+            3..=1000 => (format!("Mock Product {id}"), 29.99, true),
+            _ => return None,
+        };
+        Some(Product {
+            id,
+            name,
+            price,
+            active,
+        })
+    }
+
+    fn with_stock<T>(&self, f: impl FnOnce(&mut InventoryState) -> T) -> T {
+        let mut state = self.state.lock().unwrap();
+        let now = Instant::now();
+        if state.restocked.is_none_or(|t| now.duration_since(t) >= RESTOCK) {
+            state.stock.clear();
+            state.restocked = Some(now);
+        }
+        f(&mut state)
+    }
+
+    pub fn stock(&self, product_id: i64) -> i64 {
+        self.with_stock(|s| *s.stock.get(&product_id).unwrap_or(&STOCK))
+    }
+
+    pub fn reservations(&self) -> Vec<Reservation> {
+        self.state
+            .lock()
+            .unwrap()
+            .reservations
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentEmail {
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+    pub body: serde_json::Value,
+}
+
+/// Sends email; a repeated idempotency key does not send twice.
+#[derive(Default)]
+pub struct Email {
+    outbox: Mutex<Vec<(String, SentEmail)>>,
+}
+
+impl Email {
+    pub fn outbox(&self) -> Vec<SentEmail> {
+        self.outbox
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl Services {
+    /// Charges `amount`. The charge is recorded when the gateway accepts it, before its
+    /// (slow) answer: a caller that dies waiting and retries with the same key gets the
+    /// original charge back instead of a second one.
+    pub async fn process_payment(
+        &self,
+        call: Call<'_>,
+        amount: f64,
+        currency: &str,
+        method: &str,
+        token: &str,
+    ) -> Result<Charge, ServiceError> {
+        let (wait, failure) = self.decide(call, "payment", "process_payment", 150);
+        if let Some(err) = failure {
+            tokio::time::sleep(wait).await;
+            return Err(err);
+        }
+        let declined = [
+            ("test_insufficient_", "insufficient_funds"),
+            ("test_invalid_", "invalid_card"),
+            ("tok_declined", "card_declined"),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| token.starts_with(prefix));
+        if let Some((_, kind)) = declined {
+            tokio::time::sleep(wait).await;
+            return Err(Services::refuse(
+                "payment",
+                "process_payment",
+                kind,
+                402,
+                format!("card was declined: {}", kind.replace('_', " ")),
+            ));
+        }
+        let charge = {
+            let mut ledger = self.payment.ledger.lock().unwrap();
+            match ledger.iter().find(|c| c.idempotency_key == call.key) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let charge = Charge {
+                        payment_id: hex_id("pay_", call.key),
+                        transaction_id: hex_id("txn_", &format!("{}#txn", call.key)),
+                        amount,
+                        currency: currency.to_string(),
+                        method: method.to_string(),
+                        fees: round2(amount * 0.029 + 0.30),
+                        idempotency_key: call.key.to_string(),
+                    };
+                    ledger.push(charge.clone());
+                    charge
+                }
+            }
+        };
+        tokio::time::sleep(wait).await;
+        Ok(charge)
+    }
+
+    pub async fn check_availability(
+        &self,
+        call: Call<'_>,
+        product_id: i64,
+        quantity: i64,
+    ) -> Result<bool, ServiceError> {
+        self.gate(call, "inventory", "check_availability", 40).await?;
+        Ok(self.inventory.stock(product_id) >= quantity)
+    }
+
+    /// Reserves stock for an order; the same key and product return the same reservation.
+    pub async fn reserve_inventory(
+        &self,
+        call: Call<'_>,
+        product_id: i64,
+        quantity: i64,
+        order_id: &str,
+    ) -> Result<Reservation, ServiceError> {
+        self.gate(call, "inventory", "reserve_inventory", 60).await?;
+        self.inventory.with_stock(|s| {
+            let key = (call.key.to_string(), product_id);
+            if let Some(existing) = s.reservations.get(&key) {
+                return Ok(existing.clone());
+            }
+            let stock = s.stock.entry(product_id).or_insert(STOCK);
+            if *stock < quantity {
+                return Err(Services::refuse(
+                    "inventory",
+                    "reserve_inventory",
+                    "insufficient_stock",
+                    409,
+                    format!("product {product_id}: {quantity} requested, {} in stock", *stock),
+                ));
+            }
+            let previous = *stock;
+            *stock -= quantity;
+            let reservation = Reservation {
+                reservation_id: hex_id("res_", &format!("{}#{product_id}", call.key)),
+                product_id,
+                quantity,
+                order_id: order_id.to_string(),
+                previous_stock: previous,
+                new_stock: *stock,
+            };
+            s.reservations.insert(key, reservation.clone());
+            Ok(reservation)
+        })
+    }
+
+    /// Sends an email; the same key sends once and answers with the same message id.
+    pub async fn send_email(
+        &self,
+        call: Call<'_>,
+        to: &str,
+        subject: &str,
+        body: serde_json::Value,
+    ) -> Result<SentEmail, ServiceError> {
+        self.gate(call, "email", "send_email", 80).await?;
+        let valid = to
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+        if !valid {
+            return Err(Services::refuse(
+                "email",
+                "send_email",
+                "invalid_email",
+                422,
+                format!("`{to}` is not a deliverable address"),
+            ));
+        }
+        let mut outbox = self.email.outbox.lock().unwrap();
+        if let Some((_, sent)) = outbox.iter().find(|(k, _)| k == call.key) {
+            return Ok(sent.clone());
+        }
+        let sent = SentEmail {
+            message_id: hex_id("msg_", call.key),
+            to: to.to_string(),
+            subject: subject.to_string(),
+            body,
+        };
+        outbox.push((call.key.to_string(), sent.clone()));
+        Ok(sent)
+    }
+}
+
+/// The shop's order records; the same idempotency key creates one order.
+#[derive(Default)]
+pub struct Orders {
+    orders: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl Orders {
+    pub fn all(&self) -> Vec<serde_json::Value> {
+        self.orders
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+}
+
+impl Services {
+    /// Stores an order built by `make` (given its order number), once per idempotency key.
+    pub async fn create_order(
+        &self,
+        call: Call<'_>,
+        make: impl FnOnce(&str) -> serde_json::Value,
+    ) -> Result<serde_json::Value, ServiceError> {
+        self.gate(call, "orders", "create_order", 50).await?;
+        let mut orders = self.orders.orders.lock().unwrap();
+        if let Some((_, existing)) = orders.iter().find(|(k, _)| k == call.key) {
+            return Ok(existing.clone());
+        }
+        let hex = hex_id("", call.key);
+        let number = format!(
+            "ORD-{}-{}",
+            chrono::Utc::now().format("%Y%m%d"),
+            hex[hex.len() - 8..].to_uppercase()
+        );
+        let mut order = make(&number);
+        order["order_id"] = serde_json::json!(orders.len() as i64 + 1);
+        orders.push((call.key.to_string(), order.clone()));
+        Ok(order)
+    }
+}

@@ -1,0 +1,168 @@
+//! Simulated external systems for the blog workflows. Each keeps real state (charges,
+//! reservations, users…), deduplicates by the caller's idempotency key, answers after a
+//! realistic latency, and takes fault injection (see `faults`).
+//!
+//! They stand in for remote systems, so they outlive an engine: tests restart the engine
+//! against the same `Services` to show that a re-run step does not repeat its side effect.
+
+mod accounts;
+mod analytics;
+mod commerce;
+pub mod faults;
+
+pub use accounts::{BillingService, HttpResponse, NotificationService, PreferencesService, UserService};
+pub use analytics::{Chat, Dashboard, DataWarehouse};
+pub use commerce::{Charge, Email, Inventory, Orders, PaymentGateway, Product, Reservation, SentEmail};
+pub use faults::{Fault, Faults, Scenario};
+
+use std::time::Duration;
+
+/// Who is calling: the task (for per-task scenario faults) and the step's idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub task_id: &'a str,
+    pub key: &'a str,
+    pub scenario: Option<&'a Scenario>,
+}
+
+/// A failed call, as the service reports it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{service}.{method}: {kind}{} — {message}", if *.injected { " (injected fault)" } else { "" })]
+pub struct ServiceError {
+    pub service: String,
+    pub method: String,
+    /// e.g. `service_unavailable`, `timeout`, `rate_limited`, `card_declined`.
+    pub kind: String,
+    pub http_status: u16,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    pub injected: bool,
+}
+
+/// All the simulated systems, shared by the handlers.
+pub struct Services {
+    pub faults: Faults,
+    latency: bool,
+    pub payment: PaymentGateway,
+    pub inventory: Inventory,
+    pub email: Email,
+    pub orders: Orders,
+    pub warehouse: DataWarehouse,
+    pub dashboard: Dashboard,
+    pub chat: Chat,
+    pub users: UserService,
+    pub billing: BillingService,
+    pub preferences: PreferencesService,
+    pub notifications: NotificationService,
+}
+
+impl Services {
+    /// `latency`: answer after a realistic delay (tens to hundreds of ms).
+    pub fn new(latency: bool) -> Self {
+        Services {
+            faults: Faults::default(),
+            latency,
+            payment: PaymentGateway::default(),
+            inventory: Inventory::default(),
+            email: Email::default(),
+            orders: Orders::default(),
+            warehouse: DataWarehouse,
+            dashboard: Dashboard::default(),
+            chat: Chat::default(),
+            users: UserService::default(),
+            billing: BillingService::default(),
+            preferences: PreferencesService::default(),
+            notifications: NotificationService::default(),
+        }
+    }
+
+    /// Waits out latency and injected delays; fails the call when a fault says so.
+    pub(crate) async fn gate(
+        &self,
+        call: Call<'_>,
+        service: &str,
+        method: &str,
+        base_ms: u64,
+    ) -> Result<(), ServiceError> {
+        let (wait, failure) = self.decide(call, service, method, base_ms);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// How long this call takes and whether it fails, without waiting. Services that act
+    /// before they answer (a charge recorded, then a slow response) use this directly.
+    pub(crate) fn decide(
+        &self,
+        call: Call<'_>,
+        service: &str,
+        method: &str,
+        base_ms: u64,
+    ) -> (Duration, Option<ServiceError>) {
+        let effect = self.faults.effect(call.task_id, call.scenario, service, method);
+        let mut wait = Duration::ZERO;
+        if self.latency {
+            wait += Duration::from_millis(base_ms + jitter(call.key, method, base_ms / 2));
+        }
+        if let Some(extra) = effect.delay {
+            wait += extra;
+        }
+        let failure = effect.failure.map(|fault| {
+            let err = ServiceError {
+                service: service.into(),
+                method: method.into(),
+                kind: fault.kind(),
+                http_status: fault.http(),
+                message: fault
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("{} ({})", fault.kind().replace('_', " "), effect.source)),
+                retry_after: fault.retry_after(),
+                injected: true,
+            };
+            tracing::warn!(task = call.task_id, "{err}");
+            err
+        });
+        (wait, failure)
+    }
+
+    /// An error the simulated system itself answers with (not an injected fault).
+    pub(crate) fn refuse(
+        service: &str,
+        method: &str,
+        kind: &str,
+        http_status: u16,
+        message: String,
+    ) -> ServiceError {
+        ServiceError {
+            service: service.into(),
+            method: method.into(),
+            kind: kind.into(),
+            http_status,
+            message,
+            retry_after: None,
+            injected: false,
+        }
+    }
+}
+
+/// A stable pseudo-random spread in `0..=spread` from the call's identity.
+fn jitter(key: &str, method: &str, spread: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (key, method).hash(&mut h);
+    if spread == 0 {
+        0
+    } else {
+        h.finish() % (spread + 1)
+    }
+}
+
+/// A short hex id derived from a key, so repeated runs of the same call produce the same id.
+pub(crate) fn hex_id(prefix: &str, key: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("{prefix}{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
