@@ -237,3 +237,85 @@ fn no_arguments_runs_the_headless_demo() {
         "logs go to the data directory"
     );
 }
+
+#[test]
+fn the_checkout_sample_completes_and_show_displays_all_five_results() {
+    let data = tempfile::tempdir().unwrap();
+    let sample = format!("{}/samples/process_order.json", env!("CARGO_MANIFEST_DIR"));
+    let out = taskdeck(
+        data.path(),
+        &[
+            "submit",
+            "ecommerce/process_order",
+            "--context-file",
+            &sample,
+            "--wait",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout(&out).lines().next().unwrap().to_string();
+    let shown = stdout(&taskdeck(data.path(), &["show", &id]));
+    let results = shown
+        .split("\nresults\n")
+        .nth(1)
+        .unwrap()
+        .split("\ntransitions\n")
+        .next()
+        .unwrap();
+    for step in [
+        "validate_cart",
+        "process_payment",
+        "update_inventory",
+        "create_order",
+        "send_confirmation",
+    ] {
+        assert!(results.contains(&format!("  {step}: {{")), "{step} in\n{shown}");
+    }
+    assert!(results.contains("\"total\":124.76"), "{results}");
+}
+
+#[test]
+fn a_shipped_fault_scenario_shows_its_retries_in_the_transition_log() {
+    let data = tempfile::tempdir().unwrap();
+    let sample = format!(
+        "{}/samples/process_order_black_friday.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = taskdeck(
+        data.path(),
+        &[
+            "submit",
+            "ecommerce/process_order",
+            "--context-file",
+            &sample,
+            "--wait",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout(&out).lines().next().unwrap().to_string();
+    let shown = stdout(&taskdeck(data.path(), &["show", &id]));
+    let retries: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains("step process_payment") && l.contains("in_progress -> waiting_for_retry"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{shown}");
+    assert!(
+        retries[0].contains("rate limited (scenario black_friday)"),
+        "{}",
+        retries[0]
+    );
+    let inventory_retry = shown
+        .lines()
+        .any(|l| l.contains("step update_inventory") && l.contains("in_progress -> waiting_for_retry"));
+    assert!(inventory_retry, "{shown}");
+}

@@ -89,3 +89,43 @@ pub fn times(events: &[Arc<Event>], name: &str, step: &str, origin: i64) -> Vec<
         .map(|e| e.at - origin)
         .collect()
 }
+
+/// An engine over the bundled workflows with the standard handlers on `services`.
+pub fn start_blog(services: Arc<taskdeck::services::Services>, store: Arc<dyn Store>) -> Harness {
+    let registry = Registry::standard(services);
+    let catalog = Arc::new(Catalog::load(&[Source::Bundled], &|h| registry.contains(h)).unwrap());
+    let engine = Engine::start(config(), store.clone(), catalog, registry).unwrap();
+    let events = engine.subscribe();
+    Harness {
+        engine,
+        store,
+        events,
+    }
+}
+
+pub fn temp_store() -> Arc<dyn Store> {
+    Arc::new(SledStore::temporary(Durability::Immediate).unwrap())
+}
+
+/// A shipped sample context from `samples/`, with `extra` merged in at the top level.
+pub fn sample(name: &str, extra: Value) -> Value {
+    let path = format!("{}/samples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut context: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    if let (Value::Object(base), Value::Object(extra)) = (&mut context, extra) {
+        base.extend(extra);
+    }
+    context
+}
+
+/// Submitting that is expected to fail validation.
+pub async fn reject(h: &Harness, workflow: &str, context: Value) -> String {
+    h.engine
+        .submit(SubmitRequest {
+            workflow: workflow.into(),
+            context,
+            actor: "tester".into(),
+        })
+        .await
+        .unwrap_err()
+        .to_string()
+}
