@@ -319,3 +319,34 @@ fn a_shipped_fault_scenario_shows_its_retries_in_the_transition_log() {
         .any(|l| l.contains("step update_inventory") && l.contains("in_progress -> waiting_for_retry"));
     assert!(inventory_retry, "{shown}");
 }
+
+#[test]
+fn demo_traffic_runs_for_its_duration_and_drains() {
+    let data = tempfile::tempdir().unwrap();
+    let out = taskdeck(
+        data.path(),
+        &["demo", "--rate", "10", "--duration", "2s", "--seed", "3"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("taskdeck demo: 10 tasks/s, low faults, seed 3, for 2s"),
+        "{text}"
+    );
+    let last = text.lines().rev().find(|l| l.contains("submitted")).unwrap();
+    assert!(last.contains("in flight    0"), "{last}");
+    let tasks: Value = serde_json::from_str(&stdout(&taskdeck(data.path(), &["tasks", "--json"]))).unwrap();
+    let tasks = tasks.as_array().unwrap();
+    assert!(tasks.len() >= 10, "{} tasks", tasks.len());
+    assert!(
+        tasks.iter().all(|t| t["state"] == "complete"),
+        "low faults all recover"
+    );
+    let out = taskdeck(data.path(), &["demo", "--duration", "soon"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected e.g. 30s"));
+}

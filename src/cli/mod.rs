@@ -68,6 +68,21 @@ pub enum Command {
         #[arg(long)]
         until_idle: bool,
     },
+    /// Submit a steady, seeded mix of the blog workflows with injected faults, and run them.
+    Demo {
+        /// Tasks per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// How often tasks meet faults: `low` (recoverable, ~1 in 10) or `high` (~4 in 10, some permanent).
+        #[arg(long, value_enum, default_value_t = crate::demo::FaultLevel::Low)]
+        faults: crate::demo::FaultLevel,
+        /// The same seed submits the same tasks.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// How long to submit, e.g. 30s or 2m; without it, until Ctrl-C.
+        #[arg(long, value_parser = crate::demo::parse_duration)]
+        duration: Option<Duration>,
+    },
     /// List tasks.
     Tasks {
         #[arg(long)]
@@ -205,7 +220,7 @@ fn engine(cli: &Cli, ctx: &Opened, dispatch: bool) -> Result<Engine> {
 
 async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
     let Some(command) = &cli.command else {
-        return demo(&cli, &data).await;
+        return headless_demo(&cli, &data).await;
     };
     match command {
         Command::Validate { paths } => validate(&cli, paths),
@@ -271,6 +286,12 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             Ok(if done.state == TaskState::Complete { 0 } else { 2 })
         }
         Command::Run { until_idle } => run(&cli, &data, *until_idle).await,
+        Command::Demo {
+            rate,
+            faults,
+            seed,
+            duration,
+        } => demo_traffic(&cli, &data, *rate, *faults, *seed, *duration).await,
         Command::Tasks {
             namespace,
             state,
@@ -441,6 +462,105 @@ async fn run(cli: &Cli, data: &std::path::Path, until_idle: bool) -> Result<i32>
     Ok(0)
 }
 
+/// `taskdeck demo`: submits traffic at `rate` and prints a summary line every second; after
+/// the duration (or Ctrl-C) it stops submitting and waits up to a minute for tasks in flight
+/// (a second Ctrl-C stops at once).
+async fn demo_traffic(
+    cli: &Cli,
+    data: &std::path::Path,
+    rate: f64,
+    faults: crate::demo::FaultLevel,
+    seed: u64,
+    duration: Option<Duration>,
+) -> Result<i32> {
+    use crate::demo::{submit_next, Summary, Traffic};
+    use tokio::sync::broadcast::error::RecvError;
+    if !(rate > 0.0 && rate.is_finite()) {
+        bail!("--rate must be a positive number of tasks per second");
+    }
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, true)?;
+    let mut events = engine.subscribe();
+    let mut traffic = Traffic::new(seed, faults);
+    let mut summary = Summary::default();
+    let started = tokio::time::Instant::now();
+    let mut submit = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    report.tick().await;
+    let stop_at = duration.map(|d| started + d);
+    let until = match duration {
+        Some(d) => format!("for {:.0?}", d),
+        None => "until Ctrl-C".into(),
+    };
+    let level = format!("{faults:?}").to_lowercase();
+    println!(
+        "taskdeck demo: {rate} tasks/s, {level} faults, seed {seed}, {until} (data in {})",
+        data.display()
+    );
+    let line = |s: &Summary| {
+        format!(
+            "[{:>5.1}s] submitted {:>5}  complete {:>5}  error {:>4}  in flight {:>4}  retries {:>5}  permanent errors {:>4}",
+            started.elapsed().as_secs_f64(),
+            s.submitted,
+            s.complete,
+            s.failed,
+            s.in_flight(),
+            s.retries,
+            s.permanent_errors
+        )
+    };
+    let ctrl_c = shutdown_signal();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = submit.tick() => submit_next(&engine, &mut traffic, &mut summary).await?,
+            _ = report.tick() => println!("{}", line(&summary)),
+            event = events.recv() => match event {
+                Ok(e) => summary.observe(&e),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+            _ = sleep_until(stop_at) => break,
+            _ = &mut ctrl_c => break,
+        }
+    }
+    println!(
+        "stopped submitting; waiting up to 60 s for {} tasks in flight",
+        summary.in_flight()
+    );
+    {
+        let idle = engine.when_idle();
+        tokio::pin!(idle);
+        let grace = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(grace);
+        let second_ctrl_c = shutdown_signal();
+        tokio::pin!(second_ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut idle => break,
+                _ = &mut grace => break,
+                _ = &mut second_ctrl_c => break,
+                _ = report.tick() => println!("{}", line(&summary)),
+                event = events.recv() => if let Ok(e) = event { summary.observe(&e) },
+            }
+        }
+    }
+    while let Ok(e) = events.try_recv() {
+        summary.observe(&e);
+    }
+    engine.shutdown(Duration::from_secs(5)).await;
+    println!("{}", line(&summary));
+    println!("inspect with: taskdeck tasks --state error   |   taskdeck show ID");
+    Ok(0)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -458,7 +578,7 @@ async fn shutdown_signal() {
 
 /// `taskdeck` with no command: a short headless demo of a bundled workflow (until the console
 /// lands, issue 4).
-async fn demo(cli: &Cli, data: &std::path::Path) -> Result<i32> {
+async fn headless_demo(cli: &Cli, data: &std::path::Path) -> Result<i32> {
     let ctx = open(cli, data)?;
     let engine = engine(cli, &ctx, true)?;
     let workflow = ctx.catalog.resolve("demo/release_pipeline")?;

@@ -52,6 +52,14 @@ impl TaskHook for ProcessOrderHook {
     }
 }
 
+/// Subtotal, tax (8%) and shipping of `(price, quantity)` lines, in cents.
+pub fn quote(lines: &[(f64, i64)]) -> (i64, i64, i64) {
+    let subtotal: i64 = lines.iter().map(|(price, qty)| cents(*price) * qty).sum();
+    let units: i64 = lines.iter().map(|(_, qty)| qty).sum();
+    let tax = (subtotal as f64 * 0.08).round() as i64;
+    (subtotal, tax, shipping_cents(units))
+}
+
 /// Shipping by weight, 0.5 lb a unit: up to 2 lb $5.99, up to 10 lb $9.99, above $14.99.
 fn shipping_cents(units: i64) -> i64 {
     let pounds = units as f64 * 0.5;
@@ -90,7 +98,7 @@ impl StepHandler for ValidateCart {
         };
         let services = &self.0 .0;
         let mut validated = Vec::new();
-        let (mut subtotal, mut units) = (0i64, 0i64);
+        let mut lines = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let id = item["product_id"].as_i64().ok_or_else(|| {
                 StepError::permanent("MISSING_PRODUCT_ID", format!("cart_items[{i}] has no product_id"))
@@ -124,8 +132,7 @@ impl StepHandler for ValidateCart {
                 ));
             }
             let line = cents(product.price) * quantity;
-            subtotal += line;
-            units += quantity;
+            lines.push((product.price, quantity));
             validated.push(json!({
                 "product_id": id,
                 "name": product.name,
@@ -134,8 +141,8 @@ impl StepHandler for ValidateCart {
                 "line_total": dollars(line),
             }));
         }
-        let tax = (subtotal as f64 * 0.08).round() as i64;
-        let shipping = shipping_cents(units);
+        let (subtotal, tax, shipping) = quote(&lines);
+        let units: i64 = lines.iter().map(|(_, q)| q).sum();
         Ok(json!({
             "validated_items": validated,
             "subtotal": dollars(subtotal),
