@@ -267,3 +267,22 @@ async fn high_memory_mode_and_strict_thresholds_are_accepted() {
     );
     assert_eq!(h.run(WF, context).await.state, TaskState::Complete);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_database_timeout_on_the_order_extract_recovers() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let scenario = json!({ "warehouse": { "extract_orders": { "fail_times": 2, "status": "timeout", "message": "Database connection timeout" } } });
+    let task = h
+        .run(WF, sample("customer_analytics", json!({ "scenario": scenario })))
+        .await;
+    assert_eq!(task.state, TaskState::Complete);
+    assert_eq!(task.step("extract_orders").unwrap().attempts, 3);
+    let log = h.store.transitions(&task.id).unwrap();
+    let first = log.iter().find(|t| t.to == "waiting_for_retry").unwrap();
+    assert!(first
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .contains("Database connection timeout"));
+}

@@ -335,3 +335,24 @@ fn process_payment_killed_mid_call_and_rerun_charges_exactly_once() {
     );
     assert_eq!(ledger[0].idempotency_key, format!("{task_id}/process_payment"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stock_shortage_is_retried_then_fails_the_cart() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let cart = json!({
+        "cart_items": [{ "product_id": 1, "quantity": 150, "price": 29.99 }],
+        "payment_info": { "method": "credit_card", "amount": 4863.37, "currency": "USD", "token": "tok_visa_valid" },
+    });
+    let task = h.run(WF, sample("process_order", cart)).await;
+    let validate = task.step("validate_cart").unwrap();
+    assert_eq!(
+        (validate.state, validate.attempts),
+        (StepState::Error, 3),
+        "stock may be replenished: retried"
+    );
+    let error = validate.last_error.as_ref().unwrap();
+    assert_eq!(
+        (error.kind.as_str(), error.code.as_deref()),
+        ("retryable", Some("INSUFFICIENT_STOCK"))
+    );
+}
