@@ -1,4 +1,4 @@
-//! Compiles the bundled `workflows/` and `scenarios/` folders into the binary, so `taskdeck`
+//! Compiles the bundled `workflows/`, `scenarios/` and `themes/` folders into the binary, so `taskdeck`
 //! finds them from any working directory.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 fn main() {
     bundle("workflows", "bundled_workflows.rs");
     bundle("scenarios", "bundled_scenarios.rs");
+    bundle("themes", "bundled_themes.rs");
 }
 
 /// Writes `$OUT_DIR/<out>` with `FILES: &[(path, contents)]` for every YAML file in `folder`.

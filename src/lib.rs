@@ -3,6 +3,7 @@
 //! Imports point one way (design.md): `cli → engine → {store, handlers, workflow} → model`.
 
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod handlers;

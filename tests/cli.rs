@@ -217,21 +217,15 @@ fn a_bad_context_is_rejected_with_paths_and_nothing_is_stored() {
 }
 
 #[test]
-fn no_arguments_runs_the_headless_demo() {
+fn no_arguments_without_a_terminal_explains_the_headless_commands() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
         .env("TASKDECK_DATA", data.path())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = stdout(&out);
-    assert!(text.contains("step.retry_scheduled"), "{text}");
-    assert!(text.contains("complete: 4/4 steps complete"), "{text}");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the console needs a terminal"), "{stderr}");
     assert!(
         data.path().join("logs").read_dir().unwrap().next().is_some(),
         "logs go to the data directory"

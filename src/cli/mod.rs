@@ -5,7 +5,7 @@ mod output;
 
 use crate::engine::{Engine, EngineConfig, SubmitRequest};
 use crate::handlers::Registry;
-use crate::model::{StepState, TaskState};
+use crate::model::TaskState;
 use crate::store::{Durability, SledStore, Store};
 use crate::workflow::{Catalog, Source, WorkflowError};
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,8 +14,6 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub use output::short_id;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +34,15 @@ pub struct Cli {
     /// Most steps running at once.
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
+    /// Console theme: dark, light, high-contrast, screencast, or a path to a theme file.
+    #[arg(long, value_name = "NAME", env = "TASKDECK_THEME", default_value = crate::console::theme::DEFAULT)]
+    pub theme: String,
+    /// Run demo traffic inside the console (live work, retries and failures within seconds).
+    #[arg(long)]
+    pub demo: bool,
+    /// Record the console session as an asciinema v2 file.
+    #[arg(long, value_name = "FILE.cast")]
+    pub record: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -164,7 +171,7 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
 
 /// Who is acting, recorded on transitions. Identity and tokens arrive with authorization.
 fn operator() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    crate::engine::default_operator()
 }
 
 fn catalog_sources(cli: &Cli) -> Vec<Source> {
@@ -220,7 +227,7 @@ fn engine(cli: &Cli, ctx: &Opened, dispatch: bool) -> Result<Engine> {
 
 async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
     let Some(command) = &cli.command else {
-        return headless_demo(&cli, &data).await;
+        return console(&cli, &data).await;
     };
     match command {
         Command::Validate { paths } => validate(&cli, paths),
@@ -271,7 +278,7 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             let progress = tokio::spawn(async move {
                 while let Ok(e) = events.recv().await {
                     if e.task_id == id {
-                        eprintln!("{}", output::event_line(&e));
+                        eprintln!("{}", e.line());
                     }
                 }
             });
@@ -433,7 +440,7 @@ async fn run(cli: &Cli, data: &std::path::Path, until_idle: bool) -> Result<i32>
     let printer = tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(e) => println!("{}", output::event_line(&e)),
+                Ok(e) => println!("{}", e.line()),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("… {n} events skipped"),
                 Err(_) => break,
             }
@@ -576,55 +583,47 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// `taskdeck` with no command: a short headless demo of a bundled workflow (until the console
-/// lands, issue 4).
-async fn headless_demo(cli: &Cli, data: &std::path::Path) -> Result<i32> {
+/// `taskdeck` with no command: the console, with the engine embedded.
+async fn console(cli: &Cli, data: &std::path::Path) -> Result<i32> {
+    use std::io::IsTerminal;
+    let mut theme = crate::console::theme::Theme::load(&cli.theme)?;
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        theme = theme.without_colour();
+    }
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!("the console needs a terminal; for headless use try `taskdeck run`, `taskdeck submit --wait` or `taskdeck demo` (see --help)");
+    }
     let ctx = open(cli, data)?;
-    let engine = engine(cli, &ctx, true)?;
-    let workflow = ctx.catalog.resolve("demo/release_pipeline")?;
-    println!(
-        "taskdeck: headless demo of {} (data in {})",
-        workflow.template.reference(),
-        data.display()
-    );
-    let mut events = engine.subscribe();
-    let task = engine
-        .submit(SubmitRequest {
-            workflow: workflow.template.reference(),
-            context: workflow
-                .template
-                .sample_context
-                .clone()
-                .unwrap_or(Value::Object(Default::default())),
-            actor: operator(),
-        })
-        .await?;
-    let id = task.id.clone();
-    let printer = tokio::spawn(async move {
-        while let Ok(e) = events.recv().await {
-            if e.task_id == id {
-                println!("{}", output::event_line(&e));
-            }
-        }
-    });
-    let done = engine.wait_for(&task.id).await?;
-    engine.shutdown(Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    printer.abort();
-    let steps = done
-        .steps
-        .iter()
-        .filter(|s| s.state == StepState::Complete)
-        .count();
-    println!(
-        "task {} {}: {steps}/{} steps complete. Inspect it with: taskdeck show {}",
-        short_id(&done.id),
-        done.state,
-        done.steps.len(),
-        short_id(&done.id)
-    );
-    if done.state != TaskState::Complete {
-        bail!("the demo task ended {}", done.state);
+    let engine = Arc::new(engine(cli, &ctx, true)?);
+    let options = crate::console::Options {
+        theme,
+        demo: cli.demo,
+        record: cli.record.clone(),
+        info: crate::console::app::HeaderInfo {
+            data_dir: tilde(data),
+            durability: cli.durability.as_str().to_string(),
+            operator: format!("{} (admin, no token)", operator()),
+        },
+    };
+    let result = crate::console::run(engine.clone(), options).await;
+    if let Some(engine) = Arc::into_inner(engine) {
+        engine.shutdown(Duration::from_secs(5)).await;
+    }
+    result.context("console")?;
+    if let Some(path) = &cli.record {
+        println!(
+            "recorded the session to {} (play it with `asciinema play {}`)",
+            path.display(),
+            path.display()
+        );
     }
     Ok(0)
+}
+
+/// The path with the home directory shortened to `~`.
+fn tilde(path: &std::path::Path) -> String {
+    match dirs::home_dir().and_then(|home| path.strip_prefix(home).ok().map(|p| p.to_path_buf())) {
+        Some(rest) => format!("~/{}", rest.display()),
+        None => path.display().to_string(),
+    }
 }

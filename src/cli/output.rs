@@ -1,14 +1,7 @@
 //! How tasks look on the command line: tables for people, JSON for programs.
 
-use crate::engine::Event;
-use crate::model::{format_timestamp, Task, Timestamp, Transition};
+use crate::model::{format_timestamp, short_id, Task, Timestamp, Transition};
 use serde_json::{json, Value};
-
-/// The short id shown in tables: the id's last 8 characters (its start is a timestamp that
-/// tasks created close together share). Commands accept it.
-pub fn short_id(id: &str) -> &str {
-    &id[id.len().saturating_sub(8)..]
-}
 
 /// A task as JSON: the documented fields, with times in RFC 3339.
 pub fn task_json(task: &Task) -> Value {
@@ -160,36 +153,4 @@ pub fn transition_line(t: &Transition) -> String {
         line.push_str(&format!("  ({reason})"));
     }
     line
-}
-
-/// One line per event for `run` and `submit --wait` progress.
-pub fn event_line(e: &Event) -> String {
-    let time = format_timestamp(e.at);
-    let time = time.get(11..23).unwrap_or(&time);
-    let subject = match &e.step {
-        Some(step) => format!("{} {}", e.workflow, step),
-        None => e.workflow.clone(),
-    };
-    let detail = match e.name.as_str() {
-        "step.failed" => format!(
-            "{} {}",
-            e.payload["error"]["kind"].as_str().unwrap_or(""),
-            e.payload["error"]["message"].as_str().unwrap_or("")
-        ),
-        "step.retry_scheduled" => format!(
-            "attempt {} in {:.1}s ({})",
-            e.payload["next_attempt"],
-            e.payload["delay_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
-            e.payload["backoff_type"].as_str().unwrap_or("")
-        ),
-        _ if e.custom => e.payload.to_string(),
-        _ => e.payload["reason"].as_str().unwrap_or("").to_string(),
-    };
-    format!(
-        "{time} {} {:<26} {subject} {detail}",
-        short_id(&e.task_id),
-        e.name
-    )
-    .trim_end()
-    .to_string()
 }

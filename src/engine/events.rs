@@ -70,3 +70,39 @@ impl EventBus {
         let _ = self.tx.send(Arc::new(event));
     }
 }
+
+impl Event {
+    /// One line for people: time, short task id, name, workflow and step, and the detail
+    /// that matters for this kind of event.
+    pub fn line(&self) -> String {
+        let time = crate::model::format_timestamp(self.at);
+        let time = time.get(11..23).unwrap_or(&time);
+        let subject = match &self.step {
+            Some(step) => format!("{} {}", self.workflow, step),
+            None => self.workflow.clone(),
+        };
+        let p = &self.payload;
+        let detail = match self.name.as_str() {
+            names::STEP_FAILED => format!(
+                "{} {}",
+                p["error"]["kind"].as_str().unwrap_or(""),
+                p["error"]["message"].as_str().unwrap_or("")
+            ),
+            names::STEP_RETRY_SCHEDULED => format!(
+                "attempt {} in {:.1}s ({})",
+                p["next_attempt"],
+                p["delay_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                p["backoff_type"].as_str().unwrap_or("")
+            ),
+            _ if self.custom => p.to_string(),
+            _ => p["reason"].as_str().unwrap_or("").to_string(),
+        };
+        format!(
+            "{time} {} {:<26} {subject} {detail}",
+            crate::model::short_id(&self.task_id),
+            self.name
+        )
+        .trim_end()
+        .to_string()
+    }
+}

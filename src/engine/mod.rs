@@ -25,6 +25,11 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// Who acts when no identity is given: the local user (signed identities come later).
+pub fn default_operator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Most steps running at once, across all tasks.

@@ -19,3 +19,9 @@ pub fn format_timestamp(ms: Timestamp) -> String {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
 }
+
+/// The short id shown in tables: the id's last 8 characters (its start is a timestamp that
+/// tasks created close together share). Commands accept it.
+pub fn short_id(id: &str) -> &str {
+    &id[id.len().saturating_sub(8)..]
+}

@@ -1,0 +1,711 @@
+//! The console's state and its response to keys and updates. No terminal, no engine: keys
+//! change state and queue `Action`s that the runner carries out, so all of it is testable.
+
+use super::input::{LineEdit, TextArea};
+use super::model::{SortKey, TaskFilter, ViewModel};
+use super::theme::Theme;
+use crate::engine::Event;
+use crate::model::{Task, TaskState, Timestamp, Transition};
+use crate::workflow::{Catalog, Workflow};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What the feeder and the runner tell the app.
+#[derive(Debug)]
+pub enum Update {
+    Tasks(Vec<Task>),
+    Event(Arc<Event>),
+    Transitions(String, Vec<Transition>),
+    Submitted(Task),
+    Notice(String),
+}
+
+/// What the app asks of the engine; the runner carries it out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Submit {
+        workflow: String,
+        context: Value,
+    },
+    Retry(String),
+    Cancel(String),
+    /// The task whose transition log the detail pane shows.
+    Focus(Option<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Namespaces,
+    Main,
+    Events,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Tasks,
+    Task(String),
+}
+
+pub struct NewTaskForm {
+    pub filter: LineEdit,
+    pub picked: usize,
+    pub workflow: Option<Arc<Workflow>>,
+    pub editor: TextArea,
+    pub errors: Vec<String>,
+}
+
+pub enum Mode {
+    Normal,
+    Command(LineEdit),
+    Filter(LineEdit),
+    Help,
+    Form(Box<NewTaskForm>),
+    Confirm { task: String, message: String },
+}
+
+/// Fixed facts for the header.
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    pub data_dir: String,
+    pub durability: String,
+    pub operator: String,
+}
+
+pub const COMMANDS: [&str; 8] = [
+    "ns", "tasks", "events", "theme", "submit", "state", "sort", "quit",
+];
+
+type RowCache = Option<(u64, TaskFilter, SortKey, bool, Arc<Vec<Arc<Task>>>)>;
+
+pub struct App {
+    pub vm: ViewModel,
+    pub theme: Theme,
+    pub no_color: bool,
+    pub info: HeaderInfo,
+    pub catalog: Arc<Catalog>,
+    pub focus: Focus,
+    pub screen: Screen,
+    pub mode: Mode,
+    pub task_filter: TaskFilter,
+    pub event_filter: String,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub selected_task: Option<String>,
+    pub selected_namespace: usize,
+    pub selected_step: usize,
+    pub now: Timestamp,
+    pub notice: Option<(String, Timestamp)>,
+    pub quit: bool,
+    /// Set when something visible changed; the runner redraws and clears it.
+    pub dirty: bool,
+    actions: UnboundedSender<Action>,
+    rows: RefCell<RowCache>,
+}
+
+impl App {
+    pub fn new(
+        vm: ViewModel,
+        theme: Theme,
+        info: HeaderInfo,
+        catalog: Arc<Catalog>,
+        actions: UnboundedSender<Action>,
+    ) -> Self {
+        let no_color = theme.monochrome;
+        App {
+            vm,
+            theme,
+            no_color,
+            info,
+            catalog,
+            focus: Focus::Main,
+            screen: Screen::Tasks,
+            mode: Mode::Normal,
+            task_filter: TaskFilter::default(),
+            event_filter: String::new(),
+            sort: SortKey::Age,
+            reverse: false,
+            selected_task: None,
+            selected_namespace: 0,
+            selected_step: 0,
+            now: 0,
+            notice: None,
+            quit: false,
+            dirty: true,
+            actions,
+            rows: RefCell::new(None),
+        }
+    }
+
+    fn act(&self, action: Action) {
+        let _ = self.actions.send(action);
+    }
+
+    pub fn notify(&mut self, text: impl Into<String>) {
+        self.notice = Some((text.into(), self.now));
+        self.dirty = true;
+    }
+
+    // ----- derived state ----------------------------------------------------------------------
+
+    /// The table's rows, recomputed only when tasks, filter or sort changed.
+    pub fn rows(&self) -> Arc<Vec<Arc<Task>>> {
+        let mut cache = self.rows.borrow_mut();
+        if let Some((generation, filter, sort, reverse, rows)) = cache.as_ref() {
+            if *generation == self.vm.generation
+                && *filter == self.task_filter
+                && *sort == self.sort
+                && *reverse == self.reverse
+            {
+                return rows.clone();
+            }
+        }
+        let rows = Arc::new(self.vm.rows(&self.task_filter, self.sort, self.reverse));
+        *cache = Some((
+            self.vm.generation,
+            self.task_filter.clone(),
+            self.sort,
+            self.reverse,
+            rows.clone(),
+        ));
+        rows
+    }
+
+    pub fn selected_index(&self) -> usize {
+        let rows = self.rows();
+        self.selected_task
+            .as_ref()
+            .and_then(|id| rows.iter().position(|t| &t.id == id))
+            .unwrap_or(0)
+    }
+
+    /// The task the operator is acting on: the open one, or the selected row.
+    pub fn current_task(&self) -> Option<Arc<Task>> {
+        match &self.screen {
+            Screen::Task(id) => self.vm.task(id).cloned(),
+            Screen::Tasks => self.rows().get(self.selected_index()).cloned(),
+        }
+    }
+
+    /// Whether a retry countdown is on screen (the runner then ticks 4 times a second).
+    pub fn has_countdown(&self) -> bool {
+        match &self.screen {
+            Screen::Task(id) => self.vm.task(id).is_some_and(|t| {
+                t.steps
+                    .iter()
+                    .any(|s| s.next_attempt_at.is_some_and(|at| at > self.now))
+            }),
+            Screen::Tasks => false,
+        }
+    }
+
+    pub fn namespaces(&self) -> Vec<String> {
+        self.vm.namespaces()
+    }
+
+    // ----- updates ----------------------------------------------------------------------------
+
+    pub fn apply(&mut self, update: Update) {
+        self.dirty = true;
+        match update {
+            Update::Tasks(tasks) => {
+                for t in tasks {
+                    self.vm.upsert(t);
+                }
+            }
+            Update::Event(e) => self.vm.push_event(e),
+            Update::Transitions(id, log) => self.vm.transitions = Some((id, log)),
+            Update::Submitted(task) => {
+                let id = task.id.clone();
+                self.notify(format!(
+                    "submitted {} {}",
+                    crate::model::short_id(&id),
+                    task.workflow_ref()
+                ));
+                self.vm.upsert(task);
+                self.open_task(id);
+            }
+            Update::Notice(text) => self.notify(text),
+        }
+    }
+
+    fn open_task(&mut self, id: String) {
+        self.selected_task = Some(id.clone());
+        self.selected_step = 0;
+        self.screen = Screen::Task(id.clone());
+        self.focus = Focus::Main;
+        self.act(Action::Focus(Some(id)));
+    }
+
+    // ----- keys -------------------------------------------------------------------------------
+
+    pub fn on_key(&mut self, key: KeyEvent) {
+        self.dirty = true;
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return;
+        }
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Normal => self.normal_key(key),
+            Mode::Help => {}
+            Mode::Command(line) => self.command_key(line, key),
+            Mode::Filter(line) => self.filter_key(line, key),
+            Mode::Form(form) => self.form_key(form, key),
+            Mode::Confirm { task, message } => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    self.act(Action::Cancel(task));
+                }
+                KeyCode::Char('n') | KeyCode::Esc => self.notify("cancel aborted"),
+                _ => self.mode = Mode::Confirm { task, message },
+            },
+        }
+    }
+
+    fn normal_key(&mut self, key: KeyEvent) {
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char(':') => self.mode = Mode::Command(LineEdit::default()),
+            KeyCode::Char('/') => {
+                let current = match self.focus {
+                    Focus::Events => self.event_filter.clone(),
+                    _ => self.task_filter.text.clone(),
+                };
+                self.mode = Mode::Filter(LineEdit::with(&current));
+            }
+            KeyCode::Tab => self.cycle_focus(true),
+            KeyCode::BackTab => self.cycle_focus(false),
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::PageDown => self.move_selection(10),
+            KeyCode::PageUp => self.move_selection(-10),
+            KeyCode::Char('g') | KeyCode::Home => self.move_selection(-1_000_000),
+            KeyCode::Char('G') | KeyCode::End => self.move_selection(1_000_000),
+            KeyCode::Enter => self.enter(),
+            KeyCode::Esc => self.back(),
+            KeyCode::Char('n') => self.open_form(None),
+            KeyCode::Char('r') => match self.current_task() {
+                Some(t) if t.state == TaskState::Error => {
+                    self.act(Action::Retry(t.id.clone()));
+                    self.notify(format!("retrying {}", crate::model::short_id(&t.id)));
+                }
+                Some(t) => self.notify(format!(
+                    "task {} is {}; only a failed task can be retried",
+                    crate::model::short_id(&t.id),
+                    t.state
+                )),
+                None => self.notify("no task selected"),
+            },
+            KeyCode::Char('c') => match self.current_task() {
+                Some(t) if !t.state.is_terminal() => {
+                    self.mode = Mode::Confirm {
+                        task: t.id.clone(),
+                        message: format!(
+                            "Cancel task {} ({})?",
+                            crate::model::short_id(&t.id),
+                            t.workflow_ref()
+                        ),
+                    };
+                }
+                Some(t) => self.notify(format!(
+                    "task {} is already {}",
+                    crate::model::short_id(&t.id),
+                    t.state
+                )),
+                None => self.notify("no task selected"),
+            },
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                self.notify(format!("sorted by {}", self.sort.label()));
+            }
+            KeyCode::Char('S') => {
+                self.reverse = !self.reverse;
+                self.notify(if self.reverse {
+                    "order reversed"
+                } else {
+                    "order restored"
+                });
+            }
+            KeyCode::Char('f') => {
+                let next = match self.task_filter.state {
+                    None => Some(TaskState::Pending),
+                    Some(s) => TaskState::ALL.iter().skip_while(|x| **x != s).nth(1).copied(),
+                };
+                self.task_filter.state = next;
+                self.notify(format!(
+                    "state filter: {}",
+                    next.map_or("all".to_string(), |s| s.to_string())
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn cycle_focus(&mut self, forward: bool) {
+        let order = [Focus::Namespaces, Focus::Main, Focus::Events];
+        let at = order.iter().position(|f| *f == self.focus).unwrap_or(1);
+        let next = if forward { (at + 1) % 3 } else { (at + 2) % 3 };
+        self.focus = order[next];
+    }
+
+    fn move_selection(&mut self, delta: i64) {
+        let step = |current: usize, len: usize| -> usize {
+            if len == 0 {
+                return 0;
+            }
+            (current as i64 + delta).clamp(0, len as i64 - 1) as usize
+        };
+        match (self.focus, &self.screen) {
+            (Focus::Namespaces, _) => {
+                let len = self.namespaces().len() + 1; // "all" first
+                self.selected_namespace = step(self.selected_namespace, len);
+            }
+            (Focus::Main, Screen::Tasks) => {
+                let rows = self.rows();
+                let at = step(self.selected_index(), rows.len());
+                self.selected_task = rows.get(at).map(|t| t.id.clone());
+            }
+            (Focus::Main, Screen::Task(id)) => {
+                let len = self.vm.task(id).map_or(0, |t| t.steps.len());
+                self.selected_step = step(self.selected_step, len);
+            }
+            (Focus::Events, _) => {}
+        }
+    }
+
+    fn enter(&mut self) {
+        match (self.focus, &self.screen) {
+            (Focus::Namespaces, _) => {
+                let namespaces = self.namespaces();
+                self.task_filter.namespace = match self.selected_namespace {
+                    0 => None,
+                    i => namespaces.get(i - 1).cloned(),
+                };
+                self.screen = Screen::Tasks;
+                self.focus = Focus::Main;
+            }
+            (Focus::Main, Screen::Tasks) => {
+                if let Some(t) = self.current_task() {
+                    self.open_task(t.id.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn back(&mut self) {
+        if let Screen::Task(_) = self.screen {
+            self.screen = Screen::Tasks;
+            self.act(Action::Focus(None));
+        } else if self.focus != Focus::Main {
+            self.focus = Focus::Main;
+        } else if self.task_filter != TaskFilter::default() {
+            self.task_filter = TaskFilter::default();
+            self.notify("filters cleared");
+        }
+    }
+
+    fn filter_key(&mut self, mut line: LineEdit, key: KeyEvent) {
+        match key.code {
+            KeyCode::Enter => return,
+            KeyCode::Esc => line = LineEdit::default(),
+            KeyCode::Backspace => line.backspace(),
+            KeyCode::Left => line.left(),
+            KeyCode::Right => line.right(),
+            KeyCode::Char(c) => line.insert(c),
+            _ => {}
+        }
+        match self.focus {
+            Focus::Events => self.event_filter = line.text.clone(),
+            _ => self.task_filter.text = line.text.clone(),
+        }
+        if key.code != KeyCode::Esc {
+            self.mode = Mode::Filter(line);
+        }
+    }
+
+    /// Completes the command line: the command name, then its argument.
+    pub fn complete(&self, line: &str) -> Vec<String> {
+        let (cmd, arg) = match line.split_once(' ') {
+            None => {
+                return COMMANDS
+                    .iter()
+                    .filter(|c| c.starts_with(line))
+                    .map(|c| c.to_string())
+                    .collect()
+            }
+            Some(parts) => parts,
+        };
+        let options: Vec<String> = match cmd {
+            "ns" => self.namespaces(),
+            "theme" => Theme::names(),
+            "submit" => self
+                .catalog
+                .iter()
+                .map(|w| format!("{}/{}", w.template.namespace, w.template.name))
+                .collect(),
+            "state" => std::iter::once("all".to_string())
+                .chain(TaskState::ALL.iter().map(|s| s.to_string()))
+                .collect(),
+            "sort" => ["age", "workflow", "state", "progress", "health"]
+                .map(String::from)
+                .to_vec(),
+            _ => Vec::new(),
+        };
+        let mut options: Vec<String> = options
+            .into_iter()
+            .filter(|o| o.starts_with(arg))
+            .map(|o| format!("{cmd} {o}"))
+            .collect();
+        options.dedup();
+        options
+    }
+
+    fn command_key(&mut self, mut line: LineEdit, key: KeyEvent) {
+        match key.code {
+            KeyCode::Esc => return,
+            KeyCode::Enter => return self.run_command(line.text.trim()),
+            KeyCode::Tab => {
+                let options = self.complete(&line.text);
+                if let Some(first) = options.first() {
+                    let prefix = common_prefix(&options);
+                    let chosen = if options.len() == 1 {
+                        format!("{first} ")
+                    } else {
+                        prefix
+                    };
+                    if chosen.len() > line.text.len() {
+                        line = LineEdit::with(&chosen);
+                    } else {
+                        self.notify(options.join("  "));
+                    }
+                }
+            }
+            KeyCode::Backspace => line.backspace(),
+            KeyCode::Left => line.left(),
+            KeyCode::Right => line.right(),
+            KeyCode::Char(c) => line.insert(c),
+            _ => {}
+        }
+        self.mode = Mode::Command(line);
+    }
+
+    pub fn run_command(&mut self, text: &str) {
+        let (cmd, arg) = text.split_once(' ').map_or((text, ""), |(c, a)| (c, a.trim()));
+        match cmd {
+            "q" | "quit" => self.quit = true,
+            "tasks" => {
+                self.screen = Screen::Tasks;
+                self.focus = Focus::Main;
+            }
+            "events" => self.focus = Focus::Events,
+            "ns" => {
+                if arg.is_empty() || arg == "all" {
+                    self.task_filter.namespace = None;
+                } else if self.namespaces().iter().any(|n| n == arg) {
+                    self.task_filter.namespace = Some(arg.to_string());
+                } else {
+                    return self.notify(format!(
+                        "no namespace `{arg}`; namespaces: {}",
+                        self.namespaces().join(", ")
+                    ));
+                }
+                self.screen = Screen::Tasks;
+                self.focus = Focus::Main;
+            }
+            "theme" => match Theme::load(arg) {
+                Ok(theme) => {
+                    self.theme = if self.no_color {
+                        theme.without_colour()
+                    } else {
+                        theme
+                    };
+                    self.notify(format!("theme {arg}"));
+                }
+                Err(e) => self.notify(e.to_string()),
+            },
+            "submit" => match self.catalog.resolve(arg) {
+                Ok(w) => self.open_form(Some(w)),
+                Err(e) => self.notify(e.to_string()),
+            },
+            "state" => {
+                if arg == "all" || arg.is_empty() {
+                    self.task_filter.state = None;
+                } else {
+                    match arg.parse() {
+                        Ok(s) => self.task_filter.state = Some(s),
+                        Err(e) => self.notify(e),
+                    }
+                }
+            }
+            "sort" => match arg {
+                "age" => self.sort = SortKey::Age,
+                "workflow" => self.sort = SortKey::Workflow,
+                "state" => self.sort = SortKey::State,
+                "progress" => self.sort = SortKey::Progress,
+                "health" => self.sort = SortKey::Health,
+                _ => self.notify(format!(
+                    "unknown sort `{arg}`; expected age, workflow, state, progress or health"
+                )),
+            },
+            "" => {}
+            _ => self.notify(format!(
+                "unknown command `{cmd}`; commands: {}",
+                COMMANDS.join(", ")
+            )),
+        }
+    }
+
+    // ----- the new-task form ------------------------------------------------------------------
+
+    fn open_form(&mut self, workflow: Option<Arc<Workflow>>) {
+        let mut form = NewTaskForm {
+            filter: LineEdit::default(),
+            picked: 0,
+            workflow: None,
+            editor: TextArea::default(),
+            errors: Vec::new(),
+        };
+        if let Some(w) = workflow {
+            choose(&mut form, w);
+        }
+        self.mode = Mode::Form(Box::new(form));
+    }
+
+    /// Workflows the form lists for its filter text.
+    pub fn form_choices(&self, filter: &str) -> Vec<Arc<Workflow>> {
+        self.catalog
+            .iter()
+            .filter(|w| w.template.reference().contains(filter))
+            .cloned()
+            .collect()
+    }
+
+    fn form_key(&mut self, mut form: Box<NewTaskForm>, key: KeyEvent) {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if form.workflow.is_none() {
+            let choices = self.form_choices(&form.filter.text);
+            match key.code {
+                KeyCode::Esc => return,
+                KeyCode::Enter => {
+                    if let Some(w) = choices.get(form.picked.min(choices.len().saturating_sub(1))) {
+                        choose(&mut form, w.clone());
+                    }
+                }
+                KeyCode::Down => form.picked = (form.picked + 1).min(choices.len().saturating_sub(1)),
+                KeyCode::Up => form.picked = form.picked.saturating_sub(1),
+                KeyCode::Backspace => form.filter.backspace(),
+                KeyCode::Char(c) if !ctrl => {
+                    form.filter.insert(c);
+                    form.picked = 0;
+                }
+                _ => {}
+            }
+            self.mode = Mode::Form(form);
+            return;
+        }
+        match key.code {
+            KeyCode::Esc => {
+                form.workflow = None;
+            }
+            KeyCode::Char('s') if ctrl => {
+                validate_form(&mut form);
+                if form.errors.is_empty() {
+                    let workflow = form
+                        .workflow
+                        .as_ref()
+                        .map(|w| w.template.reference())
+                        .unwrap_or_default();
+                    let context = serde_json::from_str(&form.editor.text()).unwrap_or(Value::Null);
+                    self.act(Action::Submit { workflow, context });
+                    return;
+                }
+            }
+            KeyCode::Enter => form.editor.newline(),
+            KeyCode::Backspace => form.editor.backspace(),
+            KeyCode::Up => form.editor.up(),
+            KeyCode::Down => form.editor.down(),
+            KeyCode::Left => form.editor.left(),
+            KeyCode::Right => form.editor.right(),
+            KeyCode::Tab => {
+                form.editor.insert(' ');
+                form.editor.insert(' ');
+            }
+            KeyCode::Char(c) if !ctrl => form.editor.insert(c),
+            _ => {}
+        }
+        validate_form(&mut form);
+        self.mode = Mode::Form(form);
+    }
+
+    /// Key bindings for the help overlay and the footer, for the current context.
+    pub fn keys(&self) -> Vec<(&'static str, &'static str)> {
+        let mut keys = vec![
+            ("?", "help"),
+            (
+                ":",
+                "command (ns, tasks, events, theme, submit, state, sort, quit)",
+            ),
+            ("/", "filter the focused pane"),
+            ("Tab/S-Tab", "next/previous pane"),
+            ("j/k ↑/↓", "move"),
+            ("g/G", "first/last"),
+            ("n", "new task"),
+            ("r", "retry a failed task"),
+            ("c", "cancel a task (confirm)"),
+        ];
+        match (&self.screen, self.focus) {
+            (Screen::Tasks, Focus::Main) => keys.extend([
+                ("Enter", "open task"),
+                ("s/S", "sort by next column / reverse"),
+                ("f", "filter by state"),
+                ("Esc", "clear filters"),
+            ]),
+            (Screen::Task(_), Focus::Main) => keys.extend([("j/k", "select step"), ("Esc", "back to tasks")]),
+            (_, Focus::Namespaces) => keys.push(("Enter", "show the namespace's tasks")),
+            (_, Focus::Events) => keys.push(("Esc", "back to the main pane")),
+        }
+        keys.push(("q Ctrl-C", "quit"));
+        keys
+    }
+}
+
+fn choose(form: &mut NewTaskForm, workflow: Arc<Workflow>) {
+    let sample = workflow
+        .template
+        .sample_context
+        .clone()
+        .unwrap_or(Value::Object(Default::default()));
+    form.editor = TextArea::new(&serde_json::to_string_pretty(&sample).unwrap_or_else(|_| "{}".into()));
+    form.workflow = Some(workflow);
+    validate_form(form);
+}
+
+/// Parses the editor's JSON and checks it against the workflow's schema.
+fn validate_form(form: &mut NewTaskForm) {
+    form.errors.clear();
+    let Some(workflow) = &form.workflow else { return };
+    match serde_json::from_str::<Value>(&form.editor.text()) {
+        Err(e) => form
+            .errors
+            .push(format!("line {} column {}: {e}", e.line(), e.column())),
+        Ok(context) => {
+            if let Err(crate::workflow::CatalogError::InvalidContext { violations, .. }) =
+                workflow.validate_context(&context)
+            {
+                form.errors = violations;
+            }
+        }
+    }
+}
+
+fn common_prefix(options: &[String]) -> String {
+    let first = &options[0];
+    let mut len = first.len();
+    for o in &options[1..] {
+        len = len.min(first.bytes().zip(o.bytes()).take_while(|(a, b)| a == b).count());
+    }
+    first[..len].to_string()
+}

@@ -1,0 +1,242 @@
+//! The operations console: a ratatui front end over the embedded engine.
+//!
+//! Three parts run side by side on the tokio runtime: the engine; the feeder, which turns
+//! engine events into view-model updates (reading snapshots from the store); and this loop,
+//! which applies updates and keys to the `App` and redraws when something changed. Rendering
+//! reads only the view model, so it never waits on the engine.
+
+pub mod app;
+pub mod dag;
+mod feeder;
+pub mod input;
+pub mod model;
+pub mod record;
+pub mod theme;
+pub mod views;
+
+use crate::demo::{FaultLevel, Traffic};
+use crate::engine::Engine;
+use app::{Action, App, HeaderInfo, Update};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use crossterm::{cursor, execute, terminal};
+use futures::StreamExt;
+use model::{ViewModel, WorkflowEntry};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use std::io::{self, Stdout, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use theme::Theme;
+use tokio::sync::{mpsc, watch};
+
+pub struct Options {
+    pub theme: Theme,
+    /// Run the demo traffic generator inside the console.
+    pub demo: bool,
+    /// Write the session as an asciinema v2 recording.
+    pub record: Option<PathBuf>,
+    pub info: HeaderInfo,
+}
+
+/// What the terminal is written through: the terminal itself, or a recorder in front of it.
+enum Output {
+    Plain(Stdout),
+    Recorded(record::Recorder<Stdout>),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Plain(o) => o.write(buf),
+            Output::Recorded(r) => r.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Plain(o) => o.flush(),
+            Output::Recorded(r) => r.flush(),
+        }
+    }
+}
+
+/// Puts the terminal back as it was: on quit, on error (drop) and on panic (hook).
+struct Restore;
+
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// The catalog as the namespaces pane lists it.
+pub fn workflow_entries(catalog: &crate::workflow::Catalog) -> Vec<WorkflowEntry> {
+    let mut out: Vec<WorkflowEntry> = Vec::new();
+    for w in catalog.iter() {
+        let t = &w.template;
+        match out.last_mut() {
+            Some(e) if e.namespace == t.namespace && e.name == t.name => {
+                e.versions.push(t.version.to_string())
+            }
+            _ => out.push(WorkflowEntry {
+                namespace: t.namespace.clone(),
+                name: t.name.clone(),
+                versions: vec![t.version.to_string()],
+            }),
+        }
+    }
+    out
+}
+
+pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
+    let (width, height) = terminal::size()?;
+    let output = match &options.record {
+        Some(path) => Output::Recorded(record::Recorder::create(io::stdout(), path, width, height)?),
+        None => Output::Plain(io::stdout()),
+    };
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+    terminal::enable_raw_mode()?;
+    let _restore = Restore;
+    let mut term = Terminal::new(CrosstermBackend::new(output))?;
+    execute!(term.backend_mut(), terminal::EnterAlternateScreen, cursor::Hide)?;
+    term.clear()?;
+
+    let (updates_tx, mut updates) = mpsc::unbounded_channel();
+    let (actions_tx, mut actions) = mpsc::unbounded_channel();
+    let (focus_tx, focus_rx) = watch::channel(None);
+    let vm = ViewModel::new(workflow_entries(engine.catalog()));
+    let mut app = App::new(
+        vm,
+        options.theme,
+        options.info,
+        engine.catalog().clone(),
+        actions_tx,
+    );
+    let clock = engine.clock();
+    app.now = clock.now();
+
+    let feeder = tokio::spawn(feeder::feed(
+        engine.store().clone(),
+        engine.subscribe(),
+        updates_tx.clone(),
+        focus_rx,
+    ));
+    let demo = options.demo.then(|| {
+        let engine = engine.clone();
+        let notices = updates_tx.clone();
+        tokio::spawn(async move {
+            let mut traffic = Traffic::new(7, FaultLevel::High);
+            let mut summary = crate::demo::Summary::default();
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::demo::submit_next(&engine, &mut traffic, &mut summary).await {
+                    let _ = notices.send(Update::Notice(format!("demo stopped: {e}")));
+                    return;
+                }
+            }
+        })
+    });
+
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_second = app.now / 1000;
+    while !app.quit {
+        if app.dirty {
+            app.dirty = false;
+            term.draw(|frame| views::draw(frame, &app))?;
+        }
+        tokio::select! {
+            key = keys.next() => match key {
+                Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => app.on_key(k),
+                Some(Ok(TermEvent::Resize(_, _))) => app.dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => break,
+            },
+            update = updates.recv() => {
+                if let Some(u) = update {
+                    app.apply(u);
+                }
+                // Take everything waiting before the next frame.
+                while let Ok(u) = updates.try_recv() {
+                    app.apply(u);
+                }
+            }
+            action = actions.recv() => {
+                if let Some(a) = action {
+                    perform(&engine, a, &updates_tx, &focus_tx);
+                }
+            }
+            _ = tick.tick() => {
+                app.now = clock.now();
+                let second = app.now / 1000;
+                if second != last_second || app.has_countdown() {
+                    last_second = second;
+                    app.dirty = true;
+                }
+            }
+        }
+    }
+    feeder.abort();
+    if let Some(d) = demo {
+        d.abort();
+    }
+    Ok(())
+}
+
+/// Carries out an action without blocking the loop: engine calls run on their own task and
+/// report back as updates.
+fn perform(
+    engine: &Arc<Engine>,
+    action: Action,
+    updates: &mpsc::UnboundedSender<Update>,
+    focus: &watch::Sender<Option<String>>,
+) {
+    let operator = crate::engine::default_operator();
+    let (engine, updates) = (engine.clone(), updates.clone());
+    match action {
+        Action::Focus(id) => {
+            let _ = focus.send(id);
+        }
+        Action::Submit { workflow, context } => {
+            tokio::spawn(async move {
+                let request = crate::engine::SubmitRequest {
+                    workflow,
+                    context,
+                    actor: operator,
+                };
+                let _ = updates.send(match engine.submit(request).await {
+                    Ok(task) => Update::Submitted(task),
+                    Err(e) => Update::Notice(format!("submit failed: {e}")),
+                });
+            });
+        }
+        Action::Retry(id) => {
+            tokio::spawn(async move {
+                if let Err(e) = engine.retry(&id, &operator, "retried from the console").await {
+                    let _ = updates.send(Update::Notice(format!("retry failed: {e}")));
+                }
+            });
+        }
+        Action::Cancel(id) => {
+            tokio::spawn(async move {
+                let _ = updates.send(
+                    match engine.cancel(&id, &operator, "cancelled from the console").await {
+                        Ok(t) => Update::Notice(format!("cancelled {}", crate::model::short_id(&t.id))),
+                        Err(e) => Update::Notice(format!("cancel failed: {e}")),
+                    },
+                );
+            });
+        }
+    }
+}

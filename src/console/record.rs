@@ -1,0 +1,96 @@
+//! `--record FILE.cast`: an asciinema v2 recording of every byte sent to the terminal, with
+//! its time, so a session can be played back (`asciinema play`) or embedded in a blog post.
+
+use serde_json::json;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::time::Instant;
+
+pub struct Recorder<W: Write> {
+    inner: W,
+    cast: BufWriter<File>,
+    start: Instant,
+    /// Bytes of a UTF-8 character split across two writes.
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Recorder<W> {
+    /// Creates the file and writes the asciinema v2 header.
+    pub fn create(inner: W, path: &std::path::Path, width: u16, height: u16) -> io::Result<Self> {
+        let mut cast = BufWriter::new(File::create(path)?);
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let header = json!({
+            "version": 2,
+            "width": width,
+            "height": height,
+            "timestamp": timestamp,
+            "title": "taskdeck",
+            "env": { "TERM": std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()), "SHELL": std::env::var("SHELL").unwrap_or_default() },
+        });
+        writeln!(cast, "{header}")?;
+        Ok(Recorder {
+            inner,
+            cast,
+            start: Instant::now(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+impl<W: Write> Write for Recorder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_all(buf)?;
+        self.pending.extend_from_slice(buf);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        if valid > 0 {
+            let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+            let line = json!([self.start.elapsed().as_secs_f64(), "o", text]);
+            writeln!(self.cast, "{line}")?;
+            self.pending.drain(..valid);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        self.cast.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_header_and_timed_output_events_keeping_characters_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cast");
+        let mut out = Vec::new();
+        {
+            let mut rec = Recorder::create(&mut out, &path, 80, 24).unwrap();
+            rec.write_all(b"hello ").unwrap();
+            let check = "✔".as_bytes();
+            rec.write_all(&check[..1]).unwrap();
+            rec.write_all(&check[1..]).unwrap();
+            rec.flush().unwrap();
+        }
+        assert_eq!(out, "hello ✔".as_bytes());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["version"], 2);
+        assert_eq!(
+            (lines[0]["width"].as_u64(), lines[0]["height"].as_u64()),
+            (Some(80), Some(24))
+        );
+        assert_eq!(lines[1][1], "o");
+        assert_eq!(lines[1][2], "hello ");
+        assert_eq!(lines[2][2], "✔");
+        assert_eq!(lines.len(), 3);
+    }
+}

@@ -1,0 +1,110 @@
+//! The header and the footer.
+
+use super::super::app::{App, Mode};
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+pub fn header(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let counts = app.vm.counts();
+    let failed = app.vm.failed_since(app.now - 3_600_000);
+    let clock = crate::model::format_timestamp(app.now);
+    let clock = clock.get(11..19).unwrap_or("").to_string();
+    let state = |s| t.base().fg(t.step(s));
+    use crate::model::StepState as S;
+    // Most important first: what is happening, then where and who.
+    let counts_spans = vec![
+        Span::styled(format!("◐ {} running  ", counts.running), state(S::InProgress)),
+        Span::styled(
+            format!("↻ {} retrying  ", counts.waiting_for_retry),
+            state(S::WaitingForRetry),
+        ),
+        Span::styled(
+            format!("⏸ {} approval  ", counts.awaiting_approval),
+            state(S::AwaitingApproval),
+        ),
+        Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
+    ];
+    let context = [
+        Span::styled(format!("  {}", app.info.operator), t.base()),
+        Span::styled(format!("  {}", app.info.durability), t.muted()),
+        Span::styled(format!("  {}", app.info.data_dir), t.muted()),
+    ];
+    let brand = Span::styled(
+        " taskdeck ",
+        t.base()
+            .fg(t.background)
+            .bg(t.accent)
+            .add_modifier(Modifier::BOLD),
+    );
+    let width = area.width as usize;
+    let fixed = brand.width() + 2 + counts_spans.iter().map(|s| s.width()).sum::<usize>() + clock.len() + 2;
+    let mut spans = vec![brand, Span::styled("  ", t.base())];
+    spans.extend(counts_spans);
+    let mut used = fixed;
+    for s in context {
+        if used + s.width() <= width {
+            used += s.width();
+            spans.push(s);
+        }
+    }
+    spans.push(Span::styled(" ".repeat(width.saturating_sub(used)), t.base()));
+    spans.push(Span::styled(
+        format!("{clock} "),
+        t.base().add_modifier(Modifier::BOLD),
+    ));
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(t.base()), area);
+}
+
+pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let line = match &app.mode {
+        Mode::Command(l) => Line::from(vec![
+            Span::styled(":", t.base().fg(t.accent).add_modifier(Modifier::BOLD)),
+            Span::styled(l.text.clone(), t.base()),
+            Span::styled("█", t.base().fg(t.accent)),
+            Span::styled("   Tab complete · Enter run · Esc cancel", t.muted()),
+        ]),
+        Mode::Filter(l) => Line::from(vec![
+            Span::styled("/", t.base().fg(t.accent).add_modifier(Modifier::BOLD)),
+            Span::styled(l.text.clone(), t.base()),
+            Span::styled("█", t.base().fg(t.accent)),
+            Span::styled("   Enter keep · Esc clear", t.muted()),
+        ]),
+        _ => {
+            if let Some((text, at)) = &app.notice {
+                if app.now - at < 5_000 {
+                    let line = Line::from(Span::styled(format!(" {text}"), t.base().fg(t.accent)));
+                    frame.render_widget(Paragraph::new(line).style(t.base()), area);
+                    return;
+                }
+            }
+            let mut spans = Vec::new();
+            let footer = [
+                ("?", "help"),
+                (":", "command"),
+                ("/", "filter"),
+                ("n", "new"),
+                ("r", "retry"),
+                ("c", "cancel"),
+                ("Tab", "pane"),
+            ];
+            let context: &[(&str, &str)] = match app.screen {
+                super::super::app::Screen::Tasks => &[("Enter", "open"), ("s", "sort"), ("f", "state")],
+                super::super::app::Screen::Task(_) => &[("j/k", "step"), ("Esc", "back")],
+            };
+            for (key, what) in footer.iter().chain(context).chain(&[("q", "quit")]) {
+                spans.push(Span::styled(
+                    format!(" {key} "),
+                    t.base().fg(t.background).bg(t.muted),
+                ));
+                spans.push(Span::styled(format!(" {what} "), t.muted()));
+            }
+            Line::from(spans)
+        }
+    };
+    frame.render_widget(Paragraph::new(line).style(t.base()), area);
+}

@@ -1,0 +1,100 @@
+//! Drawing: one function per region, all reading `App` and nothing else.
+
+mod chrome;
+mod events;
+mod namespaces;
+mod overlays;
+mod task;
+mod tasks;
+
+use super::app::{App, Focus, Mode, Screen};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::widgets::Block;
+use ratatui::Frame;
+
+/// Below this width the namespaces pane is hidden.
+pub const WIDE: u16 = 100;
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    frame.render_widget(Block::default().style(app.theme.base()), area);
+    let in_task_view = matches!(app.screen, Screen::Task(_));
+    let events_height = match (area.height, in_task_view) {
+        (36.., false) => 9,
+        (36.., true) => 6,
+        (20.., _) => 5,
+        _ => 0,
+    };
+    let [header, body, events_area, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(events_height),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    chrome::header(frame, app, header);
+    let in_task = matches!(app.screen, Screen::Task(_));
+    let main = if area.width >= WIDE && !in_task {
+        let [ns, main] = Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(body);
+        namespaces::draw(frame, app, ns);
+        main
+    } else if app.focus == Focus::Namespaces {
+        namespaces::draw(frame, app, body);
+        Rect::default()
+    } else {
+        body
+    };
+    if !main.is_empty() {
+        match &app.screen {
+            Screen::Tasks => tasks::draw(frame, app, main),
+            Screen::Task(id) => task::draw(frame, app, id, main),
+        }
+    }
+    if events_height > 0 {
+        events::draw(frame, app, events_area);
+    }
+    chrome::footer(frame, app, footer);
+    match &app.mode {
+        Mode::Help => overlays::help(frame, app, area),
+        Mode::Form(form) => overlays::form(frame, app, form, area),
+        Mode::Confirm { message, .. } => overlays::confirm(frame, app, message, area),
+        _ => {}
+    }
+}
+
+/// A bordered pane whose border shows focus.
+fn pane<'a>(app: &App, title: String, focused: bool) -> Block<'a> {
+    Block::bordered()
+        .border_type(ratatui::widgets::BorderType::Rounded)
+        .border_style(app.theme.border(focused))
+        .title(ratatui::text::Span::styled(
+            format!(" {title} "),
+            app.theme
+                .base()
+                .fg(app.theme.title)
+                .add_modifier(ratatui::style::Modifier::BOLD),
+        ))
+        .style(app.theme.base())
+}
+
+/// A rectangle of `w`×`h` centred in `area` (clipped to it).
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let (w, h) = (w.min(area.width), h.min(area.height));
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+/// `12s`, `4m`, `3h`, `2d`.
+pub fn age(ms: i64) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}

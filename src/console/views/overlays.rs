@@ -1,0 +1,145 @@
+//! Pop-ups over the screen: help, the new-task form, confirmations.
+
+use super::super::app::{App, NewTaskForm};
+use super::{centered, pane};
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+pub fn help(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let keys = app.keys();
+    let mut lines: Vec<Line> = keys
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {k:<10} "),
+                    t.base().fg(t.accent).add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(what.to_string(), t.base()),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(" any key closes this help", t.muted())));
+    let popup = centered(area, 76, lines.len() as u16 + 2);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(pane(app, "keys".into(), true)), popup);
+}
+
+pub fn confirm(frame: &mut Frame, app: &App, message: &str, area: Rect) {
+    let t = &app.theme;
+    let lines = vec![
+        Line::from(Span::styled(
+            message.to_string(),
+            t.base().add_modifier(Modifier::BOLD),
+        )),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(
+                " y ",
+                t.base()
+                    .fg(t.background)
+                    .bg(t.step(crate::model::StepState::Error)),
+            ),
+            Span::styled(" yes, cancel it    ", t.base()),
+            Span::styled(" n ", t.base().fg(t.background).bg(t.muted)),
+            Span::styled(" no", t.base()),
+        ]),
+    ];
+    let popup = centered(area, (message.len() as u16 + 6).max(44), 5);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(pane(app, "confirm".into(), true)),
+        popup,
+    );
+}
+
+pub fn form(frame: &mut Frame, app: &App, form: &NewTaskForm, area: Rect) {
+    let t = &app.theme;
+    let popup = centered(
+        area,
+        area.width.saturating_sub(8).min(96),
+        area.height.saturating_sub(4),
+    );
+    frame.render_widget(Clear, popup);
+    let Some(workflow) = &form.workflow else {
+        let choices = app.form_choices(&form.filter.text);
+        let mut lines = vec![
+            Line::from(vec![
+                Span::styled("workflow: ", t.muted()),
+                Span::styled(form.filter.text.clone(), t.base()),
+                Span::styled("█", t.base().fg(t.accent)),
+            ]),
+            Line::from(""),
+        ];
+        for (i, w) in choices.iter().enumerate() {
+            let style = if i == form.picked { t.selected() } else { t.base() };
+            let desc = w.template.description.clone().unwrap_or_default();
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {:<42}", w.template.reference()), style),
+                Span::styled(format!(" {desc}"), t.muted()),
+            ]));
+        }
+        lines.push(Line::from(""));
+        lines.push(Line::from(Span::styled(
+            " type to filter · ↑/↓ choose · Enter edit context · Esc close",
+            t.muted(),
+        )));
+        frame.render_widget(
+            Paragraph::new(lines).block(pane(app, "new task".into(), true)),
+            popup,
+        );
+        return;
+    };
+    let height = popup.height.saturating_sub(4) as usize;
+    let errors = form.errors.len().min(6);
+    let editor_rows = height.saturating_sub(errors + 2);
+    let start = form.editor.row.saturating_sub(editor_rows.saturating_sub(1));
+    let mut lines = Vec::new();
+    for (n, text) in form.editor.lines.iter().enumerate().skip(start).take(editor_rows) {
+        let mut spans = vec![Span::styled(format!("{:>3} ", n + 1), t.muted())];
+        if n == form.editor.row {
+            let (before, after): (String, String) = {
+                let chars: Vec<char> = text.chars().collect();
+                let col = form.editor.col.min(chars.len());
+                (chars[..col].iter().collect(), chars[col..].iter().collect())
+            };
+            let mut rest = after.chars();
+            let at = rest.next().map_or(" ".to_string(), |c| c.to_string());
+            spans.push(Span::styled(before, t.base()));
+            spans.push(Span::styled(at, t.base().add_modifier(Modifier::REVERSED)));
+            spans.push(Span::styled(rest.collect::<String>(), t.base()));
+        } else {
+            spans.push(Span::styled(text.clone(), t.base()));
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::from(""));
+    if form.errors.is_empty() {
+        lines.push(Line::from(Span::styled(
+            " ✔ context matches the input schema — Ctrl-S submits",
+            t.base().fg(t.step(crate::model::StepState::Complete)),
+        )));
+    } else {
+        for e in form.errors.iter().take(6) {
+            lines.push(Line::from(Span::styled(
+                format!(" ✖ {e}"),
+                t.base().fg(t.step(crate::model::StepState::Error)),
+            )));
+        }
+    }
+    let title = format!(
+        "new {} · edit the context (JSON) · Ctrl-S submit · Esc back",
+        workflow.template.reference()
+    );
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(pane(app, title, true)),
+        popup,
+    );
+}

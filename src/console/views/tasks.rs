@@ -1,0 +1,97 @@
+//! The tasks table: virtualised (only the visible rows are built), sortable, filterable.
+
+use super::super::app::{App, Focus};
+use super::super::theme::task_glyph;
+use super::{age, pane};
+use crate::model::short_id;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::Span;
+use ratatui::widgets::{Cell, Row, Table};
+use ratatui::Frame;
+
+pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let rows = app.rows();
+    let selected = app.selected_index();
+    let visible = area.height.saturating_sub(3) as usize;
+    // Keep the selection in view: scroll by pages so rows do not jump on every move.
+    let offset = selected.checked_div(visible).map_or(0, |page| page * visible);
+    let body: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(visible)
+        .map(|(i, task)| {
+            let colour = t.task(task.state);
+            let health = task.health();
+            let health_colour = match health {
+                "blocked" => t.step(crate::model::StepState::Error),
+                "recovering" => t.step(crate::model::StepState::WaitingForRetry),
+                _ => t.muted,
+            };
+            let row = Row::new(vec![
+                Cell::from(Span::styled(short_id(&task.id).to_string(), t.muted())),
+                Cell::from(task.workflow_ref()),
+                Cell::from(Span::styled(
+                    format!("{} {}", task_glyph(task.state), task.state),
+                    t.base().fg(colour),
+                )),
+                Cell::from(format!("{}/{}", task.done_steps(), task.steps.len())),
+                Cell::from(age(app.now - task.created_at)),
+                Cell::from(Span::styled(health.to_string(), t.base().fg(health_colour))),
+            ])
+            .style(t.base());
+            if i == selected && app.focus == Focus::Main {
+                row.style(t.selected())
+            } else {
+                row
+            }
+        })
+        .collect();
+    let arrow = if app.reverse { "▲" } else { "▼" };
+    let mut title = format!(
+        "tasks {}/{} · sort {} {arrow}",
+        rows.len(),
+        app.vm.len(),
+        app.sort.label()
+    );
+    if let Some(ns) = &app.task_filter.namespace {
+        title.push_str(&format!(" · ns {ns}"));
+    }
+    if let Some(state) = app.task_filter.state {
+        title.push_str(&format!(" · state {state}"));
+    }
+    if !app.task_filter.text.is_empty() {
+        title.push_str(&format!(" · /{}", app.task_filter.text));
+    }
+    let header = Row::new(["ID", "WORKFLOW", "STATE", "STEPS", "AGE", "HEALTH"])
+        .style(t.base().fg(t.accent).add_modifier(Modifier::BOLD));
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(8),
+            Constraint::Min(20),
+            Constraint::Length(19),
+            Constraint::Length(5),
+            Constraint::Length(4),
+            Constraint::Length(10),
+        ],
+    )
+    .header(header)
+    .column_spacing(2)
+    .block(pane(app, title, app.focus == Focus::Main));
+    frame.render_widget(table, area);
+    if rows.is_empty() {
+        let hint = if app.vm.is_empty() {
+            "no tasks yet — press n to start one"
+        } else {
+            "no task matches the filters — Esc clears them"
+        };
+        let inner = Rect::new(area.x + 2, area.y + 2, area.width.saturating_sub(4), 1);
+        frame.render_widget(
+            ratatui::widgets::Paragraph::new(Span::styled(hint, t.muted())),
+            inner,
+        );
+    }
+}
