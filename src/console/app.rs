@@ -688,9 +688,7 @@ fn validate_form(form: &mut NewTaskForm) {
     form.errors.clear();
     let Some(workflow) = &form.workflow else { return };
     match serde_json::from_str::<Value>(&form.editor.text()) {
-        Err(e) => form
-            .errors
-            .push(format!("line {} column {}: {e}", e.line(), e.column())),
+        Err(e) => form.errors.push(format!("not valid JSON: {e}")),
         Ok(context) => {
             if let Err(crate::workflow::CatalogError::InvalidContext { violations, .. }) =
                 workflow.validate_context(&context)

@@ -71,10 +71,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         body,
         [
             Constraint::Length(8),
-            Constraint::Min(20),
-            Constraint::Length(19),
+            Constraint::Fill(1),
+            Constraint::Length(13),
             Constraint::Length(5),
-            Constraint::Length(4),
+            Constraint::Length(3),
             Constraint::Length(10),
         ],
     )

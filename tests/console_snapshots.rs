@@ -1,0 +1,315 @@
+//! The console's screens, rendered into ratatui's `TestBackend` at 120×40 and 80×24 and
+//! compared with `insta` snapshots (text only; colours come from the theme).
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use serde_json::json;
+use std::sync::Arc;
+use taskdeck::console::app::{App, HeaderInfo, Mode, Update};
+use taskdeck::console::input::TextArea;
+use taskdeck::console::model::ViewModel;
+use taskdeck::console::theme::Theme;
+use taskdeck::console::{views, workflow_entries};
+use taskdeck::engine::Event;
+use taskdeck::handlers::Registry;
+use taskdeck::model::{ErrorInfo, Step, StepState, Task, TaskState};
+use taskdeck::services::Services;
+use taskdeck::workflow::{Catalog, Source};
+
+const NOW: i64 = 1_795_000_000_000; // 2026-11-18T…, fixed so clocks and ages are stable
+
+fn catalog() -> Arc<Catalog> {
+    let registry = Registry::standard(Arc::new(Services::new(false)));
+    Arc::new(Catalog::load(&[Source::Bundled], &|h| registry.contains(h)).unwrap())
+}
+
+/// A task of a bundled workflow with the given step states (attempts = 1 unless pending).
+fn task(
+    catalog: &Catalog,
+    workflow: &str,
+    n: u32,
+    state: TaskState,
+    steps: &[StepState],
+    age_s: i64,
+) -> Task {
+    let w = catalog.resolve(workflow).unwrap();
+    let t = &w.template;
+    // Ids sort by creation time, as UUIDv7 ids do.
+    let id = format!("01a2{:08x}-0000-7000-8000-0000{n:08x}", 1_000_000 - age_s);
+    Task {
+        id: id.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        version: t.version.to_string(),
+        state,
+        context: t.sample_context.clone().unwrap_or(json!({})),
+        initiator: "sarah".into(),
+        created_at: NOW - age_s * 1000,
+        updated_at: NOW - age_s * 1000 + 500,
+        steps: t
+            .steps
+            .iter()
+            .zip(steps.iter().chain(std::iter::repeat(&StepState::Pending)))
+            .map(|(s, st)| Step {
+                name: s.name.clone(),
+                handler: s.handler.clone(),
+                depends_on: s.depends_on.clone(),
+                retry: s.retry.clone(),
+                timeout_ms: s.timeout_ms,
+                handler_config: s.handler_config.clone(),
+                state: *st,
+                attempts: u32::from(*st != StepState::Pending),
+                budget_start: 0,
+                results: (*st == StepState::Complete).then(|| json!({ "ok": true, "step": s.name })),
+                last_error: None,
+                next_attempt_at: None,
+                idempotency_key: format!("{id}/{}", s.name),
+                started_at: None,
+                finished_at: None,
+            })
+            .collect(),
+    }
+}
+
+fn event(n: u64, name: &str, task: &Task, step: Option<&str>, payload: serde_json::Value) -> Arc<Event> {
+    Arc::new(Event {
+        seq: n,
+        at: NOW - 2000 + n as i64 * 100,
+        name: name.into(),
+        task_id: task.id.clone(),
+        workflow: task.workflow_ref(),
+        step: step.map(String::from),
+        custom: false,
+        payload,
+    })
+}
+
+fn app() -> App {
+    use StepState::*;
+    let catalog = catalog();
+    let mut checkout = task(
+        &catalog,
+        "ecommerce/process_order",
+        1,
+        TaskState::InProgress,
+        &[Complete, WaitingForRetry],
+        12,
+    );
+    let pay = &mut checkout.steps[1];
+    pay.attempts = 2;
+    pay.next_attempt_at = Some(NOW + 3_400);
+    pay.last_error = Some(ErrorInfo {
+        kind: "retryable".into(),
+        code: Some("RATE_LIMITED".into()),
+        message:
+            "payment.process_payment: rate_limited (injected fault) — rate limited (scenario black_friday)"
+                .into(),
+    });
+    let tasks = vec![
+        task(
+            &catalog,
+            "ecommerce/process_order",
+            2,
+            TaskState::Complete,
+            &[Complete; 5],
+            340,
+        ),
+        task(
+            &catalog,
+            "data_pipeline/customer_analytics",
+            3,
+            TaskState::Error,
+            &[Complete, Complete, Complete, Complete, Complete, Complete, Error],
+            95,
+        ),
+        task(
+            &catalog,
+            "microservices/user_registration",
+            4,
+            TaskState::InProgress,
+            &[Complete, InProgress, Complete],
+            3,
+        ),
+        task(
+            &catalog,
+            "data_pipeline/customer_analytics",
+            5,
+            TaskState::InProgress,
+            &[Complete, WaitingForRetry, InProgress, Pending],
+            7,
+        ),
+        task(&catalog, "demo/release_pipeline", 6, TaskState::Pending, &[], 1),
+        checkout,
+    ];
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let info = HeaderInfo {
+        data_dir: "~/.local/share/taskdeck".into(),
+        durability: "immediate".into(),
+        operator: "sarah (admin, no token)".into(),
+    };
+    let mut app = App::new(
+        ViewModel::new(workflow_entries(&catalog)),
+        Theme::load("dark").unwrap(),
+        info,
+        catalog,
+        tx,
+    );
+    app.now = NOW;
+    let events: Vec<_> = vec![
+        event(1, "task.started", &tasks[2], None, json!({})),
+        event(
+            2,
+            "step.completed",
+            &tasks[2],
+            Some("create_user_account"),
+            json!({}),
+        ),
+        event(
+            3,
+            "step.execution_requested",
+            &tasks[2],
+            Some("setup_billing_profile"),
+            json!({}),
+        ),
+        event(
+            4,
+            "step.failed",
+            &tasks[5],
+            Some("process_payment"),
+            json!({ "error": { "kind": "retryable", "message": "rate limited" } }),
+        ),
+        event(
+            5,
+            "step.retry_scheduled",
+            &tasks[5],
+            Some("process_payment"),
+            json!({ "next_attempt": 3, "delay_ms": 3400, "backoff_type": "server_requested" }),
+        ),
+    ];
+    app.apply(Update::Tasks(tasks));
+    for e in events {
+        app.apply(Update::Event(e));
+    }
+    app
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| views::draw(f, app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            let line: String = (0..width).map(|x| buffer[(x, y)].symbol().to_string()).collect();
+            line.trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Snapshots `setup`'s screen at both sizes.
+fn both(name: &str, setup: impl Fn(&mut App)) {
+    for (w, h) in [(120, 40), (80, 24)] {
+        let mut app = app();
+        setup(&mut app);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen(&app, w, h));
+    }
+}
+
+#[test]
+fn tasks_screen() {
+    both("tasks", |_| {});
+}
+
+#[test]
+fn task_view_mid_run_with_a_retry_countdown() {
+    both("task_view_retry", |app| {
+        typed(app, "/process");
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter); // open the in-progress checkout (newest first)
+        key(app, KeyCode::Char('j')); // select process_payment
+    });
+}
+
+#[test]
+fn task_view_of_a_parallel_pipeline() {
+    both("task_view_pipeline", |app| {
+        typed(app, ":state error");
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+    });
+}
+
+#[test]
+fn help_overlay() {
+    both("help", |app| key(app, KeyCode::Char('?')));
+}
+
+#[test]
+fn namespaces_pane() {
+    both("namespaces", |app| key(app, KeyCode::BackTab));
+}
+
+#[test]
+fn events_pane_filtered() {
+    both("events", |app| {
+        key(app, KeyCode::Tab);
+        typed(app, "/payment");
+        key(app, KeyCode::Enter);
+    });
+}
+
+#[test]
+fn new_task_form() {
+    both("form_pick", |app| {
+        key(app, KeyCode::Char('n'));
+        typed(app, "eco");
+    });
+    both("form_edit_json_error", |app| {
+        key(app, KeyCode::Char('n'));
+        typed(app, "registration");
+        key(app, KeyCode::Enter);
+        key(app, KeyCode::Down);
+        key(app, KeyCode::Down);
+        typed(app, "x"); // a stray character: the JSON error shows inline
+    });
+    both("form_edit_schema_errors", |app| {
+        key(app, KeyCode::Char('n'));
+        typed(app, "registration");
+        key(app, KeyCode::Enter);
+        if let Mode::Form(form) = &mut app.mode {
+            form.editor = TextArea::new("{\n  \"user_info\": { \"name\": \"\", \"plan\": \"gold\" }\n}");
+        }
+        key(app, KeyCode::Right); // any edit re-validates
+    });
+}
+
+#[test]
+fn command_line_and_confirmation() {
+    both("command", |app| typed(app, ":th"));
+    both("confirm_cancel", |app| key(app, KeyCode::Char('c')));
+}
+
+#[test]
+fn the_task_view_state_of_the_countdown_is_text() {
+    let mut app = app();
+    typed(&mut app, "/process");
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('j'));
+    assert!(app.has_countdown());
+    let text = screen(&app, 120, 40);
+    assert!(text.contains("retry in 3.4s, attempt 3/3"), "{text}");
+    app.now += 1_000;
+    assert!(screen(&app, 120, 40).contains("retry in 2.4s, attempt 3/3"));
+}
