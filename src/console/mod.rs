@@ -107,8 +107,9 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     terminal::enable_raw_mode()?;
     let _restore = Restore;
     let mut term = Terminal::new(CrosstermBackend::new(output))?;
+    // A fresh alternate screen needs no clear (which would query the cursor position, and
+    // not every terminal answers).
     execute!(term.backend_mut(), terminal::EnterAlternateScreen, cursor::Hide)?;
-    term.clear()?;
 
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (actions_tx, mut actions) = mpsc::unbounded_channel();
