@@ -236,8 +236,7 @@ fn task_view_mid_run_with_a_retry_countdown() {
     both("task_view_retry", |app| {
         typed(app, "/process");
         key(app, KeyCode::Enter);
-        key(app, KeyCode::Enter); // open the in-progress checkout (newest first)
-        key(app, KeyCode::Char('j')); // select process_payment
+        key(app, KeyCode::Enter); // open the in-progress checkout: process_payment, retrying, is selected
     });
 }
 
@@ -306,7 +305,6 @@ fn the_task_view_state_of_the_countdown_is_text() {
     typed(&mut app, "/process");
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
-    key(&mut app, KeyCode::Char('j'));
     assert!(app.has_countdown());
     let text = screen(&app, 120, 40);
     assert!(text.contains("retry in 3.4s, attempt 3/3"), "{text}");

@@ -233,7 +233,19 @@ impl App {
 
     fn open_task(&mut self, id: String) {
         self.selected_task = Some(id.clone());
-        self.selected_step = 0;
+        // Start on the step that needs attention: failing, retrying, waiting or running.
+        self.selected_step = self.vm.task(&id).map_or(0, |task| {
+            let order = super::dag::reading_order(task);
+            let urgency = |i: &usize| match task.steps[*i].state {
+                crate::model::StepState::Error => 0,
+                crate::model::StepState::WaitingForRetry => 1,
+                crate::model::StepState::AwaitingApproval => 2,
+                crate::model::StepState::InProgress => 3,
+                _ => 4,
+            };
+            let best = order.iter().min_by_key(|i| urgency(i)).filter(|i| urgency(i) < 4);
+            best.and_then(|b| order.iter().position(|i| i == b)).unwrap_or(0)
+        });
         self.screen = Screen::Task(id.clone());
         self.focus = Focus::Main;
         self.act(Action::Focus(Some(id)));

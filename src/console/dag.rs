@@ -30,6 +30,9 @@ pub struct DagLayout {
     pub edges: Vec<(usize, usize)>,
     pub width: u16,
     pub height: u16,
+    /// For each step with parents, the column of its own vertical channel in the gap before
+    /// it, so edges into different steps never share a line.
+    pub channels: Vec<u16>,
     /// Step indices in reading order (by column, then top to bottom): what j/k walk.
     pub order: Vec<usize>,
 }
@@ -89,15 +92,26 @@ pub fn layout(task: &Task, max_width: u16) -> Option<DagLayout> {
     if depth == 0 {
         return None;
     }
-    // Names may take two lines: a box needs the width of the wider line of the best split.
+    let all_edges = edges(task);
+    // Each gap holds a stub, one channel per step of the next column that has parents, and
+    // the arrow.
+    let gaps: Vec<u16> = (1..cols.len())
+        .map(|c| {
+            let fed = cols[c]
+                .iter()
+                .filter(|i| all_edges.iter().any(|(_, child)| child == *i))
+                .count() as u16;
+            (fed + 2).max(COLUMN_GAP)
+        })
+        .collect();
+    let gap_total: u16 = gaps.iter().sum();
     let longest = task
         .steps
         .iter()
         .map(|s| name_width(&s.name) as u16 + 2)
         .max()
         .unwrap_or(0);
-    let gaps = (depth - 1) * COLUMN_GAP;
-    let fit = (max_width.saturating_sub(gaps) / depth).saturating_sub(2);
+    let fit = (max_width.saturating_sub(gap_total) / depth).saturating_sub(2);
     let inner = longest.clamp(MIN_INNER, MAX_INNER).min(fit);
     if inner < MIN_INNER {
         return None;
@@ -106,22 +120,38 @@ pub fn layout(task: &Task, max_width: u16) -> Option<DagLayout> {
     let tallest = cols.iter().map(|c| c.len() as u16).max().unwrap_or(1);
     let height = tallest * BOX_HEIGHT + (tallest - 1) * ROW_GAP;
     let mut boxes = vec![Placed { x: 0, y: 0, w: outer }; task.steps.len()];
+    let mut channels = vec![0u16; task.steps.len()];
+    let mut x = 0u16;
     for (c, col) in cols.iter().enumerate() {
+        if c > 0 {
+            x += gaps[c - 1];
+        }
         let col_height = col.len() as u16 * BOX_HEIGHT + (col.len() as u16).saturating_sub(1) * ROW_GAP;
         let top = (height - col_height) / 2;
+        let fed: Vec<usize> = col
+            .iter()
+            .copied()
+            .filter(|i| all_edges.iter().any(|(_, child)| child == i))
+            .collect();
         for (r, &i) in col.iter().enumerate() {
             boxes[i] = Placed {
-                x: c as u16 * (outer + COLUMN_GAP),
+                x,
                 y: top + r as u16 * (BOX_HEIGHT + ROW_GAP),
                 w: outer,
             };
+            if let Some(j) = fed.iter().position(|f| *f == i) {
+                channels[i] = x - 1 - (fed.len() - j) as u16;
+            }
         }
+        x += outer;
     }
+    let width = x;
     Some(DagLayout {
         boxes,
-        edges: edges(task),
-        width: depth * outer + gaps,
+        edges: all_edges,
+        width,
         height,
+        channels,
         order: cols.into_iter().flatten().collect(),
     })
 }
@@ -234,7 +264,7 @@ pub fn render(
             theme.border
         };
         let (y0, y1) = (pb.y + 1, cb.y + 1);
-        let (x0, channel) = (pb.x + pb.w, cb.x.saturating_sub(2));
+        let (x0, channel) = (pb.x + pb.w, layout.channels[c]);
         for x in x0..channel {
             set(x, y0, R, colour);
             set(x + 1, y0, L, colour);
@@ -244,9 +274,11 @@ pub fn render(
             set(channel, y, D, colour);
             set(channel, y + 1, U, colour);
         }
-        set(channel, y1, R, colour);
-        set(channel + 1, y1, L, colour);
-        arrows.push((channel + 1, y1, colour));
+        for x in channel..cb.x.saturating_sub(1) {
+            set(x, y1, R, colour);
+            set(x + 1, y1, L, colour);
+        }
+        arrows.push((cb.x.saturating_sub(1), y1, colour));
     }
     for y in 0..h {
         for x in 0..w {

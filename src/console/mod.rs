@@ -106,7 +106,12 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     }));
     terminal::enable_raw_mode()?;
     let _restore = Restore;
-    let mut term = Terminal::new(CrosstermBackend::new(output))?;
+    // Buffered, so each frame reaches the terminal (and the recording) in one write at flush
+    // instead of thousands of small ones.
+    let mut term = Terminal::new(CrosstermBackend::new(io::BufWriter::with_capacity(
+        1 << 16,
+        output,
+    )))?;
     // A fresh alternate screen needs no clear (which would query the cursor position, and
     // not every terminal answers).
     execute!(term.backend_mut(), terminal::EnterAlternateScreen, cursor::Hide)?;
@@ -151,12 +156,18 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_second = app.now / 1000;
+    // At most one frame per FRAME: a burst of updates is drawn once.
+    const FRAME: Duration = Duration::from_millis(33);
+    let mut last_frame = tokio::time::Instant::now() - FRAME;
     while !app.quit {
-        if app.dirty {
+        let due = last_frame + FRAME;
+        if app.dirty && tokio::time::Instant::now() >= due {
             app.dirty = false;
+            last_frame = tokio::time::Instant::now();
             term.draw(|frame| views::draw(frame, &app))?;
         }
         tokio::select! {
+            _ = tokio::time::sleep_until(due), if app.dirty => {}
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => app.on_key(k),
                 Some(Ok(TermEvent::Resize(_, _))) => app.dirty = true,
