@@ -719,3 +719,119 @@ fn common_prefix(options: &[String]) -> String {
     }
     first[..len].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Source;
+    use tokio::sync::mpsc;
+
+    fn app() -> (App, mpsc::UnboundedReceiver<Action>) {
+        // Handlers do not matter to the console: accept every name.
+        let catalog = Arc::new(Catalog::load(&[Source::Bundled], &|_| true).unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let info = HeaderInfo {
+            data_dir: "d".into(),
+            durability: "immediate".into(),
+            operator: "o".into(),
+        };
+        let vm = ViewModel::new(super::super::workflow_entries(&catalog));
+        (App::new(vm, Theme::load("dark").unwrap(), info, catalog, tx), rx)
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    #[test]
+    fn the_command_line_completes_commands_and_arguments() {
+        let (app, _) = app();
+        assert_eq!(app.complete("th"), ["theme"]);
+        assert_eq!(app.complete("s"), ["submit", "state", "sort"]);
+        assert_eq!(app.complete("theme l"), ["theme light"]);
+        assert_eq!(app.complete("ns eco"), ["ns ecommerce"]);
+        assert_eq!(app.complete("submit demo"), ["submit demo/release_pipeline"]);
+    }
+
+    #[test]
+    fn commands_change_what_is_shown_and_report_mistakes() {
+        let (mut app, _) = app();
+        app.run_command("ns ecommerce");
+        assert_eq!(app.task_filter.namespace.as_deref(), Some("ecommerce"));
+        app.run_command("state error");
+        assert_eq!(app.task_filter.state, Some(TaskState::Error));
+        app.run_command("theme light");
+        assert_eq!(app.theme.name, "light");
+        app.run_command("theme neon");
+        assert!(app.notice.as_ref().unwrap().0.contains("no such theme"));
+        app.run_command("frobnicate");
+        assert!(app
+            .notice
+            .as_ref()
+            .unwrap()
+            .0
+            .starts_with("unknown command `frobnicate`"));
+        app.run_command("quit");
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn retry_asks_the_engine_only_for_failed_tasks_and_cancel_confirms() {
+        let (mut app, mut actions) = app();
+        let mut failed = super::super::model::tests_support::task("01", "demo", TaskState::Error);
+        failed.steps.clear();
+        app.apply(Update::Tasks(vec![failed]));
+        press(&mut app, KeyCode::Char('r'));
+        assert_eq!(actions.try_recv().unwrap(), Action::Retry("01".into()));
+        press(&mut app, KeyCode::Char('c'));
+        assert!(matches!(app.mode, Mode::Confirm { .. }));
+        press(&mut app, KeyCode::Char('y'));
+        assert_eq!(actions.try_recv().unwrap(), Action::Cancel("01".into()));
+
+        let running = super::super::model::tests_support::task("02", "demo", TaskState::InProgress);
+        app.apply(Update::Tasks(vec![running]));
+        press(&mut app, KeyCode::Char('g'));
+        press(&mut app, KeyCode::Char('r'));
+        assert!(actions.try_recv().is_err());
+        assert!(app
+            .notice
+            .as_ref()
+            .unwrap()
+            .0
+            .contains("only a failed task can be retried"));
+    }
+
+    #[test]
+    fn the_form_submits_only_a_valid_context() {
+        let (mut app, mut actions) = app();
+        press(&mut app, KeyCode::Char('n'));
+        for c in "release".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        let Mode::Form(form) = &mut app.mode else {
+            panic!("the form is open")
+        };
+        form.editor = TextArea::new("{\"service\": \"\"}");
+        let ctrl_s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL);
+        app.on_key(ctrl_s);
+        assert!(actions.try_recv().is_err(), "an invalid context is not submitted");
+        let Mode::Form(form) = &mut app.mode else {
+            panic!("the form stays open")
+        };
+        assert!(
+            form.errors.iter().any(|e| e.contains("$.git_ref")),
+            "{:?}",
+            form.errors
+        );
+        form.editor = TextArea::new("{\"service\": \"api\", \"git_ref\": \"v1\"}");
+        app.on_key(ctrl_s);
+        match actions.try_recv().unwrap() {
+            Action::Submit { workflow, context } => {
+                assert_eq!(workflow, "demo/release_pipeline@1.0.0");
+                assert_eq!(context["git_ref"], "v1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

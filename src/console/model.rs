@@ -236,8 +236,18 @@ impl ViewModel {
     }
 }
 
+/// Task records for the console's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
+    use crate::model::{Task, TaskState};
+
+    pub fn task(id: &str, ns: &str, state: TaskState) -> Task {
+        super::tests::task(id, ns, state, &[], 0)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
     use super::*;
     use crate::model::{RetryPolicy, Step};
     use serde_json::json;
