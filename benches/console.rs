@@ -54,6 +54,8 @@ fn task(catalog: &Catalog, workflow: &str, n: usize) -> Task {
         state: [TaskState::Complete, TaskState::InProgress, TaskState::Error][n % 3],
         context: json!({}),
         initiator: "bench".into(),
+        parent: None,
+        correlation_id: None,
         created_at: 1_795_000_000_000 - n as i64 * 1000,
         updated_at: 1_795_000_000_000,
         steps: t
@@ -76,6 +78,7 @@ fn task(catalog: &Catalog, workflow: &str, n: usize) -> Task {
                 idempotency_key: String::new(),
                 started_at: None,
                 finished_at: None,
+                approval: None,
             })
             .collect(),
     }

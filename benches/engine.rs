@@ -61,11 +61,11 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
             let workflow = workflow.to_string();
             tokio::spawn(async move {
                 engine
-                    .submit(SubmitRequest {
+                    .submit(SubmitRequest::new(
                         workflow,
-                        context: json!({}),
-                        actor: "bench".into(),
-                    })
+                        json!({}),
+                        taskdeck::auth::Identity::local("bench"),
+                    ))
                     .await
                     .unwrap()
             })

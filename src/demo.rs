@@ -50,11 +50,11 @@ impl Traffic {
         } else {
             ("microservices/user_registration", self.registration())
         };
-        SubmitRequest {
-            workflow: workflow.to_string(),
+        SubmitRequest::new(
+            workflow,
             context,
-            actor: "demo".to_string(),
-        }
+            crate::auth::Identity::new("demo", "demo", crate::auth::Role::Admin),
+        )
     }
 
     fn chance(&mut self, low: f64, high: f64) -> bool {

@@ -2,6 +2,7 @@
 //!
 //! Imports point one way (design.md): `cli → engine → {store, handlers, workflow} → model`.
 
+pub mod auth;
 pub mod cli;
 pub mod console;
 pub mod demo;

@@ -45,6 +45,8 @@ fn task(
         state,
         context: t.sample_context.clone().unwrap_or(json!({})),
         initiator: "sarah".into(),
+        parent: None,
+        correlation_id: None,
         created_at: NOW - age_s * 1000,
         updated_at: NOW - age_s * 1000 + 500,
         steps: t
@@ -67,6 +69,7 @@ fn task(
                 idempotency_key: format!("{id}/{}", s.name),
                 started_at: None,
                 finished_at: None,
+                approval: None,
             })
             .collect(),
     }

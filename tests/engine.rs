@@ -13,6 +13,10 @@ use taskdeck::handlers::{Registry, StepHandler, StepInput};
 use taskdeck::model::{StepError, StepState, TaskState};
 use taskdeck::workflow::CatalogError;
 
+fn admin(name: &str) -> taskdeck::auth::Identity {
+    taskdeck::auth::Identity::local(name)
+}
+
 fn one_step(config: &str) -> String {
     format!(
         "namespace: t\nname: one\nversion: 1.0.0\nsteps:\n  - name: work\n    handler: simulate\n{config}"
@@ -319,7 +323,7 @@ steps:
 
     let retried = h
         .engine
-        .retry(&task.id, "alice", "database is back")
+        .retry(&task.id, &admin("alice"), "database is back")
         .await
         .unwrap();
     assert_eq!(retried.state, TaskState::Pending);
@@ -340,7 +344,11 @@ steps:
 async fn retry_is_refused_for_a_task_that_is_not_in_error() {
     let h = start(&[DIAMOND], Registry::builtin(), config());
     let task = h.run("t/diamond", json!({})).await;
-    let err = h.engine.retry(&task.id, "alice", "why not").await.unwrap_err();
+    let err = h
+        .engine
+        .retry(&task.id, &admin("alice"), "why not")
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("is complete; only a task in error can be retried"),
@@ -353,7 +361,11 @@ async fn cancel_stops_running_steps_and_everything_downstream() {
     let h = start(&[DIAMOND], Registry::builtin(), config());
     let task = h.submit("t/diamond", json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cancelled = h.engine.cancel(&task.id, "bob", "wrong release").await.unwrap();
+    let cancelled = h
+        .engine
+        .cancel(&task.id, &admin("bob"), "wrong release")
+        .await
+        .unwrap();
     assert_eq!(cancelled.state, TaskState::Cancelled);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let task = h.store.task(&task.id).unwrap().unwrap();
@@ -399,7 +411,7 @@ steps:
             &task.id,
             "charge",
             json!({ "charge_id": "ch_manual" }),
-            "carol",
+            &admin("carol"),
             "charged by phone",
         )
         .await
@@ -419,7 +431,7 @@ steps:
 
     let err = h
         .engine
-        .resolve(&task.id, "nope", json!({}), "carol", "x")
+        .resolve(&task.id, "nope", json!({}), &admin("carol"), "x")
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::NoSuchStep { .. }), "{err}");
@@ -445,11 +457,11 @@ steps:
     let h = start(&[yaml], Registry::builtin(), config());
     let err = h
         .engine
-        .submit(taskdeck::engine::SubmitRequest {
-            workflow: "t/typed".into(),
-            context: json!({ "customer_info": {}, "cart_items": [] }),
-            actor: "x".into(),
-        })
+        .submit(taskdeck::engine::SubmitRequest::new(
+            "t/typed",
+            json!({ "customer_info": {}, "cart_items": [] }),
+            admin("x"),
+        ))
         .await
         .unwrap_err();
     let EngineError::Catalog(CatalogError::InvalidContext { violations, .. }) = &err else {

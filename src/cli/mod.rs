@@ -3,9 +3,10 @@
 
 mod output;
 
+use crate::auth::Identity;
 use crate::engine::{Engine, EngineConfig, SubmitRequest};
 use crate::handlers::Registry;
-use crate::model::TaskState;
+use crate::model::{short_id, TaskState};
 use crate::store::{Durability, SledStore, Store};
 use crate::workflow::{Catalog, Source, WorkflowError};
 use anyhow::{anyhow, bail, Context, Result};
@@ -34,6 +35,15 @@ pub struct Cli {
     /// Most steps running at once.
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
+    /// Act as the operator this token names (`taskdeck token issue`); without one, the local user as admin.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKDECK_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Console theme: dark, light, high-contrast, screencast, or a path to a theme file.
     #[arg(long, value_name = "NAME", env = "TASKDECK_THEME", default_value = crate::console::theme::DEFAULT)]
     pub theme: String,
@@ -90,6 +100,28 @@ pub enum Command {
         #[arg(long, value_parser = crate::demo::parse_duration)]
         duration: Option<Duration>,
     },
+    /// Signed operator identities.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List the steps waiting for a person's decision.
+    Approvals {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a step waiting for approval.
+    Approve {
+        task: String,
+        step: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a step waiting for approval (a reason is required).
+    Deny {
+        task: String,
+        step: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// List tasks.
     Tasks {
         #[arg(long)]
@@ -127,6 +159,25 @@ pub enum Command {
         #[arg(long, default_value = "resolved by operator")]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Sign a token (HS256, with this data directory's key) and print it.
+    Issue {
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        team: String,
+        /// viewer, operator (or agent), manager, admin or service.
+        #[arg(long)]
+        role: crate::auth::Role,
+        /// Lifetime, e.g. 8h, 30m.
+        #[arg(long, default_value = "8h", value_parser = crate::demo::parse_duration)]
+        ttl: Duration,
+    },
+    /// Show whom a token names (and check it).
+    Show { token: String },
 }
 
 /// Exit codes: 0 success, 1 error, 2 a waited-for task did not complete.
@@ -169,9 +220,15 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Who is acting, recorded on transitions. Identity and tokens arrive with authorization.
-fn operator() -> String {
-    crate::engine::default_operator()
+/// Who is acting: the token's identity, or the local user as admin.
+fn identity(cli: &Cli, data: &std::path::Path) -> Result<Identity> {
+    match &cli.token {
+        Some(token) => {
+            let key = crate::auth::token::signing_key(data)?;
+            Ok(crate::auth::token::verify(&key, token)?)
+        }
+        None => Ok(Identity::local(&crate::engine::default_operator())),
+    }
 }
 
 fn catalog_sources(cli: &Cli) -> Vec<Source> {
@@ -193,6 +250,7 @@ struct Opened {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     registry: Registry,
+    identity: Identity,
 }
 
 /// The handlers the CLI runs: built-ins plus the blog workflows over simulated services.
@@ -201,6 +259,7 @@ fn registry() -> Registry {
 }
 
 fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
+    let identity = identity(cli, data)?;
     let registry = registry();
     let catalog = Arc::new(load_catalog(cli, &registry)?);
     let store: Arc<dyn Store> = Arc::new(SledStore::open(data, cli.durability)?);
@@ -208,6 +267,7 @@ fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
         store,
         catalog,
         registry,
+        identity,
     })
 }
 
@@ -256,11 +316,11 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             let engine = engine(&cli, &ctx, *wait)?;
             let mut events = engine.subscribe();
             let task = engine
-                .submit(SubmitRequest {
-                    workflow: workflow.clone(),
+                .submit(SubmitRequest::new(
+                    workflow.clone(),
                     context,
-                    actor: operator(),
-                })
+                    ctx.identity.clone(),
+                ))
                 .await?;
             if !*wait {
                 if *json {
@@ -293,6 +353,97 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             Ok(if done.state == TaskState::Complete { 0 } else { 2 })
         }
         Command::Run { until_idle } => run(&cli, &data, *until_idle).await,
+        Command::Token(TokenCommand::Issue { sub, team, role, ttl }) => {
+            let key = crate::auth::token::signing_key(&data)?;
+            println!(
+                "{}",
+                crate::auth::token::issue(&key, &Identity::new(sub, team, *role), *ttl)?
+            );
+            Ok(0)
+        }
+        Command::Token(TokenCommand::Show { token }) => {
+            let key = crate::auth::token::signing_key(&data)?;
+            println!("{}", crate::auth::token::verify(&key, token)?.describe());
+            Ok(0)
+        }
+        Command::Approvals { json } => {
+            let ctx = open(&cli, &data)?;
+            let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
+            let now = crate::engine::Clock::new().now();
+            let mut waiting = Vec::new();
+            for task in ctx.store.active_tasks()? {
+                let readable = coordinator
+                    .check(
+                        &ctx.identity,
+                        crate::auth::Request::Read {
+                            namespace: &task.namespace,
+                        },
+                    )
+                    .is_ok();
+                for step in task
+                    .steps
+                    .iter()
+                    .filter(|s| s.state == crate::model::StepState::AwaitingApproval)
+                {
+                    if let (true, Some(a)) = (readable, &step.approval) {
+                        waiting.push((task.clone(), step.name.clone(), a.clone()));
+                    }
+                }
+            }
+            if *json {
+                let list: Vec<Value> = waiting
+                    .iter()
+                    .map(|(t, step, a)| serde_json::json!({ "task": t.id, "workflow": t.workflow_ref(), "step": step, "request": a.request, "requested_at": crate::model::format_timestamp(a.requested_at), "expires_at": crate::model::format_timestamp(a.expires_at) }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if waiting.is_empty() {
+                println!("nothing waits for approval");
+            } else {
+                for (t, step, a) in &waiting {
+                    let amount = a
+                        .request
+                        .amount
+                        .map(|c| format!("${:.2}", c as f64 / 100.0))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {}  {step}  {amount}  requested by {}  needs {}  expires in {}s  {}",
+                        short_id(&t.id),
+                        t.workflow_ref(),
+                        a.request.requester,
+                        a.request.required_role,
+                        ((a.expires_at - now).max(0)) / 1000,
+                        a.request.summary
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Approve { task, step, note } => {
+            admin(
+                &cli,
+                &data,
+                Admin::Decide {
+                    task,
+                    step,
+                    approve: true,
+                    note: note.clone(),
+                },
+            )
+            .await
+        }
+        Command::Deny { task, step, reason } => {
+            admin(
+                &cli,
+                &data,
+                Admin::Decide {
+                    task,
+                    step,
+                    approve: false,
+                    note: Some(reason.clone()),
+                },
+            )
+            .await
+        }
         Command::Demo {
             rate,
             faults,
@@ -362,6 +513,12 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
 
 /// An operator command run against the store without executing steps.
 enum Admin<'a> {
+    Decide {
+        task: &'a str,
+        step: &'a str,
+        approve: bool,
+        note: Option<String>,
+    },
     Retry {
         task: &'a str,
         reason: &'a str,
@@ -381,7 +538,7 @@ enum Admin<'a> {
 async fn admin(cli: &Cli, data: &std::path::Path, action: Admin<'_>) -> Result<i32> {
     let ctx = open(cli, data)?;
     let engine = engine(cli, &ctx, false)?;
-    let who = operator();
+    let who = ctx.identity.clone();
     let result = match action {
         Admin::Retry { task, reason } => engine.retry(task, &who, reason).await,
         Admin::Cancel { task, reason } => engine.cancel(task, &who, reason).await,
@@ -391,6 +548,12 @@ async fn admin(cli: &Cli, data: &std::path::Path, action: Admin<'_>) -> Result<i
             results,
             reason,
         } => engine.resolve(task, step, results, &who, reason).await,
+        Admin::Decide {
+            task,
+            step,
+            approve,
+            note,
+        } => engine.decide(task, step, approve, &who, note).await,
     };
     engine.shutdown(Duration::ZERO).await;
     let task = result?;
@@ -594,15 +757,21 @@ async fn console(cli: &Cli, data: &std::path::Path) -> Result<i32> {
         bail!("the console needs a terminal; for headless use try `taskdeck run`, `taskdeck submit --wait` or `taskdeck demo` (see --help)");
     }
     let ctx = open(cli, data)?;
+    let ctx_identity = ctx.identity.clone();
     let engine = Arc::new(engine(cli, &ctx, true)?);
     let options = crate::console::Options {
+        identity: ctx.identity.clone(),
         theme,
         demo: cli.demo,
         record: cli.record.clone(),
         info: crate::console::app::HeaderInfo {
             data_dir: tilde(data),
             durability: cli.durability.as_str().to_string(),
-            operator: format!("{} (admin, no token)", operator()),
+            operator: if cli.token.is_some() {
+                ctx_identity.describe()
+            } else {
+                format!("{} (admin, no token)", ctx_identity.sub)
+            },
         },
     };
     let result = crate::console::run(engine.clone(), options).await;

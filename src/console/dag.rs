@@ -397,6 +397,7 @@ mod tests {
             idempotency_key: String::new(),
             started_at: None,
             finished_at: None,
+            approval: None,
         };
         Task {
             id: "t".into(),
@@ -406,6 +407,8 @@ mod tests {
             state: TaskState::Pending,
             context: json!({}),
             initiator: "x".into(),
+            parent: None,
+            correlation_id: None,
             created_at: 0,
             updated_at: 0,
             steps: vec![

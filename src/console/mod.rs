@@ -14,6 +14,7 @@ pub mod record;
 pub mod theme;
 pub mod views;
 
+use crate::auth::Identity;
 use crate::demo::{FaultLevel, Traffic};
 use crate::engine::Engine;
 use app::{Action, App, HeaderInfo, Update};
@@ -32,6 +33,8 @@ use tokio::sync::{mpsc, watch};
 
 pub struct Options {
     pub theme: Theme,
+    /// Who is operating the console (from a token, or the local user as admin).
+    pub identity: Identity,
     /// Run the demo traffic generator inside the console.
     pub demo: bool,
     /// Write the session as an asciinema v2 recording.
@@ -116,6 +119,7 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     // not every terminal answers).
     execute!(term.backend_mut(), terminal::EnterAlternateScreen, cursor::Hide)?;
 
+    let options_identity = options.identity.clone();
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (actions_tx, mut actions) = mpsc::unbounded_channel();
     let (focus_tx, focus_rx) = watch::channel(None);
@@ -186,7 +190,7 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
             }
             action = actions.recv() => {
                 if let Some(a) = action {
-                    perform(&engine, a, &updates_tx, &focus_tx);
+                    perform(&engine, &options_identity, a, &updates_tx, &focus_tx);
                 }
             }
             _ = tick.tick() => {
@@ -210,11 +214,12 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
 /// report back as updates.
 fn perform(
     engine: &Arc<Engine>,
+    identity: &Identity,
     action: Action,
     updates: &mpsc::UnboundedSender<Update>,
     focus: &watch::Sender<Option<String>>,
 ) {
-    let operator = crate::engine::default_operator();
+    let operator = identity.clone();
     let (engine, updates) = (engine.clone(), updates.clone());
     match action {
         Action::Focus(id) => {
@@ -222,11 +227,7 @@ fn perform(
         }
         Action::Submit { workflow, context } => {
             tokio::spawn(async move {
-                let request = crate::engine::SubmitRequest {
-                    workflow,
-                    context,
-                    actor: operator,
-                };
+                let request = crate::engine::SubmitRequest::new(workflow, context, operator);
                 let _ = updates.send(match engine.submit(request).await {
                     Ok(task) => Update::Submitted(task),
                     Err(e) => Update::Notice(format!("submit failed: {e}")),

@@ -261,6 +261,8 @@ pub(crate) mod tests {
             state,
             context: json!({}),
             initiator: "t".into(),
+            parent: None,
+            correlation_id: None,
             created_at: at,
             updated_at: at,
             steps: steps
@@ -282,6 +284,7 @@ pub(crate) mod tests {
                     idempotency_key: String::new(),
                     started_at: None,
                     finished_at: None,
+                    approval: None,
                 })
                 .collect(),
         }

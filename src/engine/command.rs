@@ -1,5 +1,6 @@
 //! What callers (CLI, console, API) ask of the orchestrator, and what can go wrong.
 
+use crate::auth::Identity;
 use crate::model::{IllegalTransition, Task};
 use crate::store::StoreError;
 use crate::workflow::CatalogError;
@@ -23,8 +24,16 @@ pub enum EngineError {
     Rejected(String),
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
+    #[error("{0}")]
+    Denied(String),
     #[error("the engine has stopped")]
     Stopped,
+}
+
+impl From<crate::auth::Denied> for EngineError {
+    fn from(d: crate::auth::Denied) -> Self {
+        EngineError::Denied(d.0)
+    }
 }
 
 /// A request to create a task.
@@ -33,8 +42,23 @@ pub struct SubmitRequest {
     /// `NS/NAME` or `NS/NAME@VERSION`.
     pub workflow: String,
     pub context: Value,
-    /// Who asked; recorded as the task's initiator and on its first transition.
-    pub actor: String,
+    /// Who asks; recorded as the task's initiator and on its first transition.
+    pub actor: Identity,
+    /// The task that delegates this one, if any.
+    pub parent: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+impl SubmitRequest {
+    pub fn new(workflow: impl Into<String>, context: Value, actor: Identity) -> Self {
+        SubmitRequest {
+            workflow: workflow.into(),
+            context,
+            actor,
+            parent: None,
+            correlation_id: None,
+        }
+    }
 }
 
 pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -44,13 +68,13 @@ pub(crate) enum Command {
     /// Steps in error get a fresh attempt budget and go back to pending.
     Retry {
         task: String,
-        actor: String,
+        actor: Identity,
         reason: String,
         reply: Reply<Task>,
     },
     Cancel {
         task: String,
-        actor: String,
+        actor: Identity,
         reason: String,
         reply: Reply<Task>,
     },
@@ -59,8 +83,17 @@ pub(crate) enum Command {
         task: String,
         step: String,
         results: Value,
-        actor: String,
+        actor: Identity,
         reason: String,
+        reply: Reply<Task>,
+    },
+    /// Approves or denies a step waiting for approval.
+    Decide {
+        task: String,
+        step: String,
+        approve: bool,
+        actor: Identity,
+        note: Option<String>,
         reply: Reply<Task>,
     },
     /// Answers once no task can make progress without a person.

@@ -4,6 +4,7 @@
 mod backoff;
 mod clock;
 mod command;
+mod delegate;
 mod events;
 mod orchestrator;
 mod runner;
@@ -13,6 +14,7 @@ pub use clock::Clock;
 pub use command::{EngineError, SubmitRequest};
 pub use events::{names as event_names, Event, EventBus};
 
+use crate::auth::Identity;
 use crate::handlers::Registry;
 use crate::model::Task;
 use crate::store::Store;
@@ -141,8 +143,8 @@ impl Engine {
         self.ask(|reply| Command::Submit(request, reply)).await
     }
 
-    pub async fn retry(&self, task: &str, actor: &str, reason: &str) -> Result<Task, EngineError> {
-        let (task, actor, reason) = (task.to_string(), actor.to_string(), reason.to_string());
+    pub async fn retry(&self, task: &str, actor: &Identity, reason: &str) -> Result<Task, EngineError> {
+        let (task, actor, reason) = (task.to_string(), actor.clone(), reason.to_string());
         self.ask(|reply| Command::Retry {
             task,
             actor,
@@ -152,8 +154,8 @@ impl Engine {
         .await
     }
 
-    pub async fn cancel(&self, task: &str, actor: &str, reason: &str) -> Result<Task, EngineError> {
-        let (task, actor, reason) = (task.to_string(), actor.to_string(), reason.to_string());
+    pub async fn cancel(&self, task: &str, actor: &Identity, reason: &str) -> Result<Task, EngineError> {
+        let (task, actor, reason) = (task.to_string(), actor.clone(), reason.to_string());
         self.ask(|reply| Command::Cancel {
             task,
             actor,
@@ -168,13 +170,13 @@ impl Engine {
         task: &str,
         step: &str,
         results: Value,
-        actor: &str,
+        actor: &Identity,
         reason: &str,
     ) -> Result<Task, EngineError> {
         let (task, step, actor, reason) = (
             task.to_string(),
             step.to_string(),
-            actor.to_string(),
+            actor.clone(),
             reason.to_string(),
         );
         self.ask(|reply| Command::Resolve {
@@ -186,6 +188,33 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Approves (`approve`) or denies a step waiting for approval. A denial needs a reason
+    /// (`note`); an approval's note is optional.
+    pub async fn decide(
+        &self,
+        task: &str,
+        step: &str,
+        approve: bool,
+        actor: &Identity,
+        note: Option<String>,
+    ) -> Result<Task, EngineError> {
+        let (task, step, actor) = (task.to_string(), step.to_string(), actor.clone());
+        self.ask(|reply| Command::Decide {
+            task,
+            step,
+            approve,
+            actor,
+            note,
+            reply,
+        })
+        .await
+    }
+
+    /// What the authorization coordinator says, for callers that filter what they show.
+    pub fn coordinator(&self) -> crate::auth::Coordinator {
+        crate::auth::Coordinator::new(self.catalog.clone())
     }
 
     /// Resolves once nothing is running, queued or backing off: every task is finished or

@@ -11,10 +11,11 @@ use super::command::{Command, EngineError, SubmitRequest};
 use super::events::{names, Event, EventBus};
 use super::runner::{self, Attempt};
 use super::{Clock, EngineConfig};
-use crate::handlers::{EventSink, Registry, StepInput};
+use crate::auth::{Coordinator, Identity, Request};
+use crate::handlers::{Delegator, EventSink, Registry, StepInput};
 use crate::model::{
-    step_transition, task_transition, ExecutionStatus, Step, StepError, StepEvent, StepState, Subject, Task,
-    TaskEvent, TaskState, Timestamp, Transition,
+    step_transition, task_transition, Approval, Decision, ErrorInfo, ExecutionStatus, Step, StepError,
+    StepEvent, StepState, Subject, Task, TaskEvent, TaskState, Timestamp, Transition,
 };
 use crate::store::Store;
 use crate::workflow::Catalog;
@@ -27,6 +28,9 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
+
+/// The actor recorded for what the engine does by itself.
+const ENGINE: &str = "engine";
 
 pub(crate) enum Message {
     Command(Command),
@@ -74,6 +78,10 @@ pub(crate) struct Orchestrator {
     tasks: HashMap<String, Entry>,
     ready: VecDeque<(String, usize)>,
     timers: BTreeSet<(Timestamp, String, usize)>,
+    /// Expiry of approval requests: kept apart because a task waiting on a person is idle.
+    approval_timers: BTreeSet<(Timestamp, String, usize)>,
+    coordinator: Coordinator,
+    delegator: Arc<dyn Delegator>,
     inflight: HashMap<(String, usize), AbortHandle>,
     seq: u64,
     // The group being built this turn.
@@ -100,6 +108,7 @@ impl Orchestrator {
         inbox: UnboundedReceiver<Message>,
         seq: u64,
     ) -> Self {
+        let tx_for_delegation = tx.clone();
         let rng = match config.jitter_seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_os_rng(),
@@ -107,7 +116,7 @@ impl Orchestrator {
         Orchestrator {
             config,
             store,
-            catalog,
+            catalog: catalog.clone(),
             registry,
             clock,
             bus,
@@ -117,6 +126,9 @@ impl Orchestrator {
             tasks: HashMap::new(),
             ready: VecDeque::new(),
             timers: BTreeSet::new(),
+            approval_timers: BTreeSet::new(),
+            coordinator: Coordinator::new(catalog.clone()),
+            delegator: Arc::new(super::delegate::EngineDelegator::new(tx_for_delegation)),
             inflight: HashMap::new(),
             seq,
             dirty: HashSet::new(),
@@ -150,7 +162,7 @@ impl Orchestrator {
                     &id,
                     i,
                     StepEvent::Reset,
-                    "engine",
+                    ENGINE,
                     Some("interrupted by a restart; runs again with the same idempotency key".into()),
                     None,
                 );
@@ -166,7 +178,12 @@ impl Orchestrator {
         self.dispatch();
         self.commit();
         loop {
-            let next_timer = self.timers.first().map(|(at, _, _)| self.clock.instant_at(*at));
+            let next_timer = [self.timers.first(), self.approval_timers.first()]
+                .into_iter()
+                .flatten()
+                .map(|(at, _, _)| *at)
+                .min()
+                .map(|at| self.clock.instant_at(at));
             let stop_at = self.stopping.as_ref().map(|(at, _)| *at);
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
@@ -256,6 +273,17 @@ impl Orchestrator {
                 let result = self.resolve(&task, &step, results, &actor, &reason);
                 self.reply_after_commit(reply, result);
             }
+            Command::Decide {
+                task,
+                step,
+                approve,
+                actor,
+                note,
+                reply,
+            } => {
+                let result = self.decide(&task, &step, approve, &actor, note);
+                self.reply_after_commit(reply, result);
+            }
             Command::WhenIdle(reply) => self.idle_waiters.push(reply),
             Command::Shutdown { grace, reply } => {
                 self.stopping = Some((tokio::time::Instant::now() + grace, reply));
@@ -289,8 +317,15 @@ impl Orchestrator {
 
     fn submit(&mut self, req: SubmitRequest) -> Result<String, EngineError> {
         let workflow = self.catalog.resolve(&req.workflow)?;
-        workflow.validate_context(&req.context)?;
         let t = &workflow.template;
+        self.coordinator.check(
+            &req.actor,
+            Request::Submit {
+                namespace: &t.namespace,
+                workflow: &t.name,
+            },
+        )?;
+        workflow.validate_context(&req.context)?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
         let steps: Vec<Step> = t
@@ -312,8 +347,10 @@ impl Orchestrator {
                 idempotency_key: format!("{id}/{}", s.name),
                 started_at: None,
                 finished_at: None,
+                approval: None,
             })
             .collect();
+        let actor = req.actor.sub.clone();
         let mut steps = steps;
         let mut context = req.context;
         if let Some(hook) = self.registry.hook(&t.namespace, &t.name) {
@@ -326,23 +363,31 @@ impl Orchestrator {
             version: t.version.to_string(),
             state: TaskState::Pending,
             context,
-            initiator: req.actor.clone(),
+            initiator: actor.clone(),
             created_at: now,
             updated_at: now,
             steps,
+            parent: req.parent.clone(),
+            correlation_id: req.correlation_id.clone(),
         };
         self.tasks.insert(id.clone(), Entry::new(task));
+        let reason = req.parent.as_ref().map(|p| format!("delegated by task {p}"));
         self.record(
             &id,
             Subject::Task,
             None,
             TaskState::Pending.as_str(),
             0,
-            &req.actor,
-            None,
+            &actor,
+            reason,
             None,
         );
-        self.emit(&id, names::TASK_CREATED, None, json!({ "initiator": req.actor }));
+        self.emit(
+            &id,
+            names::TASK_CREATED,
+            None,
+            json!({ "initiator": actor, "parent": req.parent, "correlation_id": req.correlation_id }),
+        );
         self.schedule_task(&id);
         Ok(id)
     }
@@ -358,8 +403,17 @@ impl Orchestrator {
         Ok(id)
     }
 
-    fn retry(&mut self, task: &str, actor: &str, reason: &str) -> Result<String, EngineError> {
+    fn authorize_operation(&self, id: &str, actor: &Identity, action: &str) -> Result<(), EngineError> {
+        let namespace = &self.tasks[id].task.namespace;
+        self.coordinator
+            .check(actor, Request::Operate { namespace, action })?;
+        Ok(())
+    }
+
+    fn retry(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
         let id = self.load(task)?;
+        self.authorize_operation(&id, who, "retry")?;
+        let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
         if state != TaskState::Error {
             return Err(EngineError::Rejected(format!(
@@ -378,8 +432,10 @@ impl Orchestrator {
         Ok(id)
     }
 
-    fn cancel(&mut self, task: &str, actor: &str, reason: &str) -> Result<String, EngineError> {
+    fn cancel(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
         let id = self.load(task)?;
+        self.authorize_operation(&id, who, "cancel")?;
+        let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
         if state.is_terminal() {
             return Err(EngineError::Rejected(format!("task {id} is already {state}")));
@@ -392,6 +448,7 @@ impl Orchestrator {
                 handle.abort();
             }
             self.timers.retain(|(_, t, s)| !(t == &id && *s == i));
+            self.approval_timers.retain(|(_, t, s)| !(t == &id && *s == i));
             self.step_change(&id, i, StepEvent::Cancel, actor, Some(reason.to_string()), None);
         }
         self.task_change(&id, TaskEvent::Cancel, actor, Some(reason.to_string()));
@@ -403,10 +460,12 @@ impl Orchestrator {
         task: &str,
         step: &str,
         results: Value,
-        actor: &str,
+        who: &Identity,
         reason: &str,
     ) -> Result<String, EngineError> {
         let id = self.load(task)?;
+        self.authorize_operation(&id, who, "resolve")?;
+        let actor = who.sub.as_str();
         let entry = &self.tasks[&id];
         let Some(index) = entry.task.step_index(step) else {
             return Err(EngineError::NoSuchStep {
@@ -468,6 +527,10 @@ impl Orchestrator {
                 let at = step.next_attempt_at.unwrap_or(0);
                 self.timers.insert((at, id.to_string(), i));
             }
+            if let (StepState::AwaitingApproval, Some(approval)) = (step.state, &step.approval) {
+                self.approval_timers
+                    .insert((approval.expires_at, id.to_string(), i));
+            }
         }
     }
 
@@ -496,7 +559,7 @@ impl Orchestrator {
                     &id,
                     i,
                     StepEvent::RetryDue,
-                    "engine",
+                    ENGINE,
                     Some("backoff elapsed".into()),
                     None,
                 );
@@ -505,6 +568,162 @@ impl Orchestrator {
                 }
             }
         }
+        while let Some((at, _, _)) = self.approval_timers.first() {
+            if *at > now {
+                break;
+            }
+            let (_, id, i) = self.approval_timers.pop_first().unwrap();
+            let waiting = self
+                .tasks
+                .get(&id)
+                .is_some_and(|e| e.task.steps[i].state == StepState::AwaitingApproval);
+            if waiting {
+                let timeout = self.tasks[&id].task.steps[i]
+                    .approval
+                    .as_ref()
+                    .map_or(0, |a| a.request.timeout_seconds);
+                let info = ErrorInfo {
+                    kind: "permanent".into(),
+                    code: Some("APPROVAL_EXPIRED".into()),
+                    message: format!("no decision within {timeout} s: the approval request expired"),
+                };
+                self.conclude_approval(&id, i, None, info);
+            }
+        }
+    }
+
+    /// A step asked for a person's decision: it waits, durably, until a decision or expiry.
+    fn await_approval(&mut self, id: &str, i: usize, request: crate::model::ApprovalRequest) {
+        let now = self.clock.now();
+        let expires_at = now + request.timeout_seconds as Timestamp * 1000;
+        let payload = json!({ "request": request, "expires_at": expires_at });
+        let summary = request.summary.clone();
+        self.tasks.get_mut(id).unwrap().task.steps[i].approval = Some(Approval {
+            request,
+            requested_at: now,
+            expires_at,
+            decision: None,
+        });
+        self.approval_timers.insert((expires_at, id.to_string(), i));
+        self.step_change(id, i, StepEvent::AwaitApproval, ENGINE, Some(summary), None);
+        if let Some(e) = self.events.last_mut() {
+            e.payload = payload;
+        }
+    }
+
+    fn decide(
+        &mut self,
+        task: &str,
+        step: &str,
+        approve: bool,
+        who: &Identity,
+        note: Option<String>,
+    ) -> Result<String, EngineError> {
+        let id = self.load(task)?;
+        let entry = &self.tasks[&id];
+        let Some(i) = entry.task.step_index(step) else {
+            return Err(EngineError::NoSuchStep {
+                task: id.clone(),
+                step: step.to_string(),
+                steps: entry
+                    .task
+                    .steps
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        let s = &entry.task.steps[i];
+        let (StepState::AwaitingApproval, Some(approval)) = (s.state, &s.approval) else {
+            return Err(EngineError::Rejected(format!(
+                "step `{step}` of task {id} is {}, not awaiting approval",
+                s.state
+            )));
+        };
+        self.coordinator.check(
+            who,
+            Request::Decide {
+                namespace: &entry.task.namespace,
+                requester: &approval.request.requester,
+            },
+        )?;
+        if !approve && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            return Err(EngineError::Rejected("a denial needs a reason".into()));
+        }
+        let now = self.clock.now();
+        let decision = Decision {
+            approved: approve,
+            by: who.sub.clone(),
+            at: now,
+            note: note.clone(),
+            approval_id: format!(
+                "APPR-{}",
+                &uuid::Uuid::now_v7().simple().to_string()[20..].to_uppercase()
+            ),
+        };
+        let info = ErrorInfo {
+            kind: "permanent".into(),
+            code: Some("APPROVAL_DENIED".into()),
+            message: format!("denied by {}: {}", who.sub, note.unwrap_or_default()),
+        };
+        self.approval_timers.retain(|(_, t, s)| !(t == &id && *s == i));
+        self.conclude_approval(&id, i, Some(decision), info);
+        Ok(id)
+    }
+
+    /// Ends an approval gate: approved → complete with who and when; denied or expired
+    /// (`decision` None) → a permanent error carrying `denial`.
+    fn conclude_approval(&mut self, id: &str, i: usize, decision: Option<Decision>, denial: ErrorInfo) {
+        let now = self.clock.now();
+        let step = &mut self.tasks.get_mut(id).unwrap().task.steps[i];
+        step.finished_at = Some(now);
+        let approval = step
+            .approval
+            .as_mut()
+            .expect("a step awaiting approval has its request");
+        approval.decision = decision.clone();
+        match decision {
+            Some(d) if d.approved => {
+                step.results = Some(json!({
+                    "approval_obtained": true,
+                    "approval_method": "manager_approval",
+                    "approved_by": d.by,
+                    "approval_id": d.approval_id,
+                    "approval_notes": d.note,
+                    "approval_timestamp": crate::model::format_timestamp(d.at),
+                    "request": approval.request,
+                }));
+                let reason = Some(format!("approved by {}", d.by));
+                self.step_change(id, i, StepEvent::Approve, &d.by, reason, None);
+                self.emit(
+                    id,
+                    names::STEP_COMPLETED,
+                    Some(i),
+                    json!({ "approved_by": d.by, "approval_id": d.approval_id }),
+                );
+                self.schedule_children(id, i);
+            }
+            other => {
+                let actor = other.as_ref().map_or(ENGINE.to_string(), |d| d.by.clone());
+                step.last_error = Some(denial.clone());
+                self.step_change(
+                    id,
+                    i,
+                    StepEvent::Deny,
+                    &actor,
+                    Some(denial.message.clone()),
+                    Some(denial.clone()),
+                );
+                self.emit(
+                    id,
+                    names::STEP_FAILED,
+                    Some(i),
+                    json!({ "error": denial, "will_retry": false }),
+                );
+            }
+        }
+        self.evaluate(id);
     }
 
     /// Starts ready steps while the global concurrency limit allows.
@@ -523,13 +742,13 @@ impl Orchestrator {
                 continue; // queued twice, or changed since it was queued
             }
             if entry.task.state == TaskState::Pending {
-                self.task_change(&id, TaskEvent::Start, "engine", None);
+                self.task_change(&id, TaskEvent::Start, ENGINE, None);
             }
             let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
             step.attempts += 1;
             step.next_attempt_at = None;
             step.started_at = Some(self.clock.now());
-            self.step_change(&id, i, StepEvent::Start, "engine", None, None);
+            self.step_change(&id, i, StepEvent::Start, ENGINE, None, None);
             self.to_spawn.push((id, i));
         }
     }
@@ -550,7 +769,7 @@ impl Orchestrator {
                 step.results = Some(results);
                 step.last_error = None;
                 step.finished_at = Some(self.clock.now());
-                self.step_change(&id, i, StepEvent::Succeed, "engine", None, None);
+                self.step_change(&id, i, StepEvent::Succeed, ENGINE, None, None);
                 self.emit(
                     &id,
                     names::STEP_COMPLETED,
@@ -559,6 +778,7 @@ impl Orchestrator {
                 );
                 self.schedule_children(&id, i);
             }
+            Err(StepError::AwaitApproval(request)) => self.await_approval(&id, i, *request),
             Err(error) => self.on_failure(&id, i, attempt.attempt, error, duration_ms),
         }
         self.evaluate(&id);
@@ -575,7 +795,7 @@ impl Orchestrator {
             id,
             i,
             StepEvent::Fail { retry },
-            "engine",
+            ENGINE,
             reason,
             Some(info.clone()),
         );
@@ -591,7 +811,7 @@ impl Orchestrator {
         }
         let retry_after = match &error {
             StepError::Retryable { retry_after, .. } => *retry_after,
-            StepError::Permanent { .. } => None,
+            _ => None,
         };
         let jitter = if self.config.jitter {
             self.rng.random_range(-1.0..=1.0)
@@ -627,9 +847,9 @@ impl Orchestrator {
         match task.execution_status() {
             ExecutionStatus::AllComplete => {
                 if task.state == TaskState::Pending {
-                    self.task_change(id, TaskEvent::Start, "engine", None);
+                    self.task_change(id, TaskEvent::Start, ENGINE, None);
                 }
-                self.task_change(id, TaskEvent::Complete, "engine", None);
+                self.task_change(id, TaskEvent::Complete, ENGINE, None);
             }
             ExecutionStatus::BlockedByFailures => {
                 let failed: Vec<&str> = task
@@ -639,7 +859,7 @@ impl Orchestrator {
                     .map(|s| s.name.as_str())
                     .collect();
                 let reason = format!("steps in error: {}", failed.join(", "));
-                self.task_change(id, TaskEvent::Fail, "engine", Some(reason));
+                self.task_change(id, TaskEvent::Fail, ENGINE, Some(reason));
             }
             _ => {}
         }
@@ -858,6 +1078,9 @@ impl Orchestrator {
             idempotency_key: step.idempotency_key.clone(),
             attempt: step.attempts,
             events,
+            initiator: task.initiator.clone(),
+            correlation_id: task.correlation_id.clone(),
+            delegator: self.delegator.clone(),
         };
         let attempt = Attempt {
             task_id: id.clone(),

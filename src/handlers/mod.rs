@@ -8,6 +8,7 @@ pub mod microservices;
 mod simulate;
 mod support;
 
+use crate::auth::Identity;
 use crate::model::{Step, StepError};
 use crate::services::Services;
 use async_trait::async_trait;
@@ -38,6 +39,36 @@ impl EventSink {
     }
 }
 
+/// Why a delegated task was not created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DelegationError {
+    /// Refused by authorization: permanent.
+    #[error("{0}")]
+    Denied(String),
+    /// The workflow or context is wrong: permanent.
+    #[error("{0}")]
+    Invalid(String),
+    /// The engine could not take it now: worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Creates tasks through the engine's command path, with the same authorization as any
+/// caller. Handlers use it to delegate work to another namespace.
+#[async_trait]
+pub trait Delegator: Send + Sync {
+    /// Creates a task of `workflow` as `identity`, recorded as a child of `parent`.
+    /// Answers the new task's id.
+    async fn create_task(
+        &self,
+        identity: Identity,
+        workflow: &str,
+        context: Value,
+        parent: &str,
+        correlation_id: &str,
+    ) -> Result<String, DelegationError>;
+}
+
 /// Everything a handler may read.
 #[derive(Clone)]
 pub struct StepInput {
@@ -56,6 +87,11 @@ pub struct StepInput {
     /// 1 for the first attempt.
     pub attempt: u32,
     pub events: EventSink,
+    /// Who created the task (an approval's requester).
+    pub initiator: String,
+    /// The task's correlation id, if it has one.
+    pub correlation_id: Option<String>,
+    pub delegator: Arc<dyn Delegator>,
 }
 
 impl StepInput {

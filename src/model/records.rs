@@ -35,6 +35,42 @@ pub struct ErrorInfo {
     pub message: String,
 }
 
+/// A step's request for a human decision (an approval gate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub summary: String,
+    /// In the workflow's unit (cents for refunds).
+    pub amount: Option<i64>,
+    pub ticket: Option<String>,
+    pub customer: Option<String>,
+    pub policy_notes: Option<String>,
+    /// Who asked (the task's initiator); they may not approve it themselves.
+    pub requester: String,
+    /// The role a decider needs in the task's namespace.
+    pub required_role: String,
+    /// No decision within this time expires the request (a permanent error).
+    pub timeout_seconds: u64,
+}
+
+/// How a person answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub approved: bool,
+    pub by: String,
+    pub at: Timestamp,
+    /// The approval note, or the denial's reason.
+    pub note: Option<String>,
+    pub approval_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub request: ApprovalRequest,
+    pub requested_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub decision: Option<Decision>,
+}
+
 /// What a handler returns when it does not succeed (design.md, principle 5).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepError {
@@ -48,6 +84,9 @@ pub enum StepError {
         code: Option<String>,
         retry_after: Option<Duration>,
     },
+    /// Not a failure: the step pauses until a person approves or denies the request.
+    #[error("awaiting approval: {}", .0.summary)]
+    AwaitApproval(Box<ApprovalRequest>),
 }
 
 impl StepError {
@@ -76,6 +115,11 @@ impl StepError {
                 kind: "permanent".into(),
                 code: Some(code.clone()),
                 message: message.clone(),
+            },
+            StepError::AwaitApproval(request) => ErrorInfo {
+                kind: "approval".into(),
+                code: None,
+                message: request.summary.clone(),
             },
             StepError::Retryable { message, code, .. } => ErrorInfo {
                 kind: if code.as_deref() == Some("TIMEOUT") {
@@ -114,6 +158,9 @@ pub struct Step {
     pub idempotency_key: String,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    /// The approval gate's request and decision, for steps that asked a person.
+    #[serde(default)]
+    pub approval: Option<Approval>,
 }
 
 impl Step {
@@ -136,6 +183,12 @@ pub struct Task {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub steps: Vec<Step>,
+    /// The task that created this one (cross-namespace delegation).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Traces one request across teams (`cs-…` when customer success delegates).
+    #[serde(default)]
+    pub correlation_id: Option<String>,
 }
 
 impl Task {

@@ -1,5 +1,6 @@
 //! All known workflow templates, keyed by namespace, name and version.
 
+use super::manifest::{is_manifest, Manifest};
 use super::{CatalogError, Template, WorkflowError};
 use semver::Version;
 use serde_json::Value;
@@ -89,6 +90,7 @@ pub enum Source {
 #[derive(Debug, Default)]
 pub struct Catalog {
     workflows: BTreeMap<(String, String), BTreeMap<Version, Arc<Workflow>>>,
+    manifests: BTreeMap<String, Manifest>,
 }
 
 impl Catalog {
@@ -111,6 +113,26 @@ impl Catalog {
         }
         let mut catalog = Catalog::default();
         for (file, text) in files {
+            if is_manifest(&file) {
+                match Manifest::parse(&file, &text) {
+                    Ok(m) => {
+                        if let Some(existing) = catalog.manifests.get(&m.namespace) {
+                            errors.push(WorkflowError::new(
+                                &file,
+                                None,
+                                format!(
+                                    "namespace `{}` has a manifest already, in {}",
+                                    m.namespace, existing.source
+                                ),
+                            ));
+                        } else {
+                            catalog.manifests.insert(m.namespace.clone(), m);
+                        }
+                    }
+                    Err(mut e) => errors.append(&mut e),
+                }
+                continue;
+            }
             match Template::parse(&file, &text, is_handler) {
                 Ok(t) => {
                     let versions = catalog
@@ -135,11 +157,31 @@ impl Catalog {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        // A grant must name a workflow its namespace has.
+        for m in catalog.manifests.values() {
+            for (i, g) in m.grants.iter().enumerate() {
+                if !catalog
+                    .workflows
+                    .contains_key(&(m.namespace.clone(), g.workflow.clone()))
+                {
+                    errors.push(WorkflowError::new(
+                        &m.source,
+                        Some(format!("grants[{i}].workflow")),
+                        format!("namespace `{}` has no workflow `{}`", m.namespace, g.workflow),
+                    ));
+                }
+            }
+        }
         if errors.is_empty() {
             Ok(catalog)
         } else {
             Err(errors)
         }
+    }
+
+    /// The manifest of a namespace, if it has one.
+    pub fn manifest(&self, namespace: &str) -> Option<&Manifest> {
+        self.manifests.get(namespace)
     }
 
     /// Resolves `NS/NAME` (highest version) or `NS/NAME@VERSION` (exactly that one).

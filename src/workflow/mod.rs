@@ -4,8 +4,10 @@ mod catalog;
 pub mod dag;
 mod document;
 mod error;
+mod manifest;
 mod template;
 
 pub use catalog::{Catalog, Source, Workflow};
 pub use error::{CatalogError, WorkflowError};
+pub use manifest::{Grant, GrantAction, Grantee, Manifest};
 pub use template::{StepTemplate, Template};

@@ -55,11 +55,11 @@ pub fn start_on(store: Arc<dyn Store>, yaml: &[&str], registry: Registry, config
 impl Harness {
     pub async fn submit(&self, workflow: &str, context: Value) -> Task {
         self.engine
-            .submit(SubmitRequest {
-                workflow: workflow.into(),
+            .submit(SubmitRequest::new(
+                workflow,
                 context,
-                actor: "tester".into(),
-            })
+                taskdeck::auth::Identity::local("tester"),
+            ))
             .await
             .unwrap()
     }
@@ -120,11 +120,11 @@ pub fn sample(name: &str, extra: Value) -> Value {
 /// Submitting that is expected to fail validation.
 pub async fn reject(h: &Harness, workflow: &str, context: Value) -> String {
     h.engine
-        .submit(SubmitRequest {
-            workflow: workflow.into(),
+        .submit(SubmitRequest::new(
+            workflow,
             context,
-            actor: "tester".into(),
-        })
+            taskdeck::auth::Identity::local("tester"),
+        ))
         .await
         .unwrap_err()
         .to_string()

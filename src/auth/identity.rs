@@ -1,0 +1,96 @@
+//! Who is acting: a subject, their team (which is also their namespace) and their role.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads their own namespace and `shared`.
+    Viewer,
+    /// Also submits, retries, cancels and resolves in their own namespace (an "agent").
+    Operator,
+    /// Also approves their namespace's requests.
+    Manager,
+    /// Everything, everywhere.
+    Admin,
+    /// A team's workflows acting on its behalf (e.g. delegating to another namespace).
+    Service,
+}
+
+impl Role {
+    pub const NAMES: [&'static str; 5] = ["viewer", "operator", "manager", "admin", "service"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Ok(match s {
+            "viewer" => Role::Viewer,
+            "operator" | "agent" => Role::Operator,
+            "manager" => Role::Manager,
+            "admin" => Role::Admin,
+            "service" => Role::Service,
+            _ => {
+                return Err(format!(
+                    "unknown role `{s}`; expected one of: {} (or agent)",
+                    Role::NAMES.join(", ")
+                ))
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub sub: String,
+    pub team: String,
+    pub role: Role,
+}
+
+impl Identity {
+    pub fn new(sub: &str, team: &str, role: Role) -> Self {
+        Identity {
+            sub: sub.to_string(),
+            team: team.to_string(),
+            role,
+        }
+    }
+
+    /// The local user when no token is given: an admin (the console says so).
+    pub fn local(user: &str) -> Self {
+        Identity::new(user, "local", Role::Admin)
+    }
+
+    /// The identity a team's workflows act as.
+    pub fn service(team: &str) -> Self {
+        Identity::new(&format!("svc:{team}"), team, Role::Service)
+    }
+
+    /// The engine itself (recovery, backoff, finalization).
+    pub fn engine() -> Self {
+        Identity::new("engine", "system", Role::Admin)
+    }
+
+    /// `sarah (manager, payments)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({}, {})", self.sub, self.role, self.team)
+    }
+}
