@@ -47,6 +47,7 @@ fn task(
         initiator: "sarah".into(),
         parent: None,
         correlation_id: None,
+        origin_key: None,
         created_at: NOW - age_s * 1000,
         updated_at: NOW - age_s * 1000 + 500,
         steps: t

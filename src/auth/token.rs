@@ -95,6 +95,9 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
         match e.kind() {
             ErrorKind::ExpiredSignature => TokenError::Expired,
             ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+                TokenError::Invalid("it is not a JWT issued by `taskdeck token issue`".into())
+            }
             _ => TokenError::Invalid(e.to_string()),
         }
     })?;

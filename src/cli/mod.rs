@@ -345,8 +345,14 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             let done = engine.wait_for(&task.id).await?;
             engine.shutdown(Duration::from_secs(10)).await;
             progress.abort();
+            let waiting = done
+                .steps
+                .iter()
+                .any(|s| s.state == crate::model::StepState::AwaitingApproval);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&output::task_json(&done))?);
+            } else if waiting && done.state.is_active() {
+                println!("{} waits for approval (see `taskdeck approvals`)", done.id);
             } else {
                 println!("{} {}", done.id, done.state);
             }

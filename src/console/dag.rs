@@ -409,6 +409,7 @@ mod tests {
             initiator: "x".into(),
             parent: None,
             correlation_id: None,
+            origin_key: None,
             created_at: 0,
             updated_at: 0,
             steps: vec![

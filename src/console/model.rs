@@ -263,6 +263,7 @@ pub(crate) mod tests {
             initiator: "t".into(),
             parent: None,
             correlation_id: None,
+            origin_key: None,
             created_at: at,
             updated_at: at,
             steps: steps

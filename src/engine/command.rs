@@ -47,6 +47,9 @@ pub struct SubmitRequest {
     /// The task that delegates this one, if any.
     pub parent: Option<String>,
     pub correlation_id: Option<String>,
+    /// Makes the request idempotent: a second request with the same key answers the task the
+    /// first one created.
+    pub origin_key: Option<String>,
 }
 
 impl SubmitRequest {
@@ -57,6 +60,7 @@ impl SubmitRequest {
             actor,
             parent: None,
             correlation_id: None,
+            origin_key: None,
         }
     }
 }

@@ -28,10 +28,12 @@ impl Delegator for EngineDelegator {
         context: Value,
         parent: &str,
         correlation_id: &str,
+        origin_key: &str,
     ) -> Result<String, DelegationError> {
         let mut request = SubmitRequest::new(workflow, context, identity);
         request.parent = Some(parent.to_string());
         request.correlation_id = Some(correlation_id.to_string());
+        request.origin_key = Some(origin_key.to_string());
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Message::Command(Command::Submit(request, reply)))

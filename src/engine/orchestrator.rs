@@ -316,6 +316,25 @@ impl Orchestrator {
     // ----- commands --------------------------------------------------------------------------
 
     fn submit(&mut self, req: SubmitRequest) -> Result<String, EngineError> {
+        if let Some(key) = &req.origin_key {
+            let in_memory = self
+                .tasks
+                .values()
+                .find(|e| e.task.origin_key.as_deref() == Some(key));
+            if let Some(existing) = in_memory {
+                return Ok(existing.task.id.clone());
+            }
+            if let Some(existing) = self.store.task_by_origin(key)? {
+                let id = existing.id.clone();
+                if !existing.state.is_active() {
+                    self.finished.push(id.clone());
+                }
+                self.tasks
+                    .entry(id.clone())
+                    .or_insert_with(|| Entry::new(existing));
+                return Ok(id);
+            }
+        }
         let workflow = self.catalog.resolve(&req.workflow)?;
         let t = &workflow.template;
         self.coordinator.check(
@@ -369,6 +388,7 @@ impl Orchestrator {
             steps,
             parent: req.parent.clone(),
             correlation_id: req.correlation_id.clone(),
+            origin_key: req.origin_key.clone(),
         };
         self.tasks.insert(id.clone(), Entry::new(task));
         let reason = req.parent.as_ref().map(|p| format!("delegated by task {p}"));

@@ -2,9 +2,11 @@
 //! earlier steps' results, its `handler_config` and a stable idempotency key (design.md,
 //! principle 5). It returns results or a `StepError` saying whether a retry could help.
 
+pub mod customer_success;
 pub mod data_pipeline;
 pub mod ecommerce;
 pub mod microservices;
+pub mod payments;
 mod simulate;
 mod support;
 
@@ -57,8 +59,9 @@ pub enum DelegationError {
 /// caller. Handlers use it to delegate work to another namespace.
 #[async_trait]
 pub trait Delegator: Send + Sync {
-    /// Creates a task of `workflow` as `identity`, recorded as a child of `parent`.
-    /// Answers the new task's id.
+    /// Creates a task of `workflow` as `identity`, recorded as a child of `parent`. Answers
+    /// the task's id; a second call with the same `origin_key` (the calling step's idempotency
+    /// key) answers the task the first one created.
     async fn create_task(
         &self,
         identity: Identity,
@@ -66,6 +69,7 @@ pub trait Delegator: Send + Sync {
         context: Value,
         parent: &str,
         correlation_id: &str,
+        origin_key: &str,
     ) -> Result<String, DelegationError>;
 }
 
@@ -133,6 +137,8 @@ impl Registry {
         ecommerce::register(&mut r, &services);
         data_pipeline::register(&mut r, &services);
         microservices::register(&mut r, &services);
+        payments::register(&mut r, &services);
+        customer_success::register(&mut r, &services);
         r
     }
 

@@ -189,6 +189,10 @@ pub struct Task {
     /// Traces one request across teams (`cs-…` when customer success delegates).
     #[serde(default)]
     pub correlation_id: Option<String>,
+    /// The idempotency key of the step that created this task: a re-run of that step finds
+    /// this task instead of creating another.
+    #[serde(default)]
+    pub origin_key: Option<String>,
 }
 
 impl Task {

@@ -322,3 +322,107 @@ impl Services {
         Ok(order)
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refund {
+    pub refund_id: String,
+    pub payment_id: String,
+    pub amount_cents: i64,
+    pub idempotency_key: String,
+}
+
+/// Refunds the gateway has made, deduplicated by idempotency key.
+#[derive(Default)]
+pub struct Refunds {
+    refunds: Mutex<Vec<Refund>>,
+}
+
+impl Refunds {
+    pub fn all(&self) -> Vec<Refund> {
+        self.refunds.lock().unwrap().clone()
+    }
+}
+
+impl Services {
+    /// What the gateway knows of a payment: its amount in cents (a charge this gateway made,
+    /// or 15,000 cents for payments from before this process started) and how much is refunded.
+    pub async fn payment_eligibility(
+        &self,
+        call: Call<'_>,
+        payment_id: &str,
+    ) -> Result<serde_json::Value, ServiceError> {
+        self.gate(call, "payment", "validate_payment_eligibility", 80)
+            .await?;
+        let original = self
+            .payment
+            .ledger()
+            .iter()
+            .find(|c| c.payment_id == payment_id)
+            .map_or(15_000, |c| (c.amount * 100.0).round() as i64);
+        let refunded: i64 = self
+            .refunds
+            .all()
+            .iter()
+            .filter(|r| r.payment_id == payment_id)
+            .map(|r| r.amount_cents)
+            .sum();
+        Ok(serde_json::json!({
+            "status": if refunded >= original { "ineligible" } else { "eligible" },
+            "original_amount": original,
+            "refunded_amount": refunded,
+            "payment_method": "credit_card",
+            "gateway_provider": "stripe",
+        }))
+    }
+
+    /// Refunds `amount_cents` of a payment; the same key answers the same refund.
+    pub async fn refund_payment(
+        &self,
+        call: Call<'_>,
+        payment_id: &str,
+        amount_cents: i64,
+    ) -> Result<Refund, ServiceError> {
+        let (wait, failure) = self.decide(call, "payment", "process_refund", 150);
+        if let Some(err) = failure {
+            tokio::time::sleep(wait).await;
+            return Err(err);
+        }
+        let original = self
+            .payment
+            .ledger()
+            .iter()
+            .find(|c| c.payment_id == payment_id)
+            .map_or(15_000, |c| (c.amount * 100.0).round() as i64);
+        let refund = {
+            let mut refunds = self.refunds.refunds.lock().unwrap();
+            if let Some(existing) = refunds.iter().find(|r| r.idempotency_key == call.key) {
+                existing.clone()
+            } else {
+                let refunded: i64 = refunds
+                    .iter()
+                    .filter(|r| r.payment_id == payment_id)
+                    .map(|r| r.amount_cents)
+                    .sum();
+                if refunded + amount_cents > original {
+                    return Err(Services::refuse(
+                        "payment",
+                        "process_refund",
+                        "already_refunded",
+                        409,
+                        format!("{payment_id}: {refunded} of {original} cents already refunded"),
+                    ));
+                }
+                let refund = Refund {
+                    refund_id: hex_id("ref_", call.key),
+                    payment_id: payment_id.to_string(),
+                    amount_cents,
+                    idempotency_key: call.key.to_string(),
+                };
+                refunds.push(refund.clone());
+                refund
+            }
+        };
+        tokio::time::sleep(wait).await;
+        Ok(refund)
+    }
+}

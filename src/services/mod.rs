@@ -9,11 +9,15 @@ mod accounts;
 mod analytics;
 mod commerce;
 pub mod faults;
+mod support_desk;
 
 pub use accounts::{BillingService, HttpResponse, NotificationService, PreferencesService, UserService};
 pub use analytics::{Chat, Dashboard, DataWarehouse};
-pub use commerce::{Charge, Email, Inventory, Orders, PaymentGateway, Product, Reservation, SentEmail};
+pub use commerce::{
+    Charge, Email, Inventory, Orders, PaymentGateway, Product, Refund, Refunds, Reservation, SentEmail,
+};
 pub use faults::{Fault, Faults, Scenario};
+pub use support_desk::{customer_tier, Tickets};
 
 use std::time::Duration;
 
@@ -47,6 +51,8 @@ pub struct Services {
     pub inventory: Inventory,
     pub email: Email,
     pub orders: Orders,
+    pub refunds: Refunds,
+    pub tickets: Tickets,
     pub warehouse: DataWarehouse,
     pub dashboard: Dashboard,
     pub chat: Chat,
@@ -66,6 +72,8 @@ impl Services {
             inventory: Inventory::default(),
             email: Email::default(),
             orders: Orders::default(),
+            refunds: Refunds::default(),
+            tickets: Tickets::default(),
             warehouse: DataWarehouse,
             dashboard: Dashboard::default(),
             chat: Chat::default(),
@@ -160,7 +168,7 @@ fn jitter(key: &str, method: &str, spread: u64) -> u64 {
 }
 
 /// A short hex id derived from a key, so repeated runs of the same call produce the same id.
-pub(crate) fn hex_id(prefix: &str, key: &str) -> String {
+pub fn hex_id(prefix: &str, key: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);

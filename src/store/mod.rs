@@ -29,7 +29,7 @@ impl Durability {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the data directory {0} is in use by another taskdeck process; stop it first (only one process may open a data directory)")]
+    #[error("the data directory {0} is in use by another taskdeck process; stop it first (only one process may open a data directory until the HTTP API lets several share it)")]
     Locked(String),
     #[error("cannot open the store in {path}: {source}")]
     Open { path: String, source: sled::Error },
@@ -50,6 +50,8 @@ pub trait Store: Send + Sync {
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
     /// A task by its full id, or an unambiguous prefix or suffix (the short id) of it.
     fn find_task(&self, id_or_prefix: &str) -> Result<Task, StoreError>;
+    /// The task created by the step whose idempotency key is `key`, if any.
+    fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError>;
     /// Every task, oldest first.
     fn tasks(&self) -> Result<Vec<Task>, StoreError>;
     /// Tasks in `pending` or `in_progress`: what the engine resumes on start.

@@ -1,6 +1,7 @@
 //! The sled store. Trees: `tasks` (task id → JSON snapshot), `active` (ids of tasks the engine
 //! still drives), `transitions` (task id + big-endian sequence number → JSON transition) and
-//! `meta` (the last sequence number used).
+//! `meta` (the last sequence number used) and `origins` (creating step's idempotency key →
+//! task id, for idempotent delegation).
 //!
 //! One key per transition and plain `insert`s (no sled transactions or batches): on these
 //! machines single inserts run at ~150k/s while batches and transactions manage ~15k/s
@@ -17,6 +18,7 @@ pub struct SledStore {
     active: sled::Tree,
     transitions: sled::Tree,
     meta: sled::Tree,
+    origins: sled::Tree,
     durability: Durability,
 }
 
@@ -31,13 +33,25 @@ impl SledStore {
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(dir.display().to_string())
+                    let holder = std::fs::read_to_string(dir.join("taskdeck.pid")).unwrap_or_default();
+                    let holder = holder.trim();
+                    StoreError::Locked(if holder.is_empty() {
+                        dir.display().to_string()
+                    } else {
+                        format!("{} (held by {holder})", dir.display())
+                    })
                 }
                 _ => StoreError::Open {
                     path: path.display().to_string(),
                     source: e,
                 },
             })?;
+        // Say who holds the directory, for the next process's lock error.
+        let command: Vec<String> = std::env::args().take(3).collect();
+        let _ = std::fs::write(
+            dir.join("taskdeck.pid"),
+            format!("process {} `{}`\n", std::process::id(), command.join(" ")),
+        );
         Self::from_db(db, durability)
     }
 
@@ -53,6 +67,7 @@ impl SledStore {
             active: db.open_tree("active")?,
             transitions: db.open_tree("transitions")?,
             meta: db.open_tree("meta")?,
+            origins: db.open_tree("origins")?,
             db,
             durability,
         })
@@ -91,6 +106,9 @@ impl Store for SledStore {
         for task in tasks {
             let value = serde_json::to_vec(task).expect("tasks serialize");
             self.tasks.insert(task.id.as_bytes(), value)?;
+            if let Some(key) = &task.origin_key {
+                self.origins.insert(key.as_bytes(), task.id.as_bytes())?;
+            }
             if matches!(task.state, TaskState::Pending | TaskState::InProgress) {
                 self.active.insert(task.id.as_bytes(), &[])?;
             } else {
@@ -141,6 +159,13 @@ impl Store for SledStore {
                 prefix: prefix.to_string(),
                 matches: found.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", "),
             }),
+        }
+    }
+
+    fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError> {
+        match self.origins.get(key.as_bytes())? {
+            Some(id) => self.task(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
         }
     }
 
