@@ -19,7 +19,7 @@ pub enum Update {
     Tasks(Vec<Task>),
     Event(Arc<Event>),
     Transitions(String, Vec<Transition>),
-    Submitted(Task),
+    Submitted(Box<Task>),
     Notice(String),
 }
 
@@ -224,7 +224,7 @@ impl App {
                     crate::model::short_id(&id),
                     task.workflow_ref()
                 ));
-                self.vm.upsert(task);
+                self.vm.upsert(*task);
                 self.open_task(id);
             }
             Update::Notice(text) => self.notify(text),

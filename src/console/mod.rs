@@ -229,7 +229,7 @@ fn perform(
             tokio::spawn(async move {
                 let request = crate::engine::SubmitRequest::new(workflow, context, operator);
                 let _ = updates.send(match engine.submit(request).await {
-                    Ok(task) => Update::Submitted(task),
+                    Ok(task) => Update::Submitted(Box::new(task)),
                     Err(e) => Update::Notice(format!("submit failed: {e}")),
                 });
             });

@@ -208,10 +208,10 @@ impl StepHandler for ExecuteRefund {
             .clone()
             .or_else(|| ctx["correlation_id"].as_str().map(String::from))
             .unwrap_or_else(|| format!("cs-{}", &input.task_id[input.task_id.len().saturating_sub(8)..]));
-        let reason = match ctx["refund_reason"].as_str() {
-            Some(r @ ("customer_request" | "fraud" | "system_error" | "chargeback")) => r,
-            _ => "customer_request",
-        };
+        let reason = ctx["refund_reason"]
+            .as_str()
+            .filter(|r| ["customer_request", "fraud", "system_error", "chargeback"].contains(r))
+            .unwrap_or("customer_request");
         let mut child = json!({
             "payment_id": payment_id,
             "refund_amount": ctx["refund_amount"],
