@@ -344,3 +344,111 @@ fn demo_traffic_runs_for_its_duration_and_drains() {
     let out = taskdeck(data.path(), &["demo", "--duration", "soon"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected e.g. 30s"));
 }
+
+#[test]
+fn tokens_select_the_operator_and_bad_ones_exit_1() {
+    let data = tempfile::tempdir().unwrap();
+    let issue = |sub: &str, team: &str, role: &str, ttl: &str| {
+        let out = taskdeck(
+            data.path(),
+            &[
+                "token", "issue", "--sub", sub, "--team", team, "--role", role, "--ttl", ttl,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out).trim().to_string()
+    };
+    let agent = issue("priya", "customer_success", "agent", "8h");
+    let manager = issue("jane", "customer_success", "manager", "8h");
+    let context = r#"{"ticket_id":"T-1","customer_id":"C-1","refund_amount":12000,"customer_email":"c@example.com","payment_id":"pay_42"}"#;
+    let out = taskdeck(
+        data.path(),
+        &[
+            "--token",
+            &agent,
+            "submit",
+            "customer_success/process_refund",
+            "--context",
+            context,
+            "--wait",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "waits on a person: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("waits for approval"), "{}", stdout(&out));
+    let id = stdout(&out).lines().next().unwrap().to_string();
+
+    let listed = stdout(&taskdeck(data.path(), &["--token", &manager, "approvals"]));
+    assert!(
+        listed.contains("get_manager_approval  $120.00  requested by priya  needs manager"),
+        "{listed}"
+    );
+    let out = taskdeck(
+        data.path(),
+        &["--token", &agent, "approve", &id, "get_manager_approval"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot approve their own request"));
+    let out = taskdeck(
+        data.path(),
+        &[
+            "--token",
+            &manager,
+            "approve",
+            &id,
+            "get_manager_approval",
+            "--note",
+            "ok",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(taskdeck(data.path(), &["run", "--until-idle"]).status.success());
+    let tasks: Value = serde_json::from_str(&stdout(&taskdeck(data.path(), &["tasks", "--json"]))).unwrap();
+    let states: Vec<_> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["namespace"].clone(), t["state"].clone()))
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(states.iter().all(|(_, s)| s == "complete"), "{states:?}");
+
+    let out = taskdeck(data.path(), &["--token", "not-a-token", "tasks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid token"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let foreign = {
+        let out = taskdeck(
+            elsewhere.path(),
+            &["token", "issue", "--sub", "x", "--team", "t", "--role", "admin"],
+        );
+        stdout(&out).trim().to_string()
+    };
+    let out = taskdeck(data.path(), &["--token", &foreign, "tasks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature does not match"));
+    let short = issue("x", "t", "viewer", "1s");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = taskdeck(data.path(), &["--token", &short, "tasks"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the token has expired"));
+    let out = taskdeck(
+        data.path(),
+        &["token", "issue", "--sub", "x", "--team", "t", "--role", "emperor"],
+    );
+    assert_eq!(out.status.code(), Some(2), "clap rejects the role");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role `emperor`"));
+}
