@@ -32,6 +32,13 @@ pub enum Action {
     },
     Retry(String),
     Cancel(String),
+    /// Approve or deny a step waiting for approval.
+    Decide {
+        task: String,
+        step: String,
+        approve: bool,
+        note: Option<String>,
+    },
     /// The task whose transition log the detail pane shows.
     Focus(Option<String>),
 }
@@ -47,6 +54,8 @@ pub enum Focus {
 pub enum Screen {
     Tasks,
     Task(String),
+    /// The approvals inbox.
+    Approvals,
 }
 
 pub struct NewTaskForm {
@@ -63,7 +72,18 @@ pub enum Mode {
     Filter(LineEdit),
     Help,
     Form(Box<NewTaskForm>),
-    Confirm { task: String, message: String },
+    /// A yes/no question before a consequential action.
+    Confirm {
+        action: Action,
+        message: String,
+    },
+    /// Typing the note (approve, optional) or reason (deny, required) of a decision.
+    Decide {
+        task: String,
+        step: String,
+        approve: bool,
+        note: LineEdit,
+    },
 }
 
 /// Fixed facts for the header.
@@ -96,6 +116,9 @@ pub struct App {
     pub selected_task: Option<String>,
     pub selected_namespace: usize,
     pub selected_step: usize,
+    pub selected_approval: usize,
+    /// Who operates the console; decides what the keys may do (the engine checks again).
+    pub identity: crate::auth::Identity,
     pub now: Timestamp,
     pub notice: Option<(String, Timestamp)>,
     pub quit: bool,
@@ -130,6 +153,8 @@ impl App {
             selected_task: None,
             selected_namespace: 0,
             selected_step: 0,
+            selected_approval: 0,
+            identity: crate::auth::Identity::local("operator"),
             now: 0,
             notice: None,
             quit: false,
@@ -186,6 +211,7 @@ impl App {
         match &self.screen {
             Screen::Task(id) => self.vm.task(id).cloned(),
             Screen::Tasks => self.rows().get(self.selected_index()).cloned(),
+            Screen::Approvals => self.current_approval().map(|(t, _)| t),
         }
     }
 
@@ -197,6 +223,7 @@ impl App {
                     .iter()
                     .any(|s| s.next_attempt_at.is_some_and(|at| at > self.now))
             }),
+            Screen::Approvals => !self.approvals().is_empty(),
             Screen::Tasks => false,
         }
     }
@@ -265,12 +292,76 @@ impl App {
             Mode::Command(line) => self.command_key(line, key),
             Mode::Filter(line) => self.filter_key(line, key),
             Mode::Form(form) => self.form_key(form, key),
-            Mode::Confirm { task, message } => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => {
-                    self.act(Action::Cancel(task));
+            Mode::Confirm { action, message } => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => self.act(action),
+                KeyCode::Char('n') | KeyCode::Esc => self.notify("nothing done"),
+                _ => self.mode = Mode::Confirm { action, message },
+            },
+            Mode::Decide {
+                task,
+                step,
+                approve,
+                mut note,
+            } => match key.code {
+                KeyCode::Esc => self.notify("nothing done"),
+                KeyCode::Enter => {
+                    let text = note.text.trim().to_string();
+                    if !approve && text.is_empty() {
+                        self.notify("a denial needs a reason");
+                        self.mode = Mode::Decide {
+                            task,
+                            step,
+                            approve,
+                            note,
+                        };
+                        return;
+                    }
+                    let verb = if approve { "Approve" } else { "Deny" };
+                    let summary = self
+                        .vm
+                        .task(&task)
+                        .and_then(|t| {
+                            t.step(&step)
+                                .and_then(|s| s.approval.as_ref())
+                                .map(|a| a.request.summary.clone())
+                        })
+                        .unwrap_or_default();
+                    self.mode = Mode::Confirm {
+                        message: format!("{verb}: {summary}?"),
+                        action: Action::Decide {
+                            task,
+                            step,
+                            approve,
+                            note: (!text.is_empty()).then_some(text),
+                        },
+                    };
                 }
-                KeyCode::Char('n') | KeyCode::Esc => self.notify("cancel aborted"),
-                _ => self.mode = Mode::Confirm { task, message },
+                KeyCode::Backspace => {
+                    note.backspace();
+                    self.mode = Mode::Decide {
+                        task,
+                        step,
+                        approve,
+                        note,
+                    };
+                }
+                KeyCode::Char(c) => {
+                    note.insert(c);
+                    self.mode = Mode::Decide {
+                        task,
+                        step,
+                        approve,
+                        note,
+                    };
+                }
+                _ => {
+                    self.mode = Mode::Decide {
+                        task,
+                        step,
+                        approve,
+                        note,
+                    }
+                }
             },
         }
     }
@@ -313,7 +404,7 @@ impl App {
             KeyCode::Char('c') => match self.current_task() {
                 Some(t) if !t.state.is_terminal() => {
                     self.mode = Mode::Confirm {
-                        task: t.id.clone(),
+                        action: Action::Cancel(t.id.clone()),
                         message: format!(
                             "Cancel task {} ({})?",
                             crate::model::short_id(&t.id),
@@ -328,6 +419,8 @@ impl App {
                 )),
                 None => self.notify("no task selected"),
             },
+            KeyCode::Char('a') => self.start_decision(true),
+            KeyCode::Char('d') => self.start_decision(false),
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
                 self.notify(format!("sorted by {}", self.sort.label()));
@@ -353,6 +446,68 @@ impl App {
             }
             _ => {}
         }
+    }
+
+    /// Steps waiting for approval, oldest request first: `(task, step index)`.
+    pub fn approvals(&self) -> Vec<(Arc<Task>, usize)> {
+        let mut out: Vec<(Arc<Task>, usize)> = self
+            .vm
+            .awaiting()
+            .filter_map(|t| {
+                let i = t
+                    .steps
+                    .iter()
+                    .position(|s| s.state == crate::model::StepState::AwaitingApproval)?;
+                Some((t.clone(), i))
+            })
+            .collect();
+        out.sort_by_key(|(t, i)| t.steps[*i].approval.as_ref().map_or(0, |a| a.requested_at));
+        out
+    }
+
+    /// The approval the keys act on: the inbox's selection, or the open task's selected gate.
+    pub fn current_approval(&self) -> Option<(Arc<Task>, usize)> {
+        match &self.screen {
+            Screen::Approvals => self.approvals().get(self.selected_approval).cloned(),
+            Screen::Task(id) => {
+                let task = self.vm.task(id)?.clone();
+                let i = *super::dag::reading_order(&task).get(self.selected_step)?;
+                (task.steps[i].state == crate::model::StepState::AwaitingApproval).then_some((task, i))
+            }
+            Screen::Tasks => None,
+        }
+    }
+
+    /// Whether this console's operator may decide `task`'s request, and if not, why.
+    pub fn may_decide(&self, task: &Task, step: usize) -> Result<(), String> {
+        let requester = task.steps[step]
+            .approval
+            .as_ref()
+            .map_or("", |a| a.request.requester.as_str());
+        crate::auth::Coordinator::new(self.catalog.clone())
+            .check(
+                &self.identity,
+                crate::auth::Request::Decide {
+                    namespace: &task.namespace,
+                    requester,
+                },
+            )
+            .map_err(|d| d.0)
+    }
+
+    fn start_decision(&mut self, approve: bool) {
+        let Some((task, i)) = self.current_approval() else {
+            return self.notify("select a step waiting for approval (:approvals lists them)");
+        };
+        if let Err(why) = self.may_decide(&task, i) {
+            return self.notify(why);
+        }
+        self.mode = Mode::Decide {
+            task: task.id.clone(),
+            step: task.steps[i].name.clone(),
+            approve,
+            note: LineEdit::default(),
+        };
     }
 
     fn cycle_focus(&mut self, forward: bool) {
@@ -383,6 +538,9 @@ impl App {
                 let len = self.vm.task(id).map_or(0, |t| t.steps.len());
                 self.selected_step = step(self.selected_step, len);
             }
+            (Focus::Main, Screen::Approvals) => {
+                self.selected_approval = step(self.selected_approval, self.approvals().len());
+            }
             (Focus::Events, _) => {}
         }
     }
@@ -403,12 +561,17 @@ impl App {
                     self.open_task(t.id.clone());
                 }
             }
+            (Focus::Main, Screen::Approvals) => {
+                if let Some((t, _)) = self.current_approval() {
+                    self.open_task(t.id.clone());
+                }
+            }
             _ => {}
         }
     }
 
     fn back(&mut self) {
-        if let Screen::Task(_) = self.screen {
+        if let Screen::Task(_) | Screen::Approvals = self.screen {
             self.screen = Screen::Tasks;
             self.act(Action::Focus(None));
         } else if self.focus != Focus::Main {
@@ -513,6 +676,13 @@ impl App {
                 self.focus = Focus::Main;
             }
             "events" => self.focus = Focus::Events,
+            "approvals" => {
+                self.screen = Screen::Approvals;
+                self.focus = Focus::Main;
+                if let Some((t, _)) = self.approvals().first() {
+                    self.act(Action::Focus(Some(t.id.clone())));
+                }
+            }
             "ns" => {
                 if arg.is_empty() || arg == "all" {
                     self.task_filter.namespace = None;
@@ -675,7 +845,17 @@ impl App {
                 ("f", "filter by state"),
                 ("Esc", "clear filters"),
             ]),
-            (Screen::Task(_), Focus::Main) => keys.extend([("j/k", "select step"), ("Esc", "back to tasks")]),
+            (Screen::Task(_), Focus::Main) => keys.extend([
+                ("j/k", "select step"),
+                ("a/d", "approve / deny the selected gate (confirm)"),
+                ("Esc", "back to tasks"),
+            ]),
+            (Screen::Approvals, Focus::Main) => keys.extend([
+                ("a", "approve (optional note, confirm)"),
+                ("d", "deny (reason required, confirm)"),
+                ("Enter", "open the task"),
+                ("Esc", "back to tasks"),
+            ]),
             (_, Focus::Namespaces) => keys.push(("Enter", "show the namespace's tasks")),
             (_, Focus::Events) => keys.push(("Esc", "back to the main pane")),
         }

@@ -241,6 +241,24 @@ fn perform(
                 }
             });
         }
+        Action::Decide {
+            task,
+            step,
+            approve,
+            note,
+        } => {
+            tokio::spawn(async move {
+                let verb = if approve { "approved" } else { "denied" };
+                let _ = updates.send(
+                    match engine.decide(&task, &step, approve, &operator, note).await {
+                        Ok(t) => {
+                            Update::Notice(format!("{verb} {step} of {}", crate::model::short_id(&t.id)))
+                        }
+                        Err(e) => Update::Notice(format!("not {verb}: {e}")),
+                    },
+                );
+            });
+        }
         Action::Cancel(id) => {
             tokio::spawn(async move {
                 let _ = updates.send(

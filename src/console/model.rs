@@ -118,6 +118,8 @@ pub struct ViewModel {
     by_namespace: BTreeMap<String, [usize; 6]>,
     /// Tasks in error, with when they failed, for "failed in the last hour".
     failed: HashMap<String, Timestamp>,
+    /// Tasks with a step waiting for a person, for the approvals inbox.
+    awaiting: std::collections::BTreeSet<String>,
     pub events: VecDeque<Arc<Event>>,
     /// The transition log of the task the operator is looking at.
     pub transitions: Option<(String, Vec<Transition>)>,
@@ -165,6 +167,11 @@ impl ViewModel {
         } else {
             self.failed.remove(&task.id);
         }
+        if task.steps.iter().any(|s| s.state == StepState::AwaitingApproval) {
+            self.awaiting.insert(task.id.clone());
+        } else {
+            self.awaiting.remove(&task.id);
+        }
         self.tasks.insert(task.id.clone(), Arc::new(task));
     }
 
@@ -185,6 +192,19 @@ impl ViewModel {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Tasks with a step waiting for approval.
+    pub fn awaiting(&self) -> impl Iterator<Item = &Arc<Task>> {
+        self.awaiting.iter().filter_map(|id| self.tasks.get(id))
+    }
+
+    /// Tasks that `id` created (delegation).
+    pub fn children(&self, id: &str) -> Vec<&Arc<Task>> {
+        self.tasks
+            .values()
+            .filter(|t| t.parent.as_deref() == Some(id))
+            .collect()
     }
 
     pub fn counts(&self) -> Counts {

@@ -68,6 +68,19 @@ pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
             Span::styled("█", t.base().fg(t.accent)),
             Span::styled("   Tab complete · Enter run · Esc cancel", t.muted()),
         ]),
+        Mode::Decide { approve, note, .. } => Line::from(vec![
+            Span::styled(
+                if *approve {
+                    "approval note (optional): "
+                } else {
+                    "reason for the denial (required): "
+                },
+                t.base().fg(t.accent).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(note.text.clone(), t.base()),
+            Span::styled("█", t.base().fg(t.accent)),
+            Span::styled("   Enter continue · Esc cancel", t.muted()),
+        ]),
         Mode::Filter(l) => Line::from(vec![
             Span::styled("/", t.base().fg(t.accent).add_modifier(Modifier::BOLD)),
             Span::styled(l.text.clone(), t.base()),
@@ -95,6 +108,12 @@ pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
             let context: &[(&str, &str)] = match app.screen {
                 super::super::app::Screen::Tasks => &[("Enter", "open"), ("s", "sort"), ("f", "state")],
                 super::super::app::Screen::Task(_) => &[("j/k", "step"), ("Esc", "back")],
+                super::super::app::Screen::Approvals => &[
+                    ("a", "approve"),
+                    ("d", "deny"),
+                    ("Enter", "open"),
+                    ("Esc", "back"),
+                ],
             };
             for (key, what) in footer.iter().chain(context).chain(&[("q", "quit")]) {
                 spans.push(Span::styled(

@@ -1,5 +1,6 @@
 //! Drawing: one function per region, all reading `App` and nothing else.
 
+mod approvals;
 mod chrome;
 mod events;
 mod namespaces;
@@ -18,7 +19,7 @@ pub const WIDE: u16 = 100;
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     frame.render_widget(Block::default().style(app.theme.base()), area);
-    let in_task_view = matches!(app.screen, Screen::Task(_));
+    let in_task_view = matches!(app.screen, Screen::Task(_) | Screen::Approvals);
     let events_height = match (area.height, in_task_view) {
         (36.., false) => 9,
         (36.., true) => 6,
@@ -33,7 +34,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
     chrome::header(frame, app, header);
-    let in_task = matches!(app.screen, Screen::Task(_));
+    let in_task = matches!(app.screen, Screen::Task(_) | Screen::Approvals);
     let main = if area.width >= WIDE && !in_task {
         let [ns, main] = Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(body);
         namespaces::draw(frame, app, ns);
@@ -47,7 +48,14 @@ pub fn draw(frame: &mut Frame, app: &App) {
     if !main.is_empty() {
         match &app.screen {
             Screen::Tasks => tasks::draw(frame, app, main),
-            Screen::Task(id) => task::draw(frame, app, id, main),
+            Screen::Task(id) => {
+                let selected = app
+                    .vm
+                    .task(id)
+                    .and_then(|t| super::dag::reading_order(t).get(app.selected_step).copied());
+                task::draw(frame, app, id, selected, main)
+            }
+            Screen::Approvals => approvals::draw(frame, app, main),
         }
     }
     if events_height > 0 {

@@ -11,15 +11,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
-pub fn draw(frame: &mut Frame, app: &App, id: &str, area: Rect) {
+/// The task view; `selected` is a step index.
+pub fn draw(frame: &mut Frame, app: &App, id: &str, selected: Option<usize>, area: Rect) {
     let t = &app.theme;
     let Some(task) = app.vm.task(id).cloned() else {
         let p = Paragraph::new(Span::styled("loading…", t.muted())).block(pane(app, "task".into(), true));
         frame.render_widget(p, area);
         return;
     };
-    let order = dag::reading_order(&task);
-    let selected = order.get(app.selected_step).copied();
     let title = format!(
         "task {} · {} · {} {}",
         short_id(&task.id),
@@ -142,6 +141,58 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
             Span::raw(step.depends_on.join(", ")),
         ]));
     }
+    if let Some(a) = &step.approval {
+        let waiting = step.state == StepState::AwaitingApproval;
+        let colour = t.step(StepState::AwaitingApproval);
+        lines.push(Line::from(vec![
+            label("approval"),
+            Span::styled(
+                if waiting {
+                    "waiting for a person".to_string()
+                } else {
+                    "decided".to_string()
+                },
+                t.base().fg(colour).add_modifier(Modifier::BOLD),
+            ),
+        ]));
+        lines.push(Line::from(vec![
+            label("request"),
+            Span::raw(a.request.summary.clone()),
+        ]));
+        if let Some(amount) = a.request.amount {
+            lines.push(Line::from(vec![
+                label("amount"),
+                Span::raw(format!("${:.2}", amount as f64 / 100.0)),
+            ]));
+        }
+        let who = format!("{} · needs {}", a.request.requester, a.request.required_role);
+        lines.push(Line::from(vec![label("asked by"), Span::raw(who)]));
+        if let Some(notes) = &a.request.policy_notes {
+            lines.push(Line::from(vec![
+                label("policy"),
+                Span::styled(notes.clone(), t.muted()),
+            ]));
+        }
+        if waiting {
+            let left = (a.expires_at - app.now).max(0) as f64 / 1000.0;
+            lines.push(Line::from(vec![
+                label("expires"),
+                Span::styled(format!("in {left:.0}s"), t.base().fg(colour)),
+            ]));
+            let can = match app.may_decide(task, i) {
+                Ok(()) => "press a to approve, d to deny".to_string(),
+                Err(why) => why,
+            };
+            lines.push(Line::from(vec![label("you"), Span::styled(can, t.muted())]));
+        }
+        if let Some(d) = &a.decision {
+            let verdict = if d.approved { "approved" } else { "denied" };
+            lines.push(Line::from(vec![
+                label(verdict),
+                Span::raw(format!("by {} {}", d.by, d.note.clone().unwrap_or_default())),
+            ]));
+        }
+    }
     if let Some(text) = countdown(task, i, app.now) {
         lines.push(Line::from(vec![
             label("next"),
@@ -191,6 +242,30 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
                 ]));
             }
         }
+    }
+    if let Some(parent) = &task.parent {
+        lines.insert(
+            0,
+            Line::from(vec![
+                label("parent"),
+                Span::styled(format!("task {}", short_id(parent)), t.base().fg(t.accent)),
+            ]),
+        );
+    }
+    let children: Vec<String> = app
+        .vm
+        .children(&task.id)
+        .iter()
+        .map(|c| format!("{} {}", short_id(&c.id), c.workflow_ref()))
+        .collect();
+    if !children.is_empty() {
+        lines.insert(
+            0,
+            Line::from(vec![
+                label("child"),
+                Span::styled(children.join(", "), t.base().fg(t.accent)),
+            ]),
+        );
     }
     let block = pane(app, format!("step {}", step.name), false);
     frame.render_widget(

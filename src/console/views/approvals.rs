@@ -1,0 +1,94 @@
+//! The approvals inbox: every request waiting for a person, oldest first, with the selected
+//! one's task below it.
+
+use super::super::app::{App, Focus};
+use super::{age, pane, task};
+use crate::model::short_id;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::Span;
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let approvals = app.approvals();
+    let list_height = (approvals.len() as u16 + 3).clamp(4, area.height / 3);
+    let [list, below] = Layout::vertical([Constraint::Length(list_height), Constraint::Min(5)]).areas(area);
+    let rows: Vec<Row> = approvals
+        .iter()
+        .enumerate()
+        .map(|(i, (task, step))| {
+            let a = task.steps[*step].approval.as_ref();
+            let amount = a
+                .and_then(|a| a.request.amount)
+                .map_or(String::new(), |c| format!("${:.2}", c as f64 / 100.0));
+            let requester = a.map_or(String::new(), |a| a.request.requester.clone());
+            let asked = a.map_or(String::new(), |a| age(app.now - a.requested_at));
+            let left = a.map_or(0, |a| (a.expires_at - app.now).max(0) / 1000);
+            let row = Row::new(vec![
+                Cell::from(Span::styled(short_id(&task.id).to_string(), t.muted())),
+                Cell::from(task.workflow_ref()),
+                Cell::from(task.steps[*step].name.clone()),
+                Cell::from(amount),
+                Cell::from(requester),
+                Cell::from(asked),
+                Cell::from(Span::styled(
+                    format!("{left}s"),
+                    t.base().fg(t.step(crate::model::StepState::AwaitingApproval)),
+                )),
+            ])
+            .style(t.base());
+            if i == app.selected_approval {
+                row.style(t.selected())
+            } else {
+                row
+            }
+        })
+        .collect();
+    let header = Row::new([
+        "TASK",
+        "WORKFLOW",
+        "STEP",
+        "AMOUNT",
+        "REQUESTER",
+        "AGE",
+        "EXPIRES",
+    ])
+    .style(t.base().fg(t.accent).add_modifier(Modifier::BOLD));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(8),
+            Constraint::Fill(1),
+            Constraint::Length(22),
+            Constraint::Length(10),
+            Constraint::Length(12),
+            Constraint::Length(4),
+            Constraint::Length(7),
+        ],
+    )
+    .header(header)
+    .column_spacing(2)
+    .block(pane(
+        app,
+        format!(
+            "approvals ⏸ {} waiting · you are {}",
+            approvals.len(),
+            app.identity.describe()
+        ),
+        app.focus == Focus::Main,
+    ));
+    frame.render_widget(table, list);
+    match approvals.get(app.selected_approval) {
+        Some((t, step)) => task::draw(frame, app, &t.id, Some(*step), below),
+        None => {
+            let hint = Paragraph::new(Span::styled("nothing waits for a decision", t.muted())).block(pane(
+                app,
+                "task".into(),
+                false,
+            ));
+            frame.render_widget(hint, below);
+        }
+    }
+}
