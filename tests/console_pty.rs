@@ -1,6 +1,6 @@
 //! The real binary in a pseudo-terminal (portable-pty + vt100): submit a workflow with the
-//! `n` form, watch its DAG reach complete, retry a failed task with `r`, quit with `q`, and
-//! find the terminal restored.
+//! `n` form, watch its DAG reach complete, retry a failed task with `r`, approve a refund from
+//! the approvals inbox, quit with `q`, and find the terminal restored.
 
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
 use std::io::{Read, Write};
@@ -34,9 +34,53 @@ impl Screen {
     }
 }
 
-#[test]
-fn a_session_in_a_real_terminal() {
-    let data = tempfile::tempdir().unwrap();
+struct Session {
+    screen: Screen,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    keys: Box<dyn Write + Send>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Session {
+    fn send(&mut self, bytes: &[u8]) {
+        self.keys.write_all(bytes).unwrap();
+        self.keys.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Quits with `q` and checks the terminal was given back.
+    fn quit(mut self) {
+        self.send(b"q");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "taskdeck did not exit after q");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        let parser = self.screen.parser.lock().unwrap();
+        assert!(!parser.screen().alternate_screen(), "left the alternate screen");
+        assert!(!parser.screen().hide_cursor(), "the cursor is visible again");
+        let raw = self.screen.raw.lock().unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("\x1b[?1049h") && text.contains("\x1b[?1049l"));
+    }
+}
+
+fn taskdeck(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Starts the console in a 120×40 pseudo-terminal.
+fn console(data: &std::path::Path, args: &[&str]) -> Session {
     let pty = native_pty_system()
         .openpty(PtySize {
             rows: 40,
@@ -47,14 +91,14 @@ fn a_session_in_a_real_terminal() {
         .unwrap();
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_taskdeck"));
     cmd.arg("--data");
-    cmd.arg(data.path());
+    cmd.arg(data);
     cmd.arg("--workflows");
     cmd.arg(format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR")));
+    cmd.args(args);
     cmd.env("TERM", "xterm-256color");
     cmd.env("USER", "sarah");
-    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    let child = pty.slave.spawn_command(cmd).unwrap();
     drop(pty.slave);
-
     let screen = Screen {
         parser: Arc::new(Mutex::new(vt100::Parser::new(
             NonZeroU16::new(40).unwrap(),
@@ -75,28 +119,34 @@ fn a_session_in_a_real_terminal() {
             raw.lock().unwrap().extend_from_slice(&buf[..n]);
         }
     });
-    let mut keys = pty.master.take_writer().unwrap();
-    let mut send = |bytes: &[u8]| {
-        keys.write_all(bytes).unwrap();
-        keys.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(150));
-    };
+    let keys = pty.master.take_writer().unwrap();
+    Session {
+        screen,
+        child,
+        keys,
+        _master: pty.master,
+    }
+}
 
-    screen.wait_for("tasks 0/0");
-    screen.wait_for("sarah (admin, no token)");
+#[test]
+fn a_session_in_a_real_terminal() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = console(data.path(), &[]);
+    s.screen.wait_for("tasks 0/0");
+    s.screen.wait_for("sarah (admin, no token)");
 
     // Submit the demo pipeline through the form; the console opens its DAG.
-    send(b"n");
-    screen.wait_for("new task");
-    send(b"release");
-    screen.wait_for("demo/release_pipeline@1.0.0");
-    send(b"\r");
-    screen.wait_for("Ctrl-S submits");
-    send(b"\x13");
+    s.send(b"n");
+    s.screen.wait_for("new task");
+    s.send(b"release");
+    s.screen.wait_for("demo/release_pipeline@1.0.0");
+    s.send(b"\r");
+    s.screen.wait_for("Ctrl-S submits");
+    s.send(b"\x13");
     // The task view opens at once and its DAG moves to complete (about 2 s of work).
-    screen.wait_for("task ");
-    screen.wait_for("demo/release_pipeline@1.0.0 · ✔ complete");
-    let done = screen.text();
+    s.screen.wait_for("task ");
+    s.screen.wait_for("demo/release_pipeline@1.0.0 · ✔ complete");
+    let done = s.screen.text();
     assert!(done.contains("✔ publish"), "{done}");
     assert!(
         done.contains("2/3 done"),
@@ -104,34 +154,81 @@ fn a_session_in_a_real_terminal() {
     );
 
     // A task that fails, then succeeds when retried with `r`.
-    send(b"\x1b");
-    screen.wait_for("tasks 1/1");
-    send(b"n");
-    send(b"fails");
-    screen.wait_for("crash/fails@1.0.0");
-    send(b"\r");
-    screen.wait_for("Ctrl-S submits");
-    send(b"\x13");
-    screen.wait_for("crash/fails@1.0.0 · ✖ error");
-    screen.wait_for("UPSTREAM_DOWN");
-    send(b"r");
-    screen.wait_for("crash/fails@1.0.0 · ✔ complete");
+    s.send(b"\x1b");
+    s.screen.wait_for("tasks 1/1");
+    s.send(b"n");
+    s.send(b"fails");
+    s.screen.wait_for("crash/fails@1.0.0");
+    s.send(b"\r");
+    s.screen.wait_for("Ctrl-S submits");
+    s.send(b"\x13");
+    s.screen.wait_for("crash/fails@1.0.0 · ✖ error");
+    s.screen.wait_for("UPSTREAM_DOWN");
+    s.send(b"r");
+    s.screen.wait_for("crash/fails@1.0.0 · ✔ complete");
+    s.quit();
+}
 
-    send(b"q");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "taskdeck did not exit after q");
-        std::thread::sleep(Duration::from_millis(50));
+#[test]
+fn a_manager_approves_a_refund_from_the_inbox() {
+    let data = tempfile::tempdir().unwrap();
+    let token = |sub: &str, role: &str| {
+        let out = taskdeck(
+            data.path(),
+            &[
+                "token",
+                "issue",
+                "--sub",
+                sub,
+                "--team",
+                "customer_success",
+                "--role",
+                role,
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(200));
-    let parser = screen.parser.lock().unwrap();
-    assert!(!parser.screen().alternate_screen(), "left the alternate screen");
-    assert!(!parser.screen().hide_cursor(), "the cursor is visible again");
-    let raw = screen.raw.lock().unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    assert!(text.contains("\x1b[?1049h") && text.contains("\x1b[?1049l"));
+    let (agent, manager) = (token("priya", "agent"), token("jane", "manager"));
+    let context = r#"{"ticket_id":"TICKET-98765","customer_id":"CUST-54321","refund_amount":12000,"refund_reason":"Product defect","customer_email":"customer@example.com","payment_id":"pay_987654321"}"#;
+    let out = taskdeck(
+        data.path(),
+        &[
+            "--token",
+            &agent,
+            "submit",
+            "customer_success/process_refund",
+            "--context",
+            context,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut s = console(data.path(), &["--token", &manager]);
+    s.screen.wait_for("jane (manager, customer_success)");
+    s.screen.wait_for("⏸ 1 approval");
+    s.send(b":approvals\r");
+    s.screen.wait_for("approvals ⏸ 1 waiting");
+    s.screen.wait_for("press a to approve, d to deny");
+    s.send(b"a");
+    s.screen.wait_for("approval note (optional)");
+    s.send(b"defect confirmed\r");
+    s.screen.wait_for("Approve: Refund $120.00 on TICKET-98765");
+    s.send(b"y");
+    s.screen.wait_for("approved get_manager_approval");
+    s.send(b"\x1b");
+    s.screen.wait_for("tasks 2/2");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = s.screen.text();
+        let complete = |wf: &str| text.lines().any(|l| l.contains(wf) && l.contains("✔ complete"));
+        if complete("customer_success/process_refund@1.3.0") && complete("payments/process_refund@2.1.0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refund and its payments child did not complete:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.quit();
 }
