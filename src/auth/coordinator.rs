@@ -56,6 +56,19 @@ impl Coordinator {
         Coordinator { catalog }
     }
 
+    /// Whether `who` may see `task`: its namespace is readable to them, or their team's
+    /// workflows created it (a delegated child stays visible to the team that asked for it).
+    pub fn may_read(&self, who: &Identity, task: &crate::model::Task) -> bool {
+        self.check(
+            who,
+            Request::Read {
+                namespace: &task.namespace,
+            },
+        )
+        .is_ok()
+            || task.initiator == Identity::service(&who.team).sub
+    }
+
     pub fn check(&self, who: &Identity, request: Request<'_>) -> Result<(), Denied> {
         let own = |ns: &str| who.team == ns;
         match request {
@@ -123,5 +136,52 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Source;
+
+    fn coordinator() -> Coordinator {
+        Coordinator::new(Arc::new(Catalog::load(&[Source::Bundled], &|_| true).unwrap()))
+    }
+
+    fn read(c: &Coordinator, who: &Identity, namespace: &str) -> bool {
+        c.check(who, Request::Read { namespace }).is_ok()
+    }
+
+    #[test]
+    fn people_read_their_own_namespace_and_shared() {
+        let c = coordinator();
+        let viewer = Identity::new("vic", "customer_success", Role::Viewer);
+        assert!(read(&c, &viewer, "customer_success"));
+        assert!(read(&c, &viewer, "shared"));
+        assert!(!read(&c, &viewer, "payments"));
+        assert!(read(&c, &Identity::local("root"), "payments"));
+        let err = c.check(
+            &viewer,
+            Request::Operate {
+                namespace: "customer_success",
+                action: "retry",
+            },
+        );
+        assert!(err
+            .unwrap_err()
+            .0
+            .contains("needs an operator or manager of customer_success"));
+    }
+
+    #[test]
+    fn a_delegated_child_stays_visible_to_the_team_that_asked() {
+        let c = coordinator();
+        let mut child =
+            crate::console::model::tests_support::task("c1", "payments", crate::model::TaskState::Complete);
+        child.initiator = Identity::service("customer_success").sub;
+        let cs = Identity::new("jane", "customer_success", Role::Manager);
+        assert!(c.may_read(&cs, &child));
+        let other = Identity::new("ola", "inventory", Role::Manager);
+        assert!(!c.may_read(&other, &child));
     }
 }

@@ -462,10 +462,12 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             json,
         } => {
             let ctx = open(&cli, &data)?;
+            let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
             let tasks: Vec<_> = ctx
                 .store
                 .tasks()?
                 .into_iter()
+                .filter(|t| coordinator.may_read(&ctx.identity, t))
                 .filter(|t| namespace.as_ref().is_none_or(|ns| &t.namespace == ns))
                 .filter(|t| state.is_none_or(|s| t.state == s))
                 .collect();
@@ -483,6 +485,13 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         Command::Show { task, json } => {
             let ctx = open(&cli, &data)?;
             let task = ctx.store.find_task(task)?;
+            if !crate::auth::Coordinator::new(ctx.catalog.clone()).may_read(&ctx.identity, &task) {
+                bail!(
+                    "{} cannot read tasks of namespace {}",
+                    ctx.identity.describe(),
+                    task.namespace
+                );
+            }
             let transitions = ctx.store.transitions(&task.id)?;
             if *json {
                 let mut v = output::task_json(&task);

@@ -3,6 +3,7 @@
 //! stored task.
 
 use super::app::Update;
+use crate::auth::{Coordinator, Identity};
 use crate::engine::Event;
 use crate::store::Store;
 use std::collections::HashSet;
@@ -11,14 +12,24 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, watch};
 
+/// Only what `who` may read reaches the view model (tasks and their events).
+pub struct Reader {
+    pub who: Identity,
+    pub coordinator: Coordinator,
+}
+
 pub async fn feed(
     store: Arc<dyn Store>,
     mut events: broadcast::Receiver<Arc<Event>>,
     tx: mpsc::UnboundedSender<Update>,
     mut focus: watch::Receiver<Option<String>>,
+    reader: Reader,
 ) {
+    let readable = |task: &crate::model::Task| reader.coordinator.may_read(&reader.who, task);
+    let mut hidden: HashSet<String> = HashSet::new();
     let reload = |tx: &mpsc::UnboundedSender<Update>| match store.tasks() {
         Ok(tasks) => {
+            let tasks: Vec<_> = tasks.into_iter().filter(|t| readable(t)).collect();
             for chunk in tasks.chunks(1000) {
                 let _ = tx.send(Update::Tasks(chunk.to_vec()));
             }
@@ -39,6 +50,9 @@ pub async fn feed(
         tokio::select! {
             event = events.recv() => match event {
                 Ok(e) => {
+                    if hidden.contains(&e.task_id) {
+                        continue;
+                    }
                     if !e.custom {
                         dirty.insert(e.task_id.clone());
                     }
@@ -54,7 +68,11 @@ pub async fn feed(
                 let mut batch = Vec::with_capacity(dirty.len());
                 for id in dirty.drain() {
                     if let Ok(Some(task)) = store.task(&id) {
-                        batch.push(task);
+                        if readable(&task) {
+                            batch.push(task);
+                        } else {
+                            hidden.insert(id.clone());
+                        }
                     }
                     if focused.as_deref() == Some(id.as_str()) {
                         transitions(&id);

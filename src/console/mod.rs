@@ -134,11 +134,16 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     let clock = engine.clock();
     app.now = clock.now();
 
+    let reader = feeder::Reader {
+        who: options.identity.clone(),
+        coordinator: engine.coordinator(),
+    };
     let feeder = tokio::spawn(feeder::feed(
         engine.store().clone(),
         engine.subscribe(),
         updates_tx.clone(),
         focus_rx,
+        reader,
     ));
     let demo = options.demo.then(|| {
         let engine = engine.clone();
