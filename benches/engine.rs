@@ -40,7 +40,7 @@ fn catalog(registry: &Registry) -> Arc<Catalog> {
 /// submit until the engine is idle.
 async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), durability).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), durability, "bench").unwrap());
     let registry = Registry::builtin();
     let engine = Arc::new(
         Engine::start(

@@ -205,9 +205,9 @@ fn a_manager_approves_a_refund_from_the_inbox() {
 
     let mut s = console(data.path(), &["--token", &manager]);
     s.screen.wait_for("jane (manager, customer_success)");
-    s.screen.wait_for("⏸ 1 approval");
+    s.screen.wait_for("‖ 1 approval");
     s.send(b":approvals\r");
-    s.screen.wait_for("approvals ⏸ 1 waiting");
+    s.screen.wait_for("approvals ‖ 1 waiting");
     s.screen.wait_for("press a to approve, d to deny");
     s.send(b"a");
     s.screen.wait_for("approval note (optional)");

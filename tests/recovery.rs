@@ -140,7 +140,7 @@ fn sigkill_mid_workflow_then_restart_loses_nothing_and_reruns_nothing_completed(
 #[test]
 fn a_second_process_on_the_same_data_directory_gets_a_clear_error() {
     let data = tempfile::tempdir().unwrap();
-    let _held = SledStore::open(data.path(), Durability::Immediate).unwrap();
+    let _held = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
     let out = taskdeck(data.path(), &["tasks"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -262,7 +262,15 @@ fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
     let identity = identity(cli, data)?;
     let registry = registry();
     let catalog = Arc::new(load_catalog(cli, &registry)?);
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(data, cli.durability)?);
+    let holder = match &cli.command {
+        None => "console".to_string(),
+        Some(c) => format!("{c:?}")
+            .split([' ', '(', '{'])
+            .next()
+            .unwrap_or("")
+            .to_lowercase(),
+    };
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(data, cli.durability, &holder)?);
     Ok(Opened {
         store,
         catalog,

@@ -131,6 +131,7 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
         engine.catalog().clone(),
         actions_tx,
     );
+    app.identity = options_identity.clone();
     let clock = engine.clock();
     app.now = clock.now();
 

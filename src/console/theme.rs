@@ -223,7 +223,7 @@ pub fn step_glyph(state: StepState) -> &'static str {
         StepState::Pending => "○",
         StepState::InProgress => "◐",
         StepState::WaitingForRetry => "↻",
-        StepState::AwaitingApproval => "⏸",
+        StepState::AwaitingApproval => "‖",
         StepState::Complete => "✔",
         StepState::Error => "✖",
         StepState::Cancelled => "⊘",

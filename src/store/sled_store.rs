@@ -23,8 +23,9 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. A second process gets `StoreError::Locked`.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`. A second process gets `StoreError::Locked`,
+    /// naming this process and `holder` (what it is doing, e.g. `console`; never secrets).
+    pub fn open(dir: &Path, durability: Durability, holder: &str) -> Result<Self, StoreError> {
         let path = dir.join("store");
         let db = sled::Config::new()
             .path(&path)
@@ -33,12 +34,12 @@ impl SledStore {
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    let holder = std::fs::read_to_string(dir.join("taskdeck.pid")).unwrap_or_default();
-                    let holder = holder.trim();
-                    StoreError::Locked(if holder.is_empty() {
+                    let held = std::fs::read_to_string(dir.join("taskdeck.pid")).unwrap_or_default();
+                    let held = held.trim();
+                    StoreError::Locked(if held.is_empty() {
                         dir.display().to_string()
                     } else {
-                        format!("{} (held by {holder})", dir.display())
+                        format!("{} (held by {held})", dir.display())
                     })
                 }
                 _ => StoreError::Open {
@@ -46,11 +47,11 @@ impl SledStore {
                     source: e,
                 },
             })?;
-        // Say who holds the directory, for the next process's lock error.
-        let command: Vec<String> = std::env::args().take(3).collect();
+        // Say who holds the directory, for the next process's lock error (never the command
+        // line: it may hold a token).
         let _ = std::fs::write(
             dir.join("taskdeck.pid"),
-            format!("process {} `{}`\n", std::process::id(), command.join(" ")),
+            format!("taskdeck process {} ({holder})\n", std::process::id()),
         );
         Self::from_db(db, durability)
     }

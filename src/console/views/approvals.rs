@@ -73,7 +73,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     .block(pane(
         app,
         format!(
-            "approvals ⏸ {} waiting · you are {}",
+            "approvals ‖ {} waiting · you are {}",
             approvals.len(),
             app.identity.describe()
         ),

@@ -23,7 +23,7 @@ pub fn header(frame: &mut Frame, app: &App, area: Rect) {
             state(S::WaitingForRetry),
         ),
         Span::styled(
-            format!("⏸ {} approval  ", counts.awaiting_approval),
+            format!("‖ {} approval  ", counts.awaiting_approval),
             state(S::AwaitingApproval),
         ),
         Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
