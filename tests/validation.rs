@@ -254,3 +254,41 @@ fn validate_command_exits_1_with_one_error_per_line() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn namespace_manifests_are_validated_like_templates() {
+    let wf = "namespace: pay\nname: refund\nversion: 1.0.0\nsteps:\n  - { name: a, handler: simulate }\n";
+    let manifest = |body: &str| format!("namespace: pay\n{body}");
+    let ok = manifest("grants:\n  - { workflow: refund, to: 'service:cs' }\n");
+    assert!(load(&[("pay/refund.yaml", wf), ("pay/namespace.yaml", &ok)]).is_ok());
+
+    let bad_grantee = manifest("grants:\n  - { workflow: refund, to: everyone }\n");
+    let e = load(&[("pay/refund.yaml", wf), ("pay/namespace.yaml", &bad_grantee)]).unwrap_err();
+    assert_eq!(e, ["pay/namespace.yaml: grants[0].to: `everyone` is not a grantee: expected service:TEAM, team:TEAM or user:NAME"]);
+
+    let unknown = manifest("grants:\n  - { workflow: chargeback, to: 'team:cs' }\n");
+    let e = load(&[("pay/refund.yaml", wf), ("pay/namespace.yaml", &unknown)]).unwrap_err();
+    assert_eq!(
+        e,
+        ["pay/namespace.yaml: grants[0].workflow: namespace `pay` has no workflow `chargeback`"]
+    );
+
+    let typo = manifest("grant:\n  - { workflow: refund, to: 'team:cs' }\n");
+    let e = load(&[("pay/refund.yaml", wf), ("pay/namespace.yaml", &typo)]).unwrap_err();
+    assert!(
+        e[0].starts_with("pay/namespace.yaml:2:1: unknown field `grant`"),
+        "{}",
+        e[0]
+    );
+
+    let e = load(&[
+        ("pay/refund.yaml", wf),
+        ("a/namespace.yaml", &ok),
+        ("b/namespace.yaml", &ok),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        e,
+        ["b/namespace.yaml: namespace `pay` has a manifest already, in a/namespace.yaml"]
+    );
+}

@@ -41,7 +41,8 @@ pub fn header(frame: &mut Frame, app: &App, area: Rect) {
             .add_modifier(Modifier::BOLD),
     );
     let width = area.width as usize;
-    let fixed = brand.width() + 2 + counts_spans.iter().map(|s| s.width()).sum::<usize>() + clock.len() + 2;
+    // Two spare columns: some terminals draw a state glyph two cells wide.
+    let fixed = brand.width() + 2 + counts_spans.iter().map(|s| s.width()).sum::<usize>() + clock.len() + 4;
     let mut spans = vec![brand, Span::styled("  ", t.base())];
     spans.extend(counts_spans);
     let mut used = fixed;
