@@ -423,6 +423,21 @@ impl Orchestrator {
         Ok(id)
     }
 
+    /// The index of a loaded task's step, or an error listing its steps.
+    fn step_of(&self, id: &str, step: &str) -> Result<usize, EngineError> {
+        let task = &self.tasks[id].task;
+        task.step_index(step).ok_or_else(|| EngineError::NoSuchStep {
+            task: id.to_string(),
+            step: step.to_string(),
+            steps: task
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
     fn authorize_operation(&self, id: &str, actor: &Identity, action: &str) -> Result<(), EngineError> {
         let namespace = &self.tasks[id].task.namespace;
         self.coordinator
@@ -486,20 +501,8 @@ impl Orchestrator {
         let id = self.load(task)?;
         self.authorize_operation(&id, who, "resolve")?;
         let actor = who.sub.as_str();
+        let index = self.step_of(&id, step)?;
         let entry = &self.tasks[&id];
-        let Some(index) = entry.task.step_index(step) else {
-            return Err(EngineError::NoSuchStep {
-                task: id.clone(),
-                step: step.to_string(),
-                steps: entry
-                    .task
-                    .steps
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
         let state = entry.task.steps[index].state;
         if !matches!(state, StepState::Error | StepState::Pending) || entry.task.state.is_terminal() {
             return Err(EngineError::Rejected(format!(
@@ -640,20 +643,8 @@ impl Orchestrator {
         note: Option<String>,
     ) -> Result<String, EngineError> {
         let id = self.load(task)?;
+        let i = self.step_of(&id, step)?;
         let entry = &self.tasks[&id];
-        let Some(i) = entry.task.step_index(step) else {
-            return Err(EngineError::NoSuchStep {
-                task: id.clone(),
-                step: step.to_string(),
-                steps: entry
-                    .task
-                    .steps
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
         let s = &entry.task.steps[i];
         let (StepState::AwaitingApproval, Some(approval)) = (s.state, &s.approval) else {
             return Err(EngineError::Rejected(format!(

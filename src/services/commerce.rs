@@ -344,6 +344,16 @@ impl Refunds {
 }
 
 impl Services {
+    /// A payment's amount in cents: a charge this gateway made, or 15,000 cents for payments
+    /// from before this process started (the original's default).
+    fn payment_amount_cents(&self, payment_id: &str) -> i64 {
+        self.payment
+            .ledger()
+            .iter()
+            .find(|c| c.payment_id == payment_id)
+            .map_or(15_000, |c| (c.amount * 100.0).round() as i64)
+    }
+
     /// What the gateway knows of a payment: its amount in cents (a charge this gateway made,
     /// or 15,000 cents for payments from before this process started) and how much is refunded.
     pub async fn payment_eligibility(
@@ -353,12 +363,7 @@ impl Services {
     ) -> Result<serde_json::Value, ServiceError> {
         self.gate(call, "payment", "validate_payment_eligibility", 80)
             .await?;
-        let original = self
-            .payment
-            .ledger()
-            .iter()
-            .find(|c| c.payment_id == payment_id)
-            .map_or(15_000, |c| (c.amount * 100.0).round() as i64);
+        let original = self.payment_amount_cents(payment_id);
         let refunded: i64 = self
             .refunds
             .all()
@@ -387,12 +392,7 @@ impl Services {
             tokio::time::sleep(wait).await;
             return Err(err);
         }
-        let original = self
-            .payment
-            .ledger()
-            .iter()
-            .find(|c| c.payment_id == payment_id)
-            .map_or(15_000, |c| (c.amount * 100.0).round() as i64);
+        let original = self.payment_amount_cents(payment_id);
         let refund = {
             let mut refunds = self.refunds.refunds.lock().unwrap();
             if let Some(existing) = refunds.iter().find(|r| r.idempotency_key == call.key) {
