@@ -26,6 +26,8 @@ pub async fn feed(
     reader: Reader,
 ) {
     let readable = |task: &crate::model::Task| reader.coordinator.may_read(&reader.who, task);
+    // Tasks already classified, so each is read from the store at most once for this.
+    let mut visible: HashSet<String> = HashSet::new();
     let mut hidden: HashSet<String> = HashSet::new();
     let reload = |tx: &mpsc::UnboundedSender<Update>| match store.tasks() {
         Ok(tasks) => {
@@ -50,6 +52,12 @@ pub async fn feed(
         tokio::select! {
             event = events.recv() => match event {
                 Ok(e) => {
+                    if !visible.contains(&e.task_id) && !hidden.contains(&e.task_id) {
+                        match store.task(&e.task_id) {
+                            Ok(Some(task)) if readable(&task) => visible.insert(e.task_id.clone()),
+                            _ => hidden.insert(e.task_id.clone()),
+                        };
+                    }
                     if hidden.contains(&e.task_id) {
                         continue;
                     }
@@ -68,11 +76,7 @@ pub async fn feed(
                 let mut batch = Vec::with_capacity(dirty.len());
                 for id in dirty.drain() {
                     if let Ok(Some(task)) = store.task(&id) {
-                        if readable(&task) {
-                            batch.push(task);
-                        } else {
-                            hidden.insert(id.clone());
-                        }
+                        batch.push(task);
                     }
                     if focused.as_deref() == Some(id.as_str()) {
                         transitions(&id);
@@ -92,5 +96,75 @@ pub async fn feed(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use crate::engine::{Engine, EngineConfig, SubmitRequest};
+    use crate::handlers::Registry;
+    use crate::store::{Durability, SledStore};
+    use crate::workflow::{Catalog, Source};
+    use serde_json::json;
+
+    #[tokio::test(start_paused = true)]
+    async fn operators_only_receive_what_they_may_read() {
+        let yaml = |ns: &str| Source::Inline {
+            file: format!("{ns}.yaml"),
+            text: format!(
+                "namespace: {ns}\nname: wf\nversion: 1.0.0\nsteps:\n  - {{ name: a, handler: simulate }}\n"
+            ),
+        };
+        let registry = Registry::builtin();
+        let catalog =
+            Arc::new(Catalog::load(&[yaml("ours"), yaml("theirs")], &|h| registry.contains(h)).unwrap());
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
+        let engine =
+            Engine::start(EngineConfig::default(), store.clone(), catalog.clone(), registry).unwrap();
+        let admin = Identity::local("root");
+        let early = engine
+            .submit(SubmitRequest::new("theirs/wf", json!({}), admin.clone()))
+            .await
+            .unwrap();
+        engine.when_idle().await.unwrap();
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (_focus_tx, focus_rx) = watch::channel(None);
+        let reader = Reader {
+            who: Identity::new("vic", "ours", Role::Viewer),
+            coordinator: Coordinator::new(catalog),
+        };
+        let feeder = tokio::spawn(feed(store, engine.subscribe(), tx, focus_rx, reader));
+        tokio::task::yield_now().await;
+        let ours = engine
+            .submit(SubmitRequest::new("ours/wf", json!({}), admin.clone()))
+            .await
+            .unwrap();
+        let theirs = engine
+            .submit(SubmitRequest::new("theirs/wf", json!({}), admin))
+            .await
+            .unwrap();
+        engine.when_idle().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        feeder.abort();
+
+        let mut seen = HashSet::new();
+        while let Ok(update) = rx.try_recv() {
+            match update {
+                Update::Tasks(tasks) => seen.extend(tasks.into_iter().map(|t| t.id)),
+                Update::Event(e) => {
+                    seen.insert(e.task_id.clone());
+                }
+                _ => {}
+            }
+        }
+        assert!(seen.contains(&ours.id));
+        assert!(
+            !seen.contains(&theirs.id),
+            "no snapshot or event of another team's task"
+        );
+        assert!(!seen.contains(&early.id), "not in the first load either");
     }
 }
