@@ -13,7 +13,7 @@ use taskdeck::console::theme::Theme;
 use taskdeck::console::{views, workflow_entries};
 use taskdeck::engine::Event;
 use taskdeck::handlers::Registry;
-use taskdeck::model::{ErrorInfo, Step, StepState, Task, TaskState};
+use taskdeck::model::{Approval, ApprovalRequest, ErrorInfo, Step, StepState, Task, TaskState};
 use taskdeck::services::Services;
 use taskdeck::workflow::{Catalog, Source};
 
@@ -110,7 +110,34 @@ fn app() -> App {
             "payment.process_payment: rate_limited (injected fault) — rate limited (scenario black_friday)"
                 .into(),
     });
+    let mut refund = task(
+        &catalog,
+        "customer_success/process_refund",
+        7,
+        TaskState::InProgress,
+        &[Complete, Complete, AwaitingApproval],
+        40,
+    );
+    refund.initiator = "priya".into();
+    refund.steps[2].approval = Some(Approval {
+        request: ApprovalRequest {
+            summary: "Refund $120.00 on TICKET-98765: Product defect reported by customer".into(),
+            amount: Some(12000),
+            ticket: Some("TICKET-98765".into()),
+            customer: Some("CUST-54321".into()),
+            policy_notes: Some(
+                "standard tier: refunds up to 20000 cents; above 10000 cents a manager approves".into(),
+            ),
+            requester: "priya".into(),
+            required_role: "manager".into(),
+            timeout_seconds: 300,
+        },
+        requested_at: NOW - 35_000,
+        expires_at: NOW + 265_000,
+        decision: None,
+    });
     let tasks = vec![
+        refund,
         task(
             &catalog,
             "ecommerce/process_order",
@@ -160,33 +187,34 @@ fn app() -> App {
         tx,
     );
     app.now = NOW;
+    app.identity = taskdeck::auth::Identity::local("sarah");
     let events: Vec<_> = vec![
-        event(1, "task.started", &tasks[2], None, json!({})),
+        event(1, "task.started", &tasks[3], None, json!({})),
         event(
             2,
             "step.completed",
-            &tasks[2],
+            &tasks[3],
             Some("create_user_account"),
             json!({}),
         ),
         event(
             3,
             "step.execution_requested",
-            &tasks[2],
+            &tasks[3],
             Some("setup_billing_profile"),
             json!({}),
         ),
         event(
             4,
             "step.failed",
-            &tasks[5],
+            &tasks[6],
             Some("process_payment"),
             json!({ "error": { "kind": "retryable", "message": "rate limited" } }),
         ),
         event(
             5,
             "step.retry_scheduled",
-            &tasks[5],
+            &tasks[6],
             Some("process_payment"),
             json!({ "next_attempt": 3, "delay_ms": 3400, "backoff_type": "server_requested" }),
         ),
@@ -249,6 +277,14 @@ fn task_view_of_a_parallel_pipeline() {
     both("task_view_pipeline", |app| {
         typed(app, ":state error");
         key(app, KeyCode::Enter);
+        key(app, KeyCode::Enter);
+    });
+}
+
+#[test]
+fn approvals_inbox() {
+    both("approvals", |app| {
+        typed(app, ":approvals");
         key(app, KeyCode::Enter);
     });
 }

@@ -7,7 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-pub fn header(frame: &mut Frame, app: &App, area: Rect) {
+/// The header's lines: one when everything fits, else a second line for who and where.
+pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let t = &app.theme;
     let counts = app.vm.counts();
     let failed = app.vm.failed_since(app.now - 3_600_000);
@@ -15,8 +16,16 @@ pub fn header(frame: &mut Frame, app: &App, area: Rect) {
     let clock = clock.get(11..19).unwrap_or("").to_string();
     let state = |s| t.base().fg(t.step(s));
     use crate::model::StepState as S;
-    // Most important first: what is happening, then where and who.
-    let counts_spans = vec![
+    let brand = Span::styled(
+        " taskdeck ",
+        t.base()
+            .fg(t.background)
+            .bg(t.accent)
+            .add_modifier(Modifier::BOLD),
+    );
+    let mut first = vec![
+        brand,
+        Span::styled("  ", t.base()),
         Span::styled(format!("◐ {} running  ", counts.running), state(S::InProgress)),
         Span::styled(
             format!("↻ {} retrying  ", counts.waiting_for_retry),
@@ -28,36 +37,38 @@ pub fn header(frame: &mut Frame, app: &App, area: Rect) {
         ),
         Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
     ];
-    let context = [
+    let context = vec![
         Span::styled(format!("  {}", app.info.operator), t.base()),
         Span::styled(format!("  {}", app.info.durability), t.muted()),
         Span::styled(format!("  {}", app.info.data_dir), t.muted()),
     ];
-    let brand = Span::styled(
-        " taskdeck ",
-        t.base()
-            .fg(t.background)
-            .bg(t.accent)
-            .add_modifier(Modifier::BOLD),
-    );
-    let width = area.width as usize;
-    // Two spare columns: some terminals draw a state glyph two cells wide.
-    let fixed = brand.width() + 2 + counts_spans.iter().map(|s| s.width()).sum::<usize>() + clock.len() + 4;
-    let mut spans = vec![brand, Span::styled("  ", t.base())];
-    spans.extend(counts_spans);
-    let mut used = fixed;
-    for s in context {
-        if used + s.width() <= width {
-            used += s.width();
-            spans.push(s);
-        }
+    let width = width as usize;
+    let clock_span = Span::styled(format!("{clock} "), t.base().add_modifier(Modifier::BOLD));
+    let pad = |spans: &[Span], tail: usize| {
+        // Two spare columns: some terminals draw a state glyph two cells wide.
+        let used: usize = spans.iter().map(|s| s.width()).sum::<usize>() + tail + 2;
+        Span::styled(" ".repeat(width.saturating_sub(used)), t.base())
+    };
+    let all: usize = first.iter().chain(&context).map(|s| s.width()).sum::<usize>() + clock_span.width() + 2;
+    if all <= width {
+        first.extend(context);
+        first.push(pad(&first, clock_span.width()));
+        first.push(clock_span);
+        return vec![Line::from(first)];
     }
-    spans.push(Span::styled(" ".repeat(width.saturating_sub(used)), t.base()));
-    spans.push(Span::styled(
-        format!("{clock} "),
-        t.base().add_modifier(Modifier::BOLD),
-    ));
-    frame.render_widget(Paragraph::new(Line::from(spans)).style(t.base()), area);
+    first.push(pad(&first, clock_span.width()));
+    first.push(clock_span);
+    let mut second = vec![Span::styled(" ", t.base())];
+    second.extend(context.into_iter().map(|s| {
+        let text = s.content.trim_start().to_string();
+        Span::styled(format!("{text}  "), s.style)
+    }));
+    vec![Line::from(first), Line::from(second)]
+}
+
+pub fn header(frame: &mut Frame, app: &App, area: Rect) {
+    let lines = header_lines(app, area.width);
+    frame.render_widget(Paragraph::new(lines).style(app.theme.base()), area);
 }
 
 pub fn footer(frame: &mut Frame, app: &App, area: Rect) {

@@ -26,8 +26,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         (20.., _) => 5,
         _ => 0,
     };
+    let header_height = chrome::header_lines(app, area.width).len() as u16;
     let [header, body, events_area, footer] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(header_height),
         Constraint::Min(3),
         Constraint::Length(events_height),
         Constraint::Length(1),
