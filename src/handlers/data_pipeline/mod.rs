@@ -347,7 +347,7 @@ impl StepHandler for UpdateDashboard {
             .unwrap_or("1970-01-01");
         let dashboard_id = format!(
             "executive_dashboard_{}_{}",
-            &end[..4.min(end.len())],
+            end.get(..4).unwrap_or("1970"),
             end.get(5..7).unwrap_or("01")
         );
         self.0
