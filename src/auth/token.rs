@@ -133,8 +133,20 @@ mod tests {
 
         let other = signing_key(tempfile::tempdir().unwrap().path()).unwrap();
         assert!(matches!(verify(&other, &token), Err(TokenError::BadSignature)));
-        let expired = issue(&key, &priya, Duration::ZERO).unwrap();
-        std::thread::sleep(Duration::from_millis(1100));
+        // Signed correctly, but its `exp` is a minute ago.
+        let past = Claims {
+            sub: "priya".into(),
+            team: "customer_success".into(),
+            role: "operator".into(),
+            iat: now() - 120,
+            exp: now() - 60,
+        };
+        let expired = encode(
+            &Header::new(Algorithm::HS256),
+            &past,
+            &EncodingKey::from_secret(&key),
+        )
+        .unwrap();
         assert!(matches!(verify(&key, &expired), Err(TokenError::Expired)));
         let claims = Claims {
             sub: "x".into(),
