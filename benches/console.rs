@@ -16,7 +16,7 @@ use taskdeck::console::model::ViewModel;
 use taskdeck::console::theme::Theme;
 use taskdeck::console::{views, workflow_entries};
 use taskdeck::handlers::Registry;
-use taskdeck::model::{RetryPolicy, Step, StepState, Task, TaskState};
+use taskdeck::model::{Step, StepState, Task, TaskState};
 use taskdeck::workflow::{Catalog, Source};
 
 fn wide_dag_yaml() -> String {
@@ -64,22 +64,11 @@ fn task(catalog: &Catalog, workflow: &str, n: usize) -> Task {
             .iter()
             .enumerate()
             .map(|(i, s)| Step {
-                name: s.name.clone(),
-                handler: s.handler.clone(),
-                depends_on: s.depends_on.clone(),
-                retry: RetryPolicy::default(),
-                timeout_ms: None,
-                handler_config: json!({}),
                 state: states[(i + n) % 4],
                 attempts: 1,
-                budget_start: 0,
                 results: Some(json!({ "ok": i })),
-                last_error: None,
                 next_attempt_at: Some(1_795_000_003_000),
-                idempotency_key: String::new(),
-                started_at: None,
-                finished_at: None,
-                approval: None,
+                ..Step::new(&s.name, &s.handler, s.depends_on.clone())
             })
             .collect(),
     }

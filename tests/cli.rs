@@ -232,12 +232,11 @@ fn no_arguments_without_a_terminal_explains_the_headless_commands() {
     );
 }
 
-#[test]
-fn the_checkout_sample_completes_and_show_displays_all_five_results() {
-    let data = tempfile::tempdir().unwrap();
-    let sample = format!("{}/samples/process_order.json", env!("CARGO_MANIFEST_DIR"));
+/// Submits a checkout with a sample context, waits for it (exit 0), and answers `show`'s text.
+fn checkout(data: &Path, sample: &str) -> String {
+    let sample = format!("{}/samples/{sample}", env!("CARGO_MANIFEST_DIR"));
     let out = taskdeck(
-        data.path(),
+        data,
         &[
             "submit",
             "ecommerce/process_order",
@@ -253,7 +252,13 @@ fn the_checkout_sample_completes_and_show_displays_all_five_results() {
         String::from_utf8_lossy(&out.stderr)
     );
     let id = stdout(&out).lines().next().unwrap().to_string();
-    let shown = stdout(&taskdeck(data.path(), &["show", &id]));
+    stdout(&taskdeck(data, &["show", &id]))
+}
+
+#[test]
+fn the_checkout_sample_completes_and_show_displays_all_five_results() {
+    let data = tempfile::tempdir().unwrap();
+    let shown = checkout(data.path(), "process_order.json");
     let results = shown
         .split("\nresults\n")
         .nth(1)
@@ -276,28 +281,7 @@ fn the_checkout_sample_completes_and_show_displays_all_five_results() {
 #[test]
 fn a_shipped_fault_scenario_shows_its_retries_in_the_transition_log() {
     let data = tempfile::tempdir().unwrap();
-    let sample = format!(
-        "{}/samples/process_order_black_friday.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = taskdeck(
-        data.path(),
-        &[
-            "submit",
-            "ecommerce/process_order",
-            "--context-file",
-            &sample,
-            "--wait",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = stdout(&out).lines().next().unwrap().to_string();
-    let shown = stdout(&taskdeck(data.path(), &["show", &id]));
+    let shown = checkout(data.path(), "process_order_black_friday.json");
     let retries: Vec<&str> = shown
         .lines()
         .filter(|l| l.contains("step process_payment") && l.contains("in_progress -> waiting_for_retry"))

@@ -55,22 +55,13 @@ fn task(
             .iter()
             .zip(steps.iter().chain(std::iter::repeat(&StepState::Pending)))
             .map(|(s, st)| Step {
-                name: s.name.clone(),
-                handler: s.handler.clone(),
-                depends_on: s.depends_on.clone(),
                 retry: s.retry.clone(),
                 timeout_ms: s.timeout_ms,
-                handler_config: s.handler_config.clone(),
                 state: *st,
                 attempts: u32::from(*st != StepState::Pending),
-                budget_start: 0,
                 results: (*st == StepState::Complete).then(|| json!({ "ok": true, "step": s.name })),
-                last_error: None,
-                next_attempt_at: None,
                 idempotency_key: format!("{id}/{}", s.name),
-                started_at: None,
-                finished_at: None,
-                approval: None,
+                ..Step::new(&s.name, &s.handler, s.depends_on.clone())
             })
             .collect(),
     }

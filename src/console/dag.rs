@@ -377,27 +377,12 @@ pub fn tree_lines(task: &Task, selected: Option<usize>, theme: &Theme, width: u1
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{RetryPolicy, Step, TaskState};
+    use crate::model::{Step, TaskState};
     use serde_json::json;
 
     fn diamond() -> Task {
-        let step = |name: &str, deps: &[&str]| Step {
-            name: name.into(),
-            handler: "simulate".into(),
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            retry: RetryPolicy::default(),
-            timeout_ms: None,
-            handler_config: json!({}),
-            state: StepState::Pending,
-            attempts: 0,
-            budget_start: 0,
-            results: None,
-            last_error: None,
-            next_attempt_at: None,
-            idempotency_key: String::new(),
-            started_at: None,
-            finished_at: None,
-            approval: None,
+        let step = |name: &str, deps: &[&str]| {
+            Step::new(name, "simulate", deps.iter().map(|d| d.to_string()).collect())
         };
         Task {
             id: "t".into(),

@@ -269,7 +269,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{RetryPolicy, Step};
+    use crate::model::Step;
     use serde_json::json;
 
     pub fn task(id: &str, ns: &str, state: TaskState, steps: &[StepState], at: Timestamp) -> Task {
@@ -290,22 +290,8 @@ pub(crate) mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| Step {
-                    name: format!("s{i}"),
-                    handler: "simulate".into(),
-                    depends_on: vec![],
-                    retry: RetryPolicy::default(),
-                    timeout_ms: None,
-                    handler_config: json!({}),
                     state: *s,
-                    attempts: 0,
-                    budget_start: 0,
-                    results: None,
-                    last_error: None,
-                    next_attempt_at: None,
-                    idempotency_key: String::new(),
-                    started_at: None,
-                    finished_at: None,
-                    approval: None,
+                    ..Step::new(&format!("s{i}"), "simulate", vec![])
                 })
                 .collect(),
         }

@@ -351,22 +351,11 @@ impl Orchestrator {
             .steps
             .iter()
             .map(|s| Step {
-                name: s.name.clone(),
-                handler: s.handler.clone(),
-                depends_on: s.depends_on.clone(),
                 retry: s.retry.clone(),
                 timeout_ms: s.timeout_ms,
                 handler_config: s.handler_config.clone(),
-                state: StepState::Pending,
-                attempts: 0,
-                budget_start: 0,
-                results: None,
-                last_error: None,
-                next_attempt_at: None,
                 idempotency_key: format!("{id}/{}", s.name),
-                started_at: None,
-                finished_at: None,
-                approval: None,
+                ..Step::new(&s.name, &s.handler, s.depends_on.clone())
             })
             .collect();
         let actor = req.actor.sub.clone();

@@ -164,6 +164,28 @@ pub struct Step {
 }
 
 impl Step {
+    /// A pending step that has never run, with Tasker's default retry policy.
+    pub fn new(name: &str, handler: &str, depends_on: Vec<String>) -> Step {
+        Step {
+            name: name.to_string(),
+            handler: handler.to_string(),
+            depends_on,
+            retry: RetryPolicy::default(),
+            timeout_ms: None,
+            handler_config: Value::Object(Default::default()),
+            state: StepState::Pending,
+            attempts: 0,
+            budget_start: 0,
+            results: None,
+            last_error: None,
+            next_attempt_at: None,
+            idempotency_key: String::new(),
+            started_at: None,
+            finished_at: None,
+            approval: None,
+        }
+    }
+
     /// Attempts counted against `retry.limit`.
     pub fn attempts_used(&self) -> u32 {
         self.attempts.saturating_sub(self.budget_start)
