@@ -353,13 +353,10 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             let done = engine.wait_for(&task.id).await?;
             engine.shutdown(Duration::from_secs(10)).await;
             progress.abort();
-            let waiting = done
-                .steps
-                .iter()
-                .any(|s| s.state == crate::model::StepState::AwaitingApproval);
+            let waiting = done.execution_status() == crate::model::ExecutionStatus::AwaitingDecision;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&output::task_json(&done))?);
-            } else if waiting && done.state.is_active() {
+            } else if waiting {
                 println!("{} waits for approval (see `taskdeck approvals`)", done.id);
             } else {
                 println!("{} {}", done.id, done.state);

@@ -9,7 +9,6 @@ mod events;
 mod orchestrator;
 mod runner;
 
-pub use backoff::{delay as backoff_delay, BackoffKind};
 pub use clock::Clock;
 pub use command::{EngineError, SubmitRequest};
 pub use events::{names as event_names, Event, EventBus};
@@ -233,17 +232,7 @@ impl Engine {
         let mut events = self.subscribe();
         loop {
             let task = self.store.find_task(task_id)?;
-            let waits_on_person = task
-                .steps
-                .iter()
-                .any(|s| s.state == crate::model::StepState::AwaitingApproval)
-                && task.execution_status() == crate::model::ExecutionStatus::Processing
-                && !task.steps.iter().any(|s| {
-                    matches!(
-                        s.state,
-                        crate::model::StepState::InProgress | crate::model::StepState::WaitingForRetry
-                    )
-                });
+            let waits_on_person = task.execution_status() == crate::model::ExecutionStatus::AwaitingDecision;
             if !task.state.is_active() || waits_on_person {
                 return Ok(task);
             }

@@ -31,11 +31,6 @@ impl EventSink {
         EventSink(Arc::new(f))
     }
 
-    /// A sink that drops everything (for calling handlers outside an engine).
-    pub fn discard() -> Self {
-        EventSink::new(|_, _| {})
-    }
-
     pub fn publish(&self, name: &str, payload: Value) {
         (self.0)(name, payload)
     }
@@ -161,11 +156,5 @@ impl Registry {
 
     pub fn contains(&self, name: &str) -> bool {
         self.handlers.contains_key(name)
-    }
-
-    pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
     }
 }

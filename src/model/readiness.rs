@@ -8,8 +8,10 @@ use super::{StepState, Task};
 pub enum ExecutionStatus {
     /// Some step can start now.
     HasReadySteps,
-    /// Nothing can start, but a step is running, backing off or waiting on a person.
+    /// Nothing can start, but a step is running or backing off.
     Processing,
+    /// Nothing runs or backs off: the task waits on a person's decision.
+    AwaitingDecision,
     /// A step is in error and nothing else can run.
     BlockedByFailures,
     AllComplete,
@@ -36,13 +38,15 @@ impl Task {
         if self.steps.iter().any(|s| s.state == StepState::Pending) && !self.ready_steps().is_empty() {
             return ExecutionStatus::HasReadySteps;
         }
-        if self.steps.iter().any(|s| {
-            matches!(
-                s.state,
-                StepState::InProgress | StepState::WaitingForRetry | StepState::AwaitingApproval
-            )
-        }) {
+        if self
+            .steps
+            .iter()
+            .any(|s| matches!(s.state, StepState::InProgress | StepState::WaitingForRetry))
+        {
             return ExecutionStatus::Processing;
+        }
+        if self.steps.iter().any(|s| s.state == StepState::AwaitingApproval) {
+            return ExecutionStatus::AwaitingDecision;
         }
         if self.steps.iter().any(|s| s.state == StepState::Error) {
             return ExecutionStatus::BlockedByFailures;

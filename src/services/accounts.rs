@@ -63,12 +63,6 @@ pub struct NotificationService {
     sequences: Mutex<HashMap<String, Value>>,
 }
 
-impl NotificationService {
-    pub fn sequences(&self) -> Vec<Value> {
-        self.sequences.lock().unwrap().values().cloned().collect()
-    }
-}
-
 impl Services {
     /// Runs the gate and turns an injected fault into the HTTP answer it stands for.
     async fn http_gate(
