@@ -182,6 +182,11 @@ pub async fn submit_next(
     Ok(())
 }
 
+/// The slowest `demo --rate`: one task every 100 s.
+pub const MIN_RATE: f64 = 0.01;
+/// The fastest `demo --rate`: 10,000 tasks per second.
+pub const MAX_RATE: f64 = 10_000.0;
+
 /// `30s`, `2m`, `1h`, `500ms`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -203,7 +208,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is not a duration this program can wait (too long or negative)"))
 }
 
 #[cfg(test)]

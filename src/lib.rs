@@ -7,6 +7,7 @@ pub mod cli;
 pub mod console;
 pub mod demo;
 pub mod engine;
+pub mod fsutil;
 pub mod handlers;
 pub mod logging;
 pub mod model;

@@ -17,15 +17,24 @@ pub enum Request<'a> {
     Operate { namespace: &'a str, action: &'a str },
     /// Approve or deny a request of `namespace` that `requester` made.
     Decide { namespace: &'a str, requester: &'a str },
+    /// Retry a task whose approval a person denied: asks for a new decision, so only someone
+    /// who could decide may ask again (an agent cannot re-ask until a different manager says
+    /// yes).
+    Reopen { namespace: &'a str },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Denied(pub String);
 
+/// Reads the current time in ms since the epoch (the engine's clock, so paused-clock tests
+/// see tokens expire exactly).
+pub type Now = Arc<dyn Fn() -> crate::model::Timestamp + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Coordinator {
     catalog: Arc<Catalog>,
+    now: Now,
 }
 
 fn grants(
@@ -52,8 +61,22 @@ fn grants(
 }
 
 impl Coordinator {
+    /// A coordinator over `catalog`'s manifests that reads the system clock.
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        Coordinator { catalog }
+        let now: Now = Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| {
+                    crate::model::Timestamp::try_from(d.as_millis()).unwrap_or(i64::MAX)
+                })
+        });
+        Coordinator { catalog, now }
+    }
+
+    /// The same coordinator, reading time from `now`.
+    pub fn with_clock(mut self, now: Now) -> Self {
+        self.now = now;
+        self
     }
 
     /// Whether `who` may see `task`: its namespace is readable to them, or their team's
@@ -66,10 +89,24 @@ impl Coordinator {
             },
         )
         .is_ok()
-            || task.initiator == Identity::service(&who.team).sub
+            || (self.authenticate(who).is_ok() && task.initiator == Identity::service(&who.team).sub)
     }
 
+    /// Refuses an identity whose token has expired, whatever it asks.
+    pub fn authenticate(&self, who: &Identity) -> Result<(), Denied> {
+        if who.is_expired((self.now)()) {
+            return Err(Denied(format!(
+                "{}: the token expired at {}; issue a new one with `taskdeck token issue`",
+                who.describe(),
+                crate::model::format_timestamp(who.expires_at.unwrap_or_default())
+            )));
+        }
+        Ok(())
+    }
+
+    /// Decides one request. Every request is refused once `who`'s token has expired.
     pub fn check(&self, who: &Identity, request: Request<'_>) -> Result<(), Denied> {
+        self.authenticate(who)?;
         let own = |ns: &str| who.team == ns;
         match request {
             Request::Read { namespace } => {
@@ -131,6 +168,16 @@ impl Coordinator {
                 } else {
                     Err(Denied(format!(
                         "{} cannot decide approvals in {namespace}: it needs the manager role in {namespace}",
+                        who.describe()
+                    )))
+                }
+            }
+            Request::Reopen { namespace } => {
+                if who.role == Role::Admin || (who.role == Role::Manager && own(namespace)) {
+                    Ok(())
+                } else {
+                    Err(Denied(format!(
+                        "{} cannot retry a denied approval in {namespace}: a person said no, so only a manager of {namespace} may ask again",
                         who.describe()
                     )))
                 }

@@ -58,11 +58,15 @@ impl FromStr for Role {
     }
 }
 
+/// Who is acting. `expires_at` (ms since the epoch) comes from a token: the coordinator
+/// refuses every command made after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub sub: String,
     pub team: String,
     pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<crate::model::Timestamp>,
 }
 
 impl Identity {
@@ -71,7 +75,19 @@ impl Identity {
             sub: sub.to_string(),
             team: team.to_string(),
             role,
+            expires_at: None,
         }
+    }
+
+    /// The same identity, valid until `at` (ms since the epoch).
+    pub fn expiring_at(mut self, at: crate::model::Timestamp) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Whether the identity's token has expired at `now` (ms since the epoch).
+    pub fn is_expired(&self, now: crate::model::Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
     }
 
     /// The local user when no token is given: an admin (the console says so).

@@ -1,11 +1,25 @@
-//! Signed identities: JWTs (HS256) with `sub`, `team`, `role`, `iat` and `exp`, signed with a
-//! key kept in the data directory (created on first use, readable by its owner only).
+//! Signed identities: JWTs (HS256) with `sub`, `team`, `role`, `iat`, `nbf` and `exp`, signed
+//! with a key kept in the data directory (`auth/jwt.key`: 32 random bytes, mode 0600, created
+//! atomically on first use).
+//!
+//! What a token can claim is bounded: a lifetime of at most [`MAX_TTL`], a role a person can
+//! hold (never `service`: service identities are the engine's own, for delegation), and a
+//! subject and team that are plain names (never the engine's or a service's).
 
 use super::{Identity, Role};
+use crate::model::Timestamp;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The longest lifetime a token may have: 30 days. Longer-lived credentials belong in a
+/// secrets manager, not in a shell's history.
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Length of the HS256 signing key in bytes; a shorter key file is refused.
+pub const KEY_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -13,12 +27,16 @@ pub enum TokenError {
     Invalid(String),
     #[error("the token has expired; issue a new one with `taskdeck token issue`")]
     Expired,
+    #[error("the token is not valid yet (its `nbf` is in the future)")]
+    NotYetValid,
     #[error("the token's signature does not match this data directory's key (issued for another data directory, or altered)")]
     BadSignature,
     #[error("the token names {0}")]
     BadRole(String),
-    #[error("cannot use the signing key {path}: {source}")]
-    Key { path: String, source: std::io::Error },
+    #[error("cannot issue this token: {0}")]
+    Refused(String),
+    #[error("cannot use the signing key {path}: {cause}")]
+    Key { path: String, cause: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,6 +45,8 @@ struct Claims {
     team: String,
     role: String,
     iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
     exp: u64,
 }
 
@@ -34,33 +54,53 @@ fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("auth").join("jwt.key")
 }
 
-/// The signing key, created (32 random bytes, mode 0600) on first use.
+/// The signing key, created on first use: 32 random bytes written to a private temporary
+/// file, synced, then linked into place, so that no process ever sees a partial key.
+///
+/// Errors: the key file cannot be read or created, or it is shorter than [`KEY_LEN`] bytes
+/// (a key cut short by a crash or a full disk is never used: anyone could forge tokens).
 pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, TokenError> {
     let path = key_path(data_dir);
-    let err = |source| TokenError::Key {
+    let err = |cause: String| TokenError::Key {
         path: path.display().to_string(),
-        source,
+        cause,
     };
-    if let Ok(key) = std::fs::read(&path) {
-        return Ok(key);
+    match std::fs::read(&path) {
+        Ok(key) => return checked_key(key).map_err(err),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e.to_string())),
     }
-    std::fs::create_dir_all(path.parent().unwrap_or(data_dir)).map_err(err)?;
-    let key: [u8; 32] = rand::random();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    let dir = path.parent().unwrap_or(data_dir);
+    crate::fsutil::create_private_dir(dir).map_err(|e| err(e.to_string()))?;
+    let key: [u8; KEY_LEN] = rand::random();
+    let tmp = dir.join(format!(".jwt.key.{}.tmp", std::process::id()));
+    let written = crate::fsutil::write_private(&tmp, &key).and_then(|()| {
+        // A hard link creates the name only if it is free: of two processes creating the key
+        // at once, one wins and the other reads the winner's complete key.
+        std::fs::hard_link(&tmp, &path)
+    });
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            crate::fsutil::sync_dir(dir);
+            Ok(key.to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            checked_key(std::fs::read(&path).map_err(|e| err(e.to_string()))?).map_err(err)
+        }
+        Err(e) => Err(err(e.to_string())),
     }
-    use std::io::Write;
-    match options.open(&path) {
-        Ok(mut file) => file.write_all(&key).map_err(err)?,
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return std::fs::read(&path).map_err(err),
-        Err(e) => return Err(err(e)),
+}
+
+fn checked_key(key: Vec<u8>) -> Result<Vec<u8>, String> {
+    if key.len() < KEY_LEN {
+        return Err(format!(
+            "the key is {} bytes long, expected {KEY_LEN} (it was cut short, e.g. by a crash or a full disk); \
+             delete it to create a new key (tokens issued with the old one stop working)",
+            key.len()
+        ));
     }
-    Ok(key.to_vec())
+    Ok(key)
 }
 
 fn now() -> u64 {
@@ -69,14 +109,58 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether `name` may be a token's subject or team: 1–64 letters, digits, `_`, `-`, `.` or
+/// `@`, and not a name the engine uses for itself.
+fn plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+        && !matches!(name, "engine" | "system")
+}
+
+/// Why a token may not carry these claims, if it may not.
+fn refusal(sub: &str, team: &str, role: Role) -> Option<String> {
+    if role == Role::Service {
+        return Some(
+            "the service role belongs to the engine's own delegation and cannot be given to a token".into(),
+        );
+    }
+    if !plain_name(sub) {
+        return Some(format!(
+            "`{sub}` is not a valid subject: expected 1-64 letters, digits, `_`, `-`, `.` or `@` (and not `engine` or `system`)"
+        ));
+    }
+    if !plain_name(team) {
+        return Some(format!(
+            "`{team}` is not a valid team: expected 1-64 letters, digits, `_`, `-`, `.` or `@` (and not `engine` or `system`)"
+        ));
+    }
+    None
+}
+
+/// Signs a token for `identity` valid for `ttl` from now.
+///
+/// Errors: `ttl` is zero or longer than [`MAX_TTL`]; the identity has the service role or a
+/// subject/team that is not a plain name.
 pub fn issue(key: &[u8], identity: &Identity, ttl: Duration) -> Result<String, TokenError> {
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(TokenError::Refused(format!(
+            "--ttl must be between 1s and {}h (30 days)",
+            MAX_TTL.as_secs() / 3600
+        )));
+    }
+    if let Some(why) = refusal(&identity.sub, &identity.team, identity.role) {
+        return Err(TokenError::Refused(why));
+    }
     let iat = now();
     let claims = Claims {
         sub: identity.sub.clone(),
         team: identity.team.clone(),
         role: identity.role.to_string(),
         iat,
-        exp: iat + ttl.as_secs(),
+        nbf: Some(iat),
+        exp: iat.saturating_add(ttl.as_secs()),
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -86,14 +170,26 @@ pub fn issue(key: &[u8], identity: &Identity, ttl: Duration) -> Result<String, T
     .map_err(|e| TokenError::Invalid(e.to_string()))
 }
 
+/// Checks a token and returns whom it names, with its expiry.
+///
+/// Errors: bad signature, expired, not yet valid (`nbf` or `iat` in the future), a lifetime
+/// beyond [`MAX_TTL`], an unknown or service role, or claims that are not plain names.
 pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
+    if key.len() < KEY_LEN {
+        return Err(TokenError::Key {
+            path: "(in memory)".into(),
+            cause: format!("the key is {} bytes long, expected {KEY_LEN}", key.len()),
+        });
+    }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = decode::<Claims>(token.trim(), &DecodingKey::from_secret(key), &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
             ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
             ErrorKind::InvalidSignature => TokenError::BadSignature,
             ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
                 TokenError::Invalid("it is not a JWT issued by `taskdeck token issue`".into())
@@ -102,21 +198,69 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
         }
     })?;
     let c = data.claims;
+    let now = now();
+    // A signed token from the future is refused like one that is not valid yet (a minute of
+    // clock skew between machines is allowed for `iat` only).
+    if c.iat > now.saturating_add(60) {
+        return Err(TokenError::NotYetValid);
+    }
+    if c.exp.saturating_sub(c.iat) > MAX_TTL.as_secs() || c.exp > now.saturating_add(MAX_TTL.as_secs()) {
+        return Err(TokenError::Invalid(format!(
+            "its lifetime is longer than the {} days a token may have",
+            MAX_TTL.as_secs() / 86_400
+        )));
+    }
     let role: Role = c.role.parse().map_err(TokenError::BadRole)?;
     if c.team.is_empty() {
         return Err(TokenError::Invalid("the token has no team".into()));
     }
-    Ok(Identity::new(&c.sub, &c.team, role))
+    if let Some(why) = refusal(&c.sub, &c.team, role) {
+        return Err(TokenError::Invalid(why));
+    }
+    let expires_at = Timestamp::try_from(c.exp.saturating_mul(1000)).unwrap_or(Timestamp::MAX);
+    Ok(Identity::new(&c.sub, &c.team, role).expiring_at(expires_at))
+}
+
+/// Writes `key` as this data directory's signing key (tests of a damaged key file).
+#[doc(hidden)]
+pub fn write_raw_key(data_dir: &Path, key: &[u8]) -> std::io::Result<()> {
+    let path = key_path(data_dir);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn sign(key: &[u8], claims: &Claims) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap()
+    }
+
+    fn claims(role: &str, iat: u64, nbf: Option<u64>, exp: u64) -> Claims {
+        Claims {
+            sub: "priya".into(),
+            team: "customer_success".into(),
+            role: role.into(),
+            iat,
+            nbf,
+            exp,
+        }
+    }
+
     #[test]
     fn tokens_round_trip_and_reject_tampering_expiry_and_unknown_roles() {
         let dir = tempfile::tempdir().unwrap();
         let key = signing_key(dir.path()).unwrap();
+        assert_eq!(key.len(), KEY_LEN);
         assert_eq!(signing_key(dir.path()).unwrap(), key, "the key is kept");
         #[cfg(unix)]
         {
@@ -129,40 +273,104 @@ mod tests {
         }
         let priya = Identity::new("priya", "customer_success", Role::Operator);
         let token = issue(&key, &priya, Duration::from_secs(3600)).unwrap();
-        assert_eq!(verify(&key, &token).unwrap(), priya);
+        let back = verify(&key, &token).unwrap();
+        assert_eq!(
+            (back.sub.as_str(), back.team.as_str(), back.role),
+            ("priya", "customer_success", Role::Operator)
+        );
+        let expires = back.expires_at.unwrap();
+        let expected = (now() as i64 + 3600) * 1000;
+        assert!((expires - expected).abs() <= 2000, "{expires} vs {expected}");
 
         let other = signing_key(tempfile::tempdir().unwrap().path()).unwrap();
         assert!(matches!(verify(&other, &token), Err(TokenError::BadSignature)));
         // Signed correctly, but its `exp` is a minute ago.
-        let past = Claims {
-            sub: "priya".into(),
-            team: "customer_success".into(),
-            role: "operator".into(),
-            iat: now() - 120,
-            exp: now() - 60,
-        };
-        let expired = encode(
-            &Header::new(Algorithm::HS256),
-            &past,
-            &EncodingKey::from_secret(&key),
-        )
-        .unwrap();
+        let expired = sign(&key, &claims("operator", now() - 120, None, now() - 60));
         assert!(matches!(verify(&key, &expired), Err(TokenError::Expired)));
-        let claims = Claims {
-            sub: "x".into(),
-            team: "t".into(),
-            role: "emperor".into(),
-            iat: now(),
-            exp: now() + 60,
-        };
-        let odd = encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&key),
-        )
-        .unwrap();
+        let odd = sign(&key, &claims("emperor", now(), None, now() + 60));
         let err = verify(&key, &odd).unwrap_err().to_string();
         assert!(err.contains("unknown role `emperor`"), "{err}");
         assert!(matches!(verify(&key, "not.a.token"), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_empty_or_short_key_file_is_refused_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raw_key(dir.path(), b"").unwrap();
+        let err = signing_key(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is 0 bytes long, expected 32"), "{err}");
+        write_raw_key(dir.path(), &[7u8; 16]).unwrap();
+        assert!(signing_key(dir.path()).is_err());
+        assert_eq!(
+            std::fs::read(key_path(dir.path())).unwrap(),
+            [7u8; 16],
+            "left for the operator"
+        );
+        // A token signed with the empty key claiming admin is refused outright.
+        let forged = sign(b"", &claims("admin", now(), None, now() + 600));
+        assert!(verify(b"", &forged).is_err());
+        assert!(verify(&[0u8; 16], &forged).is_err());
+    }
+
+    #[test]
+    fn no_temporary_key_file_is_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        signing_key(dir.path()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("auth"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["jwt.key"]);
+    }
+
+    #[test]
+    fn future_nbf_future_iat_and_unbounded_exp_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = signing_key(dir.path()).unwrap();
+        let later = sign(&key, &claims("operator", now(), Some(now() + 3600), now() + 7200));
+        assert!(matches!(verify(&key, &later), Err(TokenError::NotYetValid)));
+        let from_the_future = sign(&key, &claims("operator", now() + 3600, None, now() + 7200));
+        assert!(matches!(
+            verify(&key, &from_the_future),
+            Err(TokenError::NotYetValid)
+        ));
+        let forever = sign(&key, &claims("operator", now(), None, u64::MAX));
+        let err = verify(&key, &forever).unwrap_err().to_string();
+        assert!(err.contains("longer than the 30 days"), "{err}");
+    }
+
+    #[test]
+    fn service_tokens_and_reserved_names_cannot_be_issued_or_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = signing_key(dir.path()).unwrap();
+        let ttl = Duration::from_secs(60);
+        let err = issue(
+            &key,
+            &Identity::new("bot", "customer_success", Role::Service),
+            ttl,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("service role belongs to the engine"), "{err}");
+        let svc = sign(&key, &claims("service", now(), None, now() + 60));
+        assert!(verify(&key, &svc).is_err());
+        for sub in ["engine", "svc:customer_success", "", "a b"] {
+            assert!(
+                issue(&key, &Identity::new(sub, "payments", Role::Manager), ttl).is_err(),
+                "{sub}"
+            );
+        }
+        assert!(issue(
+            &key,
+            &Identity::new("jane", "payments", Role::Manager),
+            MAX_TTL + Duration::from_secs(1)
+        )
+        .is_err());
+        assert!(issue(
+            &key,
+            &Identity::new("jane", "payments", Role::Manager),
+            Duration::ZERO
+        )
+        .is_err());
     }
 }

@@ -374,7 +374,12 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         }
         Command::Token(TokenCommand::Show { token }) => {
             let key = crate::auth::token::signing_key(&data)?;
-            println!("{}", crate::auth::token::verify(&key, token)?.describe());
+            let who = crate::auth::token::verify(&key, token)?;
+            let expires = who
+                .expires_at
+                .map(crate::model::format_timestamp)
+                .unwrap_or_else(|| "never".into());
+            println!("{}  expires {expires}", who.describe());
             Ok(0)
         }
         Command::Approvals { json } => {
@@ -396,7 +401,11 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
                     .iter()
                     .filter(|s| s.state == crate::model::StepState::AwaitingApproval)
                 {
+                    // A request past its deadline can no longer be decided: not listed.
                     if let (true, Some(a)) = (readable, &step.approval) {
+                        if a.expires_at <= now {
+                            continue;
+                        }
                         waiting.push((task.clone(), step.name.clone(), a.clone()));
                     }
                 }
@@ -422,7 +431,7 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
                         t.workflow_ref(),
                         a.request.requester,
                         a.request.required_role,
-                        ((a.expires_at - now).max(0)) / 1000,
+                        crate::model::millis_until(now, a.expires_at).div_ceil(1000),
                         a.request.summary
                     );
                 }
@@ -489,14 +498,7 @@ async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         }
         Command::Show { task, json } => {
             let ctx = open(&cli, &data)?;
-            let task = ctx.store.find_task(task)?;
-            if !crate::auth::Coordinator::new(ctx.catalog.clone()).may_read(&ctx.identity, &task) {
-                bail!(
-                    "{} cannot read tasks of namespace {}",
-                    ctx.identity.describe(),
-                    task.namespace
-                );
-            }
+            let task = crate::engine::find_task(&*ctx.store, &ctx.catalog, &ctx.identity, task)?;
             let transitions = ctx.store.transitions(&task.id)?;
             if *json {
                 let mut v = output::task_json(&task);
@@ -665,8 +667,12 @@ async fn demo_traffic(
 ) -> Result<i32> {
     use crate::demo::{submit_next, Summary, Traffic};
     use tokio::sync::broadcast::error::RecvError;
-    if !(rate > 0.0 && rate.is_finite()) {
-        bail!("--rate must be a positive number of tasks per second");
+    if !(crate::demo::MIN_RATE..=crate::demo::MAX_RATE).contains(&rate) {
+        bail!(
+            "--rate must be between {} and {} tasks per second, got {rate}",
+            crate::demo::MIN_RATE,
+            crate::demo::MAX_RATE
+        );
     }
     let ctx = open(cli, data)?;
     let engine = engine(cli, &ctx, true)?;

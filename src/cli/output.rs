@@ -39,16 +39,6 @@ pub fn transition_json(t: &Transition) -> Value {
     v
 }
 
-fn age(now: Timestamp, then: Timestamp) -> String {
-    let s = ((now - then).max(0) / 1000) as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86399 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
 pub fn tasks_table(tasks: &[Task], now: Timestamp) -> String {
     let mut rows = vec![[
         "ID".to_string(),
@@ -65,7 +55,7 @@ pub fn tasks_table(tasks: &[Task], now: Timestamp) -> String {
             t.state.to_string(),
             format!("{}/{}", t.done_steps(), t.steps.len()),
             t.health().to_string(),
-            age(now, t.created_at),
+            crate::model::age(now, t.created_at),
         ]);
     }
     table(&rows)

@@ -32,12 +32,13 @@ pub fn delay(
 ) -> (Duration, BackoffKind) {
     let max = policy.max_backoff_ms;
     if let Some(wish) = retry_after {
-        let ms = (wish.as_millis() as u64).min(max);
+        let ms = u64::try_from(wish.as_millis()).unwrap_or(u64::MAX).min(max);
         return (Duration::from_millis(ms), BackoffKind::ServerRequested);
     }
     let exponent = failed_attempt.saturating_sub(1).min(62);
     let base = policy.backoff_base_ms.saturating_mul(1u64 << exponent).min(max);
     let jittered = base as f64 * (1.0 + JITTER * jitter.clamp(-1.0, 1.0));
+    // A float-to-integer `as` saturates (and maps NaN to 0): no wrap.
     let ms = (jittered.round() as u64).min(max);
     (Duration::from_millis(ms), BackoffKind::Exponential)
 }

@@ -16,7 +16,8 @@ impl Clock {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .as_millis() as Timestamp;
+            .as_millis();
+        let wall = Timestamp::try_from(wall).unwrap_or(Timestamp::MAX);
         Clock {
             anchor_wall: wall,
             anchor: Instant::now(),
@@ -24,13 +25,17 @@ impl Clock {
     }
 
     pub fn now(&self) -> Timestamp {
-        self.anchor_wall + self.anchor.elapsed().as_millis() as Timestamp
+        crate::model::deadline_after(self.anchor_wall, self.anchor.elapsed())
     }
 
-    /// The tokio instant at which wall time `at` arrives (now, if it has passed).
+    /// The tokio instant at which wall time `at` arrives (now, if it has passed). A deadline
+    /// further away than a year is treated as a year away: the timer then fires, finds
+    /// nothing due and is armed again, instead of overflowing the monotonic clock.
     pub fn instant_at(&self, at: Timestamp) -> Instant {
-        let ahead = at - self.now();
-        Instant::now() + Duration::from_millis(ahead.max(0) as u64)
+        const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
+        let ahead = crate::model::millis_until(self.now(), at).min(YEAR_MS);
+        let now = Instant::now();
+        now.checked_add(Duration::from_millis(ahead)).unwrap_or(now)
     }
 }
 

@@ -6,6 +6,7 @@ mod clock;
 mod command;
 mod delegate;
 mod events;
+mod lookup;
 mod orchestrator;
 mod runner;
 
@@ -26,6 +27,17 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+/// The one task `text` names among those `who` may read, without a running engine (the
+/// CLI's read-only commands). See `Engine::find_task`.
+pub fn find_task(
+    store: &dyn Store,
+    catalog: &Arc<Catalog>,
+    who: &Identity,
+    text: &str,
+) -> Result<Task, EngineError> {
+    lookup::find_readable(store, &crate::auth::Coordinator::new(catalog.clone()), who, text)
+}
+
 /// Who acts when no identity is given: the local user (signed identities come later).
 pub fn default_operator() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
@@ -44,6 +56,9 @@ pub struct EngineConfig {
     pub jitter_seed: Option<u64>,
     /// Capacity of the event broadcast; a subscriber further behind than this lags.
     pub event_capacity: usize,
+    /// The clock to read; `None` anchors a new one at the system time. Tests of a restart on
+    /// tokio's paused clock pass the first engine's clock to the second.
+    pub clock: Option<Clock>,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +69,7 @@ impl Default for EngineConfig {
             jitter: true,
             jitter_seed: None,
             event_capacity: 16_384,
+            clock: None,
         }
     }
 }
@@ -79,7 +95,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let bus = EventBus::new(config.event_capacity);
-        let clock = Clock::new();
+        let clock = config.clock.unwrap_or_default();
         let seq = store.last_seq()?;
         let resume = if config.dispatch {
             store.active_tasks()?
@@ -211,9 +227,17 @@ impl Engine {
         .await
     }
 
-    /// What the authorization coordinator says, for callers that filter what they show.
+    /// What the authorization coordinator says, for callers that filter what they show. It
+    /// reads the engine's clock.
     pub fn coordinator(&self) -> crate::auth::Coordinator {
-        crate::auth::Coordinator::new(self.catalog.clone())
+        let clock = self.clock;
+        crate::auth::Coordinator::new(self.catalog.clone()).with_clock(Arc::new(move || clock.now()))
+    }
+
+    /// The one task `text` (a full id, prefix or short id) names among those `who` may read.
+    /// A task `who` may not read is "not found".
+    pub fn find_task(&self, who: &Identity, text: &str) -> Result<Task, EngineError> {
+        lookup::find_readable(&**self.store(), &self.coordinator(), who, text)
     }
 
     /// Resolves once nothing is running, queued or backing off: every task is finished or
@@ -231,7 +255,10 @@ impl Engine {
     pub async fn wait_for(&self, task_id: &str) -> Result<Task, EngineError> {
         let mut events = self.subscribe();
         loop {
-            let task = self.store.find_task(task_id)?;
+            let task = self
+                .store
+                .task(task_id)?
+                .ok_or_else(|| crate::store::StoreError::NoSuchTask(task_id.to_string()))?;
             let waits_on_person = task.execution_status() == crate::model::ExecutionStatus::AwaitingDecision;
             if !task.state.is_active() || waits_on_person {
                 return Ok(task);

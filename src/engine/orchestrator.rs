@@ -127,7 +127,7 @@ impl Orchestrator {
             ready: VecDeque::new(),
             timers: BTreeSet::new(),
             approval_timers: BTreeSet::new(),
-            coordinator: Coordinator::new(catalog.clone()),
+            coordinator: Coordinator::new(catalog.clone()).with_clock(Arc::new(move || clock.now())),
             delegator: Arc::new(super::delegate::EngineDelegator::new(tx_for_delegation)),
             inflight: HashMap::new(),
             seq,
@@ -298,9 +298,11 @@ impl Orchestrator {
         result: Result<String, EngineError>,
     ) {
         match result {
-            Err(e) => {
+            // Errors wait for the commit too: a refused command may still have recorded
+            // something (an approval found expired), and nobody hears of it before it is stored.
+            Err(e) => self.after_commit.push(Box::new(move |_| {
                 let _ = reply.send(Err(e));
-            }
+            })),
             Ok(id) => {
                 let snapshot = self.tasks.get(&id).map(|e| e.task.clone());
                 self.after_commit.push(Box::new(move |ok| {
@@ -401,12 +403,18 @@ impl Orchestrator {
         Ok(id)
     }
 
-    /// Brings a task into memory (commands may name one the engine is not driving).
-    fn load(&mut self, id_or_prefix: &str) -> Result<String, EngineError> {
-        if self.tasks.contains_key(id_or_prefix) {
-            return Ok(id_or_prefix.to_string());
+    /// Finds the task `text` names among those `who` may read, and brings it into memory
+    /// (commands may name one the engine is not driving). Nothing about a task `who` may
+    /// not read is revealed: it is "not found".
+    fn load(&mut self, text: &str, who: &Identity) -> Result<String, EngineError> {
+        if let Some(entry) = self.tasks.get(text) {
+            self.coordinator.authenticate(who)?;
+            if !self.coordinator.may_read(who, &entry.task) {
+                return Err(crate::store::StoreError::NoSuchTask(text.to_string()).into());
+            }
+            return Ok(text.to_string());
         }
-        let task = self.store.find_task(id_or_prefix)?;
+        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text)?;
         let id = task.id.clone();
         self.tasks.entry(id.clone()).or_insert_with(|| Entry::new(task));
         Ok(id)
@@ -435,7 +443,7 @@ impl Orchestrator {
     }
 
     fn retry(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
-        let id = self.load(task)?;
+        let id = self.load(task, who)?;
         self.authorize_operation(&id, who, "retry")?;
         let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
@@ -444,11 +452,22 @@ impl Orchestrator {
                 "task {id} is {state}; only a task in error can be retried"
             )));
         }
-        self.task_change(&id, TaskEvent::Retry, actor, Some(reason.to_string()));
         let failed: Vec<usize> = self.steps_in(&id, StepState::Error);
+        let task = &self.tasks[&id].task;
+        if failed.iter().any(|&i| task.steps[i].was_denied()) {
+            self.coordinator.check(
+                who,
+                Request::Reopen {
+                    namespace: &task.namespace,
+                },
+            )?;
+        }
+        self.task_change(&id, TaskEvent::Retry, actor, Some(reason.to_string()));
         for i in failed {
             let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
             step.budget_start = step.attempts;
+            // A gate asks anew: the old request and its decision stay in the transition log.
+            step.approval = None;
             self.step_change(&id, i, StepEvent::Reset, actor, Some(reason.to_string()), None);
         }
         self.schedule_task(&id);
@@ -457,7 +476,7 @@ impl Orchestrator {
     }
 
     fn cancel(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
-        let id = self.load(task)?;
+        let id = self.load(task, who)?;
         self.authorize_operation(&id, who, "cancel")?;
         let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
@@ -487,18 +506,11 @@ impl Orchestrator {
         who: &Identity,
         reason: &str,
     ) -> Result<String, EngineError> {
-        let id = self.load(task)?;
+        let id = self.load(task, who)?;
         self.authorize_operation(&id, who, "resolve")?;
         let actor = who.sub.as_str();
         let index = self.step_of(&id, step)?;
-        let entry = &self.tasks[&id];
-        let state = entry.task.steps[index].state;
-        if !matches!(state, StepState::Error | StepState::Pending) || entry.task.state.is_terminal() {
-            return Err(EngineError::Rejected(format!(
-                "step `{step}` of task {id} is {state} (task {}); only a pending or failed step of an unfinished task can be resolved",
-                entry.task.state
-            )));
-        }
+        self.check_resolvable(&id, index)?;
         self.tasks.get_mut(&id).unwrap().task.steps[index].results = Some(results);
         self.step_change(
             &id,
@@ -519,6 +531,80 @@ impl Orchestrator {
         self.schedule_children(&id, index);
         self.evaluate(&id);
         Ok(id)
+    }
+
+    /// Whether an operator may supply a step's results by hand. Only a step in error, or a
+    /// pending step whose parents are all done, of an unfinished task; never an approval gate
+    /// nor a step whose results feed a gate that has not approved (that would decide for the
+    /// person the gate waits on); `error` says which rule refused it.
+    fn check_resolvable(&self, id: &str, index: usize) -> Result<(), EngineError> {
+        let entry = &self.tasks[id];
+        let task = &entry.task;
+        let step = &task.steps[index];
+        let refuse = |why: String| {
+            Err(EngineError::Rejected(format!(
+                "cannot resolve step `{}` of task {id}: {why}",
+                step.name
+            )))
+        };
+        if task.state.is_terminal() {
+            return refuse(format!("the task is already {}", task.state));
+        }
+        if self.is_gate(step) {
+            return refuse(
+                "it is an approval gate; only `approve` or `deny` by someone allowed to decide ends it"
+                    .into(),
+            );
+        }
+        match step.state {
+            StepState::Error => {}
+            StepState::Pending => {
+                let waiting: Vec<&str> = step
+                    .depends_on
+                    .iter()
+                    .filter(|p| !task.step(p).is_some_and(|p| p.state.satisfies_dependency()))
+                    .map(String::as_str)
+                    .collect();
+                if !waiting.is_empty() {
+                    return refuse(format!(
+                        "it waits on {} (not complete); resolving it would let its children run before them",
+                        waiting.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            other => {
+                return refuse(format!(
+                    "it is {other}; only a step in error, or a pending step whose parents are complete, can be resolved"
+                ))
+            }
+        }
+        // Every step downstream of this one: if one is a gate that has not approved, results
+        // given here by hand would decide it (a policy check that says "no approval needed").
+        let mut seen = vec![false; task.steps.len()];
+        let mut stack = entry.children[index].clone();
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            let s = &task.steps[i];
+            if self.is_gate(s) && !s.state.satisfies_dependency() {
+                return refuse(format!(
+                    "its results feed the approval gate `{}`, which has not approved; retry the task instead",
+                    s.name
+                ));
+            }
+            stack.extend(entry.children[i].iter().copied());
+        }
+        Ok(())
+    }
+
+    /// Whether a step is an approval gate: its handler says so, or it has asked a person.
+    fn is_gate(&self, step: &Step) -> bool {
+        step.approval.is_some()
+            || self
+                .registry
+                .get(&step.handler)
+                .is_some_and(|h| h.is_approval_gate())
     }
 
     // ----- scheduling ------------------------------------------------------------------------
@@ -590,24 +676,30 @@ impl Orchestrator {
                 .get(&id)
                 .is_some_and(|e| e.task.steps[i].state == StepState::AwaitingApproval);
             if waiting {
-                let timeout = self.tasks[&id].task.steps[i]
-                    .approval
-                    .as_ref()
-                    .map_or(0, |a| a.request.timeout_seconds);
-                let info = ErrorInfo {
-                    kind: "permanent".into(),
-                    code: Some("APPROVAL_EXPIRED".into()),
-                    message: format!("no decision within {timeout} s: the approval request expired"),
-                };
-                self.conclude_approval(&id, i, None, info);
+                self.expire_approval(&id, i);
             }
         }
+    }
+
+    /// Ends a request nobody decided in time (a permanent error). Returns when it expired.
+    fn expire_approval(&mut self, id: &str, i: usize) -> Timestamp {
+        let approval = self.tasks[id].task.steps[i].approval.as_ref();
+        let timeout = approval.map_or(0, |a| a.request.timeout_seconds);
+        let expired = approval.map_or(0, |a| a.expires_at);
+        self.approval_timers.retain(|(_, t, s)| !(t == id && *s == i));
+        let info = ErrorInfo {
+            kind: "permanent".into(),
+            code: Some("APPROVAL_EXPIRED".into()),
+            message: format!("no decision within {timeout} s: the approval request expired"),
+        };
+        self.conclude_approval(id, i, None, info);
+        expired
     }
 
     /// A step asked for a person's decision: it waits, durably, until a decision or expiry.
     fn await_approval(&mut self, id: &str, i: usize, request: crate::model::ApprovalRequest) {
         let now = self.clock.now();
-        let expires_at = now + request.timeout_seconds as Timestamp * 1000;
+        let expires_at = crate::model::deadline_after(now, Duration::from_secs(request.timeout_seconds));
         let payload = json!({ "request": request, "expires_at": expires_at });
         let summary = request.summary.clone();
         self.tasks.get_mut(id).unwrap().task.steps[i].approval = Some(Approval {
@@ -631,27 +723,38 @@ impl Orchestrator {
         who: &Identity,
         note: Option<String>,
     ) -> Result<String, EngineError> {
-        let id = self.load(task)?;
+        let id = self.load(task, who)?;
         let i = self.step_of(&id, step)?;
         let entry = &self.tasks[&id];
         let s = &entry.task.steps[i];
+        // Whether `who` may decide here at all comes before anything about the step's state.
+        let requester = s.approval.as_ref().map_or("", |a| a.request.requester.as_str());
+        self.coordinator.check(
+            who,
+            Request::Decide {
+                namespace: &entry.task.namespace,
+                requester,
+            },
+        )?;
         let (StepState::AwaitingApproval, Some(approval)) = (s.state, &s.approval) else {
             return Err(EngineError::Rejected(format!(
                 "step `{step}` of task {id} is {}, not awaiting approval",
                 s.state
             )));
         };
-        self.coordinator.check(
-            who,
-            Request::Decide {
-                namespace: &entry.task.namespace,
-                requester: &approval.request.requester,
-            },
-        )?;
+        let now = self.clock.now();
+        if now >= approval.expires_at {
+            // The timer has not fired yet (no turn ran since the deadline): expire it now.
+            let expired = self.expire_approval(&id, i);
+            return Err(EngineError::Rejected(format!(
+                "the approval request of step `{step}` expired at {}; nothing was decided ({})",
+                crate::model::format_timestamp(expired),
+                "a manager of the namespace may retry the task to ask again"
+            )));
+        }
         if !approve && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
             return Err(EngineError::Rejected("a denial needs a reason".into()));
         }
-        let now = self.clock.now();
         let decision = Decision {
             approved: approve,
             by: who.sub.clone(),
@@ -762,7 +865,7 @@ impl Orchestrator {
         if step.state != StepState::InProgress || step.attempts != attempt.attempt {
             return; // cancelled or superseded while it ran
         }
-        let duration_ms = step.started_at.map(|t| self.clock.now() - t).unwrap_or(0);
+        let duration_ms = step.started_at.map_or(0, |t| self.clock.now().saturating_sub(t));
         match result {
             Ok(results) => {
                 let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
@@ -820,7 +923,7 @@ impl Orchestrator {
         };
         let policy = &self.tasks[id].task.steps[i].retry;
         let (delay, kind) = backoff::delay(policy, attempt, retry_after, jitter);
-        let at = self.clock.now() + delay.as_millis() as Timestamp;
+        let at = crate::model::deadline_after(self.clock.now(), delay);
         self.tasks.get_mut(id).unwrap().task.steps[i].next_attempt_at = Some(at);
         self.timers.insert((at, id.to_string(), i));
         self.emit(
@@ -831,7 +934,7 @@ impl Orchestrator {
                 "attempt": attempt,
                 "next_attempt": attempt + 1,
                 "next_attempt_at": at,
-                "delay_ms": delay.as_millis() as u64,
+                "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "backoff_type": kind.as_str(),
             }),
         );

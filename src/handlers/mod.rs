@@ -102,6 +102,12 @@ impl StepInput {
 #[async_trait]
 pub trait StepHandler: Send + Sync {
     async fn call(&self, input: StepInput) -> Result<Value, StepError>;
+
+    /// True for a handler that asks a person to decide (returns `AwaitApproval`). The engine
+    /// never lets an operator `resolve` such a step, nor a step whose results feed it.
+    fn is_approval_gate(&self) -> bool {
+        false
+    }
 }
 
 /// Runs when a task is created, before it is stored: Tasker's

@@ -66,10 +66,7 @@ impl StepHandler for Simulate {
                 ErrorKind::Retryable => StepError::Retryable {
                     message,
                     code: config.error_code,
-                    retry_after: config
-                        .retry_after_seconds
-                        .filter(|s| s.is_finite() && *s >= 0.0)
-                        .map(Duration::from_secs_f64),
+                    retry_after: config.retry_after_seconds.and_then(crate::model::seconds),
                 },
             });
         }

@@ -13,6 +13,39 @@ pub use state::*;
 /// restart derives countdowns from absolute times (design.md, "time is injected").
 pub type Timestamp = i64;
 
+/// The time `delay` after `now`, saturating at the end of representable time instead of
+/// wrapping (a deadline from a huge configured or service-given delay is "never", not "now").
+pub fn deadline_after(now: Timestamp, delay: std::time::Duration) -> Timestamp {
+    now.saturating_add(Timestamp::try_from(delay.as_millis()).unwrap_or(Timestamp::MAX))
+}
+
+/// Milliseconds from `now` until `at` (0 once it has passed), without overflow.
+pub fn millis_until(now: Timestamp, at: Timestamp) -> u64 {
+    u64::try_from(at.saturating_sub(now)).unwrap_or(0)
+}
+
+/// How long ago `then` was at `now`, for tables: `12s`, `4m`, `3h`, `2d` (`0s` for a time
+/// in the future). Never overflows, whatever the stored times.
+pub fn age(now: Timestamp, then: Timestamp) -> String {
+    let s = millis_until(then, now) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Seconds given as a number (a configuration value, a service's retry-after) as a
+/// `Duration`: `None` when negative or not a number, `Duration::MAX` when too large to
+/// represent (callers cap it: a backoff at its maximum, a deadline at "never").
+pub fn seconds(s: f64) -> Option<std::time::Duration> {
+    if s.is_nan() || s < 0.0 {
+        return None;
+    }
+    Some(std::time::Duration::try_from_secs_f64(s).unwrap_or(std::time::Duration::MAX))
+}
+
 /// Formats a timestamp as RFC 3339 with milliseconds, for people and JSON.
 pub fn format_timestamp(ms: Timestamp) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -186,6 +186,15 @@ impl Step {
         }
     }
 
+    /// Whether a person denied this step's approval request (an expired request was never
+    /// decided, so it is not a denial).
+    pub fn was_denied(&self) -> bool {
+        self.approval
+            .as_ref()
+            .and_then(|a| a.decision.as_ref())
+            .is_some_and(|d| !d.approved)
+    }
+
     /// Attempts counted against `retry.limit`.
     pub fn attempts_used(&self) -> u32 {
         self.attempts.saturating_sub(self.budget_start)

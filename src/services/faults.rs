@@ -36,7 +36,31 @@ pub struct Fault {
     pub message: Option<String>,
 }
 
+/// The largest `retry_after_seconds` a fault may ask for: one day.
+pub const MAX_RETRY_AFTER_SECONDS: f64 = 86_400.0;
+/// The largest `delay_ms` a fault may add: one hour.
+pub const MAX_DELAY_MS: u64 = 3_600_000;
+
 impl Fault {
+    /// Rejects numbers no real service would send and that would overflow a deadline.
+    fn check(&self) -> Result<(), String> {
+        if let Some(s) = self.retry_after_seconds {
+            if !(0.0..=MAX_RETRY_AFTER_SECONDS).contains(&s) {
+                return Err(format!(
+                    "retry_after_seconds: expected 0 to {MAX_RETRY_AFTER_SECONDS} seconds, got {s}"
+                ));
+            }
+        }
+        if let Some(ms) = self.delay_ms {
+            if ms > MAX_DELAY_MS {
+                return Err(format!(
+                    "delay_ms: expected at most {MAX_DELAY_MS} ms (one hour), got {ms}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn fails(&self) -> bool {
         self.status.is_some() || self.http_status.is_some() || self.fail_times.is_some() || self.always
     }
@@ -69,9 +93,7 @@ impl Fault {
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after_seconds
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+        self.retry_after_seconds.and_then(crate::model::seconds)
     }
 }
 
@@ -107,13 +129,17 @@ impl Scenario {
             };
             let mut methods = BTreeMap::new();
             if fields.keys().any(|k| FAULT_KEYS.contains(&k.as_str())) {
-                let fault =
+                let fault: Fault =
                     serde_json::from_value(spec.clone()).map_err(|e| format!("scenario.{service}: {e}"))?;
+                fault.check().map_err(|e| format!("scenario.{service}.{e}"))?;
                 methods.insert("*".to_string(), fault);
             } else {
                 for (method, fault) in fields {
-                    let fault = serde_json::from_value(fault.clone())
+                    let fault: Fault = serde_json::from_value(fault.clone())
                         .map_err(|e| format!("scenario.{service}.{method}: {e}"))?;
+                    fault
+                        .check()
+                        .map_err(|e| format!("scenario.{service}.{method}.{e}"))?;
                     methods.insert(method.clone(), fault);
                 }
             }
@@ -321,5 +347,18 @@ mod tests {
         );
         let err = Scenario::from_value(&json!({ "payment": { "fail_times": "x" } })).unwrap_err();
         assert!(err.starts_with("scenario.payment: "), "{err}");
+        let err =
+            Scenario::from_value(&json!({ "payment": { "always": true, "retry_after_seconds": 1e30 } }))
+                .unwrap_err();
+        assert!(
+            err.starts_with("scenario.payment.retry_after_seconds: expected 0 to 86400"),
+            "{err}"
+        );
+        let err =
+            Scenario::from_value(&json!({ "email": { "send": { "delay_ms": u64::MAX } } })).unwrap_err();
+        assert!(
+            err.starts_with("scenario.email.send.delay_ms: expected at most"),
+            "{err}"
+        );
     }
 }

@@ -129,21 +129,27 @@ impl Store for SledStore {
         }
     }
 
-    fn find_task(&self, prefix: &str) -> Result<Task, StoreError> {
-        if let Some(task) = self.task(prefix)? {
-            return Ok(task);
+    fn find_tasks(&self, text: &str, limit: usize) -> Result<Vec<Task>, StoreError> {
+        if text.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(task) = self.task(text)? {
+            return Ok(vec![task]);
         }
         // Short ids in tables are the id's last characters (the first ones are a timestamp
         // shared by tasks created close together), so match either end.
         let mut keys = Vec::new();
-        for key in self.tasks.scan_prefix(prefix.as_bytes()).keys().take(6) {
+        for key in self.tasks.scan_prefix(text.as_bytes()).keys().take(limit) {
             keys.push(key?);
         }
-        if keys.is_empty() && prefix.len() >= 4 {
+        if keys.is_empty() && text.len() >= 4 {
             for key in self.tasks.iter().keys() {
                 let key = key?;
-                if key.ends_with(prefix.as_bytes()) {
+                if key.ends_with(text.as_bytes()) {
                     keys.push(key);
+                    if keys.len() >= limit {
+                        break;
+                    }
                 }
             }
         }
@@ -153,14 +159,7 @@ impl Store for SledStore {
                 found.push(Self::decode::<Task>(&key, &bytes)?);
             }
         }
-        match found.len() {
-            0 => Err(StoreError::NoSuchTask(prefix.to_string())),
-            1 => Ok(found.pop().unwrap()),
-            _ => Err(StoreError::Ambiguous {
-                prefix: prefix.to_string(),
-                matches: found.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", "),
-            }),
-        }
+        Ok(found)
     }
 
     fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError> {

@@ -10,4 +10,4 @@ mod template;
 pub use catalog::{Catalog, Source, Workflow};
 pub use error::{CatalogError, WorkflowError};
 pub use manifest::{Grant, GrantAction, Grantee, Manifest};
-pub use template::{StepTemplate, Template};
+pub use template::{limits, StepTemplate, Template};

@@ -7,6 +7,19 @@ use semver::Version;
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// The largest values a workflow file may give, so that no configured number can overflow a
+/// deadline or keep a step waiting for ever. `validate` names the field and the limit.
+pub mod limits {
+    /// `retry.limit` / `default_retry_limit`: at most 100 attempts.
+    pub const MAX_ATTEMPTS: u32 = 100;
+    /// `retry.backoff_base_ms`: at most one day.
+    pub const MAX_BACKOFF_BASE_MS: u64 = 86_400_000;
+    /// `retry.max_backoff_ms`: at most seven days.
+    pub const MAX_BACKOFF_MS: u64 = 7 * 86_400_000;
+    /// `timeout_seconds`: at most one day.
+    pub const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+}
+
 #[derive(Debug, Clone)]
 pub struct StepTemplate {
     pub name: String,
@@ -135,13 +148,16 @@ fn from_doc(
         }
         match step_template(step) {
             Ok(t) => steps.push(t),
-            Err(msg) => errors.push(err(at("retry"), msg)),
+            Err((field, msg)) => errors.push(err(at(field), msg)),
         }
         if let Some(t) = step.timeout_seconds {
-            if !(t > 0.0 && t.is_finite()) {
+            if !(t > 0.0 && t <= limits::MAX_TIMEOUT_SECONDS) {
                 errors.push(err(
                     at("timeout_seconds"),
-                    format!("expected a positive number of seconds, got {t}"),
+                    format!(
+                        "expected a number of seconds above 0 and at most {} (one day), got {t}",
+                        limits::MAX_TIMEOUT_SECONDS
+                    ),
                 ));
             }
         }
@@ -170,13 +186,15 @@ fn from_doc(
     }
 }
 
-fn step_template(step: &StepDoc) -> Result<StepTemplate, String> {
+/// The step's template, or the field at fault and what was expected.
+fn step_template(step: &StepDoc) -> Result<StepTemplate, (&'static str, String)> {
     let defaults = RetryPolicy::default();
     let retry = step.retry.as_ref();
     if retry.is_some() && (step.default_retryable.is_some() || step.default_retry_limit.is_some()) {
-        return Err(
+        return Err((
+            "retry",
             "give either `retry` or Tasker's `default_retryable`/`default_retry_limit`, not both".into(),
-        );
+        ));
     }
     let policy = RetryPolicy {
         retryable: retry
@@ -194,13 +212,48 @@ fn step_template(step: &StepDoc) -> Result<StepTemplate, String> {
             .and_then(|r| r.max_backoff_ms)
             .unwrap_or(defaults.max_backoff_ms),
     };
-    if policy.limit == 0 {
-        return Err("limit is the maximum number of attempts and must be at least 1".into());
+    let limit_field = if step.default_retry_limit.is_some() {
+        "default_retry_limit"
+    } else {
+        "retry.limit"
+    };
+    if policy.limit == 0 || policy.limit > limits::MAX_ATTEMPTS {
+        return Err((
+            limit_field,
+            format!(
+                "the maximum number of attempts must be between 1 and {}, got {}",
+                limits::MAX_ATTEMPTS,
+                policy.limit
+            ),
+        ));
+    }
+    if policy.backoff_base_ms > limits::MAX_BACKOFF_BASE_MS {
+        return Err((
+            "retry.backoff_base_ms",
+            format!(
+                "expected at most {} ms (one day), got {}",
+                limits::MAX_BACKOFF_BASE_MS,
+                policy.backoff_base_ms
+            ),
+        ));
+    }
+    if policy.max_backoff_ms > limits::MAX_BACKOFF_MS {
+        return Err((
+            "retry.max_backoff_ms",
+            format!(
+                "expected at most {} ms (seven days), got {}",
+                limits::MAX_BACKOFF_MS,
+                policy.max_backoff_ms
+            ),
+        ));
     }
     if policy.max_backoff_ms < policy.backoff_base_ms {
-        return Err(format!(
-            "max_backoff_ms ({}) is below backoff_base_ms ({})",
-            policy.max_backoff_ms, policy.backoff_base_ms
+        return Err((
+            "retry",
+            format!(
+                "max_backoff_ms ({}) is below backoff_base_ms ({})",
+                policy.max_backoff_ms, policy.backoff_base_ms
+            ),
         ));
     }
     Ok(StepTemplate {
@@ -211,7 +264,8 @@ fn step_template(step: &StepDoc) -> Result<StepTemplate, String> {
         retry: policy,
         timeout_ms: step
             .timeout_seconds
-            .filter(|t| *t > 0.0 && t.is_finite())
+            .filter(|t| *t > 0.0 && *t <= limits::MAX_TIMEOUT_SECONDS)
+            // Checked above: at most 86,400,000 ms, exact in a u64.
             .map(|t| (t * 1000.0) as u64),
         handler_config: step
             .handler_config

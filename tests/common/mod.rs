@@ -92,9 +92,19 @@ pub fn times(events: &[Arc<Event>], name: &str, step: &str, origin: i64) -> Vec<
 
 /// An engine over the bundled workflows with the standard handlers on `services`.
 pub fn start_blog(services: Arc<taskdeck::services::Services>, store: Arc<dyn Store>) -> Harness {
+    start_blog_with(services, store, config())
+}
+
+/// `start_blog` with an engine configuration (e.g. `dispatch: false`, as the CLI's
+/// administrative commands run it).
+pub fn start_blog_with(
+    services: Arc<taskdeck::services::Services>,
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+) -> Harness {
     let registry = Registry::standard(services);
     let catalog = Arc::new(Catalog::load(&[Source::Bundled], &|h| registry.contains(h)).unwrap());
-    let engine = Engine::start(config(), store.clone(), catalog, registry).unwrap();
+    let engine = Engine::start(config, store.clone(), catalog, registry).unwrap();
     let events = engine.subscribe();
     Harness {
         engine,

@@ -2,8 +2,8 @@
 //! one's task below it.
 
 use super::super::app::{App, Focus};
-use super::{age, pane, task};
-use crate::model::short_id;
+use super::{pane, task};
+use crate::model::{age, short_id};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::Span;
@@ -24,8 +24,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 .and_then(|a| a.request.amount)
                 .map_or(String::new(), |c| format!("${:.2}", c as f64 / 100.0));
             let requester = a.map_or(String::new(), |a| a.request.requester.clone());
-            let asked = a.map_or(String::new(), |a| age(app.now - a.requested_at));
-            let left = a.map_or(0, |a| (a.expires_at - app.now).max(0) / 1000);
+            let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
+            let left = a.map_or(0, |a| {
+                crate::model::millis_until(app.now, a.expires_at).div_ceil(1000)
+            });
             let row = Row::new(vec![
                 Cell::from(Span::styled(short_id(&task.id).to_string(), t.muted())),
                 Cell::from(task.workflow_ref()),

@@ -11,7 +11,7 @@ use ratatui::Frame;
 pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let t = &app.theme;
     let counts = app.vm.counts();
-    let failed = app.vm.failed_since(app.now - 3_600_000);
+    let failed = app.vm.failed_since(app.now.saturating_sub(3_600_000));
     let clock = crate::model::format_timestamp(app.now);
     let clock = clock.get(11..19).unwrap_or("").to_string();
     let state = |s| t.base().fg(t.step(s));
@@ -101,7 +101,7 @@ pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
         ]),
         _ => {
             if let Some((text, at)) = &app.notice {
-                if app.now - at < 5_000 {
+                if app.now.saturating_sub(*at) < 5_000 {
                     let line = Line::from(Span::styled(format!(" {text}"), t.base().fg(t.accent)));
                     frame.render_widget(Paragraph::new(line).style(t.base()), area);
                     return;

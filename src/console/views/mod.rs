@@ -96,14 +96,3 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
         h,
     )
 }
-
-/// `12s`, `4m`, `3h`, `2d`.
-pub fn age(ms: i64) -> String {
-    let s = (ms.max(0) / 1000) as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86399 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}

@@ -108,7 +108,7 @@ pub fn countdown(task: &Task, index: usize, now: i64) -> Option<String> {
     if step.state != StepState::WaitingForRetry {
         return None;
     }
-    let left = (at - now).max(0) as f64 / 1000.0;
+    let left = crate::model::millis_until(now, at) as f64 / 1000.0;
     Some(format!(
         "retry in {left:.1}s, attempt {}/{}",
         step.attempts_used() + 1,
@@ -174,7 +174,7 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
             ]));
         }
         if waiting {
-            let left = (a.expires_at - app.now).max(0) as f64 / 1000.0;
+            let left = crate::model::millis_until(app.now, a.expires_at) as f64 / 1000.0;
             lines.push(Line::from(vec![
                 label("expires"),
                 Span::styled(format!("in {left:.0}s"), t.base().fg(colour)),

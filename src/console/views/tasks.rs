@@ -2,8 +2,8 @@
 
 use super::super::app::{App, Focus};
 use super::super::theme::task_glyph;
-use super::{age, pane};
-use crate::model::short_id;
+use super::pane;
+use crate::model::{age, short_id};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::Span;
@@ -38,7 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                     t.base().fg(colour),
                 )),
                 Cell::from(format!("{}/{}", task.done_steps(), task.steps.len())),
-                Cell::from(age(app.now - task.created_at)),
+                Cell::from(age(app.now, task.created_at)),
                 Cell::from(Span::styled(health.to_string(), t.base().fg(health_colour))),
             ])
             .style(t.base());

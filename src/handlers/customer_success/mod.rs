@@ -134,6 +134,10 @@ pub struct ManagerApproval;
 
 #[async_trait]
 impl StepHandler for ManagerApproval {
+    fn is_approval_gate(&self) -> bool {
+        true
+    }
+
     async fn call(&self, input: StepInput) -> Result<Value, StepError> {
         let policy = upstream(&input, "check_refund_policy", "MISSING_POLICY_CHECK")?;
         if policy["policy_compliant"] != true {

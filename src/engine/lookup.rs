@@ -1,0 +1,46 @@
+//! Finding a task by what a person typed (a full id, a prefix, or the short id), showing them
+//! only what they may read: a task of another team is "not found", never "ambiguous with …",
+//! so ids and states of others' work do not leak through error messages.
+
+use super::command::EngineError;
+use crate::auth::{Coordinator, Identity};
+use crate::model::Task;
+use crate::store::{Store, StoreError};
+
+/// How many candidates a lookup considers before giving up on narrowing them down.
+const CANDIDATES: usize = 64;
+
+/// The one task `text` names among those `who` may read.
+///
+/// Errors: `Denied` when `who`'s token has expired; `NoSuchTask` when nothing readable
+/// matches (including an empty `text`); `Ambiguous` listing the readable matches.
+pub fn find_readable(
+    store: &dyn Store,
+    coordinator: &Coordinator,
+    who: &Identity,
+    text: &str,
+) -> Result<Task, EngineError> {
+    coordinator.authenticate(who)?;
+    let text = text.trim();
+    let mut found: Vec<Task> = store
+        .find_tasks(text, CANDIDATES)?
+        .into_iter()
+        .filter(|t| coordinator.may_read(who, t))
+        .collect();
+    match found.len() {
+        0 => Err(StoreError::NoSuchTask(text.to_string()).into()),
+        1 => Ok(found.remove(0)),
+        n => {
+            let mut ids: Vec<&str> = found.iter().take(5).map(|t| t.id.as_str()).collect();
+            let more = format!("and {} more", n - ids.len());
+            if n > ids.len() {
+                ids.push(&more);
+            }
+            Err(StoreError::Ambiguous {
+                prefix: text.to_string(),
+                matches: ids.join(", "),
+            }
+            .into())
+        }
+    }
+}

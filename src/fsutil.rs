@@ -1,0 +1,90 @@
+//! Private files and folders: what Taskdeck writes holds customers' data and keys, so other
+//! local users may not read it (folders 0700, files 0600), and files that must never be seen
+//! half-written are written to a temporary name, synced and moved into place.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Creates `dir` (and missing parents) readable by its owner only. An existing folder is
+/// left as it is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Writes `bytes` to `path` (created or truncated, mode 0600) and syncs it to disk. Does not
+/// follow a symlink at `path`: it fails instead.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Replaces `path` with `bytes` atomically: a reader sees the old content or the new, never
+/// a mix, and a symlink at `path` is replaced, not followed.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = write_private(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    result
+}
+
+/// Makes a folder's entries (a new or renamed file) durable. Best effort: not every file
+/// system supports syncing a folder.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Removes group and other permissions from `path` and, for a folder, from everything in it
+/// (data written by earlier versions, which created them 0755/0644). Symlinks are skipped.
+pub fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return;
+        };
+        if meta.file_type().is_symlink() {
+            return;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o077));
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    make_private(&entry.path());
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
