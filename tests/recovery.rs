@@ -231,3 +231,187 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
     );
     assert_eq!(done.steps[2].attempts, 2);
 }
+
+/// The step as the engine would have logged it after completing (results included).
+fn completed(step: &taskdeck::model::Step, results: Value) -> taskdeck::model::Step {
+    let mut s = step.clone();
+    s.state = StepState::Complete;
+    s.attempts = 1;
+    s.results = Some(results);
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_step_never_reruns() {
+    use taskdeck::model::{Subject, Transition};
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
+    let admin = common::start_on(
+        store.clone(),
+        &[FORK],
+        Registry::builtin(),
+        EngineConfig {
+            dispatch: false,
+            ..common::config()
+        },
+    );
+    let task = admin.submit("t/fork", json!({})).await;
+    admin.engine.shutdown(std::time::Duration::ZERO).await;
+    let snapshot = store.task(&task.id).unwrap().unwrap();
+
+    // What 588 kill -9 cycles once produced: `a → complete` is in the log, but the crash
+    // came before the task's snapshot was written.
+    let mut running = snapshot.steps[0].clone();
+    running.state = StepState::InProgress;
+    running.attempts = 1;
+    let at = Clock::new().now();
+    let log = |seq: u64, from: &str, to: &str, step: taskdeck::model::Step| Transition {
+        seq,
+        task_id: task.id.clone(),
+        at,
+        actor: "engine".into(),
+        subject: Subject::Step("a".into()),
+        from: Some(from.into()),
+        to: to.into(),
+        attempt: 1,
+        reason: None,
+        error: None,
+        step: Some(Box::new(step)),
+    };
+    let start = Transition {
+        seq: snapshot.seq + 1,
+        task_id: task.id.clone(),
+        at,
+        actor: "engine".into(),
+        subject: Subject::Task,
+        from: Some("pending".into()),
+        to: "in_progress".into(),
+        attempt: 0,
+        reason: None,
+        error: None,
+        step: None,
+    };
+    let done = completed(&snapshot.steps[0], json!({ "charged": "once" }));
+    store
+        .commit(
+            &[],
+            &[
+                start,
+                log(snapshot.seq + 2, "pending", "in_progress", running),
+                log(snapshot.seq + 3, "in_progress", "complete", done),
+            ],
+        )
+        .unwrap();
+
+    // Every reader sees what the log says, before any engine runs.
+    let read = store.task(&task.id).unwrap().unwrap();
+    assert_eq!(read.state, TaskState::InProgress);
+    assert_eq!(read.steps[0].state, StepState::Complete);
+    assert_eq!(read.steps[0].results, Some(json!({ "charged": "once" })));
+    assert_eq!(store.active_tasks().unwrap().len(), 1);
+
+    let h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config());
+    h.engine.when_idle().await.unwrap();
+    let after = store.task(&task.id).unwrap().unwrap();
+    assert_eq!(after.state, TaskState::Complete);
+    assert_eq!(after.steps[0].attempts, 1, "a never ran again");
+    assert_eq!(after.steps[0].results, Some(json!({ "charged": "once" })));
+    let starts_of_a = store
+        .transitions(&task.id)
+        .unwrap()
+        .iter()
+        .filter(|t| t.subject == Subject::Step("a".into()) && t.to == "in_progress")
+        .count();
+    assert_eq!(starts_of_a, 1);
+}
+
+const SLOW_FAILING: &str = r#"
+namespace: t
+name: slow
+version: 1.0.0
+steps:
+  - name: work
+    handler: simulate
+    retry: { limit: 3, backoff_base_ms: 1000 }
+    handler_config: { sleep_ms: 10000, fail_times: 100 }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn attempts_cut_short_by_a_crash_do_not_spend_the_retry_budget() {
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
+    let first = common::start_on(
+        store.clone(),
+        &[SLOW_FAILING],
+        Registry::builtin(),
+        common::config(),
+    );
+    let task = first.submit("t/slow", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    first.engine.shutdown(std::time::Duration::ZERO).await; // killed mid-attempt 1
+    let second = common::start_on(
+        store.clone(),
+        &[SLOW_FAILING],
+        Registry::builtin(),
+        common::config(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    second.engine.shutdown(std::time::Duration::ZERO).await; // killed mid-attempt 2
+    let killed = store.task(&task.id).unwrap().unwrap();
+    assert_eq!(killed.steps[0].state, StepState::InProgress);
+    assert_eq!(killed.steps[0].attempts, 2);
+
+    let last = common::start_on(
+        store.clone(),
+        &[SLOW_FAILING],
+        Registry::builtin(),
+        common::config(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await; // attempt 3 fails
+    let failed_once = store.task(&task.id).unwrap().unwrap();
+    let step = &failed_once.steps[0];
+    assert_eq!(
+        step.state,
+        StepState::WaitingForRetry,
+        "one failure of three allowed"
+    );
+    assert_eq!((step.attempts, step.attempts_used()), (3, 1));
+    last.engine.when_idle().await.unwrap();
+    let done = store.task(&task.id).unwrap().unwrap();
+    let step = &done.steps[0];
+    assert_eq!(done.state, TaskState::Error);
+    assert_eq!((step.attempts, step.attempts_used(), step.retry.limit), (5, 3, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_takes_the_engine_down_every_time_fails_instead_of_looping() {
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
+    let first = common::start_on(
+        store.clone(),
+        &[SLOW_FAILING],
+        Registry::builtin(),
+        common::config(),
+    );
+    let task = first.submit("t/slow", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    first.engine.shutdown(std::time::Duration::ZERO).await;
+    for _ in 0..taskdeck::model::MAX_INTERRUPTIONS {
+        let again = common::start_on(
+            store.clone(),
+            &[SLOW_FAILING],
+            Registry::builtin(),
+            common::config(),
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        again.engine.shutdown(std::time::Duration::ZERO).await;
+    }
+    let last = common::start_on(
+        store.clone(),
+        &[SLOW_FAILING],
+        Registry::builtin(),
+        common::config(),
+    );
+    last.engine.when_idle().await.unwrap();
+    let done = store.task(&task.id).unwrap().unwrap();
+    assert_eq!(done.state, TaskState::Error);
+    let error = done.steps[0].last_error.clone().unwrap();
+    assert_eq!(error.code.as_deref(), Some("INTERRUPTED_REPEATEDLY"));
+}

@@ -237,6 +237,7 @@ mod tests {
             parent: Some("p1".into()),
             correlation_id: None,
             origin_key: None,
+            seq: 0,
         };
         let cs = Identity::new("jane", "customer_success", Role::Manager);
         assert!(c.may_read(&cs, &child));

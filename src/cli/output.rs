@@ -35,6 +35,10 @@ pub fn task_json(task: &Task) -> Value {
 
 pub fn transition_json(t: &Transition) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+    // The step record is for replay after a crash; `steps` already shows it.
+    if let Some(o) = v.as_object_mut() {
+        o.remove("step");
+    }
     v["at"] = json!(format_timestamp(t.at));
     v
 }

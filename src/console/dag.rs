@@ -395,6 +395,7 @@ mod tests {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            seq: 0,
             created_at: 0,
             updated_at: 0,
             steps: vec![

@@ -284,6 +284,7 @@ pub(crate) mod tests {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            seq: 0,
             created_at: at,
             updated_at: at,
             steps: steps

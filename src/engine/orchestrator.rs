@@ -144,7 +144,9 @@ impl Orchestrator {
 
     /// Loads unfinished tasks and makes them runnable again (design.md, "Storage"): a step
     /// found `in_progress` was interrupted and runs again as a new attempt with the same
-    /// idempotency key; a step waiting for retry keeps its stored deadline.
+    /// idempotency key, without spending its retry budget (the attempt never reported); a
+    /// step interrupted `MAX_INTERRUPTIONS` times in a row fails instead. A step waiting for
+    /// retry keeps its stored deadline.
     pub fn recover(&mut self, tasks: Vec<Task>) {
         for task in tasks {
             let id = task.id.clone();
@@ -158,6 +160,33 @@ impl Orchestrator {
                 .map(|(i, _)| i)
                 .collect();
             for i in interrupted {
+                let now = self.clock.now();
+                let step = self.step_mut(&id, i);
+                step.interruptions = step.interruptions.saturating_add(1);
+                if step.interruptions > crate::model::MAX_INTERRUPTIONS {
+                    let info = ErrorInfo {
+                        kind: "permanent".into(),
+                        code: Some("INTERRUPTED_REPEATEDLY".into()),
+                        message: format!(
+                            "the engine stopped during {} attempts in a row of this step; retry the task once the cause is found",
+                            step.interruptions
+                        ),
+                    };
+                    step.last_error = Some(info.clone());
+                    step.finished_at = Some(now);
+                    let reason = Some(info.message.clone());
+                    self.step_change(
+                        &id,
+                        i,
+                        StepEvent::Fail { retry: false },
+                        ENGINE,
+                        reason,
+                        Some(info),
+                    );
+                    continue;
+                }
+                // The interrupted attempt keeps its number but not its place in the budget.
+                step.budget_start = step.budget_start.saturating_add(1);
                 self.step_change(
                     &id,
                     i,
@@ -380,6 +409,7 @@ impl Orchestrator {
             parent: req.parent.clone(),
             correlation_id: req.correlation_id.clone(),
             origin_key: req.origin_key.clone(),
+            seq: 0,
         };
         self.tasks.insert(id.clone(), Entry::new(task));
         let reason = req.parent.as_ref().map(|p| format!("delegated by task {p}"));
@@ -391,6 +421,7 @@ impl Orchestrator {
             0,
             &actor,
             reason,
+            None,
             None,
         );
         self.emit(
@@ -418,6 +449,19 @@ impl Orchestrator {
         let id = task.id.clone();
         self.tasks.entry(id.clone()).or_insert_with(|| Entry::new(task));
         Ok(id)
+    }
+
+    /// A step of a task the orchestrator holds. Callers pass ids taken from `tasks` itself,
+    /// returned by `load`/`submit`, or carried by an attempt the orchestrator spawned for a
+    /// task it still drives (cancel and forget never drop a task with a step running), and
+    /// indices from the task's own step list: a miss is a bug in this file, not bad input.
+    fn step_mut(&mut self, id: &str, i: usize) -> &mut Step {
+        &mut self
+            .tasks
+            .get_mut(id)
+            .expect("the orchestrator holds the task it changes")
+            .task
+            .steps[i]
     }
 
     /// The index of a loaded task's step, or an error listing its steps.
@@ -464,7 +508,7 @@ impl Orchestrator {
         }
         self.task_change(&id, TaskEvent::Retry, actor, Some(reason.to_string()));
         for i in failed {
-            let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
+            let step = &mut self.step_mut(&id, i);
             step.budget_start = step.attempts;
             // A gate asks anew: the old request and its decision stay in the transition log.
             step.approval = None;
@@ -511,7 +555,7 @@ impl Orchestrator {
         let actor = who.sub.as_str();
         let index = self.step_of(&id, step)?;
         self.check_resolvable(&id, index)?;
-        self.tasks.get_mut(&id).unwrap().task.steps[index].results = Some(results);
+        self.step_mut(&id, index).results = Some(results);
         self.step_change(
             &id,
             index,
@@ -643,11 +687,10 @@ impl Orchestrator {
 
     fn fire_due_timers(&mut self) {
         let now = self.clock.now();
-        while let Some((at, _, _)) = self.timers.first() {
-            if *at > now {
+        while self.timers.first().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((_, id, i)) = self.timers.pop_first() else {
                 break;
-            }
-            let (_, id, i) = self.timers.pop_first().unwrap();
+            };
             let due = self
                 .tasks
                 .get(&id)
@@ -666,11 +709,10 @@ impl Orchestrator {
                 }
             }
         }
-        while let Some((at, _, _)) = self.approval_timers.first() {
-            if *at > now {
+        while self.approval_timers.first().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((_, id, i)) = self.approval_timers.pop_first() else {
                 break;
-            }
-            let (_, id, i) = self.approval_timers.pop_first().unwrap();
+            };
             let waiting = self
                 .tasks
                 .get(&id)
@@ -702,7 +744,7 @@ impl Orchestrator {
         let expires_at = crate::model::deadline_after(now, Duration::from_secs(request.timeout_seconds));
         let payload = json!({ "request": request, "expires_at": expires_at });
         let summary = request.summary.clone();
-        self.tasks.get_mut(id).unwrap().task.steps[i].approval = Some(Approval {
+        self.step_mut(id, i).approval = Some(Approval {
             request,
             requested_at: now,
             expires_at,
@@ -779,13 +821,15 @@ impl Orchestrator {
     /// (`decision` None) → a permanent error carrying `denial`.
     fn conclude_approval(&mut self, id: &str, i: usize, decision: Option<Decision>, denial: ErrorInfo) {
         let now = self.clock.now();
-        let step = &mut self.tasks.get_mut(id).unwrap().task.steps[i];
-        step.finished_at = Some(now);
-        let approval = step
-            .approval
-            .as_mut()
-            .expect("a step awaiting approval has its request");
+        let step = self.step_mut(id, i);
+        let Some(approval) = step.approval.as_mut() else {
+            // Callers check the step awaits approval with its request; never end a gate
+            // without one.
+            tracing::error!(task = id, step = i, "an approval gate without its request");
+            return;
+        };
         approval.decision = decision.clone();
+        step.finished_at = Some(now);
         match decision {
             Some(d) if d.approved => {
                 step.results = Some(json!({
@@ -847,10 +891,11 @@ impl Orchestrator {
             if entry.task.state == TaskState::Pending {
                 self.task_change(&id, TaskEvent::Start, ENGINE, None);
             }
-            let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
-            step.attempts += 1;
+            let now = self.clock.now();
+            let step = self.step_mut(&id, i);
+            step.attempts = step.attempts.saturating_add(1);
             step.next_attempt_at = None;
-            step.started_at = Some(self.clock.now());
+            step.started_at = Some(now);
             self.step_change(&id, i, StepEvent::Start, ENGINE, None, None);
             self.to_spawn.push((id, i));
         }
@@ -865,13 +910,16 @@ impl Orchestrator {
         if step.state != StepState::InProgress || step.attempts != attempt.attempt {
             return; // cancelled or superseded while it ran
         }
-        let duration_ms = step.started_at.map_or(0, |t| self.clock.now().saturating_sub(t));
+        let now = self.clock.now();
+        let duration_ms = step.started_at.map_or(0, |t| now.saturating_sub(t));
+        // The attempt ended: crashes before it no longer count as a streak.
+        self.step_mut(&id, i).interruptions = 0;
         match result {
             Ok(results) => {
-                let step = &mut self.tasks.get_mut(&id).unwrap().task.steps[i];
+                let step = self.step_mut(&id, i);
                 step.results = Some(results);
                 step.last_error = None;
-                step.finished_at = Some(self.clock.now());
+                step.finished_at = Some(now);
                 self.step_change(&id, i, StepEvent::Succeed, ENGINE, None, None);
                 self.emit(
                     &id,
@@ -891,8 +939,28 @@ impl Orchestrator {
         let step = &self.tasks[id].task.steps[i];
         let retry = error.is_retryable() && step.retry.retryable && step.attempts_used() < step.retry.limit;
         let info = error.info();
-        let step = &mut self.tasks.get_mut(id).unwrap().task.steps[i];
+        let now = self.clock.now();
+        // Everything the failure changes is set before the state, so the transition record
+        // carries it (a replay after a crash restores the retry deadline too).
+        let backoff = retry.then(|| {
+            let retry_after = match &error {
+                StepError::Retryable { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let jitter = if self.config.jitter {
+                self.rng.random_range(-1.0..=1.0)
+            } else {
+                0.0
+            };
+            let (delay, kind) = backoff::delay(&step.retry, attempt, retry_after, jitter);
+            (delay, kind, crate::model::deadline_after(now, delay))
+        });
+        let step = self.step_mut(id, i);
         step.last_error = Some(info.clone());
+        match backoff {
+            Some((_, _, at)) => step.next_attempt_at = Some(at),
+            None => step.finished_at = Some(now),
+        }
         let reason = Some(info.message.clone());
         self.step_change(
             id,
@@ -908,23 +976,9 @@ impl Orchestrator {
             Some(i),
             json!({ "attempt": attempt, "error": info, "will_retry": retry, "duration_ms": duration_ms }),
         );
-        if !retry {
-            self.tasks.get_mut(id).unwrap().task.steps[i].finished_at = Some(self.clock.now());
+        let Some((delay, kind, at)) = backoff else {
             return;
-        }
-        let retry_after = match &error {
-            StepError::Retryable { retry_after, .. } => *retry_after,
-            _ => None,
         };
-        let jitter = if self.config.jitter {
-            self.rng.random_range(-1.0..=1.0)
-        } else {
-            0.0
-        };
-        let policy = &self.tasks[id].task.steps[i].retry;
-        let (delay, kind) = backoff::delay(policy, attempt, retry_after, jitter);
-        let at = crate::model::deadline_after(self.clock.now(), delay);
-        self.tasks.get_mut(id).unwrap().task.steps[i].next_attempt_at = Some(at);
         self.timers.insert((at, id.to_string(), i));
         self.emit(
             id,
@@ -932,7 +986,7 @@ impl Orchestrator {
             Some(i),
             json!({
                 "attempt": attempt,
-                "next_attempt": attempt + 1,
+                "next_attempt": attempt.saturating_add(1),
                 "next_attempt_at": at,
                 "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "backoff_type": kind.as_str(),
@@ -995,6 +1049,9 @@ impl Orchestrator {
         step.state = to;
         let attempt = step.attempts;
         let name = step.name.clone();
+        // Callers change the step's other fields before its state, so this copy is the step
+        // as it stands after the transition.
+        let after = Box::new(step.clone());
         entry.task.updated_at = now;
         self.record(
             id,
@@ -1005,6 +1062,7 @@ impl Orchestrator {
             actor,
             reason.clone(),
             error,
+            Some(after),
         );
         let event_name = match (from, to) {
             (_, StepState::InProgress) => Some(names::STEP_EXECUTION_REQUESTED),
@@ -1051,6 +1109,7 @@ impl Orchestrator {
             actor,
             reason.clone(),
             None,
+            None,
         );
         let name = match to {
             TaskState::InProgress => names::TASK_STARTED,
@@ -1074,8 +1133,12 @@ impl Orchestrator {
         actor: &str,
         reason: Option<String>,
         error: Option<crate::model::ErrorInfo>,
+        step: Option<Box<Step>>,
     ) {
         self.seq += 1;
+        if let Some(entry) = self.tasks.get_mut(id) {
+            entry.task.seq = self.seq;
+        }
         self.transitions.push(Transition {
             seq: self.seq,
             task_id: id.to_string(),
@@ -1087,6 +1150,7 @@ impl Orchestrator {
             attempt,
             reason,
             error,
+            step,
         });
         self.dirty.insert(id.to_string());
     }

@@ -161,7 +161,16 @@ pub struct Step {
     /// The approval gate's request and decision, for steps that asked a person.
     #[serde(default)]
     pub approval: Option<Approval>,
+    /// Attempts in a row cut short by a crash or kill of the engine. They do not count
+    /// against `retry.limit`; past `MAX_INTERRUPTIONS` the step fails (a step that kills the
+    /// engine every time must not loop for ever). Reset when an attempt ends.
+    #[serde(default)]
+    pub interruptions: u32,
 }
+
+/// Attempts in a row a step may lose to engine crashes before it fails with
+/// `INTERRUPTED_REPEATEDLY`.
+pub const MAX_INTERRUPTIONS: u32 = 20;
 
 impl Step {
     /// A pending step that has never run, with Tasker's default retry policy.
@@ -183,6 +192,7 @@ impl Step {
             started_at: None,
             finished_at: None,
             approval: None,
+            interruptions: 0,
         }
     }
 
@@ -224,6 +234,11 @@ pub struct Task {
     /// this task instead of creating another.
     #[serde(default)]
     pub origin_key: Option<String>,
+    /// The sequence number of the last transition this snapshot includes. A store replays
+    /// later transitions of the log over it, so a snapshot that a crash left behind the log
+    /// never hides what the log says happened.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Task {
@@ -237,6 +252,37 @@ impl Task {
 
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// Brings the task up to date with one transition of its log (a no-op for a transition
+    /// the snapshot already includes). A step transition carries the step as it stood
+    /// afterwards; one written by an older version carries only the new state.
+    pub fn apply(&mut self, t: &Transition) {
+        if t.task_id != self.id || t.seq <= self.seq {
+            return;
+        }
+        self.seq = t.seq;
+        self.updated_at = self.updated_at.max(t.at);
+        match &t.subject {
+            Subject::Task => {
+                if let Ok(state) = t.to.parse() {
+                    self.state = state;
+                }
+            }
+            Subject::Step(name) => {
+                let Some(index) = self.step_index(name) else {
+                    return;
+                };
+                match &t.step {
+                    Some(after) if after.name == *name => self.steps[index] = (**after).clone(),
+                    _ => {
+                        if let Ok(state) = t.to.parse() {
+                            self.steps[index].state = state;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Number of steps that are complete or resolved.
@@ -271,4 +317,8 @@ pub struct Transition {
     pub attempt: u32,
     pub reason: Option<String>,
     pub error: Option<ErrorInfo>,
+    /// For a step transition: the step as it stood after it (results, error, deadlines,
+    /// approval), so that replaying the log restores everything a snapshot would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Box<Step>>,
 }

@@ -37,6 +37,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record {key} is unreadable: {source}")]
     Corrupt { key: String, source: serde_json::Error },
+    #[error("cannot encode a record for the store: {0}")]
+    Encode(String),
     #[error("no task matches `{0}`")]
     NoSuchTask(String),
     #[error("`{prefix}` matches several tasks: {matches}; give more characters")]

@@ -1,15 +1,26 @@
 //! The sled store. Trees: `tasks` (task id → JSON snapshot), `active` (ids of tasks the engine
-//! still drives), `transitions` (task id + big-endian sequence number → JSON transition) and
+//! still drives), `transitions` (task id + big-endian sequence number → JSON transition),
 //! `meta` (the last sequence number used) and `origins` (creating step's idempotency key →
 //! task id, for idempotent delegation).
 //!
 //! One key per transition and plain `insert`s (no sled transactions or batches): on these
 //! machines single inserts run at ~150k/s while batches and transactions manage ~15k/s
-//! (design.md, "Storage"). Atomicity across keys comes from the engine's recovery instead: a
-//! snapshot is written after its transitions, and recovery trusts the snapshot.
+//! (design.md, "Storage"). The log is the truth; snapshots are a cache of it. A crash can
+//! keep a prefix of a commit's writes (sled recovers its log up to the first torn write), so
+//! a commit writes in an order that makes every prefix readable:
+//!
+//! 1. `meta` reserves the group's sequence numbers (a lost group leaves a gap, never a reuse);
+//! 2. `active` gains the tasks that are unfinished after the group (so a task the log revives,
+//!    e.g. by an operator's retry, is resumed);
+//! 3. the transitions, each carrying the step as it stood after it;
+//! 4. the snapshots, each naming the last transition it includes (`Task::seq`);
+//! 5. `active` loses the tasks that finished.
+//!
+//! Every read replays the transitions after a snapshot's `seq` over it, so what the log says
+//! happened, happened, whichever prefix survived: a completed step is never run again.
 
 use super::{Durability, Store, StoreError};
-use crate::model::{Task, TaskState, Transition};
+use crate::model::{Task, Transition};
 use std::path::Path;
 
 pub struct SledStore {
@@ -92,29 +103,45 @@ fn transition_key(task_id: &str, seq: u64) -> Vec<u8> {
     key
 }
 
+impl SledStore {
+    /// A snapshot brought up to date with the transitions logged after it.
+    fn load(&self, key: &[u8], bytes: &[u8]) -> Result<Task, StoreError> {
+        let mut task: Task = Self::decode(key, bytes)?;
+        let from = transition_key(&task.id, task.seq.saturating_add(1));
+        let to = transition_key(&task.id, u64::MAX);
+        for item in self.transitions.range(from..=to) {
+            let (key, bytes) = item?;
+            task.apply(&Self::decode::<Transition>(&key, &bytes)?);
+        }
+        Ok(task)
+    }
+}
+
+fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Encode(format!("{what}: {e}")))
+}
+
 impl Store for SledStore {
     fn commit(&self, tasks: &[&Task], transitions: &[Transition]) -> Result<(), StoreError> {
-        // Transitions first, then snapshots: a crash in between leaves a log that is ahead of
-        // its snapshot, never a snapshot that claims what the log does not show.
-        for t in transitions {
-            let value = serde_json::to_vec(t).expect("transitions serialize");
-            self.transitions
-                .insert(transition_key(&t.task_id, t.seq), value)?;
-        }
+        // The order matters; see the module documentation.
         if let Some(max) = transitions.iter().map(|t| t.seq).max() {
             self.meta.insert(LAST_SEQ, &max.to_be_bytes())?;
         }
+        for task in tasks.iter().filter(|t| t.state.is_active()) {
+            self.active.insert(task.id.as_bytes(), &[])?;
+        }
+        for t in transitions {
+            self.transitions
+                .insert(transition_key(&t.task_id, t.seq), encode("transition", t)?)?;
+        }
         for task in tasks {
-            let value = serde_json::to_vec(task).expect("tasks serialize");
-            self.tasks.insert(task.id.as_bytes(), value)?;
+            self.tasks.insert(task.id.as_bytes(), encode("task", task)?)?;
             if let Some(key) = &task.origin_key {
                 self.origins.insert(key.as_bytes(), task.id.as_bytes())?;
             }
-            if matches!(task.state, TaskState::Pending | TaskState::InProgress) {
-                self.active.insert(task.id.as_bytes(), &[])?;
-            } else {
-                self.active.remove(task.id.as_bytes())?;
-            }
+        }
+        for task in tasks.iter().filter(|t| !t.state.is_active()) {
+            self.active.remove(task.id.as_bytes())?;
         }
         if self.durability == Durability::Immediate {
             self.db.flush()?;
@@ -124,7 +151,7 @@ impl Store for SledStore {
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
         match self.tasks.get(id.as_bytes())? {
-            Some(bytes) => Ok(Some(Self::decode(id.as_bytes(), &bytes)?)),
+            Some(bytes) => Ok(Some(self.load(id.as_bytes(), &bytes)?)),
             None => Ok(None),
         }
     }
@@ -156,7 +183,7 @@ impl Store for SledStore {
         let mut found = Vec::new();
         for key in keys {
             if let Some(bytes) = self.tasks.get(&key)? {
-                found.push(Self::decode::<Task>(&key, &bytes)?);
+                found.push(self.load(&key, &bytes)?);
             }
         }
         Ok(found)
@@ -174,7 +201,7 @@ impl Store for SledStore {
             .iter()
             .map(|item| {
                 let (key, bytes) = item?;
-                Self::decode(&key, &bytes)
+                self.load(&key, &bytes)
             })
             .collect()
     }
@@ -183,8 +210,13 @@ impl Store for SledStore {
         let mut tasks = Vec::new();
         for item in self.active.iter() {
             let (key, _) = item?;
+            // An id whose snapshot a crash lost (a task never acknowledged), or whose log
+            // says it finished, is not resumed.
             if let Some(bytes) = self.tasks.get(&key)? {
-                tasks.push(Self::decode(&key, &bytes)?);
+                let task = self.load(&key, &bytes)?;
+                if task.state.is_active() {
+                    tasks.push(task);
+                }
             }
         }
         Ok(tasks)
@@ -204,8 +236,8 @@ impl Store for SledStore {
 
     fn last_seq(&self) -> Result<u64, StoreError> {
         Ok(match self.meta.get(LAST_SEQ)? {
-            Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.as_ref().try_into().unwrap()),
-            _ => 0,
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref()).map_or(0, u64::from_be_bytes),
+            None => 0,
         })
     }
 
