@@ -415,3 +415,65 @@ async fn a_step_that_takes_the_engine_down_every_time_fails_instead_of_looping()
     let error = done.steps[0].last_error.clone().unwrap();
     assert_eq!(error.code.as_deref(), Some("INTERRUPTED_REPEATEDLY"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_simulated_services_keep_their_records_and_fault_counters_across_a_restart() {
+    use taskdeck::services::{Backing, Services};
+    let data = tempfile::tempdir().unwrap();
+    let context = common::sample(
+        "user_registration",
+        json!({ "scenario": { "preferences": { "fail_times": 1, "status": "service_unavailable" } } }),
+    );
+    let open = || {
+        let sled = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
+        let services = Arc::new(Services::durable(true, &Backing::sled(sled.db())));
+        (Arc::new(sled) as Arc<dyn Store>, services)
+    };
+    let id = {
+        let (store, services) = open();
+        let h = common::start_blog(services.clone(), store.clone());
+        let mut events = h.engine.subscribe();
+        let task = h
+            .engine
+            .submit(taskdeck::engine::SubmitRequest::new(
+                "microservices/user_registration",
+                context,
+                taskdeck::auth::Identity::local("tester"),
+            ))
+            .await
+            .unwrap();
+        // Stop the engine the moment the user exists and preferences failed once.
+        let mut seen = (false, false);
+        while seen != (true, true) {
+            let e = events.recv().await.unwrap();
+            match (e.name.as_str(), e.step.as_deref()) {
+                ("step.completed", Some("create_user_account")) => seen.0 = true,
+                ("step.failed", Some("initialize_preferences")) => seen.1 = true,
+                _ => {}
+            }
+        }
+        h.engine.shutdown(std::time::Duration::ZERO).await;
+        assert_eq!(services.users.all().len(), 1);
+        task.id
+    };
+    // Everything of the first process is gone; the services come back from the data directory.
+    let (store, services) = open();
+    assert_eq!(services.users.all().len(), 1, "the user outlived the process");
+    let h = common::start_blog(services.clone(), store.clone());
+    h.engine.when_idle().await.unwrap();
+    let done = store.task(&id).unwrap().unwrap();
+    assert_eq!(
+        done.state,
+        TaskState::Complete,
+        "{:?}",
+        done.steps
+            .iter()
+            .map(|s| (&s.name, s.state, &s.last_error))
+            .collect::<Vec<_>>()
+    );
+    let prefs = done.step("initialize_preferences").unwrap();
+    assert_eq!(
+        prefs.attempts, 2,
+        "the scenario's one failure was not injected again"
+    );
+}

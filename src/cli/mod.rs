@@ -253,15 +253,15 @@ struct Opened {
     identity: Identity,
 }
 
-/// The handlers the CLI runs: built-ins plus the blog workflows over simulated services.
+/// The handlers the CLI knows (for validating workflows): built-ins plus the blog workflows,
+/// over simulated services that keep nothing. Commands that run steps use `open`'s.
 fn registry() -> Registry {
     Registry::standard(Arc::new(crate::services::Services::new(true)))
 }
 
 fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
     let identity = identity(cli, data)?;
-    let registry = registry();
-    let catalog = Arc::new(load_catalog(cli, &registry)?);
+    let catalog = Arc::new(load_catalog(cli, &registry())?);
     let holder = match &cli.command {
         None => "console".to_string(),
         Some(c) => format!("{c:?}")
@@ -270,7 +270,12 @@ fn open(cli: &Cli, data: &std::path::Path) -> Result<Opened> {
             .unwrap_or("")
             .to_lowercase(),
     };
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(data, cli.durability, &holder)?);
+    let sled = SledStore::open(data, cli.durability, &holder)?;
+    // The simulated systems keep their records beside the store: they stand for remote
+    // services that outlive this process.
+    let services = crate::services::Services::durable(true, &crate::services::Backing::sled(sled.db()));
+    let registry = Registry::standard(Arc::new(services));
+    let store: Arc<dyn Store> = Arc::new(sled);
     Ok(Opened {
         store,
         catalog,

@@ -1,10 +1,9 @@
 //! Post 03's systems, spoken to over "HTTP": a user service, billing, preferences and a
 //! notification service. They answer with status codes; the handlers classify them.
 
+use super::table::{Backing, Table};
 use super::{hex_id, Call, Services};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,40 +26,70 @@ impl HttpResponse {
 
 #[derive(Default)]
 pub struct UserService {
-    users: Mutex<Vec<Value>>,
+    /// Users by email.
+    users: Table<Value>,
 }
 
 impl UserService {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        UserService {
+            users: backing.table("users"),
+        }
+    }
+
     pub fn all(&self) -> Vec<Value> {
-        self.users.lock().unwrap().clone()
+        self.users.all()
     }
 }
 
 #[derive(Default)]
 pub struct BillingService {
-    profiles: Mutex<HashMap<i64, Value>>,
+    /// Profiles by user id.
+    profiles: Table<Value>,
 }
 
 impl BillingService {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        BillingService {
+            profiles: backing.table("billing.profiles"),
+        }
+    }
+
     pub fn profile(&self, user_id: i64) -> Option<Value> {
-        self.profiles.lock().unwrap().get(&user_id).cloned()
+        self.profiles.get(&user_id.to_string())
     }
 }
 
 #[derive(Default)]
 pub struct PreferencesService {
-    prefs: Mutex<HashMap<i64, Value>>,
+    /// Preferences by user id.
+    prefs: Table<Value>,
 }
 
 impl PreferencesService {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        PreferencesService {
+            prefs: backing.table("preferences"),
+        }
+    }
+
     pub fn of(&self, user_id: i64) -> Option<Value> {
-        self.prefs.lock().unwrap().get(&user_id).cloned()
+        self.prefs.get(&user_id.to_string())
     }
 }
 
 #[derive(Default)]
 pub struct NotificationService {
-    sequences: Mutex<HashMap<String, Value>>,
+    /// Welcome sequences by idempotency key.
+    sequences: Table<Value>,
+}
+
+impl NotificationService {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        NotificationService {
+            sequences: backing.table("notifications.sequences"),
+        }
+    }
 }
 
 impl Services {
@@ -86,23 +115,24 @@ impl Services {
         if let Err(r) = self.http_gate(call, "users", "create_user", 90).await {
             return r;
         }
-        let mut users = self.users.users.lock().unwrap();
-        if let Some(existing) = users.iter().find(|u| u["email"] == email) {
-            return HttpResponse::new(
-                409,
-                json!({ "error": "user already exists", "id": existing["id"] }),
-            );
-        }
-        let user = json!({
-            "id": users.len() as i64 + 1,
-            "email": email,
-            "name": name,
-            "plan": plan,
-            "status": "pending",
-            "created_at": chrono::Utc::now().to_rfc3339(),
-        });
-        users.push(user.clone());
-        HttpResponse::new(201, user)
+        self.users.users.with(|users| {
+            if let Some(existing) = users.get(email) {
+                return HttpResponse::new(
+                    409,
+                    json!({ "error": "user already exists", "id": existing["id"] }),
+                );
+            }
+            let user = json!({
+                "id": users.len() + 1,
+                "email": email,
+                "name": name,
+                "plan": plan,
+                "status": "pending",
+                "created_at": chrono::Utc::now().to_rfc3339(),
+            });
+            users.insert(email, user.clone());
+            HttpResponse::new(201, user)
+        })
     }
 
     /// `GET /users?email=`: 200 or 404.
@@ -110,15 +140,8 @@ impl Services {
         if let Err(r) = self.http_gate(call, "users", "find_user", 30).await {
             return r;
         }
-        match self
-            .users
-            .users
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == email)
-        {
-            Some(u) => HttpResponse::new(200, u.clone()),
+        match self.users.users.get(email) {
+            Some(u) => HttpResponse::new(200, u),
             None => HttpResponse::new(404, json!({ "error": "not found" })),
         }
     }
@@ -128,14 +151,20 @@ impl Services {
         if let Err(r) = self.http_gate(call, "users", "update_status", 50).await {
             return r;
         }
-        let mut users = self.users.users.lock().unwrap();
-        match users.iter_mut().find(|u| u["id"] == user_id) {
-            Some(u) => {
-                u["status"] = json!(status);
-                HttpResponse::new(200, u.clone())
+        self.users.users.with(|users| {
+            let found = users
+                .iter()
+                .find(|(_, u)| u["id"] == user_id)
+                .map(|(email, u)| (email.to_string(), u.clone()));
+            match found {
+                Some((email, mut u)) => {
+                    u["status"] = json!(status);
+                    users.insert(&email, u.clone());
+                    HttpResponse::new(200, u)
+                }
+                None => HttpResponse::new(404, json!({ "error": format!("no user {user_id}") })),
             }
-            None => HttpResponse::new(404, json!({ "error": format!("no user {user_id}") })),
-        }
+        })
     }
 
     /// `POST /billing/profiles`: 201, 409 when the user has one, 402 when a paid plan has no
@@ -156,18 +185,20 @@ impl Services {
                 json!({ "error": format!("plan `{plan}` needs a payment method") }),
             );
         }
-        let mut profiles = self.billing.profiles.lock().unwrap();
-        if let Some(existing) = profiles.get(&user_id) {
-            return HttpResponse::new(409, existing.clone());
-        }
-        let profile = json!({
-            "profile_id": hex_id("bill_", &user_id.to_string()),
-            "user_id": user_id,
-            "plan": plan,
-            "payment_method": payment_method,
-        });
-        profiles.insert(user_id, profile.clone());
-        HttpResponse::new(201, profile)
+        let key = user_id.to_string();
+        self.billing.profiles.with(|profiles| {
+            if let Some(existing) = profiles.get(&key) {
+                return HttpResponse::new(409, existing.clone());
+            }
+            let profile = json!({
+                "profile_id": hex_id("bill_", &key),
+                "user_id": user_id,
+                "plan": plan,
+                "payment_method": payment_method,
+            });
+            profiles.insert(&key, profile.clone());
+            HttpResponse::new(201, profile)
+        })
     }
 
     /// `POST /preferences`: 201, or 409 when the user has preferences already.
@@ -175,15 +206,17 @@ impl Services {
         if let Err(r) = self.http_gate(call, "preferences", "create", 70).await {
             return r;
         }
-        let mut prefs = self.preferences.prefs.lock().unwrap();
-        if let Some(existing) = prefs.get(&user_id) {
-            return HttpResponse::new(409, existing.clone());
-        }
-        let mut record = preferences;
-        record["preferences_id"] = json!(hex_id("prefs_", &user_id.to_string()));
-        record["user_id"] = json!(user_id);
-        prefs.insert(user_id, record.clone());
-        HttpResponse::new(201, record)
+        let key = user_id.to_string();
+        self.preferences.prefs.with(|prefs| {
+            if let Some(existing) = prefs.get(&key) {
+                return HttpResponse::new(409, existing.clone());
+            }
+            let mut record = preferences;
+            record["preferences_id"] = json!(hex_id("prefs_", &key));
+            record["user_id"] = json!(user_id);
+            prefs.insert(&key, record.clone());
+            HttpResponse::new(201, record)
+        })
     }
 
     /// `POST /sequences/welcome`: 201 with the emails scheduled; the same key answers 200
@@ -198,7 +231,7 @@ impl Services {
         if let Err(r) = self.http_gate(call, "notifications", "send_welcome", 100).await {
             return r;
         }
-        let mut sequences = self.notifications.sequences.lock().unwrap();
+        self.notifications.sequences.with(|sequences| {
         if let Some(existing) = sequences.get(call.key) {
             return HttpResponse::new(200, existing.clone());
         }
@@ -211,7 +244,8 @@ impl Services {
             "email_ids": (0..count).map(|i| hex_id("welcome_", &format!("{}#{i}", call.key))).collect::<Vec<_>>(),
             "content": content,
         });
-        sequences.insert(call.key.to_string(), sequence.clone());
+        sequences.insert(call.key, sequence.clone());
         HttpResponse::new(201, sequence)
+        })
     }
 }

@@ -1,10 +1,9 @@
 //! Post 02's systems: a data warehouse with the blog's mock data set, a dashboard and a chat
 //! service for notifications.
 
+use super::table::{Backing, Table};
 use super::{hex_id, Call, ServiceError, Services};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Read-only: the blog's data set (6 orders, 5 users, 5 products).
 pub struct DataWarehouse;
@@ -48,26 +47,40 @@ impl DataWarehouse {
 /// Dashboards by id, with how many times each was published.
 #[derive(Default)]
 pub struct Dashboard {
-    published: Mutex<HashMap<String, (String, Value)>>,
+    /// `(dashboard_id, content)` by idempotency key.
+    published: Table<(String, Value)>,
 }
 
 impl Dashboard {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Dashboard {
+            published: backing.table("dashboard.published"),
+        }
+    }
+
     /// `(dashboard_id, content)` of every publication, by idempotency key.
     pub fn publications(&self) -> Vec<(String, Value)> {
-        self.published.lock().unwrap().values().cloned().collect()
+        self.published.all()
     }
 }
 
 /// Chat messages by channel; a repeated key and channel post once.
 #[derive(Default)]
 pub struct Chat {
-    messages: Mutex<HashMap<(String, String), (String, String)>>,
+    /// `(channel, text)` by `<idempotency key>#<channel>`.
+    messages: Table<(String, String)>,
 }
 
 impl Chat {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Chat {
+            messages: backing.table("chat.messages"),
+        }
+    }
+
     /// `(channel, text)` of every message posted.
     pub fn messages(&self) -> Vec<(String, String)> {
-        self.messages.lock().unwrap().values().cloned().collect()
+        self.messages.all()
     }
 }
 
@@ -121,9 +134,7 @@ impl Services {
         self.gate(call, "dashboard", "update", 120).await?;
         self.dashboard
             .published
-            .lock()
-            .unwrap()
-            .insert(call.key.to_string(), (dashboard_id.to_string(), content));
+            .insert(call.key, (dashboard_id.to_string(), content));
         Ok(())
     }
 
@@ -144,10 +155,12 @@ impl Services {
                 format!("`{channel}` is not a channel (expected #name)"),
             ));
         }
-        let mut messages = self.chat.messages.lock().unwrap();
-        messages
-            .entry((call.key.to_string(), channel.to_string()))
-            .or_insert_with(|| (channel.to_string(), text.to_string()));
+        let key = format!("{}#{channel}", call.key);
+        self.chat.messages.with(|messages| {
+            if messages.get(&key).is_none() {
+                messages.insert(&key, (channel.to_string(), text.to_string()));
+            }
+        });
         Ok(hex_id("chat_", &format!("{}#{channel}", call.key)))
     }
 }

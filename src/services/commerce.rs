@@ -1,13 +1,14 @@
 //! Post 01's systems: a payment gateway, an inventory service and an email service.
 
+use super::table::{Backing, Table};
 use super::{hex_id, Call, ServiceError, Services};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Charge {
     pub payment_id: String,
     pub transaction_id: String,
@@ -21,17 +22,24 @@ pub struct Charge {
 /// Charges cards; a repeated idempotency key returns the original charge.
 #[derive(Default)]
 pub struct PaymentGateway {
-    ledger: Mutex<Vec<Charge>>,
+    /// Charges by idempotency key.
+    ledger: Table<Charge>,
 }
 
 impl PaymentGateway {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        PaymentGateway {
+            ledger: backing.table("payment.ledger"),
+        }
+    }
+
     /// Every charge ever made.
     pub fn ledger(&self) -> Vec<Charge> {
-        self.ledger.lock().unwrap().clone()
+        self.ledger.all()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
     pub id: i64,
     pub name: String,
@@ -39,7 +47,7 @@ pub struct Product {
     pub active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {
     pub reservation_id: String,
     pub product_id: i64,
@@ -50,17 +58,19 @@ pub struct Reservation {
 }
 
 /// Stock per product, refilled to `STOCK` every `RESTOCK` (so "insufficient stock" really
-/// is worth retrying), and reservations deduplicated by idempotency key and product.
+/// is worth retrying; a restart of the engine counts as a refill), and reservations
+/// deduplicated by idempotency key and product (kept across restarts).
 #[derive(Default)]
 pub struct Inventory {
     state: Mutex<InventoryState>,
+    /// Reservations by `<idempotency key>#<product id>`.
+    reservations: Table<Reservation>,
 }
 
 #[derive(Default)]
 struct InventoryState {
     stock: HashMap<i64, i64>,
     restocked: Option<Instant>,
-    reservations: HashMap<(String, i64), Reservation>,
 }
 
 const STOCK: i64 = 100;
@@ -85,8 +95,15 @@ impl Inventory {
         })
     }
 
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Inventory {
+            state: Mutex::default(),
+            reservations: backing.table("inventory.reservations"),
+        }
+    }
+
     fn with_stock<T>(&self, f: impl FnOnce(&mut InventoryState) -> T) -> T {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if state.restocked.is_none_or(|t| now.duration_since(t) >= RESTOCK) {
             state.stock.clear();
@@ -100,17 +117,11 @@ impl Inventory {
     }
 
     pub fn reservations(&self) -> Vec<Reservation> {
-        self.state
-            .lock()
-            .unwrap()
-            .reservations
-            .values()
-            .cloned()
-            .collect()
+        self.reservations.all()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SentEmail {
     pub message_id: String,
     pub to: String,
@@ -121,17 +132,19 @@ pub struct SentEmail {
 /// Sends email; a repeated idempotency key does not send twice.
 #[derive(Default)]
 pub struct Email {
-    outbox: Mutex<Vec<(String, SentEmail)>>,
+    /// Sent mail by idempotency key.
+    outbox: Table<SentEmail>,
 }
 
 impl Email {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Email {
+            outbox: backing.table("email.outbox"),
+        }
+    }
+
     pub fn outbox(&self) -> Vec<SentEmail> {
-        self.outbox
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, m)| m.clone())
-            .collect()
+        self.outbox.all()
     }
 }
 
@@ -173,25 +186,22 @@ impl Services {
                 format!("card was declined: {}", kind.replace('_', " ")),
             ));
         }
-        let charge = {
-            let mut ledger = self.payment.ledger.lock().unwrap();
-            match ledger.iter().find(|c| c.idempotency_key == call.key) {
-                Some(existing) => existing.clone(),
-                None => {
-                    let charge = Charge {
-                        payment_id: hex_id("pay_", call.key),
-                        transaction_id: hex_id("txn_", &format!("{}#txn", call.key)),
-                        amount,
-                        currency: currency.to_string(),
-                        method: method.to_string(),
-                        fees: round2(amount * 0.029 + 0.30),
-                        idempotency_key: call.key.to_string(),
-                    };
-                    ledger.push(charge.clone());
-                    charge
-                }
+        let charge = self.payment.ledger.with(|ledger| match ledger.get(call.key) {
+            Some(existing) => existing.clone(),
+            None => {
+                let charge = Charge {
+                    payment_id: hex_id("pay_", call.key),
+                    transaction_id: hex_id("txn_", &format!("{}#txn", call.key)),
+                    amount,
+                    currency: currency.to_string(),
+                    method: method.to_string(),
+                    fees: round2(amount * 0.029 + 0.30),
+                    idempotency_key: call.key.to_string(),
+                };
+                ledger.insert(call.key, charge.clone());
+                charge
             }
-        };
+        });
         tokio::time::sleep(wait).await;
         Ok(charge)
     }
@@ -215,11 +225,25 @@ impl Services {
         order_id: &str,
     ) -> Result<Reservation, ServiceError> {
         self.gate(call, "inventory", "reserve_inventory", 60).await?;
-        self.inventory.with_stock(|s| {
-            let key = (call.key.to_string(), product_id);
-            if let Some(existing) = s.reservations.get(&key) {
+        let key = format!("{}#{product_id}", call.key);
+        self.inventory.reservations.with(|reservations| {
+            if let Some(existing) = reservations.get(&key) {
                 return Ok(existing.clone());
             }
+            self.inventory
+                .with_stock(|s| Self::take_stock(s, product_id, quantity, order_id, call.key))
+                .inspect(|reservation| reservations.insert(&key, reservation.clone()))
+        })
+    }
+
+    fn take_stock(
+        s: &mut InventoryState,
+        product_id: i64,
+        quantity: i64,
+        order_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Reservation, ServiceError> {
+        {
             let stock = s.stock.entry(product_id).or_insert(STOCK);
             if *stock < quantity {
                 return Err(Services::refuse(
@@ -231,18 +255,16 @@ impl Services {
                 ));
             }
             let previous = *stock;
-            *stock -= quantity;
-            let reservation = Reservation {
-                reservation_id: hex_id("res_", &format!("{}#{product_id}", call.key)),
+            *stock = stock.saturating_sub(quantity);
+            Ok(Reservation {
+                reservation_id: hex_id("res_", &format!("{idempotency_key}#{product_id}")),
                 product_id,
                 quantity,
                 order_id: order_id.to_string(),
                 previous_stock: previous,
                 new_stock: *stock,
-            };
-            s.reservations.insert(key, reservation.clone());
-            Ok(reservation)
-        })
+            })
+        }
     }
 
     /// Sends an email; the same key sends once and answers with the same message id.
@@ -266,35 +288,38 @@ impl Services {
                 format!("`{to}` is not a deliverable address"),
             ));
         }
-        let mut outbox = self.email.outbox.lock().unwrap();
-        if let Some((_, sent)) = outbox.iter().find(|(k, _)| k == call.key) {
-            return Ok(sent.clone());
-        }
-        let sent = SentEmail {
-            message_id: hex_id("msg_", call.key),
-            to: to.to_string(),
-            subject: subject.to_string(),
-            body,
-        };
-        outbox.push((call.key.to_string(), sent.clone()));
-        Ok(sent)
+        Ok(self.email.outbox.with(|outbox| {
+            if let Some(sent) = outbox.get(call.key) {
+                return sent.clone();
+            }
+            let sent = SentEmail {
+                message_id: hex_id("msg_", call.key),
+                to: to.to_string(),
+                subject: subject.to_string(),
+                body,
+            };
+            outbox.insert(call.key, sent.clone());
+            sent
+        }))
     }
 }
 
 /// The shop's order records; the same idempotency key creates one order.
 #[derive(Default)]
 pub struct Orders {
-    orders: Mutex<Vec<(String, serde_json::Value)>>,
+    /// Orders by idempotency key.
+    orders: Table<serde_json::Value>,
 }
 
 impl Orders {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Orders {
+            orders: backing.table("orders"),
+        }
+    }
+
     pub fn all(&self) -> Vec<serde_json::Value> {
-        self.orders
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, o)| o.clone())
-            .collect()
+        self.orders.all()
     }
 }
 
@@ -306,24 +331,25 @@ impl Services {
         make: impl FnOnce(&str) -> serde_json::Value,
     ) -> Result<serde_json::Value, ServiceError> {
         self.gate(call, "orders", "create_order", 50).await?;
-        let mut orders = self.orders.orders.lock().unwrap();
-        if let Some((_, existing)) = orders.iter().find(|(k, _)| k == call.key) {
-            return Ok(existing.clone());
-        }
-        let hex = hex_id("", call.key);
-        let number = format!(
-            "ORD-{}-{}",
-            chrono::Utc::now().format("%Y%m%d"),
-            hex[hex.len() - 8..].to_uppercase()
-        );
-        let mut order = make(&number);
-        order["order_id"] = serde_json::json!(orders.len() as i64 + 1);
-        orders.push((call.key.to_string(), order.clone()));
-        Ok(order)
+        Ok(self.orders.orders.with(|orders| {
+            if let Some(existing) = orders.get(call.key) {
+                return existing.clone();
+            }
+            let hex = hex_id("", call.key);
+            let number = format!(
+                "ORD-{}-{}",
+                chrono::Utc::now().format("%Y%m%d"),
+                hex[hex.len().saturating_sub(8)..].to_uppercase()
+            );
+            let mut order = make(&number);
+            order["order_id"] = serde_json::json!(orders.len() + 1);
+            orders.insert(call.key, order.clone());
+            order
+        }))
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refund {
     pub refund_id: String,
     pub payment_id: String,
@@ -334,12 +360,19 @@ pub struct Refund {
 /// Refunds the gateway has made, deduplicated by idempotency key.
 #[derive(Default)]
 pub struct Refunds {
-    refunds: Mutex<Vec<Refund>>,
+    /// Refunds by idempotency key.
+    refunds: Table<Refund>,
 }
 
 impl Refunds {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Refunds {
+            refunds: backing.table("payment.refunds"),
+        }
+    }
+
     pub fn all(&self) -> Vec<Refund> {
-        self.refunds.lock().unwrap().clone()
+        self.refunds.all()
     }
 }
 
@@ -351,6 +384,7 @@ impl Services {
             .ledger()
             .iter()
             .find(|c| c.payment_id == payment_id)
+            // A float-to-integer `as` saturates: a corrupt amount cannot wrap.
             .map_or(15_000, |c| (c.amount * 100.0).round() as i64)
     }
 
@@ -393,17 +427,16 @@ impl Services {
             return Err(err);
         }
         let original = self.payment_amount_cents(payment_id);
-        let refund = {
-            let mut refunds = self.refunds.refunds.lock().unwrap();
-            if let Some(existing) = refunds.iter().find(|r| r.idempotency_key == call.key) {
-                existing.clone()
+        let refund = self.refunds.refunds.with(|refunds| {
+            if let Some(existing) = refunds.get(call.key) {
+                Ok(existing.clone())
             } else {
                 let refunded: i64 = refunds
                     .iter()
-                    .filter(|r| r.payment_id == payment_id)
-                    .map(|r| r.amount_cents)
-                    .sum();
-                if refunded + amount_cents > original {
+                    .filter(|(_, r)| r.payment_id == payment_id)
+                    .map(|(_, r)| r.amount_cents)
+                    .fold(0i64, i64::saturating_add);
+                if refunded.saturating_add(amount_cents) > original {
                     return Err(Services::refuse(
                         "payment",
                         "process_refund",
@@ -418,10 +451,10 @@ impl Services {
                     amount_cents,
                     idempotency_key: call.key.to_string(),
                 };
-                refunds.push(refund.clone());
-                refund
+                refunds.insert(call.key, refund.clone());
+                Ok(refund)
             }
-        };
+        })?;
         tokio::time::sleep(wait).await;
         Ok(refund)
     }

@@ -219,10 +219,13 @@ pub fn catalog() -> Vec<(String, String)> {
 }
 
 /// Faults injected directly (tests, demos), and the per-task call counters scenarios need.
+/// The counters are kept with the services' records, so a scenario's "fail twice" is not
+/// re-injected after a restart.
 #[derive(Default)]
 pub struct Faults {
     injected: Mutex<HashMap<(String, String), (Fault, u32)>>,
-    task_calls: Mutex<HashMap<(String, String, String), u32>>,
+    /// Calls so far by `<task>/<service>/<method>`.
+    task_calls: super::table::Table<u32>,
 }
 
 /// What a call should suffer: a delay, and possibly a failure.
@@ -235,45 +238,54 @@ pub struct Effect {
 }
 
 impl Faults {
+    pub(crate) fn open(backing: &super::table::Backing) -> Self {
+        Faults {
+            injected: Mutex::default(),
+            task_calls: backing.table("faults.task_calls"),
+        }
+    }
+
+    fn injected(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Fault, u32)>> {
+        self.injected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Injects a fault for every caller of `service.method` (`"*"` for all methods).
     pub fn inject(&self, service: &str, method: &str, fault: Fault) {
-        self.injected
-            .lock()
-            .unwrap()
+        self.injected()
             .insert((service.to_string(), method.to_string()), (fault, 0));
     }
 
     pub fn clear(&self) {
-        self.injected.lock().unwrap().clear();
+        self.injected().clear();
     }
 
     /// Decides the effect of one call, counting it against "fail the next N" budgets.
     pub fn effect(&self, task_id: &str, scenario: Option<&Scenario>, service: &str, method: &str) -> Effect {
         {
-            let mut injected = self.injected.lock().unwrap();
+            let mut injected = self.injected();
             let key = [(service, method), (service, "*")]
                 .into_iter()
                 .map(|(s, m)| (s.to_string(), m.to_string()))
                 .find(|k| injected.contains_key(k));
-            if let Some(key) = key {
-                let (fault, calls) = injected.get_mut(&key).unwrap();
-                *calls += 1;
+            if let Some((fault, calls)) = key.and_then(|k| injected.get_mut(&k)) {
+                *calls = calls.saturating_add(1);
                 if let Some(effect) = apply(fault, *calls, "injected fault") {
                     return effect;
                 }
             }
         }
         if let Some(fault) = scenario.and_then(|s| s.fault(service, method)) {
-            let mut counts = self.task_calls.lock().unwrap();
-            let calls = counts
-                .entry((task_id.to_string(), service.to_string(), method.to_string()))
-                .or_insert(0);
-            *calls += 1;
+            let key = format!("{task_id}/{service}/{method}");
+            let calls = self.task_calls.with(|counts| {
+                let calls = counts.get(&key).copied().unwrap_or(0).saturating_add(1);
+                counts.insert(&key, calls);
+                calls
+            });
             let source = match scenario.and_then(|s| s.name.as_deref()) {
                 Some(name) => format!("scenario {name}"),
                 None => "task scenario".to_string(),
             };
-            if let Some(effect) = apply(fault, *calls, &source) {
+            if let Some(effect) = apply(fault, calls, &source) {
                 return effect;
             }
         }

@@ -3,13 +3,16 @@
 //! realistic latency, and takes fault injection (see `faults`).
 //!
 //! They stand in for remote systems, so they outlive an engine: tests restart the engine
-//! against the same `Services` to show that a re-run step does not repeat its side effect.
+//! against the same `Services` to show that a re-run step does not repeat its side effect,
+//! and the CLI keeps their records in the data directory (`Services::durable`), so a process
+//! killed mid-workflow finds its users, charges and scenario counters again.
 
 mod accounts;
 mod analytics;
 mod commerce;
 pub mod faults;
 mod support_desk;
+mod table;
 
 pub use accounts::{BillingService, HttpResponse, NotificationService, PreferencesService, UserService};
 pub use analytics::{Chat, Dashboard, DataWarehouse};
@@ -18,6 +21,7 @@ pub use commerce::{
 };
 pub use faults::{Fault, Faults, Scenario};
 pub use support_desk::{customer_tier, Tickets};
+pub use table::Backing;
 
 use std::time::Duration;
 
@@ -63,24 +67,30 @@ pub struct Services {
 }
 
 impl Services {
-    /// `latency`: answer after a realistic delay (tens to hundreds of ms).
+    /// Systems that keep their records in memory. `latency`: answer after a realistic delay
+    /// (tens to hundreds of ms).
     pub fn new(latency: bool) -> Self {
+        Self::durable(latency, &Backing::default())
+    }
+
+    /// Systems whose records live in `backing` (see `table`), so they outlive the process.
+    pub fn durable(latency: bool, backing: &Backing) -> Self {
         Services {
-            faults: Faults::default(),
+            faults: Faults::open(backing),
             latency,
-            payment: PaymentGateway::default(),
-            inventory: Inventory::default(),
-            email: Email::default(),
-            orders: Orders::default(),
-            refunds: Refunds::default(),
-            tickets: Tickets::default(),
+            payment: PaymentGateway::open(backing),
+            inventory: Inventory::open(backing),
+            email: Email::open(backing),
+            orders: Orders::open(backing),
+            refunds: Refunds::open(backing),
+            tickets: Tickets::open(backing),
             warehouse: DataWarehouse,
-            dashboard: Dashboard::default(),
-            chat: Chat::default(),
-            users: UserService::default(),
-            billing: BillingService::default(),
-            preferences: PreferencesService::default(),
-            notifications: NotificationService::default(),
+            dashboard: Dashboard::open(backing),
+            chat: Chat::open(backing),
+            users: UserService::open(backing),
+            billing: BillingService::open(backing),
+            preferences: PreferencesService::open(backing),
+            notifications: NotificationService::open(backing),
         }
     }
 

@@ -1,20 +1,26 @@
 //! Post 04's customer-success systems: a ticket system (which does return the payment id the
 //! original's mock forgot) and a refund policy service.
 
+use super::table::{Backing, Table};
 use super::{hex_id, Call, ServiceError, Services};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Tickets {
-    updates: Mutex<HashMap<String, Value>>,
+    /// The last update of each ticket, by ticket id.
+    updates: Table<Value>,
 }
 
 impl Tickets {
+    pub(crate) fn open(backing: &Backing) -> Self {
+        Tickets {
+            updates: backing.table("tickets.updates"),
+        }
+    }
+
     /// The last update written to a ticket.
     pub fn resolution(&self, ticket: &str) -> Option<Value> {
-        self.updates.lock().unwrap().get(ticket).cloned()
+        self.updates.get(ticket)
     }
 }
 
@@ -76,11 +82,7 @@ impl Services {
         self.gate(call, "tickets", "update_ticket", 60).await?;
         let mut record = update;
         record["status"] = json!("resolved");
-        self.tickets
-            .updates
-            .lock()
-            .unwrap()
-            .insert(ticket_id.to_string(), record.clone());
+        self.tickets.updates.insert(ticket_id, record.clone());
         Ok(record)
     }
 

@@ -85,6 +85,12 @@ impl SledStore {
         })
     }
 
+    /// The sled database itself, for the simulated services' records (`services::Backing`),
+    /// which share its log so that their writes are durable with the engine's commits.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
