@@ -162,7 +162,7 @@ pub struct Step {
     #[serde(default)]
     pub approval: Option<Approval>,
     /// Attempts in a row cut short by a crash or kill of the engine. They do not count
-    /// against `retry.limit`; past `MAX_INTERRUPTIONS` the step fails (a step that kills the
+    /// against `retry.limit`; past `MAX_INTERRUPTIONS` (100) the step fails (a step that kills the
     /// engine every time must not loop for ever). Reset when an attempt ends.
     #[serde(default)]
     pub interruptions: u32,
@@ -170,7 +170,7 @@ pub struct Step {
 
 /// Attempts in a row a step may lose to engine crashes before it fails with
 /// `INTERRUPTED_REPEATEDLY`.
-pub const MAX_INTERRUPTIONS: u32 = 20;
+pub const MAX_INTERRUPTIONS: u32 = 100;
 
 impl Step {
     /// A pending step that has never run, with Tasker's default retry policy.

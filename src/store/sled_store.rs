@@ -23,8 +23,16 @@ use super::{Durability, Store, StoreError};
 use crate::model::{Task, Transition};
 use std::path::Path;
 
+/// The environment variable that arms the crash point of tests: `TASKDECK_CRASH_AFTER_LOG=N`
+/// makes the N-th commit that logs transitions flush its log and exit the process (code 99)
+/// before writing any snapshot, the worst moment a `kill -9` can choose. For the crash-loop
+/// tests; never set in production.
+pub const CRASH_AFTER_LOG: &str = "TASKDECK_CRASH_AFTER_LOG";
+
 pub struct SledStore {
     db: sled::Db,
+    /// Commits left before the crash point (see `CRASH_AFTER_LOG`).
+    crash_after_log: Option<std::sync::atomic::AtomicU64>,
     tasks: sled::Tree,
     active: sled::Tree,
     transitions: sled::Tree,
@@ -74,7 +82,12 @@ impl SledStore {
     }
 
     fn from_db(db: sled::Db, durability: Durability) -> Result<Self, StoreError> {
+        let crash_after_log = std::env::var(CRASH_AFTER_LOG)
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .map(std::sync::atomic::AtomicU64::new);
         Ok(SledStore {
+            crash_after_log,
             tasks: db.open_tree("tasks")?,
             active: db.open_tree("active")?,
             transitions: db.open_tree("transitions")?,
@@ -139,6 +152,12 @@ impl Store for SledStore {
         for t in transitions {
             self.transitions
                 .insert(transition_key(&t.task_id, t.seq), encode("transition", t)?)?;
+        }
+        if let (Some(left), false) = (&self.crash_after_log, transitions.is_empty()) {
+            if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                self.db.flush()?;
+                std::process::exit(99);
+            }
         }
         for task in tasks {
             self.tasks.insert(task.id.as_bytes(), encode("task", task)?)?;
