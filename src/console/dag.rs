@@ -183,6 +183,7 @@ pub fn short_state(state: StepState) -> &'static str {
         StepState::InProgress => "running",
         StepState::WaitingForRetry => "retrying",
         StepState::AwaitingApproval => "approval",
+        StepState::WaitingForChild => "child",
         StepState::Complete => "done",
         StepState::Error => "failed",
         StepState::Cancelled => "cancelled",

@@ -23,7 +23,7 @@ pub struct Theme {
     pub highlight: Color,
     pub title: Color,
     task: [Color; 6],
-    step: [Color; 8],
+    step: [Color; 9],
     /// No colours at all (NO_COLOR): emphasis by bold and reverse video only.
     pub monochrome: bool,
 }
@@ -69,6 +69,9 @@ struct StepColors {
     in_progress: String,
     waiting_for_retry: String,
     awaiting_approval: String,
+    /// Optional: themes written before delegation waited use `in_progress`'s colour.
+    #[serde(default)]
+    waiting_for_child: Option<String>,
     complete: String,
     error: String,
     cancelled: String,
@@ -153,6 +156,10 @@ impl Theme {
                 colour("step.in_progress", &s.in_progress)?,
                 colour("step.waiting_for_retry", &s.waiting_for_retry)?,
                 colour("step.awaiting_approval", &s.awaiting_approval)?,
+                colour(
+                    "step.waiting_for_child",
+                    s.waiting_for_child.as_ref().unwrap_or(&s.in_progress),
+                )?,
                 colour("step.complete", &s.complete)?,
                 colour("step.error", &s.error)?,
                 colour("step.cancelled", &s.cancelled)?,
@@ -177,7 +184,7 @@ impl Theme {
             *c = Color::Reset;
         }
         self.task = [Color::Reset; 6];
-        self.step = [Color::Reset; 8];
+        self.step = [Color::Reset; 9];
         self.monochrome = true;
         self
     }
@@ -224,6 +231,7 @@ pub fn step_glyph(state: StepState) -> &'static str {
         StepState::InProgress => "◐",
         StepState::WaitingForRetry => "↻",
         StepState::AwaitingApproval => "‖",
+        StepState::WaitingForChild => "↳",
         StepState::Complete => "✔",
         StepState::Error => "✖",
         StepState::Cancelled => "⊘",

@@ -25,6 +25,7 @@ pub mod names {
     pub const STEP_RETRY_REQUESTED: &str = "step.retry_requested";
     pub const STEP_RECOVERED: &str = "step.recovered";
     pub const STEP_AWAITING_APPROVAL: &str = "step.awaiting_approval";
+    pub const STEP_WAITING_FOR_CHILD: &str = "step.waiting_for_child";
     pub const STEP_CANCELLED: &str = "step.cancelled";
     pub const STEP_RESOLVED_MANUALLY: &str = "step.resolved_manually";
 }

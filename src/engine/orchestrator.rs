@@ -199,6 +199,23 @@ impl Orchestrator {
             self.schedule_task(&id);
             self.evaluate(&id);
         }
+        // With every unfinished task loaded: a delegating step whose child ended while no
+        // engine ran (or in an engine that did not hold the parent) ends now.
+        let waiting: Vec<(String, usize)> = self
+            .tasks
+            .iter()
+            .flat_map(|(id, e)| {
+                e.task
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.state == StepState::WaitingForChild)
+                    .map(move |(i, _)| (id.clone(), i))
+            })
+            .collect();
+        for (id, i) in waiting {
+            self.check_child(&id, i);
+        }
     }
 
     pub async fn run(mut self) {
@@ -757,6 +774,170 @@ impl Orchestrator {
         }
     }
 
+    /// A step created a task to do its work (delegation): it waits, durably, for that task
+    /// to end, and ends with it (see `conclude_child`).
+    fn await_child(&mut self, id: &str, i: usize, child: String, results: Value) {
+        let reason = Some(format!("waiting on child task {child}"));
+        self.step_mut(id, i).child = Some(crate::model::ChildWait {
+            task_id: child,
+            results,
+        });
+        self.step_change(id, i, StepEvent::AwaitChild, ENGINE, reason, None);
+        self.check_child(id, i);
+    }
+
+    /// Ends a step waiting on a child task if the child has ended.
+    fn check_child(&mut self, id: &str, i: usize) {
+        let Some(child_id) = self.tasks[id].task.steps[i]
+            .child
+            .as_ref()
+            .map(|c| c.task_id.clone())
+        else {
+            return;
+        };
+        let child = match self.tasks.get(&child_id) {
+            Some(entry) => Some(entry.task.clone()),
+            None => self.store.task(&child_id).unwrap_or_else(|e| {
+                tracing::warn!(task = id, child = %child_id, "cannot read the child task: {e}");
+                None
+            }),
+        };
+        match child {
+            Some(child) if !child.state.is_active() => self.conclude_child(id, i, &child),
+            Some(_) => {}
+            None => {
+                let info = ErrorInfo {
+                    kind: "permanent".into(),
+                    code: Some("DELEGATED_TASK_MISSING".into()),
+                    message: format!("the child task {child_id} this step created is not in the store"),
+                };
+                self.fail_child_wait(id, i, info);
+            }
+        }
+    }
+
+    /// Tells the step that created `child_id` (if it waits on it) that the child has ended.
+    /// The parent is found through the child's `parent` and `origin_key`, so this works in
+    /// any engine, including one that had not loaded the parent.
+    fn notify_parent(&mut self, child_id: &str) {
+        let Some(child) = self.tasks.get(child_id).map(|e| e.task.clone()) else {
+            return;
+        };
+        let (Some(parent), Some(origin)) = (child.parent.as_deref(), child.origin_key.as_deref()) else {
+            return;
+        };
+        let Some(step) = origin.strip_prefix(parent).and_then(|s| s.strip_prefix('/')) else {
+            return;
+        };
+        if !self.tasks.contains_key(parent) {
+            match self.store.task(parent) {
+                Ok(Some(task)) => {
+                    self.tasks.insert(parent.to_string(), Entry::new(task));
+                }
+                _ => return,
+            }
+        }
+        let Some(i) = self.tasks[parent].task.step_index(step) else {
+            return;
+        };
+        let s = &self.tasks[parent].task.steps[i];
+        if s.state == StepState::WaitingForChild && s.child.as_ref().is_some_and(|c| c.task_id == child_id) {
+            let parent = parent.to_string();
+            self.conclude_child(&parent, i, &child);
+        }
+    }
+
+    /// Ends a delegating step with its child: complete with the handler's results plus the
+    /// child's state and its steps' results, or in error with what failed in the child.
+    fn conclude_child(&mut self, id: &str, i: usize, child: &Task) {
+        let failed_at = || {
+            child
+                .steps
+                .iter()
+                .find(|s| s.state == StepState::Error)
+                .map(|s| {
+                    let e = s.last_error.as_ref();
+                    format!(
+                        " at `{}`: {}{}",
+                        s.name,
+                        e.map_or("", |e| e.message.as_str()),
+                        e.and_then(|e| e.code.as_deref())
+                            .map(|c| format!(" ({c})"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default()
+        };
+        match child.state {
+            TaskState::Complete | TaskState::ResolvedManually => {
+                let now = self.clock.now();
+                let step = self.step_mut(id, i);
+                let mut results = step
+                    .child
+                    .as_ref()
+                    .map_or(Value::Object(Default::default()), |c| c.results.clone());
+                if let Value::Object(map) = &mut results {
+                    map.insert("delegated_task_status".into(), json!(child.state));
+                    map.insert(
+                        "delegated_results".into(),
+                        child
+                            .steps
+                            .iter()
+                            .map(|s| (s.name.clone(), s.results.clone().unwrap_or(Value::Null)))
+                            .collect::<serde_json::Map<String, Value>>()
+                            .into(),
+                    );
+                }
+                step.results = Some(results);
+                step.last_error = None;
+                step.finished_at = Some(now);
+                let reason = Some(format!("child task {} {}", child.id, child.state));
+                self.step_change(id, i, StepEvent::ChildSucceeded, ENGINE, reason, None);
+                self.emit(
+                    id,
+                    names::STEP_COMPLETED,
+                    Some(i),
+                    json!({ "child": child.id, "child_state": child.state }),
+                );
+                self.schedule_children(id, i);
+                self.evaluate(id);
+            }
+            TaskState::Error => {
+                let info = ErrorInfo {
+                    kind: "permanent".into(),
+                    code: Some("DELEGATED_TASK_FAILED".into()),
+                    message: format!("{} task {} failed{}", child.workflow_ref(), child.id, failed_at()),
+                };
+                self.fail_child_wait(id, i, info);
+            }
+            TaskState::Cancelled => {
+                let info = ErrorInfo {
+                    kind: "permanent".into(),
+                    code: Some("DELEGATED_TASK_CANCELLED".into()),
+                    message: format!("{} task {} was cancelled", child.workflow_ref(), child.id),
+                };
+                self.fail_child_wait(id, i, info);
+            }
+            TaskState::Pending | TaskState::InProgress => {}
+        }
+    }
+
+    fn fail_child_wait(&mut self, id: &str, i: usize, info: ErrorInfo) {
+        let now = self.clock.now();
+        let step = self.step_mut(id, i);
+        step.last_error = Some(info.clone());
+        step.finished_at = Some(now);
+        let reason = Some(info.message.clone());
+        self.step_change(id, i, StepEvent::ChildFailed, ENGINE, reason, Some(info.clone()));
+        self.emit(
+            id,
+            names::STEP_FAILED,
+            Some(i),
+            json!({ "error": info, "will_retry": false }),
+        );
+        self.evaluate(id);
+    }
+
     fn decide(
         &mut self,
         task: &str,
@@ -930,6 +1111,7 @@ impl Orchestrator {
                 self.schedule_children(&id, i);
             }
             Err(StepError::AwaitApproval(request)) => self.await_approval(&id, i, *request),
+            Err(StepError::AwaitChild { task_id, results }) => self.await_child(&id, i, task_id, results),
             Err(error) => self.on_failure(&id, i, attempt.attempt, error, duration_ms),
         }
         self.evaluate(&id);
@@ -1069,6 +1251,7 @@ impl Orchestrator {
             (StepState::InProgress, StepState::Pending) => Some(names::STEP_RECOVERED),
             (_, StepState::Pending) => Some(names::STEP_RETRY_REQUESTED),
             (_, StepState::AwaitingApproval) => Some(names::STEP_AWAITING_APPROVAL),
+            (_, StepState::WaitingForChild) => Some(names::STEP_WAITING_FOR_CHILD),
             (_, StepState::Cancelled) => Some(names::STEP_CANCELLED),
             (_, StepState::ResolvedManually) => Some(names::STEP_RESOLVED_MANUALLY),
             // completed / failed / retry_scheduled carry outcome details; the caller emits them.
@@ -1097,6 +1280,7 @@ impl Orchestrator {
         };
         entry.task.state = to;
         entry.task.updated_at = now;
+        let notify = !to.is_active() && entry.task.parent.is_some();
         if !to.is_active() {
             self.finished.push(id.to_string());
         }
@@ -1120,6 +1304,9 @@ impl Orchestrator {
             TaskState::Pending => names::TASK_RETRY_REQUESTED,
         };
         self.emit(id, name, None, json!({ "actor": actor, "reason": reason }));
+        if notify {
+            self.notify_parent(id);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -8,7 +8,7 @@ use super::{StepState, Task};
 pub enum ExecutionStatus {
     /// Some step can start now.
     HasReadySteps,
-    /// Nothing can start, but a step is running or backing off.
+    /// Nothing can start, but a step is running, backing off or waiting on a task it created.
     Processing,
     /// Nothing runs or backs off: the task waits on a person's decision.
     AwaitingDecision,
@@ -38,11 +38,12 @@ impl Task {
         if self.steps.iter().any(|s| s.state == StepState::Pending) && !self.ready_steps().is_empty() {
             return ExecutionStatus::HasReadySteps;
         }
-        if self
-            .steps
-            .iter()
-            .any(|s| matches!(s.state, StepState::InProgress | StepState::WaitingForRetry))
-        {
+        if self.steps.iter().any(|s| {
+            matches!(
+                s.state,
+                StepState::InProgress | StepState::WaitingForRetry | StepState::WaitingForChild
+            )
+        }) {
             return ExecutionStatus::Processing;
         }
         if self.steps.iter().any(|s| s.state == StepState::AwaitingApproval) {

@@ -52,6 +52,15 @@ pub struct ApprovalRequest {
     pub timeout_seconds: u64,
 }
 
+/// A step's wait for a task it created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildWait {
+    pub task_id: String,
+    /// What the handler reported when it delegated; the step's results add the child's
+    /// outcome to it.
+    pub results: Value,
+}
+
 /// How a person answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -87,6 +96,11 @@ pub enum StepError {
     /// Not a failure: the step pauses until a person approves or denies the request.
     #[error("awaiting approval: {}", .0.summary)]
     AwaitApproval(Box<ApprovalRequest>),
+    /// Not a failure: the step created task `task_id` to do its work and waits for it. On the
+    /// child's completion the step completes with `results` plus the child's outcome; on its
+    /// failure the step fails with the child's error.
+    #[error("waiting on child task {task_id}")]
+    AwaitChild { task_id: String, results: Value },
 }
 
 impl StepError {
@@ -120,6 +134,11 @@ impl StepError {
                 kind: "approval".into(),
                 code: None,
                 message: request.summary.clone(),
+            },
+            StepError::AwaitChild { task_id, .. } => ErrorInfo {
+                kind: "child".into(),
+                code: None,
+                message: format!("waiting on child task {task_id}"),
             },
             StepError::Retryable { message, code, .. } => ErrorInfo {
                 kind: if code.as_deref() == Some("TIMEOUT") {
@@ -161,6 +180,10 @@ pub struct Step {
     /// The approval gate's request and decision, for steps that asked a person.
     #[serde(default)]
     pub approval: Option<Approval>,
+    /// The task this step created and waits for (delegation), with the results its handler
+    /// gave when it delegated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildWait>,
     /// Attempts in a row cut short by a crash or kill of the engine. They do not count
     /// against `retry.limit`; past `MAX_INTERRUPTIONS` (100) the step fails (a step that kills the
     /// engine every time must not loop for ever). Reset when an attempt ends.
@@ -192,6 +215,7 @@ impl Step {
             started_at: None,
             finished_at: None,
             approval: None,
+            child: None,
             interruptions: 0,
         }
     }

@@ -25,6 +25,8 @@ pub enum StepState {
     InProgress,
     WaitingForRetry,
     AwaitingApproval,
+    /// The step delegated work to another task and waits, durably, for it to end.
+    WaitingForChild,
     Complete,
     Error,
     Cancelled,
@@ -67,11 +69,12 @@ impl TaskState {
 }
 
 impl StepState {
-    pub const ALL: [StepState; 8] = [
+    pub const ALL: [StepState; 9] = [
         StepState::Pending,
         StepState::InProgress,
         StepState::WaitingForRetry,
         StepState::AwaitingApproval,
+        StepState::WaitingForChild,
         StepState::Complete,
         StepState::Error,
         StepState::Cancelled,
@@ -84,6 +87,7 @@ impl StepState {
             StepState::InProgress => "in_progress",
             StepState::WaitingForRetry => "waiting_for_retry",
             StepState::AwaitingApproval => "awaiting_approval",
+            StepState::WaitingForChild => "waiting_for_child",
             StepState::Complete => "complete",
             StepState::Error => "error",
             StepState::Cancelled => "cancelled",
@@ -151,6 +155,12 @@ pub enum StepEvent {
     RetryDue,
     /// The handler asked a person to decide.
     AwaitApproval,
+    /// The handler created a task to do its work and waits for it.
+    AwaitChild,
+    /// The awaited task completed (or was resolved by hand).
+    ChildSucceeded,
+    /// The awaited task failed or was cancelled.
+    ChildFailed,
     Approve,
     /// Denied or expired.
     Deny,
@@ -191,15 +201,24 @@ pub fn step_transition(from: StepState, event: StepEvent) -> Result<StepState, I
         (S::InProgress, E::Fail { retry: true }) => S::WaitingForRetry,
         (S::InProgress, E::Fail { retry: false }) => S::Error,
         (S::InProgress, E::AwaitApproval) => S::AwaitingApproval,
+        (S::InProgress, E::AwaitChild) => S::WaitingForChild,
+        (S::WaitingForChild, E::ChildSucceeded) => S::Complete,
+        (S::WaitingForChild, E::ChildFailed) => S::Error,
         (S::InProgress, E::Reset) => S::Pending,
         (S::WaitingForRetry, E::RetryDue) => S::Pending,
         (S::AwaitingApproval, E::Approve) => S::Complete,
         (S::AwaitingApproval, E::Deny) => S::Error,
         (S::Error, E::Reset) => S::Pending,
         (S::Error | S::Pending, E::Resolve) => S::ResolvedManually,
-        (S::Pending | S::InProgress | S::WaitingForRetry | S::AwaitingApproval | S::Error, E::Cancel) => {
-            S::Cancelled
-        }
+        (
+            S::Pending
+            | S::InProgress
+            | S::WaitingForRetry
+            | S::AwaitingApproval
+            | S::WaitingForChild
+            | S::Error,
+            E::Cancel,
+        ) => S::Cancelled,
         _ => {
             return Err(IllegalTransition {
                 entity: "step",
@@ -245,6 +264,9 @@ mod tests {
             any::<bool>().prop_map(|retry| StepEvent::Fail { retry }),
             Just(StepEvent::RetryDue),
             Just(StepEvent::AwaitApproval),
+            Just(StepEvent::AwaitChild),
+            Just(StepEvent::ChildSucceeded),
+            Just(StepEvent::ChildFailed),
             Just(StepEvent::Approve),
             Just(StepEvent::Deny),
             Just(StepEvent::Reset),
@@ -274,6 +296,9 @@ mod tests {
                 | (InProgress, WaitingForRetry)
                 | (InProgress, Error)
                 | (InProgress, AwaitingApproval)
+                | (InProgress, WaitingForChild)
+                | (WaitingForChild, Complete)
+                | (WaitingForChild, Error)
                 | (InProgress, Pending)
                 | (WaitingForRetry, Pending)
                 | (AwaitingApproval, Complete)

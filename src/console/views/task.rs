@@ -193,6 +193,29 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
             ]));
         }
     }
+    if let Some(c) = &step.child {
+        let waiting = step.state == StepState::WaitingForChild;
+        let state = app
+            .vm
+            .children(&task.id)
+            .iter()
+            .find(|t| t.id == c.task_id)
+            .map(|t| format!("{} {}", task_glyph(t.state), t.state))
+            .unwrap_or_default();
+        lines.push(Line::from(vec![
+            label(if waiting { "waiting" } else { "child" }),
+            Span::styled(
+                format!(
+                    "{}on child task {} {state}",
+                    if waiting { "" } else { "ran " },
+                    short_id(&c.task_id)
+                ),
+                t.base()
+                    .fg(t.step(StepState::WaitingForChild))
+                    .add_modifier(Modifier::BOLD),
+            ),
+        ]));
+    }
     if let Some(text) = countdown(task, i, app.now) {
         lines.push(Line::from(vec![
             label("next"),

@@ -176,8 +176,10 @@ impl StepHandler for ManagerApproval {
 }
 
 /// Delegates the refund to the payments team: creates `payments/process_refund` through the
-/// engine's command path as the customer_success service identity. Success is the child
-/// task's creation, as in the original; nothing here waits for the payments workflow.
+/// engine's command path as the customer_success service identity, then waits for it (a
+/// durable wait: `waiting_for_child`). Unlike the original, where success was the child's
+/// creation, the step completes only when the refund did, and fails with the payments
+/// team's error when it failed, so a ticket is never closed over a refund that never went out.
 pub struct ExecuteRefund;
 
 #[async_trait]
@@ -245,15 +247,18 @@ impl StepHandler for ExecuteRefund {
                 DelegationError::Invalid(why) => StepError::permanent("DELEGATION_INVALID", why),
                 DelegationError::Unavailable(why) => retry_later("DELEGATION_UNAVAILABLE", why, None, None),
             })?;
-        Ok(json!({
+        let results = json!({
             "task_delegated": true,
             "target_namespace": namespace,
             "target_workflow": workflow,
             "delegated_task_id": created,
-            "delegated_task_status": "created",
             "delegation_timestamp": now(),
             "correlation_id": correlation,
-        }))
+        });
+        Err(StepError::AwaitChild {
+            task_id: created,
+            results,
+        })
     }
 }
 

@@ -91,10 +91,10 @@ impl StepHandler for Eligibility {
                 ))
             }
         }
-        if refund + refunded > original {
+        if refund.saturating_add(refunded) > original {
             return Err(StepError::permanent(
                 "REFUND_EXCEEDS_PAYMENT",
-                format!("refund of {refund} cents exceeds what remains of payment {payment_id} ({} of {original} cents)", original - refunded),
+                format!("refund of {refund} cents exceeds what remains of payment {payment_id} ({} of {original} cents)", original.saturating_sub(refunded)),
             ));
         }
         Ok(json!({

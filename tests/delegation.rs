@@ -1,0 +1,234 @@
+//! Delegation says what really happened (issue 8, item 8): the customer-success refund waits
+//! for the payments task it creates, durably, completes with its results, fails with its
+//! error, and a request the child could not serve is refused at submit.
+
+mod common;
+
+use common::{start_blog, start_blog_with, temp_store};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use taskdeck::auth::{Identity, Role};
+use taskdeck::engine::{EngineConfig, SubmitRequest};
+use taskdeck::model::{StepState, Task, TaskState};
+use taskdeck::services::Services;
+
+const CS: &str = "customer_success/process_refund";
+
+fn agent() -> Identity {
+    Identity::new("priya", "customer_success", Role::Operator)
+}
+fn manager() -> Identity {
+    Identity::new("jane", "customer_success", Role::Manager)
+}
+
+fn refund(cents: i64) -> Value {
+    json!({
+        "ticket_id": "TICKET-98765",
+        "customer_id": "CUST-54321",
+        "refund_amount": cents,
+        "refund_reason": "customer_request",
+        "customer_email": "customer@example.com",
+        "payment_id": "pay_987654321",
+    })
+}
+
+fn child_of(store: &Arc<dyn taskdeck::store::Store>, parent: &str) -> Task {
+    let kids: Vec<Task> = store
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.parent.as_deref() == Some(parent))
+        .collect();
+    assert_eq!(kids.len(), 1);
+    kids.into_iter().next().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refund_without_the_email_the_payments_team_needs_is_refused_at_submit() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut context = refund(5000);
+    context.as_object_mut().unwrap().remove("customer_email");
+    let err = h
+        .engine
+        .submit(SubmitRequest::new(CS, context, agent()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("$.customer_email: required field is missing"),
+        "{err}"
+    );
+    assert!(h.store.tasks().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_delegating_step_waits_for_the_payments_task_and_completes_with_its_results() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut events = h.engine.subscribe();
+    let task = h
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    // While payments works, the step waits on its child.
+    loop {
+        let e = events.recv().await.unwrap();
+        if e.name == "step.waiting_for_child" {
+            assert_eq!(e.step.as_deref(), Some("execute_refund_workflow"));
+            break;
+        }
+    }
+    let waiting = h.store.task(&task.id).unwrap().unwrap();
+    let step = waiting.step("execute_refund_workflow").unwrap();
+    assert_eq!(step.state, StepState::WaitingForChild);
+    let child = child_of(&h.store, &task.id);
+    assert_eq!(step.child.as_ref().unwrap().task_id, child.id);
+    assert!(child.state.is_active(), "the child was still running");
+    assert_eq!(
+        waiting.step("update_ticket_status").unwrap().state,
+        StepState::Pending,
+        "the ticket is not closed before the refund went out"
+    );
+
+    h.engine.when_idle().await.unwrap();
+    let done = h.store.task(&task.id).unwrap().unwrap();
+    assert_eq!(done.state, TaskState::Complete);
+    let results = done
+        .step("execute_refund_workflow")
+        .unwrap()
+        .results
+        .clone()
+        .unwrap();
+    assert_eq!(results["delegated_task_id"], json!(child.id));
+    assert_eq!(results["delegated_task_status"], json!("complete"));
+    assert_eq!(
+        results["delegated_results"]["notify_customer"]["customer_email"],
+        json!("customer@example.com")
+    );
+    let log = h.store.transitions(&task.id).unwrap();
+    let completed = log
+        .iter()
+        .position(|t| {
+            t.to == "complete"
+                && t.subject == taskdeck::model::Subject::Step("execute_refund_workflow".into())
+        })
+        .unwrap();
+    let child_done = h.store.task(&child.id).unwrap().unwrap().updated_at;
+    assert!(log[completed].at >= child_done);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refund_fails_the_delegating_step_with_the_payments_error() {
+    let services = Arc::new(Services::new(true));
+    let h = start_blog(services.clone(), temp_store());
+    // 16,000 cents of a 15,000-cent payment: a manager approves, payments refuses.
+    let task = h
+        .engine
+        .submit(SubmitRequest::new(CS, refund(16000), agent()))
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    h.engine
+        .decide(&task.id, "get_manager_approval", true, &manager(), None)
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    let child = child_of(&h.store, &task.id);
+    assert_eq!(child.state, TaskState::Error);
+    let parent = h.store.task(&task.id).unwrap().unwrap();
+    assert_eq!(
+        parent.state,
+        TaskState::Error,
+        "not ✔ complete over a refund that never went out"
+    );
+    let step = parent.step("execute_refund_workflow").unwrap();
+    assert_eq!(step.state, StepState::Error);
+    let error = step.last_error.clone().unwrap();
+    assert_eq!(error.code.as_deref(), Some("DELEGATED_TASK_FAILED"));
+    assert!(
+        error.message.contains("at `validate_payment_eligibility`"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("REFUND_EXCEEDS_PAYMENT"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        parent.step("update_ticket_status").unwrap().state,
+        StepState::Pending
+    );
+    assert!(services.tickets.resolution("TICKET-98765").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_survives_a_restart_and_a_child_cancelled_elsewhere_fails_it() {
+    let services = Arc::new(Services::new(true));
+    let store = temp_store();
+    let first = start_blog(services.clone(), store.clone());
+    let clock = first.engine.clock();
+    let mut events = first.engine.subscribe();
+    let task = first
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
+    first.engine.shutdown(Duration::ZERO).await;
+    let child = child_of(&store, &task.id);
+
+    // As `taskdeck cancel` does it: an engine that runs nothing and never loaded the parent.
+    let admin = start_blog_with(
+        services.clone(),
+        store.clone(),
+        EngineConfig {
+            dispatch: false,
+            clock: Some(clock),
+            ..common::config()
+        },
+    );
+    let payments = Identity::new("jake", "payments", Role::Operator);
+    admin
+        .engine
+        .cancel(&child.id, &payments, "duplicate request")
+        .await
+        .unwrap();
+    admin.engine.shutdown(Duration::ZERO).await;
+
+    let parent = store.task(&task.id).unwrap().unwrap();
+    assert_eq!(parent.state, TaskState::Error);
+    let step = parent.step("execute_refund_workflow").unwrap();
+    assert_eq!(
+        step.last_error.as_ref().unwrap().code.as_deref(),
+        Some("DELEGATED_TASK_CANCELLED")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_is_resumed_after_a_restart_and_the_refund_goes_out_once() {
+    let services = Arc::new(Services::new(true));
+    let store = temp_store();
+    let first = start_blog(services.clone(), store.clone());
+    let mut events = first.engine.subscribe();
+    let task = first
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
+    first.engine.shutdown(Duration::ZERO).await;
+
+    // The next engine resumes both; the child completes and the parent follows.
+    let second = start_blog(services.clone(), store.clone());
+    second.engine.when_idle().await.unwrap();
+    let done = store.task(&task.id).unwrap().unwrap();
+    assert_eq!(done.state, TaskState::Complete);
+    assert_eq!(child_of(&store, &task.id).state, TaskState::Complete);
+    assert_eq!(
+        services.refunds.all().len(),
+        1,
+        "one refund, however often it was resumed"
+    );
+}
