@@ -3,21 +3,30 @@
 
 use std::path::Path;
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
 
-/// Starts file logging under `<data>/logs/`. Keep the guard alive until exit so buffered
-/// lines are written. `TASKDECK_LOG` sets the filter (default `info`).
-pub fn init(data_dir: &Path) -> Option<WorkerGuard> {
+/// Starts file logging under `<data>/logs/` (folder 0700, files 0600 under the process's
+/// umask). Keep the guard alive until exit so buffered lines are written. `TASKDECK_LOG` sets
+/// the filter (default `info`).
+///
+/// Errors: the folder or file cannot be created (a read-only or full disk); the caller says
+/// so and runs without logs. Never panics.
+pub fn init(data_dir: &Path) -> Result<WorkerGuard, String> {
     let dir = data_dir.join("logs");
-    std::fs::create_dir_all(&dir).ok()?;
-    let appender = tracing_appender::rolling::daily(dir, "taskdeck.log");
+    crate::fsutil::create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let appender = RollingFileAppender::builder()
+        .rotation(Rotation::DAILY)
+        .filename_prefix("taskdeck.log")
+        .build(&dir)
+        .map_err(|e| format!("cannot write logs in {}: {e}", dir.display()))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_env("TASKDECK_LOG").unwrap_or_else(|_| EnvFilter::new("info,sled=warn"));
-    tracing_subscriber::fmt()
+    // A second initialisation (tests that call `main` twice) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)
         .with_env_filter(filter)
-        .try_init()
-        .ok()?;
-    Some(guard)
+        .try_init();
+    Ok(guard)
 }

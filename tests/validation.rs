@@ -30,16 +30,62 @@ fn unknown_keys_are_named_with_line_and_column() {
     ));
     assert_eq!(e.len(), 1);
     assert!(
-        e[0].starts_with("wf.yaml:4:1: unknown field `colour`, expected one of"),
+        e[0].starts_with("wf.yaml:4:1: unknown field `colour`; expected one of namespace"),
         "{}",
         e[0]
     );
+}
 
+#[test]
+fn every_unknown_key_is_reported_with_a_suggestion() {
     let e = errors(&format!(
-        "{HEADER}steps:\n  - name: a\n    handler: simulate\n    retries: 3\n"
+        "{HEADER}descripton: x\nsteps:\n  - name: a\n    handler: simulate\n    retries: 3\n  - name: b\n    handler: simulate\n    depnds_on: [a]\n    retry: {{ limt: 2 }}\n"
     ));
+    assert_eq!(
+        e,
+        [
+            "wf.yaml:4:1: unknown field `descripton`; did you mean `description`?",
+            "wf.yaml:8:5: steps[0]: unknown field `retries`; did you mean `retry`?",
+            "wf.yaml:11:5: steps[1]: unknown field `depnds_on`; did you mean `depends_on`?",
+            "wf.yaml:12:14: steps[1].retry: unknown field `limt`; did you mean `limit`?",
+        ]
+    );
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_accepted() {
+    let text = format!("\u{feff}{HEADER}steps:\n  - {{ name: a, handler: simulate }}\n");
+    assert!(load(&[("bom.yaml", &text)]).is_ok());
+}
+
+#[test]
+fn schema_errors_point_into_the_authors_schema() {
+    let e = errors(&format!(
+        "{HEADER}input_schema:\n  type: object\n  properties:\n    age: {{ type: integr }}\nsteps:\n  - {{ name: a, handler: simulate }}\n"
+    ));
+    assert_eq!(e.len(), 1);
     assert!(
-        e[0].starts_with("wf.yaml:7:5: steps[0]: unknown field `retries`"),
+        e[0].starts_with("wf.yaml: input_schema.properties.age.type: invalid JSON Schema"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn ten_thousand_steps_on_a_missing_parent_print_a_bounded_report() {
+    let mut text = HEADER.to_string();
+    text.push_str("steps:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "  - {{ name: s{i}, handler: simulate, depends_on: [nope] }}\n"
+        ));
+    }
+    let e = errors(&text);
+    assert_eq!(e.len(), 10_000);
+    let total: usize = e.iter().map(String::len).sum();
+    assert!(total < 2_000_000, "{total} bytes");
+    assert!(
+        e[0].ends_with("steps are: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 … and 9990 more"),
         "{}",
         e[0]
     );

@@ -22,6 +22,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Rejected(String),
+    /// A request's `field` is not what the engine accepts.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
     #[error("{0}")]

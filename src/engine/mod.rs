@@ -43,6 +43,9 @@ pub fn default_operator() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
 
+/// The default largest task context: 1 MiB of JSON.
+pub const DEFAULT_MAX_CONTEXT_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Most steps running at once, across all tasks.
@@ -56,6 +59,8 @@ pub struct EngineConfig {
     pub jitter_seed: Option<u64>,
     /// Capacity of the event broadcast; a subscriber further behind than this lags.
     pub event_capacity: usize,
+    /// Largest task context accepted at submit, in bytes of JSON (`--max-context-bytes`).
+    pub max_context_bytes: usize,
     /// The clock to read; `None` anchors a new one at the system time. Tests of a restart on
     /// tokio's paused clock pass the first engine's clock to the second.
     pub clock: Option<Clock>,
@@ -69,6 +74,7 @@ impl Default for EngineConfig {
             jitter: true,
             jitter_seed: None,
             event_capacity: 16_384,
+            max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
             clock: None,
         }
     }

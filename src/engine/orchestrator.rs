@@ -392,6 +392,16 @@ impl Orchestrator {
                 workflow: &t.name,
             },
         )?;
+        let size = serde_json::to_vec(&req.context).map_or(usize::MAX, |b| b.len());
+        if size > self.config.max_context_bytes {
+            return Err(EngineError::Invalid {
+                field: "context".into(),
+                message: format!(
+                    "{size} bytes of JSON is more than the {} bytes a task context may have (--max-context-bytes)",
+                    self.config.max_context_bytes
+                ),
+            });
+        }
         workflow.validate_context(&req.context)?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();

@@ -36,6 +36,13 @@ pub fn age(now: Timestamp, then: Timestamp) -> String {
     }
 }
 
+/// An amount in cents as dollars for people: `$120.00`, `-$5.25`. Exact for every i64.
+pub fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}${}.{:02}", abs / 100, abs % 100)
+}
+
 /// Seconds given as a number (a configuration value, a service's retry-after) as a
 /// `Duration`: `None` when negative or not a number, `Duration::MAX` when too large to
 /// represent (callers cap it: a backoff at its maximum, a deadline at "never").

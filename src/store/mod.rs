@@ -31,18 +31,34 @@ impl Durability {
 pub enum StoreError {
     #[error("the data directory {0} is in use by another taskdeck process; stop it first (only one process may open a data directory until the HTTP API lets several share it)")]
     Locked(String),
-    #[error("cannot open the store in {path}: {source}")]
-    Open { path: String, source: sled::Error },
+    /// The store exists but cannot be opened; `advice` says what to do.
+    #[error("cannot open the store {path}: {cause}; {advice}")]
+    Open {
+        path: String,
+        cause: String,
+        advice: &'static str,
+    },
+    /// The data directory had a store (its marker file says so) and the store is gone.
+    #[error("the store {path} is missing, but this data directory had one ({marker}); restore it from a backup, or delete {marker} to start with an empty store")]
+    Missing { path: String, marker: String },
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("stored record {key} is unreadable: {source}")]
-    Corrupt { key: String, source: serde_json::Error },
+    Sled(sled::Error),
+    #[error("stored record {key} is unreadable: {cause}")]
+    Corrupt { key: String, cause: String },
     #[error("cannot encode a record for the store: {0}")]
     Encode(String),
     #[error("no task matches `{0}`")]
     NoSuchTask(String),
     #[error("`{prefix}` matches several tasks: {matches}; give more characters")]
     Ambiguous { prefix: String, matches: String },
+}
+
+// Not `#[from]`: a sled error is shown once, in this error's own message, not again as its
+// source (anyhow's `{:#}` prints the chain).
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e)
+    }
 }
 
 pub trait Store: Send + Sync {

@@ -42,10 +42,21 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. A second process gets `StoreError::Locked`,
-    /// naming this process and `holder` (what it is doing, e.g. `console`; never secrets).
+    /// Opens (or creates) the store in `dir/store`. A second process gets
+    /// `StoreError::Locked`, naming this process and `holder` (what it is doing, e.g.
+    /// `console`; never secrets). A data directory that had a store and lost it is an error
+    /// (`Missing`), never a silent fresh start; a store that cannot be read says what to do.
     pub fn open(dir: &Path, durability: Durability, holder: &str) -> Result<Self, StoreError> {
         let path = dir.join("store");
+        let marker = dir.join(STORE_MARKER);
+        let present = path.join("db").exists();
+        if marker.exists() && !present {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+                marker: marker.display().to_string(),
+            });
+        }
+        crate::fsutil::make_private(&path);
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(64 * 1024 * 1024)
@@ -61,16 +72,14 @@ impl SledStore {
                         format!("{} (held by {held})", dir.display())
                     })
                 }
-                _ => StoreError::Open {
-                    path: path.display().to_string(),
-                    source: e,
-                },
+                _ => open_error(&path, e),
             })?;
+        check_identity(&db, &path, &marker)?;
         // Say who holds the directory, for the next process's lock error (never the command
-        // line: it may hold a token).
-        let _ = std::fs::write(
-            dir.join("taskdeck.pid"),
-            format!("taskdeck process {} ({holder})\n", std::process::id()),
+        // line: it may hold a token). Replaced, not followed, if someone put a symlink there.
+        let _ = crate::fsutil::replace_private(
+            &dir.join("taskdeck.pid"),
+            format!("taskdeck process {} ({holder})\n", std::process::id()).as_bytes(),
         );
         Self::from_db(db, durability)
     }
@@ -105,14 +114,85 @@ impl SledStore {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
-            source,
+            cause: e.to_string(),
         })
     }
 }
 
 const LAST_SEQ: &[u8] = b"last_seq";
+
+/// A file beside `store/` that says this data directory has a store, so that a store deleted
+/// or lost later is an error rather than an empty start.
+pub const STORE_MARKER: &str = "store.marker";
+
+const STORE_ID: &[u8] = b"store_id";
+
+/// Ties the store to its data directory: a new store gets an id, written in its `meta` tree
+/// and in the marker file. A marker whose id the store does not hold means the store's
+/// contents are gone (sled drops a damaged log tail silently, and a wholly damaged log
+/// leaves an empty store): an error, never an empty start.
+fn check_identity(db: &sled::Db, path: &Path, marker: &Path) -> Result<(), StoreError> {
+    let meta = db.open_tree("meta")?;
+    let stored = meta
+        .get(STORE_ID)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let expected = std::fs::read_to_string(marker).ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("store_id=").map(|id| id.trim().to_string()))
+    });
+    match (expected, &stored) {
+        (Some(want), Some(have)) if want == *have => return Ok(()),
+        (Some(_), _) => {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                cause: "its contents are not the store this data directory had (damaged or replaced files)".into(),
+                advice: "restore the data directory from a backup, or delete store.marker to accept the store as it is",
+            })
+        }
+        (None, _) => {}
+    }
+    // A new store, or one from before markers held ids: give it an id and write the marker.
+    let id = match stored {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::now_v7().to_string();
+            meta.insert(STORE_ID, id.as_bytes())?;
+            db.flush()?;
+            id
+        }
+    };
+    let text = format!(
+        "# a taskdeck store lives in {}; do not delete this file while it does\nstore_id={id}\n",
+        path.display()
+    );
+    crate::fsutil::replace_private(marker, text.as_bytes()).map_err(|e| StoreError::Open {
+        path: marker.display().to_string(),
+        cause: e.to_string(),
+        advice: "check the data directory's permissions",
+    })
+}
+
+fn open_error(path: &Path, e: sled::Error) -> StoreError {
+    let (cause, advice) = match &e {
+        sled::Error::Corruption { .. } => (
+            "its files are damaged".to_string(),
+            "restore the data directory from a backup, or move the store folder away to start with an empty one",
+        ),
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => (
+            "permission denied".to_string(),
+            "run taskdeck as the user who owns the data directory",
+        ),
+        sled::Error::Io(io) => (io.to_string(), "check the disk and the data directory"),
+        other => (other.to_string(), "restore the data directory from a backup"),
+    };
+    StoreError::Open {
+        path: path.display().to_string(),
+        cause,
+        advice,
+    }
+}
 
 fn transition_key(task_id: &str, seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(task_id.len() + 9);

@@ -233,32 +233,78 @@ impl Catalog {
     }
 }
 
+/// The largest workflow or manifest file read: 1 MiB.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads `path` (a file, or a folder searched recursively for `*.yaml`/`*.yml`). Symlinks are
+/// followed, but a folder is entered once (a link back up cannot loop), and only regular
+/// files are read (a FIFO named `x.yaml` is an error, not a hang).
 fn read_files(path: &Path, files: &mut Vec<(String, String)>, errors: &mut Vec<WorkflowError>) {
+    let mut seen = std::collections::HashSet::new();
+    read_path(path, files, errors, &mut seen);
+}
+
+fn read_path(
+    path: &Path,
+    files: &mut Vec<(String, String)>,
+    errors: &mut Vec<WorkflowError>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) {
     let label = path.display().to_string();
-    if path.is_dir() {
+    let fail = |errors: &mut Vec<WorkflowError>, message: String| {
+        errors.push(WorkflowError::new(&label, None, message));
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return fail(errors, format!("cannot read: {e}")),
+    };
+    if meta.is_dir() {
+        let Ok(canonical) = std::fs::canonicalize(path) else {
+            return fail(errors, "cannot resolve the folder's path".into());
+        };
+        if !seen.insert(canonical) {
+            return; // a folder already read, reached again through a symlink
+        }
         let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) => {
-                errors.push(WorkflowError::new(
-                    &label,
-                    None,
-                    format!("cannot read folder: {e}"),
-                ));
-                return;
-            }
+            Err(e) => return fail(errors, format!("cannot read folder: {e}")),
         };
         entries.sort();
         for entry in entries {
             let is_yaml = matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
             if entry.is_dir() || is_yaml {
-                read_files(&entry, files, errors);
+                read_path(&entry, files, errors, seen);
             }
         }
-    } else {
-        match std::fs::read_to_string(path) {
-            Ok(text) => files.push((label, text)),
-            Err(e) => errors.push(WorkflowError::new(&label, None, format!("cannot read file: {e}"))),
-        }
+        return;
+    }
+    if !meta.is_file() {
+        return fail(
+            errors,
+            "not a regular file (a FIFO, socket or device?); expected a YAML file".into(),
+        );
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return fail(
+            errors,
+            format!(
+                "the file is {} bytes; a workflow file may have at most {MAX_FILE_BYTES}",
+                meta.len()
+            ),
+        );
+    }
+    let read = std::fs::File::open(path).and_then(|f| {
+        use std::io::Read;
+        let mut text = String::new();
+        f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map(|_| text)
+    });
+    match read {
+        Ok(text) if text.len() as u64 > MAX_FILE_BYTES => fail(
+            errors,
+            format!("the file grew past {MAX_FILE_BYTES} bytes while it was read"),
+        ),
+        Ok(text) => files.push((label, text)),
+        Err(e) => fail(errors, format!("cannot read file: {e}")),
     }
 }
 

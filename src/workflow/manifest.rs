@@ -80,6 +80,10 @@ pub fn is_manifest(file: &str) -> bool {
 
 impl Manifest {
     pub fn parse(file: &str, text: &str) -> Result<Manifest, Vec<WorkflowError>> {
+        let unknown = super::keys::unknown_keys(file, text, true);
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
         let doc: ManifestDoc = crate::yaml::parse(file, text).map_err(|e| vec![e.into()])?;
         let mut errors = Vec::new();
         let mut grants = Vec::new();

@@ -4,6 +4,7 @@ mod catalog;
 pub mod dag;
 mod document;
 mod error;
+mod keys;
 mod manifest;
 mod template;
 

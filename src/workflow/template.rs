@@ -57,6 +57,10 @@ impl Template {
         text: &str,
         is_handler: &dyn Fn(&str) -> bool,
     ) -> Result<Template, Vec<WorkflowError>> {
+        let unknown = super::keys::unknown_keys(file, text, false);
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
         let doc: WorkflowDoc = crate::yaml::parse(file, text).map_err(|e| vec![e.into()])?;
         from_doc(file, doc, is_handler)
     }
@@ -91,7 +95,9 @@ fn from_doc(
     };
     if let Some(schema) = &doc.input_schema {
         if let Err(e) = jsonschema::validator_for(schema) {
-            let at = e.schema_path().as_str().to_string();
+            // Where in the author's schema (the instance the meta-schema checked), not where
+            // in the meta-schema.
+            let at = json_pointer_to_path(e.instance_path().as_str());
             let field = if at.is_empty() {
                 "input_schema".to_string()
             } else {
@@ -117,6 +123,8 @@ fn from_doc(
 
     let mut edges = Vec::new();
     let mut steps = Vec::with_capacity(doc.steps.len());
+    let known: Vec<&str> = doc.steps.iter().map(|s| s.name.as_str()).collect();
+    let mut hints: HashMap<&str, String> = HashMap::new();
     for (i, step) in doc.steps.iter().enumerate() {
         let at = |field: &str| format!("steps[{i}] ({}).{field}", step.name);
         if !is_identifier(&step.name) {
@@ -138,10 +146,16 @@ fn from_doc(
             match index.get(dep.as_str()) {
                 Some(&parent) => edges.push((parent, i)),
                 None => {
-                    let known: Vec<&str> = doc.steps.iter().map(|s| s.name.as_str()).collect();
+                    let hint = hints.entry(dep.as_str()).or_insert_with(|| {
+                        match super::keys::did_you_mean(dep, &known) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            // Bounded: 10,000 steps must not print every name per error.
+                            None => format!("steps are: {}", super::keys::listing(&known, 10)),
+                        }
+                    });
                     errors.push(err(
                         at("depends_on"),
-                        format!("depends on unknown step `{dep}`; steps are: {}", known.join(", ")),
+                        format!("depends on unknown step `{dep}`; {hint}"),
                     ));
                 }
             }
@@ -272,6 +286,21 @@ fn step_template(step: &StepDoc) -> Result<StepTemplate, (&'static str, String)>
             .clone()
             .unwrap_or(Value::Object(Default::default())),
     })
+}
+
+/// `/properties/age/type` → `.properties.age.type`; `/required/0` → `.required[0]`.
+fn json_pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            out.push('.');
+            out.push_str(&seg);
+        }
+    }
+    out
 }
 
 fn is_identifier(s: &str) -> bool {

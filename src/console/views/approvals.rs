@@ -22,7 +22,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             let a = task.steps[*step].approval.as_ref();
             let amount = a
                 .and_then(|a| a.request.amount)
-                .map_or(String::new(), |c| format!("${:.2}", c as f64 / 100.0));
+                .map_or(String::new(), crate::model::money);
             let requester = a.map_or(String::new(), |a| a.request.requester.clone());
             let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
             let left = a.map_or(0, |a| {

@@ -162,7 +162,7 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
         if let Some(amount) = a.request.amount {
             lines.push(Line::from(vec![
                 label("amount"),
-                Span::raw(format!("${:.2}", amount as f64 / 100.0)),
+                Span::raw(crate::model::money(amount)),
             ]));
         }
         let who = format!("{} · needs {}", a.request.requester, a.request.required_role);

@@ -38,9 +38,7 @@ fn service_failure(err: ServiceError) -> StepError {
     }
 }
 
-fn dollars(cents: i64) -> String {
-    format!("${:.2}", cents as f64 / 100.0)
-}
+use crate::model::money as dollars;
 
 pub struct ValidateRequest(Arc<Services>);
 

@@ -230,7 +230,7 @@ impl StepHandler for NotifyCustomer {
         let amount = input.context["refund_amount"].as_i64().unwrap_or(0);
         let body = json!({
             "refund_id": records["refund_id"],
-            "amount": format!("${:.2}", amount as f64 / 100.0),
+            "amount": crate::model::money(amount),
             "arrives": "3-5 business days",
         });
         let sent = self

@@ -1,0 +1,613 @@
+//! One function per command. Each opens what it needs, calls the library, and prints through
+//! `say!` (so a closed pipe or a full disk is an error, never a panic).
+
+use super::{engine, load_catalog, open, output, registry, say, Cli, Command, Opened, TokenCommand};
+use crate::auth::Identity;
+use crate::engine::SubmitRequest;
+use crate::model::{short_id, TaskState};
+use crate::workflow::{Catalog, Source};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
+    let Some(command) = &cli.command else {
+        return console(&cli, &data).await;
+    };
+    match command {
+        Command::Validate { paths } => validate(&cli, paths),
+        Command::Workflows => workflows(&cli),
+        Command::Submit {
+            workflow,
+            context,
+            context_file,
+            wait,
+            json,
+        } => {
+            let context = read_context(context.as_deref(), context_file.as_ref(), cli.max_context_bytes)?;
+            submit(&cli, &data, workflow, context, *wait, *json).await
+        }
+        Command::Run { until_idle } => run(&cli, &data, *until_idle).await,
+        Command::Demo {
+            rate,
+            faults,
+            seed,
+            duration,
+        } => demo_traffic(&cli, &data, *rate, *faults, *seed, *duration).await,
+        Command::Token(TokenCommand::Issue { sub, team, role, ttl }) => {
+            let key = crate::auth::token::signing_key(&data)?;
+            say!(
+                "{}",
+                crate::auth::token::issue(&key, &Identity::new(sub, team, *role), *ttl)?
+            );
+            Ok(0)
+        }
+        Command::Token(TokenCommand::Show { token }) => token_show(&cli, &data, token.as_deref()),
+        Command::Approvals { json } => approvals(&cli, &data, *json),
+        Command::Approve { task, step, note } => {
+            admin(
+                &cli,
+                &data,
+                Admin::Decide {
+                    task,
+                    step,
+                    approve: true,
+                    note: note.clone(),
+                },
+            )
+            .await
+        }
+        Command::Deny { task, step, reason } => {
+            admin(
+                &cli,
+                &data,
+                Admin::Decide {
+                    task,
+                    step,
+                    approve: false,
+                    note: Some(reason.clone()),
+                },
+            )
+            .await
+        }
+        Command::Tasks {
+            namespace,
+            state,
+            json,
+        } => tasks(&cli, &data, namespace.as_deref(), *state, *json),
+        Command::Show { task, json } => show(&cli, &data, task, *json),
+        Command::Retry { task, reason } => admin(&cli, &data, Admin::Retry { task, reason }).await,
+        Command::Cancel { task, reason } => admin(&cli, &data, Admin::Cancel { task, reason }).await,
+        Command::Resolve {
+            task,
+            step,
+            results,
+            reason,
+        } => {
+            let results: Value = serde_json::from_str(results).context("--results is not valid JSON")?;
+            admin(
+                &cli,
+                &data,
+                Admin::Resolve {
+                    task,
+                    step,
+                    results,
+                    reason,
+                },
+            )
+            .await
+        }
+    }
+}
+
+fn workflows(cli: &Cli) -> Result<i32> {
+    let catalog = load_catalog(cli, &registry())?;
+    for w in catalog.iter() {
+        let t = &w.template;
+        say!(
+            "{:<48} {} steps  {}",
+            t.reference(),
+            t.steps.len(),
+            t.description.as_deref().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+async fn submit(
+    cli: &Cli,
+    data: &Path,
+    workflow: &str,
+    context: Value,
+    wait: bool,
+    json: bool,
+) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, wait)?;
+    let mut events = engine.subscribe();
+    let submitted = engine
+        .submit(SubmitRequest::new(workflow, context, ctx.identity.clone()))
+        .await;
+    let task = match submitted {
+        Ok(task) => task,
+        Err(e) => {
+            engine.shutdown(Duration::ZERO).await;
+            return Err(e.into());
+        }
+    };
+    if !wait {
+        engine.shutdown(Duration::ZERO).await;
+        if json {
+            say!("{}", serde_json::to_string_pretty(&output::task_json(&task))?);
+        } else {
+            say!("{}", task.id);
+        }
+        return Ok(0);
+    }
+    if !json {
+        say!("{}", task.id);
+    }
+    let id = task.id.clone();
+    let progress = tokio::spawn(async move {
+        use std::io::Write;
+        while let Ok(e) = events.recv().await {
+            if e.task_id == id && writeln!(std::io::stderr(), "{}", e.line()).is_err() {
+                break;
+            }
+        }
+    });
+    let done = engine.wait_for(&task.id).await;
+    engine.shutdown(Duration::from_secs(10)).await;
+    progress.abort();
+    let done = done?;
+    let waiting = done.execution_status() == crate::model::ExecutionStatus::AwaitingDecision;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&output::task_json(&done))?);
+    } else if waiting {
+        say!("{} waits for approval (see `taskdeck approvals`)", done.id);
+    } else {
+        say!("{} {}", done.id, done.state);
+    }
+    Ok(if done.state == TaskState::Complete { 0 } else { 2 })
+}
+
+fn token_show(cli: &Cli, data: &Path, token: Option<&str>) -> Result<i32> {
+    let token = token
+        .or(cli.token.as_deref())
+        .ok_or_else(|| anyhow!("no token given: pass one, or set TASKDECK_TOKEN"))?;
+    let key = crate::auth::token::signing_key(data)?;
+    let who = crate::auth::token::verify(&key, token)?;
+    let expires = who
+        .expires_at
+        .map(crate::model::format_timestamp)
+        .unwrap_or_else(|| "never".into());
+    say!("{}  expires {expires}", who.describe());
+    Ok(0)
+}
+
+fn approvals(cli: &Cli, data: &Path, json: bool) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
+    coordinator.authenticate(&ctx.identity)?;
+    let now = crate::engine::Clock::new().now();
+    let mut waiting = Vec::new();
+    for task in ctx.store.active_tasks()? {
+        if !coordinator.may_read(&ctx.identity, &task) {
+            continue;
+        }
+        for step in task
+            .steps
+            .iter()
+            .filter(|s| s.state == crate::model::StepState::AwaitingApproval)
+        {
+            // A request past its deadline can no longer be decided: not listed.
+            if let Some(a) = step.approval.as_ref().filter(|a| a.expires_at > now) {
+                waiting.push((task.clone(), step.name.clone(), a.clone()));
+            }
+        }
+    }
+    if json {
+        let list: Vec<Value> = waiting
+            .iter()
+            .map(|(t, step, a)| serde_json::json!({ "task": t.id, "workflow": t.workflow_ref(), "step": step, "request": a.request, "requested_at": crate::model::format_timestamp(a.requested_at), "expires_at": crate::model::format_timestamp(a.expires_at) }))
+            .collect();
+        say!("{}", serde_json::to_string_pretty(&list)?);
+    } else if waiting.is_empty() {
+        say!("nothing waits for approval");
+    } else {
+        for (t, step, a) in &waiting {
+            let amount = a.request.amount.map(crate::model::money).unwrap_or_default();
+            say!(
+                "{}  {}  {step}  {amount}  requested by {}  needs {}  expires in {}s  {}",
+                short_id(&t.id),
+                t.workflow_ref(),
+                a.request.requester,
+                a.request.required_role,
+                crate::model::millis_until(now, a.expires_at).div_ceil(1000),
+                a.request.summary
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn tasks(
+    cli: &Cli,
+    data: &Path,
+    namespace: Option<&str>,
+    state: Option<TaskState>,
+    json: bool,
+) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    if let Some(ns) = namespace {
+        check_namespace(&ctx.catalog, ns)?;
+    }
+    let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
+    coordinator.authenticate(&ctx.identity)?;
+    let tasks: Vec<_> = ctx
+        .store
+        .tasks()?
+        .into_iter()
+        .filter(|t| coordinator.may_read(&ctx.identity, t))
+        .filter(|t| namespace.is_none_or(|ns| t.namespace == ns))
+        .filter(|t| state.is_none_or(|s| t.state == s))
+        .collect();
+    if json {
+        let list: Vec<Value> = tasks.iter().map(output::task_json).collect();
+        say!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        say!(
+            "{}",
+            output::tasks_table(&tasks, crate::engine::Clock::new().now()).trim_end()
+        );
+    }
+    Ok(0)
+}
+
+/// A namespace the catalog knows, or an error listing the ones it does.
+fn check_namespace(catalog: &Catalog, namespace: &str) -> Result<()> {
+    let mut known: Vec<String> = catalog.iter().map(|w| w.template.namespace.clone()).collect();
+    known.dedup();
+    if known.iter().any(|n| n == namespace) {
+        return Ok(());
+    }
+    bail!(
+        "unknown namespace `{namespace}`; namespaces are: {}",
+        known.join(", ")
+    )
+}
+
+fn show(cli: &Cli, data: &Path, text: &str, json: bool) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let task = crate::engine::find_task(&*ctx.store, &ctx.catalog, &ctx.identity, text)?;
+    let transitions = ctx.store.transitions(&task.id)?;
+    if json {
+        let mut v = output::task_json(&task);
+        v["transitions"] = transitions.iter().map(output::transition_json).collect();
+        say!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        say!("{}", output::task_detail(&task, &transitions).trim_end());
+    }
+    Ok(0)
+}
+
+/// An operator command run against the store without executing steps.
+enum Admin<'a> {
+    Decide {
+        task: &'a str,
+        step: &'a str,
+        approve: bool,
+        note: Option<String>,
+    },
+    Retry {
+        task: &'a str,
+        reason: &'a str,
+    },
+    Cancel {
+        task: &'a str,
+        reason: &'a str,
+    },
+    Resolve {
+        task: &'a str,
+        step: &'a str,
+        results: Value,
+        reason: &'a str,
+    },
+}
+
+async fn admin(cli: &Cli, data: &Path, action: Admin<'_>) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, false)?;
+    let who = ctx.identity.clone();
+    let result = match action {
+        Admin::Retry { task, reason } => engine.retry(task, &who, reason).await,
+        Admin::Cancel { task, reason } => engine.cancel(task, &who, reason).await,
+        Admin::Resolve {
+            task,
+            step,
+            results,
+            reason,
+        } => engine.resolve(task, step, results, &who, reason).await,
+        Admin::Decide {
+            task,
+            step,
+            approve,
+            note,
+        } => engine.decide(task, step, approve, &who, note).await,
+    };
+    engine.shutdown(Duration::ZERO).await;
+    let task = result?;
+    say!("{} {}", task.id, task.state);
+    Ok(0)
+}
+
+/// The task context from `--context` or `--context-file`, at most `limit` bytes.
+fn read_context(inline: Option<&str>, file: Option<&PathBuf>, limit: usize) -> Result<Value> {
+    let too_big = |what: &str| {
+        anyhow!("{what} is larger than the {limit}-byte limit on task contexts (--max-context-bytes)")
+    };
+    match (inline, file) {
+        (Some(text), _) => {
+            if text.len() > limit {
+                return Err(too_big("--context"));
+            }
+            serde_json::from_str(text).map_err(|e| anyhow!("--context is not valid JSON: {e}"))
+        }
+        (None, Some(path)) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut text = String::new();
+            file.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+                .read_to_string(&mut text)
+                .with_context(|| format!("cannot read {} (expected UTF-8 JSON)", path.display()))?;
+            if text.len() > limit {
+                return Err(too_big(&path.display().to_string()));
+            }
+            serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON: {e}", path.display()))
+        }
+        (None, None) => Ok(Value::Object(Default::default())),
+    }
+}
+
+fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<i32> {
+    let registry = registry();
+    let sources: Vec<Source> = if paths.is_empty() {
+        super::catalog_sources(cli)
+    } else {
+        paths.iter().cloned().map(Source::Path).collect()
+    };
+    match Catalog::load(&sources, &|h| registry.contains(h)) {
+        Ok(catalog) => {
+            say!("{} workflow(s) valid", catalog.len());
+            Ok(0)
+        }
+        Err(errors) => {
+            for e in errors {
+                say!("{e}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, true)?;
+    let mut events = engine.subscribe();
+    let printer = tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let line = match events.recv().await {
+                Ok(e) => e.line(),
+                Err(RecvError::Lagged(n)) => format!("… {n} events skipped"),
+                Err(RecvError::Closed) => break,
+            };
+            // Output gone (a closed pipe): keep running, stop printing.
+            if super::write_line(format_args!("{line}")).is_err() {
+                break;
+            }
+        }
+    });
+    if until_idle {
+        tokio::select! {
+            r = engine.when_idle() => r?,
+            _ = shutdown_signal() => {}
+        }
+    } else {
+        shutdown_signal().await;
+    }
+    engine.shutdown(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    printer.abort();
+    summary(&ctx)
+}
+
+fn summary(ctx: &Opened) -> Result<i32> {
+    let tasks = ctx.store.tasks()?;
+    let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
+    say!(
+        "tasks: {} complete, {} error, {} cancelled, {} unfinished",
+        count(TaskState::Complete),
+        count(TaskState::Error),
+        count(TaskState::Cancelled),
+        count(TaskState::Pending) + count(TaskState::InProgress)
+    );
+    Ok(0)
+}
+
+/// `taskdeck demo`: submits traffic at `rate` and prints a summary line every second; after
+/// the duration (or Ctrl-C) it stops submitting and waits up to a minute for tasks in flight
+/// (a second Ctrl-C stops at once).
+async fn demo_traffic(
+    cli: &Cli,
+    data: &Path,
+    rate: f64,
+    faults: crate::demo::FaultLevel,
+    seed: u64,
+    duration: Option<Duration>,
+) -> Result<i32> {
+    use crate::demo::{submit_next, Summary, Traffic};
+    use tokio::sync::broadcast::error::RecvError;
+    if !(crate::demo::MIN_RATE..=crate::demo::MAX_RATE).contains(&rate) {
+        bail!(
+            "--rate must be between {} and {} tasks per second, got {rate}",
+            crate::demo::MIN_RATE,
+            crate::demo::MAX_RATE
+        );
+    }
+    let ctx = open(cli, data)?;
+    let engine = engine(cli, &ctx, true)?;
+    let mut events = engine.subscribe();
+    let mut traffic = Traffic::new(seed, faults);
+    let mut summary = Summary::default();
+    let started = tokio::time::Instant::now();
+    // Within the checked range: every 0.1 ms to every 100 s.
+    let mut submit = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    report.tick().await;
+    let stop_at = duration.and_then(|d| started.checked_add(d));
+    let until = match duration {
+        Some(d) => format!("for {d:.0?}"),
+        None => "until Ctrl-C".into(),
+    };
+    let level = format!("{faults:?}").to_lowercase();
+    say!(
+        "taskdeck demo: {rate} tasks/s, {level} faults, seed {seed}, {until} (data in {})",
+        data.display()
+    );
+    let line = |s: &Summary| {
+        format!(
+            "[{:>5.1}s] submitted {:>5}  complete {:>5}  error {:>4}  in flight {:>4}  retries {:>5}  permanent errors {:>4}",
+            started.elapsed().as_secs_f64(),
+            s.submitted,
+            s.complete,
+            s.failed,
+            s.in_flight(),
+            s.retries,
+            s.permanent_errors
+        )
+    };
+    let ctrl_c = shutdown_signal();
+    tokio::pin!(ctrl_c);
+    let outcome: Result<()> = async {
+        loop {
+            tokio::select! {
+                _ = submit.tick() => submit_next(&engine, &mut traffic, &mut summary).await?,
+                _ = report.tick() => say!("{}", line(&summary)),
+                event = events.recv() => match event {
+                    Ok(e) => summary.observe(&e),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                },
+                _ = sleep_until(stop_at) => break,
+                _ = &mut ctrl_c => break,
+            }
+        }
+        say!(
+            "stopped submitting; waiting up to 60 s for {} tasks in flight",
+            summary.in_flight()
+        );
+        let idle = engine.when_idle();
+        tokio::pin!(idle);
+        let grace = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(grace);
+        let second_ctrl_c = shutdown_signal();
+        tokio::pin!(second_ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut idle => break,
+                _ = &mut grace => break,
+                _ = &mut second_ctrl_c => break,
+                _ = report.tick() => say!("{}", line(&summary)),
+                event = events.recv() => if let Ok(e) = event { summary.observe(&e) },
+            }
+        }
+        Ok(())
+    }
+    .await;
+    while let Ok(e) = events.try_recv() {
+        summary.observe(&e);
+    }
+    // However the loop ended (a closed pipe included), the engine stops cleanly.
+    engine.shutdown(Duration::from_secs(5)).await;
+    outcome?;
+    say!("{}", line(&summary));
+    say!("inspect with: taskdeck tasks --state error   |   taskdeck show ID");
+    Ok(0)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `taskdeck` with no command: the console, with the engine embedded.
+async fn console(cli: &Cli, data: &Path) -> Result<i32> {
+    use std::io::IsTerminal;
+    let mut theme = crate::console::theme::Theme::load(&cli.theme)?;
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        theme = theme.without_colour();
+    }
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!("the console needs a terminal; for headless use try `taskdeck run`, `taskdeck submit --wait` or `taskdeck demo` (see --help)");
+    }
+    let ctx = open(cli, data)?;
+    let ctx_identity = ctx.identity.clone();
+    let engine = Arc::new(engine(cli, &ctx, true)?);
+    let options = crate::console::Options {
+        identity: ctx.identity.clone(),
+        theme,
+        demo: cli.demo,
+        record: cli.record.clone(),
+        info: crate::console::app::HeaderInfo {
+            data_dir: tilde(data),
+            durability: cli.durability.as_str().to_string(),
+            operator: if cli.token.is_some() {
+                ctx_identity.describe()
+            } else {
+                format!("{} (admin, no token)", ctx_identity.sub)
+            },
+        },
+    };
+    let result = crate::console::run(engine.clone(), options).await;
+    if let Some(engine) = Arc::into_inner(engine) {
+        engine.shutdown(Duration::from_secs(5)).await;
+    }
+    result.context("console")?;
+    if let Some(path) = &cli.record {
+        say!(
+            "recorded the session to {} (play it with `asciinema play {}`)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
+/// The path with the home directory shortened to `~`.
+fn tilde(path: &Path) -> String {
+    match dirs::home_dir().and_then(|home| path.strip_prefix(home).ok().map(|p| p.to_path_buf())) {
+        Some(rest) => format!("~/{}", rest.display()),
+        None => path.display().to_string(),
+    }
+}
