@@ -232,3 +232,70 @@ fn a_manager_approves_a_refund_from_the_inbox() {
     }
     s.quit();
 }
+
+impl Session {
+    /// Sends `signal` to the console and checks that it exits and gives the terminal back.
+    fn stop_with(mut self, signal: i32) {
+        let pid = self.child.process_id().expect("a running child") as i32;
+        // SAFETY: kill only sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "taskdeck did not exit on signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let parser = self.screen.parser.lock().unwrap();
+        assert!(
+            !parser.screen().alternate_screen(),
+            "signal {signal}: left the alternate screen"
+        );
+        assert!(
+            !parser.screen().hide_cursor(),
+            "signal {signal}: the cursor is visible again"
+        );
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal_and_a_recording_keeps_resizes_and_its_ending() {
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        let data = tempfile::tempdir().unwrap();
+        let cast = data.path().join("session.cast");
+        let s = console(data.path(), &["--record", cast.to_str().unwrap()]);
+        s.screen.wait_for("tasks 0/0");
+        s._master
+            .resize(PtySize {
+                rows: 30,
+                cols: 100,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        s.stop_with(signal);
+        let text = std::fs::read_to_string(&cast).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            events.iter().any(|e| e[1] == "r" && e[2] == "100x30"),
+            "the resize is in the recording"
+        );
+        let output: String = events
+            .iter()
+            .filter(|e| e[1] == "o")
+            .map(|e| e[2].as_str().unwrap())
+            .collect();
+        let entered = output.rfind("\x1b[?1049h").unwrap();
+        let left = output
+            .rfind("\x1b[?1049l")
+            .expect("the recording leaves the alternate screen");
+        assert!(left > entered, "the recording ends outside the alternate screen");
+    }
+}

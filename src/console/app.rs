@@ -1,7 +1,8 @@
 //! The console's state and its response to keys and updates. No terminal, no engine: keys
 //! change state and queue `Action`s that the runner carries out, so all of it is testable.
 
-use super::input::{LineEdit, TextArea};
+use super::input::{is_typing, LineEdit, TextArea};
+use super::keymap::{self, KeyAction, Place};
 use super::model::{SortKey, TaskFilter, ViewModel};
 use super::theme::Theme;
 use crate::engine::Event;
@@ -72,9 +73,16 @@ pub enum Mode {
     Filter(LineEdit),
     Help,
     Form(Box<NewTaskForm>),
-    /// A yes/no question before a consequential action.
+    /// A yes/no question before a consequential action; `yes` names what `y` does.
     Confirm {
         action: Action,
+        message: String,
+        yes: String,
+    },
+    /// A dialog closed under the operator's hands (the request it was about expired or was
+    /// decided elsewhere). Swallows keys until Esc or Enter, so text typed for the dialog is
+    /// never taken as commands.
+    Gone {
         message: String,
     },
     /// Typing the note (approve, optional) or reason (deny, required) of a decision.
@@ -93,10 +101,6 @@ pub struct HeaderInfo {
     pub durability: String,
     pub operator: String,
 }
-
-pub const COMMANDS: [&str; 8] = [
-    "ns", "tasks", "events", "theme", "submit", "state", "sort", "quit",
-];
 
 type RowCache = Option<(u64, TaskFilter, SortKey, bool, Arc<Vec<Arc<Task>>>)>;
 
@@ -256,6 +260,31 @@ impl App {
             }
             Update::Notice(text) => self.notify(text),
         }
+        self.check_dialog();
+    }
+
+    /// Closes a decision dialog whose request is no longer waiting (see `Mode::Gone`).
+    pub fn check_dialog(&mut self) {
+        let (task, step) = match &self.mode {
+            Mode::Decide { task, step, .. } => (task, step),
+            Mode::Confirm {
+                action: Action::Decide { task, step, .. },
+                ..
+            } => (task, step),
+            _ => return,
+        };
+        let waiting = self.vm.task(task).and_then(|t| t.step(step)).is_some_and(|s| {
+            s.state == crate::model::StepState::AwaitingApproval
+                && s.approval.as_ref().is_some_and(|a| a.expires_at > self.now)
+        });
+        if !waiting {
+            let message = format!(
+                "the request of `{step}` on task {} is no longer waiting (it expired or was decided); nothing was sent — Esc or Enter closes this",
+                crate::model::short_id(task)
+            );
+            self.mode = Mode::Gone { message };
+            self.dirty = true;
+        }
     }
 
     fn open_task(&mut self, id: String) {
@@ -286,16 +315,22 @@ impl App {
             self.quit = true;
             return;
         }
+        self.check_dialog();
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => self.normal_key(key),
             Mode::Help => {}
+            Mode::Gone { message } => {
+                if !matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
+                    self.mode = Mode::Gone { message };
+                }
+            }
             Mode::Command(line) => self.command_key(line, key),
             Mode::Filter(line) => self.filter_key(line, key),
             Mode::Form(form) => self.form_key(form, key),
-            Mode::Confirm { action, message } => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => self.act(action),
+            Mode::Confirm { action, message, yes } => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') if is_typing(&key) => self.act(action),
                 KeyCode::Char('n') | KeyCode::Esc => self.notify("nothing done"),
-                _ => self.mode = Mode::Confirm { action, message },
+                _ => self.mode = Mode::Confirm { action, message, yes },
             },
             Mode::Decide {
                 task,
@@ -304,128 +339,107 @@ impl App {
                 mut note,
             } => match key.code {
                 KeyCode::Esc => self.notify("nothing done"),
-                KeyCode::Enter => {
-                    let text = note.text.trim().to_string();
-                    if !approve && text.is_empty() {
-                        self.notify("a denial needs a reason");
-                        self.mode = Mode::Decide {
-                            task,
-                            step,
-                            approve,
-                            note,
-                        };
-                        return;
-                    }
-                    let verb = if approve { "Approve" } else { "Deny" };
-                    let summary = self
-                        .vm
-                        .task(&task)
-                        .and_then(|t| {
-                            t.step(&step)
-                                .and_then(|s| s.approval.as_ref())
-                                .map(|a| a.request.summary.clone())
-                        })
-                        .unwrap_or_default();
-                    self.mode = Mode::Confirm {
-                        message: format!("{verb}: {summary}?"),
-                        action: Action::Decide {
-                            task,
-                            step,
-                            approve,
-                            note: (!text.is_empty()).then_some(text),
-                        },
-                    };
-                }
-                KeyCode::Backspace => {
-                    note.backspace();
-                    self.mode = Mode::Decide {
-                        task,
-                        step,
-                        approve,
-                        note,
-                    };
-                }
-                KeyCode::Char(c) => {
-                    note.insert(c);
-                    self.mode = Mode::Decide {
-                        task,
-                        step,
-                        approve,
-                        note,
-                    };
-                }
+                KeyCode::Enter => self.confirm_decision(task, step, approve, note),
                 _ => {
+                    note.edit(&key);
                     self.mode = Mode::Decide {
                         task,
                         step,
                         approve,
                         note,
-                    }
+                    };
                 }
             },
         }
     }
 
+    fn confirm_decision(&mut self, task: String, step: String, approve: bool, note: LineEdit) {
+        let text = note.text.trim().to_string();
+        if !approve && text.is_empty() {
+            self.notify("a denial needs a reason");
+            self.mode = Mode::Decide {
+                task,
+                step,
+                approve,
+                note,
+            };
+            return;
+        }
+        let summary = self
+            .vm
+            .task(&task)
+            .and_then(|t| {
+                t.step(&step)
+                    .and_then(|s| s.approval.as_ref())
+                    .map(|a| a.request.summary.clone())
+            })
+            .unwrap_or_default();
+        let (verb, yes) = if approve {
+            ("Approve", "yes, approve")
+        } else {
+            ("Deny", "yes, deny")
+        };
+        self.mode = Mode::Confirm {
+            message: format!("{verb}: {summary}?"),
+            yes: yes.into(),
+            action: Action::Decide {
+                task,
+                step,
+                approve,
+                note: (!text.is_empty()).then_some(text),
+            },
+        };
+    }
+
+    /// Where keys are typed now (see `keymap::Place`).
+    pub fn place(&self) -> Place {
+        match (self.focus, &self.screen) {
+            (Focus::Namespaces, _) => Place::Namespaces,
+            (Focus::Events, _) => Place::Events,
+            (Focus::Main, Screen::Tasks) => Place::TasksTable,
+            (Focus::Main, Screen::Task(_)) => Place::TaskView,
+            (Focus::Main, Screen::Approvals) => Place::Inbox,
+        }
+    }
+
     fn normal_key(&mut self, key: KeyEvent) {
-        match key.code {
-            KeyCode::Char('q') => self.quit = true,
-            KeyCode::Char('?') => self.mode = Mode::Help,
-            KeyCode::Char(':') => self.mode = Mode::Command(LineEdit::default()),
-            KeyCode::Char('/') => {
+        if !is_typing(&key) {
+            return;
+        }
+        let Some(binding) = keymap::lookup(key.code, self.place()) else {
+            return;
+        };
+        match binding.action {
+            KeyAction::Quit => self.quit = true,
+            KeyAction::Help => self.mode = Mode::Help,
+            KeyAction::CommandLine => self.mode = Mode::Command(LineEdit::default()),
+            KeyAction::Filter => {
                 let current = match self.focus {
                     Focus::Events => self.event_filter.clone(),
                     _ => self.task_filter.text.clone(),
                 };
                 self.mode = Mode::Filter(LineEdit::with(&current));
             }
-            KeyCode::Tab => self.cycle_focus(true),
-            KeyCode::BackTab => self.cycle_focus(false),
-            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
-            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
-            KeyCode::PageDown => self.move_selection(10),
-            KeyCode::PageUp => self.move_selection(-10),
-            KeyCode::Char('g') | KeyCode::Home => self.move_selection(-1_000_000),
-            KeyCode::Char('G') | KeyCode::End => self.move_selection(1_000_000),
-            KeyCode::Enter => self.enter(),
-            KeyCode::Esc => self.back(),
-            KeyCode::Char('n') => self.open_form(None),
-            KeyCode::Char('r') => match self.current_task() {
-                Some(t) if t.state == TaskState::Error => {
-                    self.act(Action::Retry(t.id.clone()));
-                    self.notify(format!("retrying {}", crate::model::short_id(&t.id)));
-                }
-                Some(t) => self.notify(format!(
-                    "task {} is {}; only a failed task can be retried",
-                    crate::model::short_id(&t.id),
-                    t.state
-                )),
-                None => self.notify("no task selected"),
-            },
-            KeyCode::Char('c') => match self.current_task() {
-                Some(t) if !t.state.is_terminal() => {
-                    self.mode = Mode::Confirm {
-                        action: Action::Cancel(t.id.clone()),
-                        message: format!(
-                            "Cancel task {} ({})?",
-                            crate::model::short_id(&t.id),
-                            t.workflow_ref()
-                        ),
-                    };
-                }
-                Some(t) => self.notify(format!(
-                    "task {} is already {}",
-                    crate::model::short_id(&t.id),
-                    t.state
-                )),
-                None => self.notify("no task selected"),
-            },
-            KeyCode::Char('a') => self.start_decision(true),
-            KeyCode::Char('d') => self.start_decision(false),
-            KeyCode::Char('s') => {
+            KeyAction::NextPane => self.cycle_focus(true),
+            KeyAction::PreviousPane => self.cycle_focus(false),
+            KeyAction::Down => self.move_selection(1),
+            KeyAction::Up => self.move_selection(-1),
+            KeyAction::PageDown => self.move_selection(10),
+            KeyAction::PageUp => self.move_selection(-10),
+            KeyAction::First => self.move_selection(-1_000_000),
+            KeyAction::Last => self.move_selection(1_000_000),
+            KeyAction::Open | KeyAction::ShowNamespace => self.enter(),
+            KeyAction::Back => self.back(),
+            KeyAction::NewTask => self.open_form(None),
+            KeyAction::Retry => self.retry_current(),
+            KeyAction::Cancel => self.cancel_current(),
+            KeyAction::Approve => self.start_decision(true),
+            KeyAction::Deny => self.start_decision(false),
+            KeyAction::SortNext => {
                 self.sort = self.sort.next();
                 self.notify(format!("sorted by {}", self.sort.label()));
             }
-            KeyCode::Char('S') => {
+            KeyAction::SortReverse => {
                 self.reverse = !self.reverse;
                 self.notify(if self.reverse {
                     "order reversed"
@@ -433,7 +447,7 @@ impl App {
                     "order restored"
                 });
             }
-            KeyCode::Char('f') => {
+            KeyAction::StateFilter => {
                 let next = match self.task_filter.state {
                     None => Some(TaskState::Pending),
                     Some(s) => TaskState::ALL.iter().skip_while(|x| **x != s).nth(1).copied(),
@@ -444,7 +458,43 @@ impl App {
                     next.map_or("all".to_string(), |s| s.to_string())
                 ));
             }
-            _ => {}
+        }
+    }
+
+    fn retry_current(&mut self) {
+        match self.current_task() {
+            Some(t) if t.state == TaskState::Error => {
+                self.act(Action::Retry(t.id.clone()));
+                self.notify(format!("retrying {}", crate::model::short_id(&t.id)));
+            }
+            Some(t) => self.notify(format!(
+                "task {} is {}; only a failed task can be retried",
+                crate::model::short_id(&t.id),
+                t.state
+            )),
+            None => self.notify("no task selected"),
+        }
+    }
+
+    fn cancel_current(&mut self) {
+        match self.current_task() {
+            Some(t) if !t.state.is_terminal() => {
+                self.mode = Mode::Confirm {
+                    action: Action::Cancel(t.id.clone()),
+                    message: format!(
+                        "Cancel task {} ({})?",
+                        crate::model::short_id(&t.id),
+                        t.workflow_ref()
+                    ),
+                    yes: "yes, cancel it".into(),
+                };
+            }
+            Some(t) => self.notify(format!(
+                "task {} is already {}",
+                crate::model::short_id(&t.id),
+                t.state
+            )),
+            None => self.notify("no task selected"),
         }
     }
 
@@ -586,11 +636,9 @@ impl App {
         match key.code {
             KeyCode::Enter => return,
             KeyCode::Esc => line = LineEdit::default(),
-            KeyCode::Backspace => line.backspace(),
-            KeyCode::Left => line.left(),
-            KeyCode::Right => line.right(),
-            KeyCode::Char(c) => line.insert(c),
-            _ => {}
+            _ => {
+                line.edit(&key);
+            }
         }
         match self.focus {
             Focus::Events => self.event_filter = line.text.clone(),
@@ -605,8 +653,8 @@ impl App {
     pub fn complete(&self, line: &str) -> Vec<String> {
         let (cmd, arg) = match line.split_once(' ') {
             None => {
-                return COMMANDS
-                    .iter()
+                return keymap::command_names()
+                    .into_iter()
                     .filter(|c| c.starts_with(line))
                     .map(|c| c.to_string())
                     .collect()
@@ -658,11 +706,9 @@ impl App {
                     }
                 }
             }
-            KeyCode::Backspace => line.backspace(),
-            KeyCode::Left => line.left(),
-            KeyCode::Right => line.right(),
-            KeyCode::Char(c) => line.insert(c),
-            _ => {}
+            _ => {
+                line.edit(&key);
+            }
         }
         self.mode = Mode::Command(line);
     }
@@ -735,7 +781,7 @@ impl App {
             "" => {}
             _ => self.notify(format!(
                 "unknown command `{cmd}`; commands: {}",
-                COMMANDS.join(", ")
+                keymap::command_names().join(", ")
             )),
         }
     }
@@ -778,12 +824,11 @@ impl App {
                 }
                 KeyCode::Down => form.picked = (form.picked + 1).min(choices.len().saturating_sub(1)),
                 KeyCode::Up => form.picked = form.picked.saturating_sub(1),
-                KeyCode::Backspace => form.filter.backspace(),
-                KeyCode::Char(c) if !ctrl => {
-                    form.filter.insert(c);
-                    form.picked = 0;
+                _ => {
+                    if form.filter.edit(&key) {
+                        form.picked = 0;
+                    }
                 }
-                _ => {}
             }
             self.mode = Mode::Form(form);
             return;
@@ -811,56 +856,52 @@ impl App {
             KeyCode::Down => form.editor.down(),
             KeyCode::Left => form.editor.left(),
             KeyCode::Right => form.editor.right(),
+            KeyCode::Home => form.editor.home(),
+            KeyCode::End => form.editor.end(),
+            KeyCode::Delete => form.editor.delete(),
             KeyCode::Tab => {
                 form.editor.insert(' ');
                 form.editor.insert(' ');
             }
-            KeyCode::Char(c) if !ctrl => form.editor.insert(c),
+            KeyCode::Char(c) if is_typing(&key) => form.editor.insert(c),
             _ => {}
         }
         validate_form(&mut form);
         self.mode = Mode::Form(form);
     }
 
-    /// Key bindings for the help overlay and the footer, for the current context.
-    pub fn keys(&self) -> Vec<(&'static str, &'static str)> {
-        let mut keys = vec![
-            ("?", "help"),
-            (
-                ":",
-                "command (ns, tasks, events, theme, submit, state, sort, quit)",
-            ),
-            ("/", "filter the focused pane"),
-            ("Tab/S-Tab", "next/previous pane"),
-            ("j/k ↑/↓", "move"),
-            ("g/G", "first/last"),
-            ("n", "new task"),
-            ("r", "retry a failed task"),
-            ("c", "cancel a task (confirm)"),
-        ];
-        match (&self.screen, self.focus) {
-            (Screen::Tasks, Focus::Main) => keys.extend([
-                ("Enter", "open task"),
-                ("s/S", "sort by next column / reverse"),
-                ("f", "filter by state"),
-                ("Esc", "clear filters"),
-            ]),
-            (Screen::Task(_), Focus::Main) => keys.extend([
-                ("j/k", "select step"),
-                ("a/d", "approve / deny the selected gate (confirm)"),
-                ("Esc", "back to tasks"),
-            ]),
-            (Screen::Approvals, Focus::Main) => keys.extend([
-                ("a", "approve (optional note, confirm)"),
-                ("d", "deny (reason required, confirm)"),
-                ("Enter", "open the task"),
-                ("Esc", "back to tasks"),
-            ]),
-            (_, Focus::Namespaces) => keys.push(("Enter", "show the namespace's tasks")),
-            (_, Focus::Events) => keys.push(("Esc", "back to the main pane")),
-        }
-        keys.push(("q Ctrl-C", "quit"));
-        keys
+    /// The help overlay's keys for where they are typed now: `(keys, what they do)`. From
+    /// `keymap`, like the key bar and completion.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        keymap::at(self.place())
+            .map(|b| (b.label.to_string(), b.help.to_string()))
+            .collect()
+    }
+
+    /// The help overlay's `:` commands: `(usage, what it does)`.
+    pub fn commands(&self) -> Vec<(String, String)> {
+        keymap::COMMANDS
+            .iter()
+            .map(|c| {
+                let usage = if c.args.is_empty() {
+                    format!(":{}", c.name)
+                } else {
+                    format!(":{} {}", c.name, c.args)
+                };
+                (usage, c.help.to_string())
+            })
+            .collect()
+    }
+
+    /// The key bar: `(key, short name)` of the bindings that show there, for where the keys
+    /// are typed now.
+    pub fn key_bar(&self) -> Vec<(&'static str, &'static str)> {
+        keymap::at(self.place())
+            .filter_map(|b| {
+                b.bar
+                    .map(|bar| (b.label.split(' ').next().unwrap_or(b.label), bar))
+            })
+            .collect()
     }
 }
 
@@ -927,7 +968,8 @@ mod tests {
     fn the_command_line_completes_commands_and_arguments() {
         let (app, _) = app();
         assert_eq!(app.complete("th"), ["theme"]);
-        assert_eq!(app.complete("s"), ["submit", "state", "sort"]);
+        assert_eq!(app.complete("s"), ["state", "sort", "submit"]);
+        assert_eq!(app.complete("a"), ["approvals"]);
         assert_eq!(app.complete("theme l"), ["theme light"]);
         assert_eq!(app.complete("ns eco"), ["ns ecommerce"]);
         assert_eq!(app.complete("submit demo"), ["submit demo/release_pipeline"]);
@@ -1013,5 +1055,129 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A task of the customer-success namespace whose only step waits for approval until
+    /// `expires_at`.
+    fn awaiting(expires_at: Timestamp) -> Task {
+        let mut task = super::super::model::tests::task(
+            "01",
+            "customer_success",
+            TaskState::InProgress,
+            &[crate::model::StepState::AwaitingApproval],
+            0,
+        );
+        task.steps[0].approval = Some(crate::model::Approval {
+            request: crate::model::ApprovalRequest {
+                summary: "Refund $120.00".into(),
+                amount: Some(12000),
+                ticket: None,
+                customer: None,
+                policy_notes: None,
+                requester: "priya".into(),
+                required_role: "manager".into(),
+                timeout_seconds: 300,
+            },
+            requested_at: 0,
+            expires_at,
+            decision: None,
+        });
+        task
+    }
+
+    fn typing(app: &mut App, text: &str) {
+        for c in text.chars() {
+            press(app, KeyCode::Char(c));
+        }
+    }
+
+    #[test]
+    fn keys_typed_into_a_dialog_that_closed_never_become_commands() {
+        let (mut app, mut actions) = app();
+        app.identity = crate::auth::Identity::new("jane", "customer_success", crate::auth::Role::Manager);
+        app.now = 1_000;
+        app.apply(Update::Tasks(vec![awaiting(5_000)]));
+        app.run_command("approvals");
+        while actions.try_recv().is_ok() {}
+        press(&mut app, KeyCode::Char('d'));
+        assert!(matches!(app.mode, Mode::Decide { .. }));
+        typing(&mut app, "no re");
+        // The request expires under the operator's hands...
+        app.now = 6_000;
+        // ...and the rest of the reason, which holds r, c, q and d, is swallowed.
+        typing(&mut app, "ceipt, cannot verify; quit");
+        assert!(matches!(app.mode, Mode::Gone { .. }), "the dialog says it closed");
+        assert!(!app.quit);
+        assert!(
+            actions.try_recv().is_err(),
+            "nothing was sent: {:?}",
+            actions.try_recv()
+        );
+        press(&mut app, KeyCode::Esc);
+        assert!(matches!(app.mode, Mode::Normal));
+    }
+
+    #[test]
+    fn confirmations_say_what_yes_does() {
+        let (mut app, _) = app();
+        app.identity = crate::auth::Identity::new("jane", "customer_success", crate::auth::Role::Manager);
+        app.now = 1_000;
+        app.apply(Update::Tasks(vec![awaiting(500_000)]));
+        app.run_command("approvals");
+        press(&mut app, KeyCode::Char('a'));
+        press(&mut app, KeyCode::Enter);
+        let Mode::Confirm { yes, message, .. } = &app.mode else {
+            panic!("a confirmation")
+        };
+        assert_eq!(
+            (yes.as_str(), message.as_str()),
+            ("yes, approve", "Approve: Refund $120.00?")
+        );
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Char('d'));
+        typing(&mut app, "duplicate");
+        press(&mut app, KeyCode::Enter);
+        let Mode::Confirm { yes, .. } = &app.mode else {
+            panic!("a confirmation")
+        };
+        assert_eq!(yes, "yes, deny");
+    }
+
+    #[test]
+    fn prompts_take_ctrl_u_and_ctrl_w_as_editing_not_text() {
+        let (mut app, _) = app();
+        press(&mut app, KeyCode::Char(':'));
+        typing(&mut app, "theme light");
+        app.on_key(KeyEvent::new(KeyCode::Char('w'), KeyModifiers::CONTROL));
+        let Mode::Command(line) = &app.mode else { panic!() };
+        assert_eq!(line.text, "theme ");
+        app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        let Mode::Command(line) = &app.mode else { panic!() };
+        assert_eq!(line.text, "");
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Char('/'));
+        typing(&mut app, "refund");
+        app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        assert_eq!(app.task_filter.text, "");
+    }
+
+    #[test]
+    fn help_the_key_bar_and_completion_come_from_the_key_table() {
+        let (mut app, _) = app();
+        let help: Vec<String> = app.keys().into_iter().map(|(k, _)| k).collect();
+        for b in keymap::at(app.place()) {
+            assert!(
+                help.contains(&b.label.to_string()),
+                "{} missing from help",
+                b.label
+            );
+        }
+        let commands: Vec<String> = app.commands().into_iter().map(|(c, _)| c).collect();
+        assert!(commands.contains(&":approvals".to_string()));
+        assert_eq!(app.complete("appr"), ["approvals"]);
+        app.run_command("approvals");
+        let bar: Vec<&str> = app.key_bar().into_iter().map(|(_, what)| what).collect();
+        assert!(bar.contains(&"approve") && bar.contains(&"deny"), "{bar:?}");
+        assert!(!bar.contains(&"sort"));
     }
 }

@@ -1,4 +1,14 @@
-//! Small text editors: a one-line input (command line, filters) and a multi-line JSON editor.
+//! Small text editors: a one-line input (command line, filters, notes) and a multi-line JSON
+//! editor, with the editing keys of a shell prompt (readline's Ctrl-A/E/U/W/K, Home, End,
+//! Delete). A control chord never inserts its letter.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Whether a key is plain typing (no Control or Alt held).
+pub fn is_typing(key: &KeyEvent) -> bool {
+    !key.modifiers
+        .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+}
 
 /// A single line with a cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +53,65 @@ impl LineEdit {
 
     pub fn right(&mut self) {
         self.cursor = (self.cursor + 1).min(self.text.chars().count());
+    }
+
+    /// Deletes the character under the cursor.
+    pub fn delete(&mut self) {
+        if self.cursor < self.text.chars().count() {
+            let at = self.byte(self.cursor);
+            self.text.remove(at);
+        }
+    }
+
+    /// Deletes from the start of the line to the cursor (Ctrl-U).
+    pub fn kill_to_start(&mut self) {
+        let at = self.byte(self.cursor);
+        self.text.drain(..at);
+        self.cursor = 0;
+    }
+
+    /// Deletes from the cursor to the end of the line (Ctrl-K).
+    pub fn kill_to_end(&mut self) {
+        let at = self.byte(self.cursor);
+        self.text.truncate(at);
+    }
+
+    /// Deletes the word before the cursor, and the spaces after it (Ctrl-W).
+    pub fn delete_word(&mut self) {
+        let chars: Vec<char> = self.text.chars().collect();
+        let mut start = self.cursor.min(chars.len());
+        while start > 0 && chars[start - 1].is_whitespace() {
+            start -= 1;
+        }
+        while start > 0 && !chars[start - 1].is_whitespace() {
+            start -= 1;
+        }
+        let (from, to) = (self.byte(start), self.byte(self.cursor));
+        self.text.drain(from..to);
+        self.cursor = start;
+    }
+
+    /// Applies an editing key; false when the key is not one (Enter, Esc, Tab, …), so the
+    /// caller decides what it means.
+    pub fn edit(&mut self, key: &KeyEvent) -> bool {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('a') if ctrl => self.cursor = 0,
+            KeyCode::Char('e') if ctrl => self.cursor = self.text.chars().count(),
+            KeyCode::Char('u') if ctrl => self.kill_to_start(),
+            KeyCode::Char('k') if ctrl => self.kill_to_end(),
+            KeyCode::Char('w') if ctrl => self.delete_word(),
+            KeyCode::Char('h') if ctrl => self.backspace(),
+            KeyCode::Char(c) if is_typing(key) => self.insert(c),
+            KeyCode::Backspace => self.backspace(),
+            KeyCode::Delete => self.delete(),
+            KeyCode::Left => self.left(),
+            KeyCode::Right => self.right(),
+            KeyCode::Home => self.cursor = 0,
+            KeyCode::End => self.cursor = self.text.chars().count(),
+            _ => return false,
+        }
+        true
     }
 }
 
@@ -130,6 +199,27 @@ impl TextArea {
         }
     }
 
+    pub fn home(&mut self) {
+        self.col = 0;
+    }
+
+    pub fn end(&mut self) {
+        self.col = self.lines[self.row].chars().count();
+    }
+
+    /// Deletes the character under the cursor, or joins the next line at a line's end.
+    pub fn delete(&mut self) {
+        let len = self.lines[self.row].chars().count();
+        if self.col < len {
+            let line = &mut self.lines[self.row];
+            let at = Self::byte(line, self.col);
+            line.remove(at);
+        } else if self.row + 1 < self.lines.len() {
+            let next = self.lines.remove(self.row + 1);
+            self.lines[self.row].push_str(&next);
+        }
+    }
+
     pub fn right(&mut self) {
         if self.col < self.lines[self.row].chars().count() {
             self.col += 1;
@@ -158,6 +248,41 @@ mod tests {
         t.col = 0;
         t.backspace();
         assert_eq!(t.lines[1], "  \"a\": 1,  \"b\": 2");
+    }
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, modifiers)
+    }
+
+    #[test]
+    fn prompts_edit_like_a_shell_and_control_chords_never_type_letters() {
+        let mut l = LineEdit::with("state error now");
+        assert!(l.edit(&key(KeyCode::Char('w'), KeyModifiers::CONTROL)));
+        assert_eq!(l.text, "state error ");
+        l.edit(&key(KeyCode::Char('w'), KeyModifiers::CONTROL));
+        assert_eq!(l.text, "state ");
+        l.edit(&key(KeyCode::Home, KeyModifiers::NONE));
+        l.edit(&key(KeyCode::Delete, KeyModifiers::NONE));
+        assert_eq!(l.text, "tate ");
+        l.edit(&key(KeyCode::End, KeyModifiers::NONE));
+        l.edit(&key(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        assert_eq!((l.text.as_str(), l.cursor), ("", 0));
+        l.edit(&key(KeyCode::Char('x'), KeyModifiers::ALT));
+        assert_eq!(l.text, "");
+        assert!(!l.edit(&key(KeyCode::Enter, KeyModifiers::NONE)));
+    }
+
+    #[test]
+    fn the_json_editor_has_home_end_and_delete() {
+        let mut t = TextArea::new("{\n  \"a\": 1\n}");
+        t.down();
+        t.end();
+        assert_eq!(t.col, 8);
+        t.delete(); // joins the next line
+        assert_eq!(t.lines[1], "  \"a\": 1}");
+        t.home();
+        t.delete();
+        assert_eq!(t.lines[1], " \"a\": 1}");
     }
 
     #[test]

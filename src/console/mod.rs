@@ -9,6 +9,7 @@ pub mod app;
 pub mod dag;
 mod feeder;
 pub mod input;
+pub mod keymap;
 pub mod model;
 pub mod record;
 pub mod theme;
@@ -164,6 +165,9 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     });
 
     let mut keys = EventStream::new();
+    // A signal (kill, a closed terminal, an external Ctrl-C) ends the loop like `q`, so the
+    // terminal is always restored.
+    let mut signals = TerminationSignals::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_second = app.now / 1000;
     // At most one frame per FRAME: a burst of updates is drawn once.
@@ -180,7 +184,13 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
             _ = tokio::time::sleep_until(due), if app.dirty => {}
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => app.on_key(k),
-                Some(Ok(TermEvent::Resize(_, _))) => app.dirty = true,
+                Some(Ok(TermEvent::Resize(w, h))) => {
+                    // Playback needs the new size before the frames drawn at it.
+                    if let Output::Recorded(r) = term.backend_mut().writer_mut().get_mut() {
+                        r.resize(w, h)?;
+                    }
+                    app.dirty = true;
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e),
                 None => break,
@@ -199,6 +209,7 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
                     perform(&engine, &options_identity, a, &updates_tx, &focus_tx);
                 }
             }
+            _ = signals.next() => app.quit = true,
             _ = tick.tick() => {
                 app.now = clock.now();
                 let second = app.now / 1000;
@@ -213,7 +224,50 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     if let Some(d) = demo {
         d.abort();
     }
+    // Leave the alternate screen through the backend too, so a recording ends as the terminal
+    // did (`Restore` then repeats it on the terminal itself, harmlessly).
+    execute!(term.backend_mut(), terminal::LeaveAlternateScreen, cursor::Show)?;
     Ok(())
+}
+
+/// SIGTERM, SIGHUP, SIGINT and SIGQUIT as one stream (none on other platforms).
+struct TerminationSignals {
+    #[cfg(unix)]
+    signals: Vec<tokio::signal::unix::Signal>,
+}
+
+impl TerminationSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let kinds = [
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+                SignalKind::interrupt(),
+                SignalKind::quit(),
+            ];
+            TerminationSignals {
+                signals: kinds.into_iter().filter_map(|k| signal(k).ok()).collect(),
+            }
+        }
+        #[cfg(not(unix))]
+        TerminationSignals {}
+    }
+
+    /// Resolves when any of the signals arrives.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.signals.is_empty() {
+                return std::future::pending().await;
+            }
+            let waits = self.signals.iter_mut().map(|s| Box::pin(s.recv()));
+            futures::future::select_all(waits).await;
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    }
 }
 
 /// Carries out an action without blocking the loop: engine calls run on their own task and

@@ -39,6 +39,18 @@ impl<W: Write> Recorder<W> {
     }
 }
 
+impl<W: Write> Recorder<W> {
+    /// Records that the terminal is now `width`×`height` (an asciinema v2 `r` event).
+    pub fn resize(&mut self, width: u16, height: u16) -> io::Result<()> {
+        let line = json!([
+            self.start.elapsed().as_secs_f64(),
+            "r",
+            format!("{width}x{height}")
+        ]);
+        writeln!(self.cast, "{line}")
+    }
+}
+
 impl<W: Write> Write for Recorder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write_all(buf)?;
@@ -92,5 +104,29 @@ mod tests {
         assert_eq!(lines[1][2], "hello ");
         assert_eq!(lines[2][2], "✔");
         assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn a_resize_is_recorded_between_the_frames_it_separates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.cast");
+        {
+            let mut rec = Recorder::create(Vec::new(), &path, 80, 24).unwrap();
+            rec.write_all(b"small").unwrap();
+            rec.resize(120, 40).unwrap();
+            rec.write_all(b"large").unwrap();
+            rec.flush().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let kinds: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e[1].as_str().unwrap(), e[2].as_str().unwrap()))
+            .collect();
+        assert_eq!(kinds, [("o", "small"), ("r", "120x40"), ("o", "large")]);
     }
 }

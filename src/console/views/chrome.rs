@@ -108,26 +108,7 @@ pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
                 }
             }
             let mut spans = Vec::new();
-            let footer = [
-                ("?", "help"),
-                (":", "command"),
-                ("/", "filter"),
-                ("n", "new"),
-                ("r", "retry"),
-                ("c", "cancel"),
-                ("Tab", "pane"),
-            ];
-            let context: &[(&str, &str)] = match app.screen {
-                super::super::app::Screen::Tasks => &[("Enter", "open"), ("s", "sort"), ("f", "state")],
-                super::super::app::Screen::Task(_) => &[("j/k", "step"), ("Esc", "back")],
-                super::super::app::Screen::Approvals => &[
-                    ("a", "approve"),
-                    ("d", "deny"),
-                    ("Enter", "open"),
-                    ("Esc", "back"),
-                ],
-            };
-            for (key, what) in footer.iter().chain(context).chain(&[("q", "quit")]) {
+            for (key, what) in app.key_bar() {
                 spans.push(Span::styled(
                     format!(" {key} "),
                     t.base().fg(t.background).bg(t.muted),

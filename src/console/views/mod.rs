@@ -66,7 +66,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.mode {
         Mode::Help => overlays::help(frame, app, area),
         Mode::Form(form) => overlays::form(frame, app, form, area),
-        Mode::Confirm { message, .. } => overlays::confirm(frame, app, message, area),
+        Mode::Confirm { message, yes, .. } => overlays::confirm(frame, app, message, yes, area),
+        Mode::Gone { message } => overlays::gone(frame, app, message, area),
         _ => {}
     }
 }

@@ -8,29 +8,55 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
+/// Keys on the left, `:` commands on the right (below them on a very narrow screen), both
+/// from the key table.
 pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
+    let key_style = t.base().fg(t.accent).add_modifier(Modifier::BOLD);
+    let entry = |k: &str, what: &str, kw: usize, width: usize| -> Vec<Span<'static>> {
+        let what: String = what.chars().take(width.saturating_sub(kw + 3)).collect();
+        let pad = width.saturating_sub(kw + 3 + what.chars().count());
+        vec![
+            Span::styled(format!(" {k:<kw$} "), key_style),
+            Span::styled(format!("{what}{} ", " ".repeat(pad)), t.base()),
+        ]
+    };
     let keys = app.keys();
-    let mut lines: Vec<Line> = keys
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(
-                    format!(" {k:<10} "),
-                    t.base().fg(t.accent).add_modifier(Modifier::BOLD),
-                ),
-                Span::styled(what.to_string(), t.base()),
-            ])
-        })
-        .collect();
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(" any key closes this help", t.muted())));
-    let popup = centered(area, 76, lines.len() as u16 + 2);
+    let commands = app.commands();
+    let kw = keys.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let cw = commands.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
+    let inner = usize::from(area.width.saturating_sub(4)).min(112);
+    let two_columns = inner >= 74;
+    let left = if two_columns { inner / 2 } else { inner };
+    let mut lines: Vec<Line> = Vec::new();
+    if two_columns {
+        for i in 0..keys.len().max(commands.len()) {
+            let mut spans = match keys.get(i) {
+                Some((k, w)) => entry(k, w, kw, left),
+                None => vec![Span::raw(" ".repeat(left + 1))],
+            };
+            if let Some((c, w)) = commands.get(i) {
+                spans.extend(entry(c, w, cw, inner - left - 1));
+            }
+            lines.push(Line::from(spans));
+        }
+    } else {
+        lines.extend(keys.iter().map(|(k, w)| Line::from(entry(k, w, kw, left))));
+        lines.push(Line::from(""));
+        lines.extend(commands.iter().map(|(c, w)| Line::from(entry(c, w, cw, left))));
+    }
+    let width = u16::try_from(inner + 2).unwrap_or(u16::MAX);
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
-    frame.render_widget(Paragraph::new(lines).block(pane(app, "keys".into(), true)), popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(pane(app, "keys · any key closes".into(), true)),
+        popup,
+    );
 }
 
-pub fn confirm(frame: &mut Frame, app: &App, message: &str, area: Rect) {
+/// `yes` names what `y` does ("yes, approve"), so the operator reads the consequence.
+pub fn confirm(frame: &mut Frame, app: &App, message: &str, yes: &str, area: Rect) {
     let t = &app.theme;
     let lines = vec![
         Line::from(Span::styled(
@@ -45,12 +71,13 @@ pub fn confirm(frame: &mut Frame, app: &App, message: &str, area: Rect) {
                     .fg(t.background)
                     .bg(t.step(crate::model::StepState::Error)),
             ),
-            Span::styled(" yes, cancel it    ", t.base()),
+            Span::styled(format!(" {yes}    "), t.base()),
             Span::styled(" n ", t.base().fg(t.background).bg(t.muted)),
             Span::styled(" no", t.base()),
         ]),
     ];
-    let popup = centered(area, (message.len() as u16 + 6).max(44), 5);
+    let width = u16::try_from(message.chars().count().saturating_add(6)).unwrap_or(u16::MAX);
+    let popup = centered(area, width.max(44), 5);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(pane(app, "confirm".into(), true)),
@@ -140,6 +167,23 @@ pub fn form(frame: &mut Frame, app: &App, form: &NewTaskForm, area: Rect) {
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .block(pane(app, title, true)),
+        popup,
+    );
+}
+
+/// A dialog that closed by itself: says why, and takes keys until Esc or Enter.
+pub fn gone(frame: &mut Frame, app: &App, message: &str, area: Rect) {
+    let t = &app.theme;
+    let lines = vec![Line::from(Span::styled(
+        message.to_string(),
+        t.base().add_modifier(Modifier::BOLD),
+    ))];
+    let popup = centered(area, 64, 5);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(pane(app, "closed".into(), true)),
         popup,
     );
 }

@@ -1,0 +1,375 @@
+//! The one table of what keys and commands do. Key handling, the help overlay, the key bar
+//! and command completion all read it, so none of them can forget a key or a command.
+
+use crossterm::event::KeyCode;
+
+/// Where the keys are typed: the focused pane, and for the main pane what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    TasksTable,
+    TaskView,
+    Inbox,
+    Namespaces,
+    Events,
+}
+
+/// What a key asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAction {
+    Help,
+    CommandLine,
+    Filter,
+    NextPane,
+    PreviousPane,
+    Down,
+    Up,
+    PageDown,
+    PageUp,
+    First,
+    Last,
+    Open,
+    ShowNamespace,
+    Back,
+    NewTask,
+    Retry,
+    Cancel,
+    Approve,
+    Deny,
+    SortNext,
+    SortReverse,
+    StateFilter,
+    Quit,
+}
+
+/// One binding: its keys, where it applies (empty: everywhere), what it does, how the key bar
+/// names it (if it shows there) and what help says.
+pub struct Binding {
+    pub keys: &'static [KeyCode],
+    pub label: &'static str,
+    pub places: &'static [Place],
+    pub action: KeyAction,
+    pub bar: Option<&'static str>,
+    pub help: &'static str,
+}
+
+use KeyAction as A;
+use Place as P;
+
+const ALL_MAIN: &[Place] = &[P::TasksTable, P::TaskView, P::Inbox];
+
+pub const BINDINGS: &[Binding] = &[
+    Binding {
+        keys: &[KeyCode::Char('?')],
+        label: "?",
+        places: &[],
+        action: A::Help,
+        bar: Some("help"),
+        help: "help (this list)",
+    },
+    Binding {
+        keys: &[KeyCode::Char(':')],
+        label: ":",
+        places: &[],
+        action: A::CommandLine,
+        bar: Some("command"),
+        help: "command line (Tab completes)",
+    },
+    Binding {
+        keys: &[KeyCode::Char('/')],
+        label: "/",
+        places: &[],
+        action: A::Filter,
+        bar: Some("filter"),
+        help: "filter the focused pane",
+    },
+    Binding {
+        keys: &[KeyCode::Char('n')],
+        label: "n",
+        places: &[],
+        action: A::NewTask,
+        bar: Some("new"),
+        help: "new task",
+    },
+    Binding {
+        keys: &[KeyCode::Char('r')],
+        label: "r",
+        places: ALL_MAIN,
+        action: A::Retry,
+        bar: Some("retry"),
+        help: "retry the failed task",
+    },
+    Binding {
+        keys: &[KeyCode::Char('c')],
+        label: "c",
+        places: ALL_MAIN,
+        action: A::Cancel,
+        bar: Some("cancel"),
+        help: "cancel the task (asks first)",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::TasksTable, P::Inbox],
+        action: A::Open,
+        bar: Some("open"),
+        help: "open the task",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::Namespaces],
+        action: A::ShowNamespace,
+        bar: Some("show"),
+        help: "show the namespace's tasks",
+    },
+    Binding {
+        keys: &[KeyCode::Char('a')],
+        label: "a",
+        places: &[P::TaskView, P::Inbox],
+        action: A::Approve,
+        bar: Some("approve"),
+        help: "approve the selected request (optional note, asks first)",
+    },
+    Binding {
+        keys: &[KeyCode::Char('d')],
+        label: "d",
+        places: &[P::TaskView, P::Inbox],
+        action: A::Deny,
+        bar: Some("deny"),
+        help: "deny the selected request (reason required, asks first)",
+    },
+    Binding {
+        keys: &[KeyCode::Char('s')],
+        label: "s",
+        places: &[P::TasksTable],
+        action: A::SortNext,
+        bar: Some("sort"),
+        help: "sort by the next column",
+    },
+    Binding {
+        keys: &[KeyCode::Char('S')],
+        label: "S",
+        places: &[P::TasksTable],
+        action: A::SortReverse,
+        bar: None,
+        help: "reverse the order",
+    },
+    Binding {
+        keys: &[KeyCode::Char('f')],
+        label: "f",
+        places: &[P::TasksTable],
+        action: A::StateFilter,
+        bar: Some("state"),
+        help: "filter by the next state",
+    },
+    Binding {
+        keys: &[KeyCode::Tab],
+        label: "Tab",
+        places: &[],
+        action: A::NextPane,
+        bar: Some("pane"),
+        help: "next pane",
+    },
+    Binding {
+        keys: &[KeyCode::BackTab],
+        label: "S-Tab",
+        places: &[],
+        action: A::PreviousPane,
+        bar: None,
+        help: "previous pane",
+    },
+    Binding {
+        keys: &[KeyCode::Char('j'), KeyCode::Down],
+        label: "j ↓",
+        places: &[],
+        action: A::Down,
+        bar: None,
+        help: "move down (in a task: next step)",
+    },
+    Binding {
+        keys: &[KeyCode::Char('k'), KeyCode::Up],
+        label: "k ↑",
+        places: &[],
+        action: A::Up,
+        bar: None,
+        help: "move up",
+    },
+    Binding {
+        keys: &[KeyCode::PageDown],
+        label: "PgDn",
+        places: &[],
+        action: A::PageDown,
+        bar: None,
+        help: "ten down",
+    },
+    Binding {
+        keys: &[KeyCode::PageUp],
+        label: "PgUp",
+        places: &[],
+        action: A::PageUp,
+        bar: None,
+        help: "ten up",
+    },
+    Binding {
+        keys: &[KeyCode::Char('g'), KeyCode::Home],
+        label: "g Home",
+        places: &[],
+        action: A::First,
+        bar: None,
+        help: "first",
+    },
+    Binding {
+        keys: &[KeyCode::Char('G'), KeyCode::End],
+        label: "G End",
+        places: &[],
+        action: A::Last,
+        bar: None,
+        help: "last",
+    },
+    Binding {
+        keys: &[KeyCode::Esc],
+        label: "Esc",
+        places: &[P::TasksTable],
+        action: A::Back,
+        bar: None,
+        help: "clear filters",
+    },
+    Binding {
+        keys: &[KeyCode::Esc],
+        label: "Esc",
+        places: &[P::TaskView, P::Inbox],
+        action: A::Back,
+        bar: Some("back"),
+        help: "back to the tasks",
+    },
+    Binding {
+        keys: &[KeyCode::Esc],
+        label: "Esc",
+        places: &[P::Namespaces, P::Events],
+        action: A::Back,
+        bar: Some("back"),
+        help: "back to the main pane",
+    },
+    Binding {
+        keys: &[KeyCode::Char('q')],
+        label: "q Ctrl-C",
+        places: &[],
+        action: A::Quit,
+        bar: Some("quit"),
+        help: "quit",
+    },
+];
+
+/// The binding of `code` at `place`, if any.
+pub fn lookup(code: KeyCode, place: Place) -> Option<&'static Binding> {
+    BINDINGS
+        .iter()
+        .find(|b| b.keys.contains(&code) && (b.places.is_empty() || b.places.contains(&place)))
+}
+
+/// The bindings that apply at `place`, in the table's order.
+pub fn at(place: Place) -> impl Iterator<Item = &'static Binding> {
+    BINDINGS
+        .iter()
+        .filter(move |b| b.places.is_empty() || b.places.contains(&place))
+}
+
+/// A `:` command: its name, what it takes, what it does.
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub help: &'static str,
+}
+
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "tasks",
+        args: "",
+        help: "the tasks table",
+    },
+    CommandSpec {
+        name: "approvals",
+        args: "",
+        help: "requests waiting for a decision",
+    },
+    CommandSpec {
+        name: "events",
+        args: "",
+        help: "focus the event stream",
+    },
+    CommandSpec {
+        name: "ns",
+        args: "NS",
+        help: "one namespace's tasks (all: every one)",
+    },
+    CommandSpec {
+        name: "state",
+        args: "STATE",
+        help: "tasks in one state (all: every one)",
+    },
+    CommandSpec {
+        name: "sort",
+        args: "COLUMN",
+        help: "age, workflow, state, progress, health",
+    },
+    CommandSpec {
+        name: "submit",
+        args: "NS/NAME",
+        help: "new task of a workflow",
+    },
+    CommandSpec {
+        name: "theme",
+        args: "NAME",
+        help: "switch the theme",
+    },
+    CommandSpec {
+        name: "quit",
+        args: "",
+        help: "quit (also :q)",
+    },
+];
+
+/// The command names, for completion and error messages.
+pub fn command_names() -> Vec<&'static str> {
+    COMMANDS.iter().map(|c| c.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_place_has_help_quit_and_back_or_open() {
+        for place in [P::TasksTable, P::TaskView, P::Inbox, P::Namespaces, P::Events] {
+            let actions: Vec<KeyAction> = at(place).map(|b| b.action).collect();
+            assert!(
+                actions.contains(&A::Help) && actions.contains(&A::Quit),
+                "{place:?}"
+            );
+        }
+        assert_eq!(
+            lookup(KeyCode::Enter, P::Namespaces).unwrap().action,
+            A::ShowNamespace
+        );
+        assert_eq!(lookup(KeyCode::Enter, P::Inbox).unwrap().action, A::Open);
+        assert!(lookup(KeyCode::Char('a'), P::TasksTable).is_none());
+    }
+
+    #[test]
+    fn no_key_means_two_things_in_one_place() {
+        for place in [P::TasksTable, P::TaskView, P::Inbox, P::Namespaces, P::Events] {
+            let mut seen = Vec::new();
+            for b in at(place) {
+                for k in b.keys {
+                    assert!(!seen.contains(k), "{k:?} twice at {place:?}");
+                    seen.push(*k);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn approvals_is_a_command() {
+        assert!(command_names().contains(&"approvals"));
+    }
+}
