@@ -72,6 +72,7 @@ impl Traffic {
         for _ in 0..self.rng.random_range(1..=3) {
             let id: i64 = self.rng.random_range(1..=12);
             let quantity: i64 = self.rng.random_range(1..=3);
+            // Ids 1-12 are in the simulated catalog (it holds 1-1000): not input.
             let product = self.services.inventory.product(id).expect("ids 1-12 exist");
             lines.push((product.price, quantity));
             items.push(json!({ "product_id": id, "quantity": quantity, "price": product.price, "name": product.name }));

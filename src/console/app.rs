@@ -498,16 +498,17 @@ impl App {
         }
     }
 
-    /// Steps waiting for approval, oldest request first: `(task, step index)`.
+    /// Steps waiting for approval, oldest request first: `(task, step index)`. A request past
+    /// its deadline is not listed: it can no longer be decided (the engine expires it).
     pub fn approvals(&self) -> Vec<(Arc<Task>, usize)> {
         let mut out: Vec<(Arc<Task>, usize)> = self
             .vm
             .awaiting()
             .filter_map(|t| {
-                let i = t
-                    .steps
-                    .iter()
-                    .position(|s| s.state == crate::model::StepState::AwaitingApproval)?;
+                let i = t.steps.iter().position(|s| {
+                    s.state == crate::model::StepState::AwaitingApproval
+                        && s.approval.as_ref().is_some_and(|a| a.expires_at > self.now)
+                })?;
                 Some((t.clone(), i))
             })
             .collect();
@@ -1107,6 +1108,7 @@ mod tests {
         // ...and the rest of the reason, which holds r, c, q and d, is swallowed.
         typing(&mut app, "ceipt, cannot verify; quit");
         assert!(matches!(app.mode, Mode::Gone { .. }), "the dialog says it closed");
+        assert!(app.approvals().is_empty(), "an expired request is not listed");
         assert!(!app.quit);
         assert!(
             actions.try_recv().is_err(),

@@ -84,9 +84,16 @@ fn columns(task: &Task) -> Vec<Vec<usize>> {
     cols
 }
 
+/// The most steps drawn as boxes; larger tasks are drawn as a tree.
+const MAX_BOXES: usize = 200;
+
 /// Lays the steps out within `max_width` columns, or `None` when they do not fit even with
 /// shortened names (the caller then draws the tree).
 pub fn layout(task: &Task, max_width: u16) -> Option<DagLayout> {
+    // More boxes than any terminal shows: the tree, and every count below fits a u16.
+    if task.steps.len() > MAX_BOXES {
+        return None;
+    }
     let cols = columns(task);
     let depth = cols.len() as u16;
     if depth == 0 {

@@ -1,6 +1,9 @@
 //! The engine: an orchestrator task that owns all workflow state, and the handle callers use
 //! to talk to it. Nothing here knows that a terminal exists.
 
+// Input never panics the engine: no `unwrap` here outside tests (issue 8).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
 mod backoff;
 mod clock;
 mod command;

@@ -1226,6 +1226,7 @@ impl Orchestrator {
         error: Option<crate::model::ErrorInfo>,
     ) {
         let now = self.clock.now();
+        // Callers hold a loaded task (see `step_mut`): a miss is a bug here, not bad input.
         let entry = self.tasks.get_mut(id).expect("step_change on a loaded task");
         let step = &mut entry.task.steps[i];
         let from = step.state;
@@ -1279,6 +1280,7 @@ impl Orchestrator {
 
     fn task_change(&mut self, id: &str, event: TaskEvent, actor: &str, reason: Option<String>) {
         let now = self.clock.now();
+        // Callers hold a loaded task (see `step_mut`): a miss is a bug here, not bad input.
         let entry = self.tasks.get_mut(id).expect("task_change on a loaded task");
         let from = entry.task.state;
         let to = match task_transition(from, event) {

@@ -1,6 +1,9 @@
 //! The vocabulary shared by every layer: tasks, steps, their states, transitions and the
 //! pure transition functions. Nothing here does IO, reads a clock or draws a random number.
 
+// Input never panics the engine: no `unwrap` here outside tests (issue 8).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
 mod readiness;
 mod records;
 mod state;

@@ -1,6 +1,9 @@
 //! Persistence of model records behind the `Store` trait: an append-only transition log plus
 //! one snapshot per task. sled is the implementation today; the trait keeps it replaceable.
 
+// Input never panics the engine: no `unwrap` here outside tests (issue 8).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
 mod sled_store;
 
 use crate::model::{Task, Transition};

@@ -54,8 +54,11 @@ impl TaskHook for ProcessOrderHook {
 
 /// Subtotal, tax (8%) and shipping of `(price, quantity)` lines, in cents.
 pub fn quote(lines: &[(f64, i64)]) -> (i64, i64, i64) {
-    let subtotal: i64 = lines.iter().map(|(price, qty)| cents(*price) * qty).sum();
-    let units: i64 = lines.iter().map(|(_, qty)| qty).sum();
+    // Saturating: a context can hold many lines and large quantities.
+    let subtotal = lines.iter().fold(0i64, |sum, (price, qty)| {
+        sum.saturating_add(cents(*price).saturating_mul(*qty))
+    });
+    let units = lines.iter().fold(0i64, |sum, (_, qty)| sum.saturating_add(*qty));
     let tax = (subtotal as f64 * 0.08).round() as i64;
     (subtotal, tax, shipping_cents(units))
 }
