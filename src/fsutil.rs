@@ -53,6 +53,27 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// The start of a small text file we wrote ourselves (at most `max` bytes), read without
+/// following a symlink and only if it is a regular file: a planted link to `/dev/zero`,
+/// `/proc/self/environ` or a FIFO yields an error, never a hang or a leak.
+pub fn read_small(path: &Path, max: u64) -> io::Result<String> {
+    use std::io::Read;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Makes a folder's entries (a new or renamed file) durable. Best effort: not every file
 /// system supports syncing a folder.
 pub fn sync_dir(dir: &Path) {

@@ -329,6 +329,18 @@ fn demo_traffic_runs_for_its_duration_and_drains() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected e.g. 30s"));
 }
 
+/// As an operator: tokens travel in TASKDECK_TOKEN (a flag shows in `ps`), on the bundled
+/// workflows (loading workflow files is an admin's change).
+fn as_operator(data: &Path, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("TASKDECK_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn tokens_select_the_operator_and_bad_ones_exit_1() {
     let data = tempfile::tempdir().unwrap();
@@ -350,11 +362,10 @@ fn tokens_select_the_operator_and_bad_ones_exit_1() {
     let agent = issue("priya", "customer_success", "agent", "8h");
     let manager = issue("jane", "customer_success", "manager", "8h");
     let context = r#"{"ticket_id":"T-1","customer_id":"C-1","refund_amount":12000,"customer_email":"c@example.com","payment_id":"pay_42"}"#;
-    let out = taskdeck(
+    let out = as_operator(
         data.path(),
+        &agent,
         &[
-            "--token",
-            &agent,
             "submit",
             "customer_success/process_refund",
             "--context",
@@ -371,28 +382,18 @@ fn tokens_select_the_operator_and_bad_ones_exit_1() {
     assert!(stdout(&out).contains("waits for approval"), "{}", stdout(&out));
     let id = stdout(&out).lines().next().unwrap().to_string();
 
-    let listed = stdout(&taskdeck(data.path(), &["--token", &manager, "approvals"]));
+    let listed = stdout(&as_operator(data.path(), &manager, &["approvals"]));
     assert!(
         listed.contains("get_manager_approval  $120.00  requested by priya  needs manager"),
         "{listed}"
     );
-    let out = taskdeck(
-        data.path(),
-        &["--token", &agent, "approve", &id, "get_manager_approval"],
-    );
+    let out = as_operator(data.path(), &agent, &["approve", &id, "get_manager_approval"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot approve their own request"));
-    let out = taskdeck(
+    let out = as_operator(
         data.path(),
-        &[
-            "--token",
-            &manager,
-            "approve",
-            &id,
-            "get_manager_approval",
-            "--note",
-            "ok",
-        ],
+        &manager,
+        &["approve", &id, "get_manager_approval", "--note", "ok"],
     );
     assert_eq!(
         out.status.code(),
@@ -411,7 +412,7 @@ fn tokens_select_the_operator_and_bad_ones_exit_1() {
     assert_eq!(states.len(), 2, "{states:?}");
     assert!(states.iter().all(|(_, s)| s == "complete"), "{states:?}");
 
-    let out = taskdeck(data.path(), &["--token", "not-a-token", "tasks"]);
+    let out = as_operator(data.path(), "not-a-token", &["tasks"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid token"));
     let elsewhere = tempfile::tempdir().unwrap();
@@ -422,10 +423,16 @@ fn tokens_select_the_operator_and_bad_ones_exit_1() {
         );
         stdout(&out).trim().to_string()
     };
-    let out = taskdeck(data.path(), &["--token", &foreign, "tasks"]);
+    let out = as_operator(data.path(), &foreign, &["tasks"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature does not match"));
-    // Expiry is checked where tokens are verified (src/auth/token.rs), without waiting here.
+    // `token show` names the expiry; expiry itself is checked where tokens are verified
+    // (src/auth/token.rs) and on every command (tests/gate_integrity.rs), without waiting here.
+    let shown = stdout(&as_operator(data.path(), &agent, &["token", "show"]));
+    assert!(
+        shown.starts_with("priya (operator, customer_success)  expires 20"),
+        "{shown}"
+    );
     let out = taskdeck(
         data.path(),
         &["token", "issue", "--sub", "x", "--team", "t", "--role", "emperor"],

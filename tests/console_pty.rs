@@ -92,9 +92,19 @@ fn console(data: &std::path::Path, args: &[&str]) -> Session {
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_taskdeck"));
     cmd.arg("--data");
     cmd.arg(data);
-    cmd.arg("--workflows");
-    cmd.arg(format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR")));
-    cmd.args(args);
+    // An operator's token travels in TASKDECK_TOKEN (a flag shows in `ps`), and only an admin
+    // loads extra workflow files: the test fixtures are for the local admin.
+    match args.iter().position(|a| *a == "--token") {
+        Some(at) => {
+            cmd.env("TASKDECK_TOKEN", args[at + 1]);
+            cmd.args(args[..at].iter().chain(&args[at + 2..]));
+        }
+        None => {
+            cmd.arg("--workflows");
+            cmd.arg(format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR")));
+            cmd.args(args);
+        }
+    }
     cmd.env("TERM", "xterm-256color");
     cmd.env("USER", "sarah");
     let child = pty.slave.spawn_command(cmd).unwrap();

@@ -343,3 +343,33 @@ fn the_task_view_state_of_the_countdown_is_text() {
     app.now += 1_000;
     assert!(screen(&app, 120, 40).contains("retry in 2.4s, attempt 3/3"));
 }
+
+/// Every screen and overlay draws at every size a terminal can have, down to one cell: no
+/// layout bound is taken from the terminal's size without a floor (an approvals inbox on a
+/// 100×14 terminal once panicked in `clamp`).
+#[test]
+fn every_screen_draws_at_every_terminal_size() {
+    type Setup<'a> = (&'a str, &'a dyn Fn(&mut App));
+    let setups: [Setup; 6] = [
+        ("tasks", &|_| {}),
+        ("approvals", &|app| {
+            typed(app, ":approvals");
+            key(app, KeyCode::Enter);
+        }),
+        ("task", &|app| key(app, KeyCode::Enter)),
+        ("help", &|app| key(app, KeyCode::Char('?'))),
+        ("form", &|app| key(app, KeyCode::Char('n'))),
+        ("cancel", &|app| key(app, KeyCode::Char('c'))),
+    ];
+    for (name, setup) in setups {
+        let mut app = app();
+        setup(&mut app);
+        for width in [1u16, 2, 10, 30, 60, 100, 200] {
+            for height in [1u16, 2, 3, 5, 8, 14, 24, 60] {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| screen(&app, width, height)));
+                assert!(result.is_ok(), "{name} at {width}x{height} panicked");
+            }
+        }
+    }
+}

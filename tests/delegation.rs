@@ -232,3 +232,47 @@ async fn the_wait_is_resumed_after_a_restart_and_the_refund_goes_out_once() {
         "one refund, however often it was resumed"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_delegation_cannot_be_resolved_into_a_completed_refund() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let task = h
+        .engine
+        .submit(SubmitRequest::new(CS, refund(16000), agent()))
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    h.engine
+        .decide(&task.id, "get_manager_approval", true, &manager(), None)
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    let err = h
+        .engine
+        .resolve(
+            &task.id,
+            "execute_refund_workflow",
+            json!({ "task_delegated": true, "delegated_task_id": "x" }),
+            &agent(),
+            "it's fine",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("delegated its work to task"), "{err}");
+    assert_eq!(h.store.task(&task.id).unwrap().unwrap().state, TaskState::Error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_address_the_email_service_cannot_deliver_to_is_refused_before_money_moves() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut context = refund(5000);
+    context["customer_email"] = json!("a@b");
+    let err = h
+        .engine
+        .submit(SubmitRequest::new(CS, context, agent()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("$.customer_email"), "{err}");
+}

@@ -315,3 +315,85 @@ async fn other_teams_tasks_are_not_found_rather_than_described() {
         task.id
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_prefix_finds_your_task_however_many_of_others_share_it() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let payments = Identity::new("jake", "payments", Role::Operator);
+    for i in 0..80 {
+        let context = json!({ "payment_id": format!("pay_{i}"), "refund_amount": 100, "customer_email": "a@example.com" });
+        h.engine
+            .submit(SubmitRequest::new(
+                "payments/process_refund",
+                context,
+                payments.clone(),
+            ))
+            .await
+            .unwrap();
+    }
+    let mine = h
+        .engine
+        .submit(SubmitRequest::new(CS, refund(5000), agent()))
+        .await
+        .unwrap();
+    // UUIDv7: the first characters are a timestamp every task here shares.
+    let found = h.engine.find_task(&agent(), &mine.id[..8]).unwrap();
+    assert_eq!(found.id, mine.id);
+    let err = h
+        .engine
+        .find_task(&payments, &mine.id[..8])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("matches several tasks") && err.contains("and more"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&mine.id),
+        "another team's id is never listed: {err}"
+    );
+}
+
+mod cli {
+    //! The same rules through the real binary, where tokens select the operator.
+    use std::process::Command;
+
+    fn taskdeck(data: &std::path::Path, token: Option<&str>, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_taskdeck"));
+        c.arg("--data").arg(data).args(args).env_remove("TASKDECK_TOKEN");
+        if let Some(t) = token {
+            c.env("TASKDECK_TOKEN", t);
+        }
+        c.output().unwrap()
+    }
+
+    fn token(data: &std::path::Path, sub: &str, team: &str, role: &str) -> String {
+        let out = taskdeck(
+            data,
+            None,
+            &["token", "issue", "--sub", sub, "--team", team, "--role", role],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn only_admins_issue_tokens_or_load_workflow_files() {
+        let data = tempfile::tempdir().unwrap();
+        let viewer = token(data.path(), "vic", "customer_success", "viewer");
+        let agent = token(data.path(), "priya", "customer_success", "agent");
+        let out = taskdeck(
+            data.path(),
+            Some(&viewer),
+            &[
+                "token", "issue", "--sub", "evil", "--team", "payments", "--role", "admin",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("may not issue tokens: it takes an admin"));
+        let wf = format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR"));
+        let out = taskdeck(data.path(), Some(&agent), &["--workflows", &wf, "tasks"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("may not load workflow files (--workflows)"));
+    }
+}

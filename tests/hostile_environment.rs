@@ -51,7 +51,7 @@ fn no_panic(out: &Output) {
 fn an_unwritable_log_folder_costs_a_warning_not_the_command() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("logs"), "not a folder").unwrap();
-    let out = run(data.path(), &["workflows"]);
+    let out = run(data.path(), &["tasks"]);
     no_panic(&out);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -279,4 +279,114 @@ fn the_data_directory_and_its_files_are_private() {
         }
     }
     assert!(checked > 5);
+}
+
+#[test]
+fn json_too_deep_for_the_store_is_refused_at_the_door_and_one_bad_record_hides_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let deep = format!(
+        r#"{{"service":"a","git_ref":"b","x":{}{}}}"#,
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    let out = run(
+        data.path(),
+        &["submit", "demo/release_pipeline", "--context", &deep],
+    );
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("context: nested 126 levels deep; at most 64 are accepted"),
+        "{}",
+        stderr(&out)
+    );
+    let ok = run(
+        data.path(),
+        &[
+            "submit",
+            "demo/release_pipeline",
+            "--context",
+            r#"{"service":"a","git_ref":"b"}"#,
+        ],
+    );
+    assert!(ok.status.success());
+    let id = String::from_utf8_lossy(&ok.stdout).trim().to_string();
+    let results = format!("{}{}", "[".repeat(127), "]".repeat(127));
+    let out = run(data.path(), &["resolve", &id, "build", "--results", &results]);
+    assert!(
+        stderr(&out).contains("results: nested 126 levels deep"),
+        "{}",
+        stderr(&out)
+    );
+    let listed = run(data.path(), &["tasks"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+}
+
+#[test]
+fn a_planted_pid_file_is_neither_followed_nor_waited_on_when_the_store_is_busy() {
+    use taskdeck::store::{Durability, SledStore};
+    let data = tempfile::tempdir().unwrap();
+    let _held = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
+    let pid = data.path().join("taskdeck.pid");
+    for plant in ["fifo", "environ"] {
+        std::fs::remove_file(&pid).unwrap();
+        if plant == "fifo" {
+            assert!(Command::new("mkfifo").arg(&pid).status().unwrap().success());
+        } else {
+            std::os::unix::fs::symlink("/proc/self/environ", &pid).unwrap();
+        }
+        let mut c = bin(data.path());
+        c.arg("tasks").env("TASKDECK_SECRET_CANARY", "canary-7f3a");
+        let out = finish(c);
+        no_panic(&out);
+        assert_eq!(out.status.code(), Some(1), "{plant}");
+        assert!(
+            stderr(&out).contains("in use by another taskdeck process"),
+            "{plant}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("canary-7f3a"),
+            "{plant}: the environment leaked"
+        );
+    }
+}
+
+#[test]
+fn control_characters_from_contexts_never_reach_the_terminal_raw() {
+    let data = tempfile::tempdir().unwrap();
+    // An agent's refund reason that would retitle and clear the manager's terminal.
+    let context = r#"{"ticket_id":"T-1","customer_id":"C-1","refund_amount":12000,"customer_email":"a@example.com","payment_id":"pay_1","refund_reason":"\u001b]0;PWNED\u0007\u001b[2JAPPROVED BY CFO"}"#;
+    let out = run(
+        data.path(),
+        &["submit", "customer_success/process_refund", "--context", context],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(data.path(), &["run", "--until-idle"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = run(data.path(), &["approvals"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("APPROVED BY CFO"), "{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert!(text.contains("\\u{1b}]0;PWNED"), "{text}");
+    let json = run(data.path(), &["approvals", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        v[0]["request"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("\u{1b}]0;PWNED"),
+        "JSON keeps the data exact"
+    );
+}
+
+#[test]
+fn checking_workflows_creates_no_data_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("never");
+    for args in [&["validate"][..], &["workflows"]] {
+        let out = run(&data, args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(!data.exists());
 }

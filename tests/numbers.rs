@@ -53,10 +53,10 @@ fn backoffs_attempts_and_timeouts_beyond_their_maxima_are_refused_at_load() {
         e[0].contains("default_retry_limit: the maximum number of attempts"),
         "{e:?}"
     );
-    for t in ["1e30", "-1", ".nan", ".inf", "86401"] {
+    for t in ["1e30", "-1", ".nan", ".inf", "86401", "1e-300", "0"] {
         let e = load_errors(&format!("    timeout_seconds: {t}\n"));
         assert!(
-            e[0].contains("timeout_seconds: expected a number of seconds above 0 and at most 86400"),
+            e[0].contains("timeout_seconds: expected a number of seconds from 0.001 to 86400"),
             "{t}: {e:?}"
         );
     }

@@ -477,3 +477,50 @@ async fn the_simulated_services_keep_their_records_and_fault_counters_across_a_r
         "the scenario's one failure was not injected again"
     );
 }
+
+#[test]
+fn one_unreadable_record_hides_no_other_task() {
+    let data = tempfile::tempdir().unwrap();
+    let store = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let id = rt.block_on(async {
+        let admin = common::start_on(
+            store.clone(),
+            &[FORK],
+            Registry::builtin(),
+            EngineConfig {
+                dispatch: false,
+                ..common::config()
+            },
+        );
+        let task = admin.submit("t/fork", json!({})).await;
+        admin.engine.shutdown(std::time::Duration::ZERO).await;
+        task.id
+    });
+    drop(store);
+    let sled = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
+    sled.db()
+        .open_tree("tasks")
+        .unwrap()
+        .insert("zz-broken", &b"{not json"[..])
+        .unwrap();
+    sled.db()
+        .open_tree("active")
+        .unwrap()
+        .insert("zz-broken", &[][..])
+        .unwrap();
+    let tasks = sled.tasks().unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+    assert_eq!(sled.active_tasks().unwrap().len(), 1);
+    assert!(
+        sled.task("zz-broken").is_err(),
+        "read by id, the damage is reported"
+    );
+}

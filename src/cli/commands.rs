@@ -38,6 +38,11 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             duration,
         } => demo_traffic(&cli, &data, *rate, *faults, *seed, *duration).await,
         Command::Token(TokenCommand::Issue { sub, team, role, ttl }) => {
+            // Signing identities is an admin's act: the local user without a token is one.
+            let who = super::identity(&cli, &data)?;
+            if who.role != crate::auth::Role::Admin {
+                bail!("{} may not issue tokens: it takes an admin", who.describe());
+            }
             let key = crate::auth::token::signing_key(&data)?;
             say!(
                 "{}",
@@ -154,7 +159,7 @@ async fn submit(
     let progress = tokio::spawn(async move {
         use std::io::Write;
         while let Ok(e) = events.recv().await {
-            if e.task_id == id && writeln!(std::io::stderr(), "{}", e.line()).is_err() {
+            if e.task_id == id && writeln!(std::io::stderr(), "{}", super::visible(&e.line())).is_err() {
                 break;
             }
         }
@@ -453,7 +458,7 @@ async fn demo_traffic(
     use tokio::sync::broadcast::error::RecvError;
     if !(crate::demo::MIN_RATE..=crate::demo::MAX_RATE).contains(&rate) {
         bail!(
-            "--rate must be between {} and {} tasks per second, got {rate}",
+            "--rate must be between {} and {} tasks per second, got {rate:?}",
             crate::demo::MIN_RATE,
             crate::demo::MAX_RATE
         );

@@ -12,7 +12,7 @@ use crate::handlers::Registry;
 use crate::model::TaskState;
 use crate::store::{Durability, SledStore, Store};
 use crate::workflow::{Catalog, Source, WorkflowError};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -236,16 +236,23 @@ pub fn main() -> i32 {
         libc::umask(0o077);
     }
     let cli = Cli::parse();
-    let data = match data_dir(&cli) {
-        Ok(d) => d,
-        Err(e) => return report(&e),
+    // Checking workflow files touches no data: no data directory is created for them.
+    let needs_data = !matches!(cli.command, Some(Command::Validate { .. } | Command::Workflows));
+    let data = if needs_data {
+        match data_dir(&cli) {
+            Ok(d) => d,
+            Err(e) => return report(&e),
+        }
+    } else {
+        PathBuf::new()
     };
-    let _log = match crate::logging::init(&data) {
-        Ok(guard) => Some(guard),
-        Err(why) => {
+    let _log = match needs_data.then(|| crate::logging::init(&data)) {
+        Some(Ok(guard)) => Some(guard),
+        Some(Err(why)) => {
             let _ = writeln!(std::io::stderr(), "warning: {why}; running without a log file");
             None
         }
+        None => None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -268,17 +275,37 @@ fn report(e: &anyhow::Error) -> i32 {
         return 0;
     }
     tracing::error!("{e:#}");
-    let _ = writeln!(std::io::stderr(), "error: {e:#}");
+    let _ = writeln!(std::io::stderr(), "error: {}", visible(&format!("{e:#}")));
     1
 }
 
-/// The line `say!` writes. Errors name what failed, so `> /dev/full` reports a full disk.
+/// The line `say!` writes, with control characters made visible (see `visible`). Errors name
+/// what failed, so `> /dev/full` reports a full disk.
 pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> Result<()> {
+    let text = visible(&args.to_string());
     let mut out = std::io::stdout().lock();
-    out.write_fmt(args)
+    out.write_all(text.as_bytes())
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush())
         .context("cannot write the output")
+}
+
+/// Text for a terminal: control characters other than newline and tab (escape sequences
+/// an agent could put in a refund reason to repaint a manager's screen) become `\u{1b}`-style
+/// escapes. JSON output is unchanged: serde_json already escapes them.
+pub(crate) fn visible(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn data_dir(cli: &Cli) -> Result<PathBuf> {
@@ -325,6 +352,18 @@ fn workflow_errors(errors: Vec<WorkflowError>) -> anyhow::Error {
     anyhow!("invalid workflows:\n{}", lines.join("\n"))
 }
 
+/// Workflow files define gates, grants and versions, so loading extra ones (`--workflows`)
+/// is an admin's change, not something an operator's token may do for itself.
+fn require_admin_for_workflow_files(cli: &Cli, who: &Identity) -> Result<()> {
+    if cli.token.is_some() && !cli.workflows.is_empty() && who.role != crate::auth::Role::Admin {
+        bail!(
+            "{} may not load workflow files (--workflows): they define approval gates and grants; an admin deploys them",
+            who.describe()
+        );
+    }
+    Ok(())
+}
+
 struct Opened {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
@@ -340,6 +379,7 @@ fn registry() -> Registry {
 
 fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     let identity = identity(cli, data)?;
+    require_admin_for_workflow_files(cli, &identity)?;
     let catalog = Arc::new(load_catalog(cli, &registry())?);
     let holder = match &cli.command {
         None => "console".to_string(),

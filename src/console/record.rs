@@ -17,7 +17,15 @@ pub struct Recorder<W: Write> {
 impl<W: Write> Recorder<W> {
     /// Creates the file and writes the asciinema v2 header.
     pub fn create(inner: W, path: &std::path::Path, width: u16, height: u16) -> io::Result<Self> {
-        let mut cast = BufWriter::new(File::create(path)?);
+        // Private like everything Taskdeck writes, and never through a planted symlink.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let mut cast = BufWriter::new(options.open(path)?);
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -7,8 +7,8 @@ use crate::auth::{Coordinator, Identity};
 use crate::model::Task;
 use crate::store::{Store, StoreError};
 
-/// How many candidates a lookup considers before giving up on narrowing them down.
-const CANDIDATES: usize = 64;
+/// How many readable matches a lookup collects before it stops (enough to say "ambiguous").
+const CANDIDATES: usize = 6;
 
 /// The one task `text` names among those `who` may read.
 ///
@@ -22,19 +22,14 @@ pub fn find_readable(
 ) -> Result<Task, EngineError> {
     coordinator.authenticate(who)?;
     let text = text.trim();
-    let mut found: Vec<Task> = store
-        .find_tasks(text, CANDIDATES)?
-        .into_iter()
-        .filter(|t| coordinator.may_read(who, t))
-        .collect();
+    let mut found: Vec<Task> = store.find_tasks(text, &|t| coordinator.may_read(who, t), CANDIDATES)?;
     match found.len() {
         0 => Err(StoreError::NoSuchTask(text.to_string()).into()),
         1 => Ok(found.remove(0)),
         n => {
-            let mut ids: Vec<&str> = found.iter().take(5).map(|t| t.id.as_str()).collect();
-            let more = format!("and {} more", n - ids.len());
+            let mut ids: Vec<&str> = found.iter().take(CANDIDATES - 1).map(|t| t.id.as_str()).collect();
             if n > ids.len() {
-                ids.push(&more);
+                ids.push("and more");
             }
             Err(StoreError::Ambiguous {
                 prefix: text.to_string(),

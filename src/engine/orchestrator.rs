@@ -402,6 +402,7 @@ impl Orchestrator {
                 ),
             });
         }
+        check_depth("context", &req.context)?;
         workflow.validate_context(&req.context)?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
@@ -582,6 +583,7 @@ impl Orchestrator {
         let actor = who.sub.as_str();
         let index = self.step_of(&id, step)?;
         self.check_resolvable(&id, index)?;
+        check_depth("results", &results)?;
         self.step_mut(&id, index).results = Some(results);
         self.step_change(
             &id,
@@ -626,6 +628,12 @@ impl Orchestrator {
                 "it is an approval gate; only `approve` or `deny` by someone allowed to decide ends it"
                     .into(),
             );
+        }
+        if let Some(child) = &step.child {
+            return refuse(format!(
+                "it delegated its work to task {}, whose outcome is its outcome; have that task's team retry or resolve it, then retry this task",
+                child.task_id
+            ));
         }
         match step.state {
             StepState::Error => {}
@@ -982,7 +990,7 @@ impl Orchestrator {
             return Err(EngineError::Rejected(format!(
                 "the approval request of step `{step}` expired at {}; nothing was decided ({})",
                 crate::model::format_timestamp(expired),
-                "a manager of the namespace may retry the task to ask again"
+                "retry the task to ask again"
             )));
         }
         if !approve && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
@@ -1481,6 +1489,21 @@ impl Orchestrator {
             }
         }
     }
+}
+
+/// Refuses JSON nested deeper than `MAX_JSON_DEPTH`, which the store could not read back.
+fn check_depth(field: &str, value: &Value) -> Result<(), EngineError> {
+    let depth = crate::model::json_depth(value);
+    if depth > crate::model::MAX_JSON_DEPTH {
+        return Err(EngineError::Invalid {
+            field: field.into(),
+            message: format!(
+                "nested {depth} levels deep; at most {} are accepted",
+                crate::model::MAX_JSON_DEPTH
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Stands in for a handler that is no longer registered (a task from an older build).

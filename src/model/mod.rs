@@ -56,6 +56,26 @@ pub fn seconds(s: f64) -> Option<std::time::Duration> {
     Some(std::time::Duration::try_from_secs_f64(s).unwrap_or(std::time::Duration::MAX))
 }
 
+/// The deepest JSON accepted from people (a task context, results given by hand): 64 levels.
+/// The store reads records back with serde_json's 128-level limit, so input must leave room
+/// for the records that wrap it.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// How deeply `value` nests (a scalar is 0, `[1]` is 1), without recursion.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Formats a timestamp as RFC 3339 with milliseconds, for people and JSON.
 pub fn format_timestamp(ms: Timestamp) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

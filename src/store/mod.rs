@@ -69,10 +69,16 @@ pub trait Store: Send + Sync {
     /// are on disk when this returns.
     fn commit(&self, tasks: &[&Task], transitions: &[Transition]) -> Result<(), StoreError>;
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
-    /// Tasks whose id is `text`, or else starts with it, or else (4 characters or more) ends
-    /// with it (the short id): at most `limit`. Callers decide what the caller may see of
-    /// them (see `engine::lookup`); an empty `text` matches nothing.
-    fn find_tasks(&self, text: &str, limit: usize) -> Result<Vec<Task>, StoreError>;
+    /// Tasks `accept`s whose id is `text`, or else starts with it, or else (4 characters or
+    /// more) ends with it (the short id): at most `limit`. `accept` is the caller's read
+    /// permission (see `engine::lookup`), so others' tasks neither show nor count; an empty
+    /// `text` matches nothing.
+    fn find_tasks(
+        &self,
+        text: &str,
+        accept: &dyn Fn(&Task) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
     /// The task created by the step whose idempotency key is `key`, if any.
     fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError>;
     /// Every task, oldest first.

@@ -64,8 +64,9 @@ impl SledStore {
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    let held = std::fs::read_to_string(dir.join("taskdeck.pid")).unwrap_or_default();
-                    let held = held.trim();
+                    let held = crate::fsutil::read_small(&dir.join("taskdeck.pid"), 200).unwrap_or_default();
+                    let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
+                    let held = held.as_str();
                     StoreError::Locked(if held.is_empty() {
                         dir.display().to_string()
                     } else {
@@ -216,6 +217,19 @@ impl SledStore {
     }
 }
 
+/// One unreadable record must not hide every other task: listings skip it (and log it, with
+/// its key); reading that task by id still reports the error.
+fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError> {
+    match loaded {
+        Ok(task) => Ok(Some(task)),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!("skipping an unreadable task: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Encode(format!("{what}: {e}")))
 }
@@ -261,34 +275,43 @@ impl Store for SledStore {
         }
     }
 
-    fn find_tasks(&self, text: &str, limit: usize) -> Result<Vec<Task>, StoreError> {
+    fn find_tasks(
+        &self,
+        text: &str,
+        accept: &dyn Fn(&Task) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
         if text.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         if let Some(task) = self.task(text)? {
-            return Ok(vec![task]);
+            return Ok(if accept(&task) { vec![task] } else { Vec::new() });
         }
         // Short ids in tables are the id's last characters (the first ones are a timestamp
-        // shared by tasks created close together), so match either end.
-        let mut keys = Vec::new();
-        for key in self.tasks.scan_prefix(text.as_bytes()).keys().take(limit) {
-            keys.push(key?);
-        }
-        if keys.is_empty() && text.len() >= 4 {
-            for key in self.tasks.iter().keys() {
-                let key = key?;
-                if key.ends_with(text.as_bytes()) {
-                    keys.push(key);
-                    if keys.len() >= limit {
-                        break;
-                    }
+        // shared by tasks created close together), so match either end. Candidates the caller
+        // does not accept do not count towards the limit.
+        let mut found = Vec::new();
+        for item in self.tasks.scan_prefix(text.as_bytes()) {
+            let (key, bytes) = item?;
+            if let Some(task) = readable(self.load(&key, &bytes))?.filter(|t| accept(t)) {
+                found.push(task);
+                if found.len() >= limit {
+                    return Ok(found);
                 }
             }
         }
-        let mut found = Vec::new();
-        for key in keys {
-            if let Some(bytes) = self.tasks.get(&key)? {
-                found.push(self.load(&key, &bytes)?);
+        if found.is_empty() && text.len() >= 4 {
+            for item in self.tasks.iter() {
+                let (key, bytes) = item?;
+                if !key.ends_with(text.as_bytes()) {
+                    continue;
+                }
+                if let Some(task) = readable(self.load(&key, &bytes))?.filter(|t| accept(t)) {
+                    found.push(task);
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
             }
         }
         Ok(found)
@@ -302,13 +325,14 @@ impl Store for SledStore {
     }
 
     fn tasks(&self) -> Result<Vec<Task>, StoreError> {
-        self.tasks
-            .iter()
-            .map(|item| {
-                let (key, bytes) = item?;
-                self.load(&key, &bytes)
-            })
-            .collect()
+        let mut tasks = Vec::new();
+        for item in self.tasks.iter() {
+            let (key, bytes) = item?;
+            if let Some(task) = readable(self.load(&key, &bytes))? {
+                tasks.push(task);
+            }
+        }
+        Ok(tasks)
     }
 
     fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
@@ -318,9 +342,10 @@ impl Store for SledStore {
             // An id whose snapshot a crash lost (a task never acknowledged), or whose log
             // says it finished, is not resumed.
             if let Some(bytes) = self.tasks.get(&key)? {
-                let task = self.load(&key, &bytes)?;
-                if task.state.is_active() {
-                    tasks.push(task);
+                if let Some(task) = readable(self.load(&key, &bytes))? {
+                    if task.state.is_active() {
+                        tasks.push(task);
+                    }
                 }
             }
         }

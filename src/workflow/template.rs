@@ -16,6 +16,8 @@ pub mod limits {
     pub const MAX_BACKOFF_BASE_MS: u64 = 86_400_000;
     /// `retry.max_backoff_ms`: at most seven days.
     pub const MAX_BACKOFF_MS: u64 = 7 * 86_400_000;
+    /// `timeout_seconds`: at least a millisecond (a shorter one would time out at once).
+    pub const MIN_TIMEOUT_SECONDS: f64 = 0.001;
     /// `timeout_seconds`: at most one day.
     pub const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
 }
@@ -165,11 +167,12 @@ fn from_doc(
             Err((field, msg)) => errors.push(err(at(field), msg)),
         }
         if let Some(t) = step.timeout_seconds {
-            if !(t > 0.0 && t <= limits::MAX_TIMEOUT_SECONDS) {
+            if !((limits::MIN_TIMEOUT_SECONDS..=limits::MAX_TIMEOUT_SECONDS).contains(&t)) {
                 errors.push(err(
                     at("timeout_seconds"),
                     format!(
-                        "expected a number of seconds above 0 and at most {} (one day), got {t}",
+                        "expected a number of seconds from {} to {} (one day), got {t:?}",
+                        limits::MIN_TIMEOUT_SECONDS,
                         limits::MAX_TIMEOUT_SECONDS
                     ),
                 ));
@@ -278,7 +281,7 @@ fn step_template(step: &StepDoc) -> Result<StepTemplate, (&'static str, String)>
         retry: policy,
         timeout_ms: step
             .timeout_seconds
-            .filter(|t| *t > 0.0 && *t <= limits::MAX_TIMEOUT_SECONDS)
+            .filter(|t| (limits::MIN_TIMEOUT_SECONDS..=limits::MAX_TIMEOUT_SECONDS).contains(t))
             // Checked above: at most 86,400,000 ms, exact in a u64.
             .map(|t| (t * 1000.0) as u64),
         handler_config: step

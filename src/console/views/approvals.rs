@@ -13,7 +13,11 @@ use ratatui::Frame;
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let approvals = app.approvals();
-    let list_height = (approvals.len() as u16 + 3).clamp(4, area.height / 3);
+    // Never `clamp` with a bound from the terminal's size: on a short terminal max < min.
+    let rows = u16::try_from(approvals.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3);
+    let list_height = rows.min(area.height / 3).max(4).min(area.height);
     let [list, below] = Layout::vertical([Constraint::Length(list_height), Constraint::Min(5)]).areas(area);
     let rows: Vec<Row> = approvals
         .iter()
