@@ -4,34 +4,16 @@
 
 mod common;
 
+use common::refunds::{agent, manager, refund, CS};
+
 use common::{start_blog, start_blog_with, temp_store};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use taskdeck::auth::{Identity, Role};
 use taskdeck::engine::{EngineConfig, SubmitRequest};
 use taskdeck::model::{StepState, Task, TaskState};
 use taskdeck::services::Services;
-
-const CS: &str = "customer_success/process_refund";
-
-fn agent() -> Identity {
-    Identity::new("priya", "customer_success", Role::Operator)
-}
-fn manager() -> Identity {
-    Identity::new("jane", "customer_success", Role::Manager)
-}
-
-fn refund(cents: i64) -> Value {
-    json!({
-        "ticket_id": "TICKET-98765",
-        "customer_id": "CUST-54321",
-        "refund_amount": cents,
-        "refund_reason": "customer_request",
-        "customer_email": "customer@example.com",
-        "payment_id": "pay_987654321",
-    })
-}
 
 fn child_of(store: &Arc<dyn taskdeck::store::Store>, parent: &str) -> Task {
     let kids: Vec<Task> = store

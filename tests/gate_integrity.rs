@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::refunds::{agent, manager, refund, CS};
+
 use common::{start_blog, start_blog_with, temp_store};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -13,26 +15,6 @@ use taskdeck::auth::{Identity, Role};
 use taskdeck::engine::{EngineConfig, EngineError, SubmitRequest};
 use taskdeck::model::{StepState, TaskState};
 use taskdeck::services::Services;
-
-const CS: &str = "customer_success/process_refund";
-
-fn agent() -> Identity {
-    Identity::new("priya", "customer_success", Role::Operator)
-}
-fn manager() -> Identity {
-    Identity::new("jane", "customer_success", Role::Manager)
-}
-
-fn refund(cents: i64) -> Value {
-    json!({
-        "ticket_id": "TICKET-98765",
-        "customer_id": "CUST-54321",
-        "refund_amount": cents,
-        "refund_reason": "Product defect reported by customer",
-        "customer_email": "customer@example.com",
-        "payment_id": "pay_987654321",
-    })
-}
 
 fn forged() -> Value {
     json!({ "approval_obtained": true, "approved_by": "jane", "approval_id": "APPR-FORGED" })

@@ -62,7 +62,7 @@ impl Workflow {
 }
 
 /// `/cart_items/0/price` → `$.cart_items[0].price`.
-fn json_path(pointer: &str) -> String {
+pub(super) fn json_path(pointer: &str) -> String {
     let mut out = String::from("$");
     for seg in pointer.split('/').skip(1) {
         let seg = seg.replace("~1", "/").replace("~0", "~");

@@ -99,7 +99,8 @@ fn from_doc(
         if let Err(e) = jsonschema::validator_for(schema) {
             // Where in the author's schema (the instance the meta-schema checked), not where
             // in the meta-schema.
-            let at = json_pointer_to_path(e.instance_path().as_str());
+            let path = super::catalog::json_path(e.instance_path().as_str());
+            let at = path.strip_prefix('$').unwrap_or(&path);
             let field = if at.is_empty() {
                 "input_schema".to_string()
             } else {
@@ -289,21 +290,6 @@ fn step_template(step: &StepDoc) -> Result<StepTemplate, (&'static str, String)>
             .clone()
             .unwrap_or(Value::Object(Default::default())),
     })
-}
-
-/// `/properties/age/type` → `.properties.age.type`; `/required/0` → `.required[0]`.
-fn json_pointer_to_path(pointer: &str) -> String {
-    let mut out = String::new();
-    for seg in pointer.split('/').skip(1) {
-        let seg = seg.replace("~1", "/").replace("~0", "~");
-        if seg.parse::<usize>().is_ok() {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            out.push('.');
-            out.push_str(&seg);
-        }
-    }
-    out
 }
 
 fn is_identifier(s: &str) -> bool {

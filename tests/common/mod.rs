@@ -139,3 +139,33 @@ pub async fn reject(h: &Harness, workflow: &str, context: Value) -> String {
         .unwrap_err()
         .to_string()
 }
+
+/// Post 04's people and request, shared by the refund tests.
+pub mod refunds {
+    use serde_json::{json, Value};
+    use taskdeck::auth::{Identity, Role};
+
+    pub const CS: &str = "customer_success/process_refund";
+
+    /// Priya, the customer-success agent who asks for refunds.
+    pub fn agent() -> Identity {
+        Identity::new("priya", "customer_success", Role::Operator)
+    }
+
+    /// Jane, the customer-success manager who decides them.
+    pub fn manager() -> Identity {
+        Identity::new("jane", "customer_success", Role::Manager)
+    }
+
+    /// The post's sample request for `cents`.
+    pub fn refund(cents: i64) -> Value {
+        json!({
+            "ticket_id": "TICKET-98765",
+            "customer_id": "CUST-54321",
+            "refund_amount": cents,
+            "refund_reason": "Product defect reported by customer",
+            "customer_email": "customer@example.com",
+            "payment_id": "pay_987654321",
+        })
+    }
+}
