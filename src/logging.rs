@@ -15,6 +15,19 @@ use tracing_subscriber::EnvFilter;
 pub fn init(data_dir: &Path) -> Result<WorkerGuard, String> {
     let dir = data_dir.join("logs");
     crate::fsutil::create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The appender opens its file by name: a FIFO or link planted there would block or
+    // redirect every command. Only regular files may be in the folder.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let odd = entry.file_type().map_or(true, |t| !t.is_file());
+            if odd {
+                return Err(format!(
+                    "{} is not a regular file; remove it to have logs again",
+                    entry.path().display()
+                ));
+            }
+        }
+    }
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix("taskdeck.log")

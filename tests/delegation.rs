@@ -258,3 +258,47 @@ async fn an_address_the_email_service_cannot_deliver_to_is_refused_before_money_
         .to_string();
     assert!(err.contains("$.customer_email"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delegation_refused_for_its_context_is_permanent_and_cannot_be_resolved_away() {
+    use taskdeck::handlers::Registry;
+    use taskdeck::workflow::{Catalog, Source};
+    // A limit the parent's context fits and the child's (which adds fields) does not.
+    let limit = serde_json::to_vec(&refund(5000)).unwrap().len() + 20;
+    let registry = Registry::standard(Arc::new(Services::new(true)));
+    let catalog = Arc::new(Catalog::load(&[Source::Bundled], &|h| registry.contains(h)).unwrap());
+    let store = temp_store();
+    let config = EngineConfig {
+        max_context_bytes: limit,
+        ..common::config()
+    };
+    let engine = taskdeck::engine::Engine::start(config, store.clone(), catalog, registry).unwrap();
+    let task = engine
+        .submit(SubmitRequest::new(CS, refund(5000), agent()))
+        .await
+        .unwrap();
+    engine.when_idle().await.unwrap();
+    let failed = store.task(&task.id).unwrap().unwrap();
+    let step = failed.step("execute_refund_workflow").unwrap();
+    assert_eq!(step.state, StepState::Error);
+    assert_eq!(
+        step.attempts, 1,
+        "not retried: a context does not shrink by itself"
+    );
+    assert_eq!(
+        step.last_error.as_ref().unwrap().code.as_deref(),
+        Some("DELEGATION_INVALID")
+    );
+    let err = engine
+        .resolve(
+            &task.id,
+            "execute_refund_workflow",
+            json!({ "task_delegated": true }),
+            &agent(),
+            "fine",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("delegates its work to another team's task"), "{err}");
+}

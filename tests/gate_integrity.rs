@@ -378,4 +378,29 @@ mod cli {
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("may not load workflow files (--workflows)"));
     }
+
+    #[test]
+    fn demo_traffic_is_an_admins_act_and_run_shows_only_what_you_may_read() {
+        let data = tempfile::tempdir().unwrap();
+        let viewer = token(data.path(), "vic", "customer_success", "viewer");
+        let out = taskdeck(
+            data.path(),
+            Some(&viewer),
+            &["demo", "--rate", "2", "--duration", "1s"],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("may not run demo traffic"));
+        let ecommerce = r#"{"customer_info":{"id":1,"email":"a@example.com","name":"A","tier":"standard"},"cart_items":[{"product_id":1,"quantity":1,"price":29.99}],"payment_info":{"method":"credit_card","amount":38.38,"currency":"USD","token":"tok_declined"}}"#;
+        let out = taskdeck(
+            data.path(),
+            None,
+            &["submit", "ecommerce/process_order", "--context", ecommerce],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = taskdeck(data.path(), Some(&viewer), &["run", "--until-idle"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("ecommerce"), "{text}");
+        assert!(text.contains("tasks: 0 complete, 0 error"), "{text}");
+    }
 }

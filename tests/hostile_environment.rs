@@ -390,3 +390,80 @@ fn checking_workflows_creates_no_data_directory() {
     }
     assert!(!data.exists());
 }
+
+#[test]
+fn planted_files_in_the_data_directory_are_refused_not_followed_or_waited_on() {
+    let data = tempfile::tempdir().unwrap();
+    let out = run(
+        data.path(),
+        &[
+            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
+        ],
+    );
+    assert!(out.status.success());
+    let key = data.path().join("auth").join("jwt.key");
+    // A key pointed at a world-readable file would let anyone sign.
+    let public = data.path().join("public");
+    std::fs::write(&public, [7u8; 64]).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(&public, &key).unwrap();
+    let out = run(
+        data.path(),
+        &[
+            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    std::fs::remove_file(&key).unwrap();
+    std::fs::copy(&public, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(
+        data.path(),
+        &[
+            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("readable by its owner only"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&key).unwrap();
+    assert!(Command::new("mkfifo").arg(&key).status().unwrap().success());
+    let out = run(
+        data.path(),
+        &[
+            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
+        ],
+    );
+    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+
+    // The store's marker and the day's log file as FIFOs: no command waits on them.
+    let other = tempfile::tempdir().unwrap();
+    assert!(run(other.path(), &["tasks"]).status.success());
+    let marker = other.path().join("store.marker");
+    std::fs::remove_file(&marker).unwrap();
+    assert!(Command::new("mkfifo").arg(&marker).status().unwrap().success());
+    let out = run(other.path(), &["tasks"]);
+    no_panic(&out);
+    let logs = other.path().join("logs");
+    for entry in std::fs::read_dir(&logs).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    assert!(Command::new("mkfifo")
+        .arg(logs.join(format!("taskdeck.log.{today}")))
+        .status()
+        .unwrap()
+        .success());
+    let out = run(other.path(), &["workflows"]);
+    assert!(out.status.success());
+    let out = run(other.path(), &["tasks"]);
+    no_panic(&out);
+    assert!(
+        stderr(&out).contains("is not a regular file; remove it to have logs again"),
+        "{}",
+        stderr(&out)
+    );
+}

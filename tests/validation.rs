@@ -338,3 +338,20 @@ fn namespace_manifests_are_validated_like_templates() {
         ["b/namespace.yaml: namespace `pay` has a manifest already, in a/namespace.yaml"]
     );
 }
+
+#[test]
+fn handler_config_deeper_than_the_store_can_keep_is_refused() {
+    // Block style: flow collections stop at 32 levels already.
+    let mut deep = String::new();
+    for level in 0..70 {
+        deep.push_str(&format!("\n{}k:", " ".repeat(6 + 2 * level)));
+    }
+    let e = errors(&format!(
+        "{HEADER}steps:\n  - name: a\n    handler: simulate\n    handler_config:{deep} 1\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("steps[0] (a).handler_config: nested deeper than 64 levels")),
+        "{e:?}"
+    );
+}

@@ -20,6 +20,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The roles a person can hold first, then `service` (the engine's own, never in a token).
     pub const NAMES: [&'static str; 5] = ["viewer", "operator", "manager", "admin", "service"];
 
     pub fn as_str(self) -> &'static str {
@@ -51,7 +52,7 @@ impl FromStr for Role {
             _ => {
                 return Err(format!(
                     "unknown role `{s}`; expected one of: {} (or agent)",
-                    Role::NAMES.join(", ")
+                    Role::NAMES[..4].join(", ")
                 ))
             }
         })

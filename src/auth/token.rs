@@ -10,7 +10,6 @@ use super::{Identity, Role};
 use crate::model::Timestamp;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,7 +64,7 @@ pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, TokenError> {
         path: path.display().to_string(),
         cause,
     };
-    match std::fs::read(&path) {
+    match read_key(&path) {
         Ok(key) => return checked_key(key).map_err(err),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e.to_string())),
@@ -86,10 +85,41 @@ pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, TokenError> {
             Ok(key.to_vec())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            checked_key(std::fs::read(&path).map_err(|e| err(e.to_string()))?).map_err(err)
+            checked_key(read_key(&path).map_err(|e| err(e.to_string()))?).map_err(err)
         }
         Err(e) => Err(err(e.to_string())),
     }
+}
+
+/// The key file's bytes: a regular file of ours, not a link (a key pointed at some
+/// world-readable file would let anyone sign), readable by its owner only, and small.
+fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    if !meta.is_file() {
+        return Err(invalid("not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(invalid(
+                "other users may read it; the key must be readable by its owner only (chmod 600)",
+            ));
+        }
+    }
+    let mut key = Vec::new();
+    file.take(4096).read_to_end(&mut key)?;
+    Ok(key)
 }
 
 fn checked_key(key: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -228,8 +258,7 @@ pub fn write_raw_key(data_dir: &Path, key: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(key)
+    crate::fsutil::write_private(&path, key)
 }
 
 #[cfg(test)]

@@ -402,11 +402,22 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
     let ctx = open(cli, data)?;
     let engine = engine(cli, &ctx, true)?;
     let mut events = engine.subscribe();
+    let (coordinator, who) = (engine.coordinator(), ctx.identity.clone());
     let printer = tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             let line = match events.recv().await {
-                Ok(e) => e.line(),
+                // Only what the operator may read (the event names its workflow's namespace).
+                Ok(e) => {
+                    let namespace = e.workflow.split('/').next().unwrap_or("");
+                    if coordinator
+                        .check(&who, crate::auth::Request::Read { namespace })
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    e.line()
+                }
                 Err(RecvError::Lagged(n)) => format!("… {n} events skipped"),
                 Err(RecvError::Closed) => break,
             };
@@ -431,7 +442,9 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
 }
 
 fn summary(ctx: &Opened) -> Result<i32> {
-    let tasks = ctx.store.tasks()?;
+    let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
+    let mut tasks = ctx.store.tasks()?;
+    tasks.retain(|t| coordinator.may_read(&ctx.identity, t));
     let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
     say!(
         "tasks: {} complete, {} error, {} cancelled, {} unfinished",
@@ -464,6 +477,7 @@ async fn demo_traffic(
         );
     }
     let ctx = open(cli, data)?;
+    require_admin_for_demo(&ctx.identity)?;
     let engine = engine(cli, &ctx, true)?;
     let mut events = engine.subscribe();
     let mut traffic = Traffic::new(seed, faults);
@@ -544,6 +558,17 @@ async fn demo_traffic(
     Ok(0)
 }
 
+/// Demo traffic submits into every blog namespace as the `demo` admin: an admin's act.
+fn require_admin_for_demo(who: &Identity) -> Result<()> {
+    if who.role != crate::auth::Role::Admin {
+        bail!(
+            "{} may not run demo traffic: it submits into every namespace as an admin",
+            who.describe()
+        );
+    }
+    Ok(())
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -577,6 +602,9 @@ async fn console(cli: &Cli, data: &Path) -> Result<i32> {
         bail!("the console needs a terminal; for headless use try `taskdeck run`, `taskdeck submit --wait` or `taskdeck demo` (see --help)");
     }
     let ctx = open(cli, data)?;
+    if cli.demo {
+        require_admin_for_demo(&ctx.identity)?;
+    }
     let ctx_identity = ctx.identity.clone();
     let engine = Arc::new(engine(cli, &ctx, true)?);
     let options = crate::console::Options {

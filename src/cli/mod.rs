@@ -294,12 +294,18 @@ pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> Result<()> {
 /// an agent could put in a refund reason to repaint a manager's screen) become `\u{1b}`-style
 /// escapes. JSON output is unchanged: serde_json already escapes them.
 pub(crate) fn visible(text: &str) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    // Controls, and the invisible format characters that reorder or hide text (bidi
+    // overrides and isolates, zero-width marks).
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if !text.chars().any(hidden) {
         return text.to_string();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
+            if hidden(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
@@ -416,4 +422,14 @@ fn engine(cli: &Cli, ctx: &Opened, dispatch: bool) -> Result<Engine> {
         ctx.catalog.clone(),
         ctx.registry.clone(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hidden_characters_become_visible_and_plain_text_is_untouched() {
+        assert_eq!(super::visible("refund \u{1b}[2J ok"), "refund \\u{1b}[2J ok");
+        assert_eq!(super::visible("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(super::visible("plain\ttext\nand ✔"), "plain\ttext\nand ✔");
+    }
 }

@@ -42,6 +42,8 @@ impl Delegator for EngineDelegator {
             Ok(Ok(task)) => Ok(task.id),
             Ok(Err(EngineError::Denied(why))) => Err(DelegationError::Denied(why)),
             Ok(Err(EngineError::Catalog(e))) => Err(DelegationError::Invalid(e.to_string())),
+            // A context too large or too deep for the child stays so: not worth retrying.
+            Ok(Err(e @ EngineError::Invalid { .. })) => Err(DelegationError::Invalid(e.to_string())),
             Ok(Err(e)) => Err(DelegationError::Unavailable(e.to_string())),
             Err(_) => Err(DelegationError::Unavailable("the engine has stopped".into())),
         }

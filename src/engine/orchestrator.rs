@@ -629,12 +629,6 @@ impl Orchestrator {
                     .into(),
             );
         }
-        if let Some(child) = &step.child {
-            return refuse(format!(
-                "it delegated its work to task {}, whose outcome is its outcome; have that task's team retry or resolve it, then retry this task",
-                child.task_id
-            ));
-        }
         match step.state {
             StepState::Error => {}
             StepState::Pending => {
@@ -656,6 +650,18 @@ impl Orchestrator {
                     "it is {other}; only a step in error, or a pending step whose parents are complete, can be resolved"
                 ))
             }
+        }
+        if let Some(child) = &step.child {
+            return refuse(format!(
+                "it delegated its work to task {}, whose outcome is its outcome; have that task's team retry or resolve it, then retry this task",
+                child.task_id
+            ));
+        }
+        if self.registry.get(&step.handler).is_some_and(|h| h.delegates()) {
+            return refuse(
+                "it delegates its work to another team's task; only that task's outcome completes it, so retry the task instead"
+                    .into(),
+            );
         }
         // Every step downstream of this one: if one is a gate that has not approved, results
         // given here by hand would decide it (a policy check that says "no approval needed").

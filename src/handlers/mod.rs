@@ -108,6 +108,12 @@ pub trait StepHandler: Send + Sync {
     fn is_approval_gate(&self) -> bool {
         false
     }
+
+    /// True for a handler that delegates its work to a task it creates (and waits for it).
+    /// The engine never lets an operator `resolve` such a step: its outcome is the child's.
+    fn delegates(&self) -> bool {
+        false
+    }
 }
 
 /// Runs when a task is created, before it is stored: Tasker's

@@ -139,7 +139,7 @@ fn check_identity(db: &sled::Db, path: &Path, marker: &Path) -> Result<(), Store
     let stored = meta
         .get(STORE_ID)?
         .map(|v| String::from_utf8_lossy(&v).into_owned());
-    let expected = std::fs::read_to_string(marker).ok().and_then(|text| {
+    let expected = crate::fsutil::read_small(marker, 4096).ok().and_then(|text| {
         text.lines()
             .find_map(|l| l.strip_prefix("store_id=").map(|id| id.trim().to_string()))
     });

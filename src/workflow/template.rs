@@ -112,6 +112,19 @@ fn from_doc(
     if doc.steps.is_empty() {
         errors.push(err("steps".into(), "a workflow needs at least one step".into()));
     }
+    // Copied into every task: deeper than the store can read back would lose the task.
+    let too_deep = |v: &Value| crate::model::json_depth(v) > crate::model::MAX_JSON_DEPTH;
+    for (field, value) in [
+        ("input_schema", &doc.input_schema),
+        ("sample_context", &doc.sample_context),
+    ] {
+        if value.as_ref().is_some_and(too_deep) {
+            errors.push(err(
+                field.into(),
+                format!("nested deeper than {} levels", crate::model::MAX_JSON_DEPTH),
+            ));
+        }
+    }
 
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, step) in doc.steps.iter().enumerate() {
@@ -137,6 +150,12 @@ fn from_doc(
                     "`{}` is not a valid step name: expected letters, digits, `_` or `-`",
                     step.name
                 ),
+            ));
+        }
+        if step.handler_config.as_ref().is_some_and(too_deep) {
+            errors.push(err(
+                at("handler_config"),
+                format!("nested deeper than {} levels", crate::model::MAX_JSON_DEPTH),
             ));
         }
         if !is_handler(&step.handler) {

@@ -126,6 +126,9 @@ impl StepHandler for CheckPolicy {
     }
 }
 
+/// The longest an approval request may wait: 30 days.
+pub const MAX_APPROVAL_TIMEOUT_SECONDS: u64 = 30 * 24 * 3600;
+
 /// The approval gate: at or below the threshold the policy approves (`approved_by: system`);
 /// above it a person with the manager role in customer_success decides.
 pub struct ManagerApproval;
@@ -158,6 +161,20 @@ impl StepHandler for ManagerApproval {
         let amount = ctx["refund_amount"].as_i64().unwrap_or(0);
         let ticket = ctx["ticket_id"].as_str().unwrap_or("?");
         let reason = ctx["refund_reason"].as_str().unwrap_or("no reason given");
+        let timeout_seconds = match &input.handler_config["approval_timeout_seconds"] {
+            Value::Null => 300,
+            v => v
+                .as_u64()
+                .filter(|s| (1..=MAX_APPROVAL_TIMEOUT_SECONDS).contains(s))
+                .ok_or_else(|| {
+                    StepError::permanent(
+                        "INVALID_HANDLER_CONFIG",
+                        format!(
+                            "handler_config.approval_timeout_seconds: expected 1 to {MAX_APPROVAL_TIMEOUT_SECONDS} seconds (30 days), got {v}"
+                        ),
+                    )
+                })?,
+        };
         Err(StepError::AwaitApproval(Box::new(ApprovalRequest {
             summary: format!("Refund {} on {ticket}: {reason}", dollars(amount)),
             amount: Some(amount),
@@ -166,9 +183,7 @@ impl StepHandler for ManagerApproval {
             policy_notes: policy["policy_notes"].as_str().map(String::from),
             requester: input.initiator.clone(),
             required_role: "manager".into(),
-            timeout_seconds: input.handler_config["approval_timeout_seconds"]
-                .as_u64()
-                .unwrap_or(300),
+            timeout_seconds,
         })))
     }
 }
@@ -182,6 +197,10 @@ pub struct ExecuteRefund;
 
 #[async_trait]
 impl StepHandler for ExecuteRefund {
+    fn delegates(&self) -> bool {
+        true
+    }
+
     async fn call(&self, input: StepInput) -> Result<Value, StepError> {
         let approval = upstream(&input, "get_manager_approval", "MISSING_APPROVAL")?;
         if approval["approval_obtained"] != true {
