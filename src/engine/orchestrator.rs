@@ -856,6 +856,10 @@ impl Orchestrator {
         if !self.tasks.contains_key(parent) {
             match self.store.task(parent) {
                 Ok(Some(task)) => {
+                    // Held only for this turn unless it is still being driven.
+                    if !task.state.is_active() {
+                        self.finished.push(parent.to_string());
+                    }
                     self.tasks.insert(parent.to_string(), Entry::new(task));
                 }
                 _ => return,
