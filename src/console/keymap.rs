@@ -300,17 +300,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ns",
         args: "NS",
-        help: "one namespace's tasks (all: every one)",
+        help: "one namespace's tasks, or all",
     },
     CommandSpec {
         name: "state",
         args: "STATE",
-        help: "tasks in one state (all: every one)",
+        help: "tasks in one state, or all",
     },
     CommandSpec {
         name: "sort",
         args: "COLUMN",
-        help: "age, workflow, state, progress, health",
+        help: "by age|workflow|state|progress|health",
     },
     CommandSpec {
         name: "submit",
