@@ -53,11 +53,10 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// The start of a small text file we wrote ourselves (at most `max` bytes), read without
-/// following a symlink and only if it is a regular file: a planted link to `/dev/zero`,
-/// `/proc/self/environ` or a FIFO yields an error, never a hang or a leak.
-pub fn read_small(path: &Path, max: u64) -> io::Result<String> {
-    use std::io::Read;
+/// A file of ours opened for reading without following a symlink and only if it is a regular
+/// file: a planted link to `/dev/zero`, `/proc/self/environ` or a FIFO yields an error, never a
+/// hang or a leak. Returns the file and its metadata (for permission checks).
+pub fn open_regular(path: &Path) -> io::Result<(fs::File, fs::Metadata)> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -66,9 +65,17 @@ pub fn read_small(path: &Path, max: u64) -> io::Result<String> {
         options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
+    Ok((file, meta))
+}
+
+/// The start of a small text file of ours, at most `max` bytes (see `open_regular`).
+pub fn read_small(path: &Path, max: u64) -> io::Result<String> {
+    use std::io::Read;
+    let (file, _) = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(max).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::refunds::{agent, manager, refund, CS};
+use common::refunds::{agent, refund, submitted_and_approved, CS};
 
 use common::{start_blog, start_blog_with, temp_store};
 use serde_json::json;
@@ -105,17 +105,7 @@ async fn a_failed_refund_fails_the_delegating_step_with_the_payments_error() {
     let services = Arc::new(Services::new(true));
     let h = start_blog(services.clone(), temp_store());
     // 16,000 cents of a 15,000-cent payment: a manager approves, payments refuses.
-    let task = h
-        .engine
-        .submit(SubmitRequest::new(CS, refund(16000), agent()))
-        .await
-        .unwrap();
-    h.engine.when_idle().await.unwrap();
-    h.engine
-        .decide(&task.id, "get_manager_approval", true, &manager(), None)
-        .await
-        .unwrap();
-    h.engine.when_idle().await.unwrap();
+    let task = submitted_and_approved(&h, 16000).await;
     let child = child_of(&h.store, &task.id);
     assert_eq!(child.state, TaskState::Error);
     let parent = h.store.task(&task.id).unwrap().unwrap();
@@ -218,17 +208,7 @@ async fn the_wait_is_resumed_after_a_restart_and_the_refund_goes_out_once() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_delegation_cannot_be_resolved_into_a_completed_refund() {
     let h = start_blog(Arc::new(Services::new(true)), temp_store());
-    let task = h
-        .engine
-        .submit(SubmitRequest::new(CS, refund(16000), agent()))
-        .await
-        .unwrap();
-    h.engine.when_idle().await.unwrap();
-    h.engine
-        .decide(&task.id, "get_manager_approval", true, &manager(), None)
-        .await
-        .unwrap();
-    h.engine.when_idle().await.unwrap();
+    let task = submitted_and_approved(&h, 16000).await;
     let err = h
         .engine
         .resolve(

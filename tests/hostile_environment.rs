@@ -39,6 +39,19 @@ fn run(data: &Path, args: &[&str]) -> Output {
     finish(c)
 }
 
+/// Submits the demo release pipeline with a valid context.
+fn submit_pipeline(data: &Path) -> Output {
+    run(
+        data,
+        &[
+            "submit",
+            "demo/release_pipeline",
+            "--context",
+            r#"{"service":"a","git_ref":"b"}"#,
+        ],
+    )
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -65,15 +78,7 @@ fn an_unwritable_log_folder_costs_a_warning_not_the_command() {
 fn a_closed_pipe_ends_quietly_and_a_full_disk_is_reported() {
     let data = tempfile::tempdir().unwrap();
     for _ in 0..3 {
-        let out = run(
-            data.path(),
-            &[
-                "submit",
-                "demo/release_pipeline",
-                "--context",
-                r#"{"service":"a","git_ref":"b"}"#,
-            ],
-        );
+        let out = submit_pipeline(data.path());
         assert!(out.status.success(), "{}", stderr(&out));
     }
     for args in [&["workflows"][..], &["tasks"], &["tasks", "--json"]] {
@@ -202,15 +207,7 @@ fn the_pid_file_is_replaced_not_followed() {
 #[test]
 fn a_deleted_store_is_an_error_not_a_fresh_start_and_a_damaged_one_says_what_to_do() {
     let data = tempfile::tempdir().unwrap();
-    let out = run(
-        data.path(),
-        &[
-            "submit",
-            "demo/release_pipeline",
-            "--context",
-            r#"{"service":"a","git_ref":"b"}"#,
-        ],
-    );
+    let out = submit_pipeline(data.path());
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::remove_dir_all(data.path().join("store")).unwrap();
     let out = run(data.path(), &["tasks"]);
@@ -247,15 +244,7 @@ fn a_deleted_store_is_an_error_not_a_fresh_start_and_a_damaged_one_says_what_to_
 fn the_data_directory_and_its_files_are_private() {
     let parent = tempfile::tempdir().unwrap();
     let data = parent.path().join("fresh");
-    let out = run(
-        &data,
-        &[
-            "submit",
-            "demo/release_pipeline",
-            "--context",
-            r#"{"service":"a","git_ref":"b"}"#,
-        ],
-    );
+    let out = submit_pipeline(&data);
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = run(
         &data,
@@ -300,15 +289,7 @@ fn json_too_deep_for_the_store_is_refused_at_the_door_and_one_bad_record_hides_n
         "{}",
         stderr(&out)
     );
-    let ok = run(
-        data.path(),
-        &[
-            "submit",
-            "demo/release_pipeline",
-            "--context",
-            r#"{"service":"a","git_ref":"b"}"#,
-        ],
-    );
+    let ok = submit_pipeline(data.path());
     assert!(ok.status.success());
     let id = String::from_utf8_lossy(&ok.stdout).trim().to_string();
     let results = format!("{}{}", "[".repeat(127), "]".repeat(127));

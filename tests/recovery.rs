@@ -151,6 +151,23 @@ fn a_second_process_on_the_same_data_directory_gets_a_clear_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Creates a `t/fork` task as `taskdeck submit` does (an engine that runs nothing), so a
+/// test can shape its stored state as a crash left it.
+async fn created_not_run(store: &Arc<dyn Store>) -> taskdeck::model::Task {
+    let admin = common::start_on(
+        store.clone(),
+        &[FORK],
+        Registry::builtin(),
+        EngineConfig {
+            dispatch: false,
+            ..common::config()
+        },
+    );
+    let task = admin.submit("t/fork", json!({})).await;
+    admin.engine.shutdown(std::time::Duration::ZERO).await;
+    task
+}
+
 const FORK: &str = r#"
 namespace: t
 name: fork
@@ -166,17 +183,7 @@ steps:
 async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_deadlines() {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
     // Create the task without running it, then shape its stored state as a crash left it.
-    let admin = common::start_on(
-        store.clone(),
-        &[FORK],
-        Registry::builtin(),
-        EngineConfig {
-            dispatch: false,
-            ..common::config()
-        },
-    );
-    let task = admin.submit("t/fork", json!({})).await;
-    admin.engine.shutdown(std::time::Duration::ZERO).await;
+    let task = created_not_run(&store).await;
 
     let mut crashed = store.task(&task.id).unwrap().unwrap();
     let deadline = Clock::new().now() + 5_000;
@@ -245,17 +252,7 @@ fn completed(step: &taskdeck::model::Step, results: Value) -> taskdeck::model::S
 async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_step_never_reruns() {
     use taskdeck::model::{Subject, Transition};
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
-    let admin = common::start_on(
-        store.clone(),
-        &[FORK],
-        Registry::builtin(),
-        EngineConfig {
-            dispatch: false,
-            ..common::config()
-        },
-    );
-    let task = admin.submit("t/fork", json!({})).await;
-    admin.engine.shutdown(std::time::Duration::ZERO).await;
+    let task = created_not_run(&store).await;
     let snapshot = store.task(&task.id).unwrap().unwrap();
 
     // What 588 kill -9 cycles once produced: `a → complete` is in the log, but the crash
@@ -487,20 +484,7 @@ fn one_unreadable_record_hides_no_other_task() {
         .build()
         .unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
-    let id = rt.block_on(async {
-        let admin = common::start_on(
-            store.clone(),
-            &[FORK],
-            Registry::builtin(),
-            EngineConfig {
-                dispatch: false,
-                ..common::config()
-            },
-        );
-        let task = admin.submit("t/fork", json!({})).await;
-        admin.engine.shutdown(std::time::Duration::ZERO).await;
-        task.id
-    });
+    let id = rt.block_on(async { created_not_run(&store).await.id });
     drop(store);
     let sled = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
     sled.db()

@@ -95,28 +95,19 @@ pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, TokenError> {
 /// world-readable file would let anyone sign), readable by its owner only, and small.
 fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let file = options.open(path)?;
-    let meta = file.metadata()?;
-    let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
-    if !meta.is_file() {
-        return Err(invalid("not a regular file"));
-    }
+    let (file, meta) = crate::fsutil::open_regular(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if meta.permissions().mode() & 0o077 != 0 {
-            return Err(invalid(
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
                 "other users may read it; the key must be readable by its owner only (chmod 600)",
             ));
         }
     }
+    #[cfg(not(unix))]
+    let _ = meta;
     let mut key = Vec::new();
     file.take(4096).read_to_end(&mut key)?;
     Ok(key)
@@ -251,19 +242,18 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
     Ok(Identity::new(&c.sub, &c.team, role).expiring_at(expires_at))
 }
 
-/// Writes `key` as this data directory's signing key (tests of a damaged key file).
-#[doc(hidden)]
-pub fn write_raw_key(data_dir: &Path, key: &[u8]) -> std::io::Result<()> {
-    let path = key_path(data_dir);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    crate::fsutil::write_private(&path, key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `key` as this data directory's signing key (tests of a damaged key file).
+    fn write_raw_key(data_dir: &Path, key: &[u8]) -> std::io::Result<()> {
+        let path = key_path(data_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::fsutil::write_private(&path, key)
+    }
 
     fn sign(key: &[u8], claims: &Claims) -> String {
         encode(

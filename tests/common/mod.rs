@@ -157,6 +157,23 @@ pub mod refunds {
         Identity::new("jane", "customer_success", Role::Manager)
     }
 
+    /// Submits the sample request for `cents` as the agent and has the manager approve it;
+    /// returns once the engine is idle again.
+    pub async fn submitted_and_approved(h: &super::Harness, cents: i64) -> taskdeck::model::Task {
+        let task = h
+            .engine
+            .submit(taskdeck::engine::SubmitRequest::new(CS, refund(cents), agent()))
+            .await
+            .unwrap();
+        h.engine.when_idle().await.unwrap();
+        h.engine
+            .decide(&task.id, "get_manager_approval", true, &manager(), None)
+            .await
+            .unwrap();
+        h.engine.when_idle().await.unwrap();
+        task
+    }
+
     /// The post's sample request for `cents`.
     pub fn refund(cents: i64) -> Value {
         json!({
