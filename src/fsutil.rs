@@ -89,6 +89,28 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// `make_private` on `dir` itself and its entries, except the entries named in `skip`.
+pub fn make_private_except(dir: &Path, skip: &[&str]) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::symlink_metadata(dir) {
+            let mode = meta.permissions().mode();
+            if meta.is_dir() && mode & 0o077 != 0 {
+                let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077));
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let skipped = entry.file_name().to_str().is_some_and(|n| skip.contains(&n));
+            if !skipped {
+                make_private(&entry.path());
+            }
+        }
+    }
+}
+
 /// Removes group and other permissions from `path` and, for a folder, from everything in it
 /// (data written by earlier versions, which created them 0755/0644). Symlinks are skipped.
 pub fn make_private(path: &Path) {

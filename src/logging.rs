@@ -14,6 +14,12 @@ use tracing_subscriber::EnvFilter;
 /// so and runs without logs. Never panics.
 pub fn init(data_dir: &Path) -> Result<WorkerGuard, String> {
     let dir = data_dir.join("logs");
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} is a symlink; logs are written only inside the data directory",
+            dir.display()
+        ));
+    }
     crate::fsutil::create_private_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // The appender opens its file by name: a FIFO or link planted there would block or
     // redirect every command. Only regular files may be in the folder.

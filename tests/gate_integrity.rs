@@ -336,6 +336,38 @@ async fn a_prefix_finds_your_task_however_many_of_others_share_it() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_amount_written_as_a_float_still_goes_to_a_manager_and_absurd_ones_are_refused() {
+    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut context = refund(0);
+    context["refund_amount"] = json!(12000.0);
+    let task = h
+        .engine
+        .submit(SubmitRequest::new(CS, context, agent()))
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    let task = h.store.task(&task.id).unwrap().unwrap();
+    let gate = task.step("get_manager_approval").unwrap();
+    assert_eq!(
+        gate.state,
+        StepState::AwaitingApproval,
+        "not auto-approved as 0 cents"
+    );
+    assert_eq!(gate.approval.as_ref().unwrap().request.amount, Some(12000));
+    for absurd in [json!(1e23), json!(u64::MAX)] {
+        let mut context = refund(0);
+        context["refund_amount"] = absurd;
+        let err = h
+            .engine
+            .submit(SubmitRequest::new(CS, context, agent()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("$.refund_amount"), "{err}");
+    }
+}
+
 mod cli {
     //! The same rules through the real binary, where tokens select the operator.
     use std::process::Command;

@@ -337,7 +337,7 @@ fn a_planted_pid_file_is_neither_followed_nor_waited_on_when_the_store_is_busy()
 fn control_characters_from_contexts_never_reach_the_terminal_raw() {
     let data = tempfile::tempdir().unwrap();
     // An agent's refund reason that would retitle and clear the manager's terminal.
-    let context = r#"{"ticket_id":"T-1","customer_id":"C-1","refund_amount":12000,"customer_email":"a@example.com","payment_id":"pay_1","refund_reason":"\u001b]0;PWNED\u0007\u001b[2JAPPROVED BY CFO"}"#;
+    let context = r#"{"ticket_id":"T-1","customer_id":"C-1","refund_amount":12000,"customer_email":"a@example.com","payment_id":"pay_1","refund_reason":"\u001b]0;PWNED\u0007\u001b[2JAPPROVED BY CFO\n0bad0bad  fake/row@1.0.0  get_manager_approval  $5.00  requested by bob"}"#;
     let out = run(
         data.path(),
         &["submit", "customer_success/process_refund", "--context", context],
@@ -350,6 +350,11 @@ fn control_characters_from_contexts_never_reach_the_terminal_raw() {
     assert!(text.contains("APPROVED BY CFO"), "{text}");
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
     assert!(text.contains("\\u{1b}]0;PWNED"), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "a newline in the reason forges no row: {text}"
+    );
     let json = run(data.path(), &["approvals", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(
@@ -419,6 +424,29 @@ fn planted_files_in_the_data_directory_are_refused_not_followed_or_waited_on() {
         ],
     );
     assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+
+    // A key someone made readable to others, in a data directory with a store: refused, not
+    // quietly made private again and used.
+    std::fs::remove_file(&key).unwrap();
+    assert!(run(
+        data.path(),
+        &["token", "issue", "--sub", "a", "--team", "t", "--role", "operator"]
+    )
+    .status
+    .success());
+    assert!(submit_pipeline(data.path()).status.success());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(
+        data.path(),
+        &[
+            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("readable by its owner only"),
+        "{}",
+        stderr(&out)
+    );
 
     // The store's marker and the day's log file as FIFOs: no command waits on them.
     let other = tempfile::tempdir().unwrap();

@@ -159,7 +159,7 @@ async fn submit(
     let progress = tokio::spawn(async move {
         use std::io::Write;
         while let Ok(e) = events.recv().await {
-            if e.task_id == id && writeln!(std::io::stderr(), "{}", super::visible(&e.line())).is_err() {
+            if e.task_id == id && writeln!(std::io::stderr(), "{}", super::one_line(&e.line())).is_err() {
                 break;
             }
         }
@@ -229,10 +229,10 @@ fn approvals(cli: &Cli, data: &Path, json: bool) -> Result<i32> {
                 "{}  {}  {step}  {amount}  requested by {}  needs {}  expires in {}s  {}",
                 short_id(&t.id),
                 t.workflow_ref(),
-                a.request.requester,
-                a.request.required_role,
+                super::one_line(&a.request.requester),
+                super::one_line(&a.request.required_role),
                 crate::model::millis_until(now, a.expires_at).div_ceil(1000),
-                a.request.summary
+                super::one_line(&a.request.summary)
             );
         }
     }
@@ -416,7 +416,7 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
                     {
                         continue;
                     }
-                    e.line()
+                    super::one_line(&e.line())
                 }
                 Err(RecvError::Lagged(n)) => format!("… {n} events skipped"),
                 Err(RecvError::Closed) => break,

@@ -290,28 +290,44 @@ pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> Result<()> {
         .context("cannot write the output")
 }
 
-/// Text for a terminal: control characters other than newline and tab (escape sequences
-/// an agent could put in a refund reason to repaint a manager's screen) become `\u{1b}`-style
-/// escapes. JSON output is unchanged: serde_json already escapes them.
-pub(crate) fn visible(text: &str) -> String {
-    // Controls, and the invisible format characters that reorder or hide text (bidi
-    // overrides and isolates, zero-width marks).
-    let hidden = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
-    };
-    if !text.chars().any(hidden) {
+/// Characters that must not reach a terminal raw from input: controls, and the invisible
+/// format characters that reorder, hide or fake text (bidi marks, overrides and isolates,
+/// zero-width and filler characters, line separators, tags).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}'..='\u{1160}' | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{feff}' | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
+}
+
+fn escape(text: &str, keep: &[char]) -> String {
+    if !text.chars().any(|c| hidden(c) && !keep.contains(&c)) {
         return text.to_string();
     }
     text.chars()
         .map(|c| {
-            if hidden(c) {
+            if hidden(c) && !keep.contains(&c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Text for a terminal: hidden characters (see `hidden`) other than our own newlines and tabs
+/// become `\u{1b}`-style escapes. Every line `say!` writes passes here. JSON output is
+/// unchanged: serde_json escapes controls itself.
+pub(crate) fn visible(text: &str) -> String {
+    escape(text, &['\n', '\t'])
+}
+
+/// A value from input inside one line of output (a refund reason, a step's error): newlines
+/// and tabs are escaped too, so a reason can never forge a row of `approvals` or `show`.
+pub(crate) fn one_line(text: &str) -> String {
+    escape(text, &[])
 }
 
 fn data_dir(cli: &Cli) -> Result<PathBuf> {
@@ -326,8 +342,10 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     // Earlier versions created these 0755/0644: close them to other users. The folder itself
     // only when it is clearly ours (it holds a store), never e.g. a home directory.
+    // `auth/` is left alone: we never wrote a key other users could read, so such a key was
+    // changed by someone else and must be refused, not quietly tightened and used.
     if existed && dir.join("store").is_dir() {
-        crate::fsutil::make_private(&dir);
+        crate::fsutil::make_private_except(&dir, &["auth"]);
     }
     Ok(dir)
 }
@@ -431,5 +449,9 @@ mod tests {
         assert_eq!(super::visible("refund \u{1b}[2J ok"), "refund \\u{1b}[2J ok");
         assert_eq!(super::visible("a\u{202e}b"), "a\\u{202e}b");
         assert_eq!(super::visible("plain\ttext\nand ✔"), "plain\ttext\nand ✔");
+        assert_eq!(super::one_line("dup\nfake row"), "dup\\u{a}fake row");
+        for c in ['\u{61c}', '\u{2028}', '\u{ad}', '\u{e0041}', '\u{3164}'] {
+            assert_eq!(super::visible(&c.to_string()), c.escape_unicode().to_string());
+        }
     }
 }

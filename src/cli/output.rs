@@ -88,7 +88,7 @@ pub fn task_detail(task: &Task, transitions: &[Transition]) -> String {
         task.workflow_ref(),
         task.state,
         task.health(),
-        task.initiator,
+        super::one_line(&task.initiator),
         format_timestamp(task.created_at),
         task.context
     );
@@ -103,7 +103,10 @@ pub fn task_detail(task: &Task, transitions: &[Transition]) -> String {
         let error = s
             .last_error
             .as_ref()
-            .map(|e| format!("{} {}: {}", e.kind, e.code.as_deref().unwrap_or("-"), e.message))
+            .map(|e| {
+                let code = e.code.as_deref().unwrap_or("-");
+                super::one_line(&format!("{} {code}: {}", e.kind, e.message))
+            })
             .unwrap_or_default();
         rows.push([
             s.name.clone(),
@@ -142,9 +145,9 @@ pub fn transition_line(t: &Transition) -> String {
     if t.attempt > 0 {
         line.push_str(&format!("  attempt {}", t.attempt));
     }
-    line.push_str(&format!("  by {}", t.actor));
+    line.push_str(&format!("  by {}", super::one_line(&t.actor)));
     if let Some(reason) = &t.reason {
-        line.push_str(&format!("  ({reason})"));
+        line.push_str(&format!("  ({})", super::one_line(reason)));
     }
     line
 }

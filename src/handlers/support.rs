@@ -50,6 +50,27 @@ pub fn upstream<'a>(input: &'a StepInput, step: &str, code: &str) -> Result<&'a 
         .ok_or_else(|| StepError::permanent(code, format!("results of `{step}` are missing")))
 }
 
+/// A refund amount in cents at `context.refund_amount`: a positive whole number, written as an
+/// integer or as a float without a fraction (`12000.0` is 12000, as JSON Schema's `integer`
+/// says), within i64. Money never defaults to 0: a gate deciding on 0 cents would let any
+/// amount through without a person.
+pub fn amount_cents(context: &Value) -> Result<i64, StepError> {
+    let value = require(context, "refund_amount", "MISSING_REQUIRED_FIELDS")?;
+    let whole = value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= 9.0e15)
+            // Checked just above: a whole number well inside i64.
+            .map(|f| f as i64)
+    });
+    whole.filter(|a| *a > 0).ok_or_else(|| {
+        StepError::permanent(
+            "INVALID_REFUND_AMOUNT",
+            format!("refund_amount must be a positive whole number of cents, got {value}"),
+        )
+    })
+}
+
 /// Money in cents, so that totals add up exactly.
 pub fn cents(amount: f64) -> i64 {
     (amount * 100.0).round() as i64

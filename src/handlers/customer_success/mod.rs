@@ -3,7 +3,7 @@
 //! execute_refund_workflow → update_ticket_status`. Above 10,000 cents a manager decides, in
 //! the console or the CLI; the refund itself is delegated to the payments team's workflow.
 
-use super::support::{call, now, require, require_str, retry_later, scenario, upstream};
+use super::support::{amount_cents, call, now, require, require_str, retry_later, scenario, upstream};
 use super::{DelegationError, Registry, StepHandler, StepInput};
 use crate::auth::Identity;
 use crate::model::{ApprovalRequest, StepError};
@@ -97,7 +97,7 @@ impl StepHandler for CheckPolicy {
     async fn call(&self, input: StepInput) -> Result<Value, StepError> {
         let scenario = scenario(&input)?;
         let request = upstream(&input, "validate_refund_request", "MISSING_VALIDATION")?;
-        let amount = input.context["refund_amount"].as_i64().unwrap_or(0);
+        let amount = amount_cents(&input.context)?;
         let tier = request["customer_tier"].as_str().unwrap_or("standard");
         let policy = self
             .0
@@ -158,7 +158,7 @@ impl StepHandler for ManagerApproval {
                 "approval_timestamp": now(),
             }));
         }
-        let amount = ctx["refund_amount"].as_i64().unwrap_or(0);
+        let amount = amount_cents(ctx)?;
         let ticket = ctx["ticket_id"].as_str().unwrap_or("?");
         let reason = ctx["refund_reason"].as_str().unwrap_or("no reason given");
         let timeout_seconds = match &input.handler_config["approval_timeout_seconds"] {

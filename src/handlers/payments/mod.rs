@@ -2,7 +2,7 @@
 //! → process_gateway_refund → update_payment_records → notify_customer`) and 2.2.0, which adds
 //! `check_fraud_indicators` before the gateway refund. Amounts are in cents.
 
-use super::support::{call, now, require, require_str, retry_later, scenario, upstream};
+use super::support::{amount_cents, call, now, require_str, retry_later, scenario, upstream};
 use super::{Registry, StepHandler, StepInput};
 use crate::model::StepError;
 use crate::services::{hex_id, ServiceError, Services};
@@ -35,18 +35,6 @@ fn gateway_failure(err: ServiceError) -> StepError {
     }
 }
 
-fn amount(context: &Value) -> Result<i64, StepError> {
-    require(context, "refund_amount", "MISSING_REQUIRED_FIELDS")?
-        .as_i64()
-        .filter(|a| *a > 0)
-        .ok_or_else(|| {
-            StepError::permanent(
-                "INVALID_REFUND_AMOUNT",
-                "refund_amount must be a positive number of cents",
-            )
-        })
-}
-
 pub struct Eligibility(Arc<Services>);
 
 #[async_trait]
@@ -63,7 +51,7 @@ impl StepHandler for Eligibility {
                 format!("`{payment_id}` is not a payment id (pay_…)"),
             ));
         }
-        let refund = amount(&input.context)?;
+        let refund = amount_cents(&input.context)?;
         let answer = self
             .0
             .payment_eligibility(call(&input, &scenario), payment_id)
@@ -166,7 +154,7 @@ impl StepHandler for GatewayRefund {
                 "the payment was not validated",
             ));
         }
-        let refund = amount(&input.context)?;
+        let refund = amount_cents(&input.context)?;
         if Some(refund) != validated["refund_amount"].as_i64() {
             return Err(StepError::permanent(
                 "REFUND_AMOUNT_MISMATCH",
@@ -227,7 +215,7 @@ impl StepHandler for NotifyCustomer {
         let scenario = scenario(&input)?;
         let records = upstream(&input, "update_payment_records", "MISSING_PAYMENT_RECORDS")?;
         let email = require_str(&input.context, "customer_email", "MISSING_CUSTOMER_EMAIL")?;
-        let amount = input.context["refund_amount"].as_i64().unwrap_or(0);
+        let amount = amount_cents(&input.context)?;
         let body = json!({
             "refund_id": records["refund_id"],
             "amount": crate::model::money(amount),
