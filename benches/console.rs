@@ -78,6 +78,7 @@ fn task(catalog: &Catalog, workflow: &str, n: usize) -> Task {
 fn app(tasks: Vec<Task>, catalog: Arc<Catalog>) -> App {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let info = HeaderInfo {
+        endpoint: "api 127.0.0.1:7420".into(),
         data_dir: "~/.local/share/taskdeck".into(),
         durability: "immediate".into(),
         operator: "bench".into(),

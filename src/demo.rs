@@ -2,7 +2,8 @@
 //! and injected faults, submitted at a steady rate. The CLI's `taskdeck demo` runs it
 //! headless; the console will host the same generator.
 
-use crate::engine::{Engine, EngineError, Event, SubmitRequest};
+use crate::client::{Client, NewTask, Problem};
+use crate::engine::{ErrorKind, Event};
 use crate::handlers::ecommerce::quote;
 use crate::services::Services;
 use rand::rngs::SmallRng;
@@ -40,7 +41,7 @@ impl Traffic {
     }
 
     /// The next task to submit.
-    pub fn next_request(&mut self) -> SubmitRequest {
+    pub fn next_request(&mut self) -> NewTask {
         self.count += 1;
         let roll: f64 = self.rng.random();
         let (workflow, context) = if roll < 0.5 {
@@ -50,11 +51,10 @@ impl Traffic {
         } else {
             ("microservices/user_registration", self.registration())
         };
-        SubmitRequest::new(
-            workflow,
+        NewTask {
+            workflow: workflow.into(),
             context,
-            crate::auth::Identity::new("demo", "demo", crate::auth::Role::Admin),
-        )
+        }
     }
 
     fn chance(&mut self, low: f64, high: f64) -> bool {
@@ -166,16 +166,21 @@ impl Summary {
     }
 }
 
+/// Who submits demo traffic in-process (remotely: whoever the token names).
+pub fn identity() -> crate::auth::Identity {
+    crate::auth::Identity::new("demo", "demo", crate::auth::Role::Admin)
+}
+
 /// Submits the next request; a rejected one (it should not happen) is counted, not fatal.
 pub async fn submit_next(
-    engine: &Engine,
+    client: &dyn Client,
     traffic: &mut Traffic,
     summary: &mut Summary,
-) -> Result<(), EngineError> {
-    match engine.submit(traffic.next_request()).await {
+) -> Result<(), Problem> {
+    match client.submit(traffic.next_request()).await {
         Ok(_) => summary.submitted += 1,
-        Err(EngineError::Catalog(e)) => {
-            tracing::warn!("demo request rejected: {e}");
+        Err(p) if matches!(p.kind, ErrorKind::Invalid | ErrorKind::NotFound) => {
+            tracing::warn!("demo request rejected: {p}");
             summary.rejected += 1;
         }
         Err(e) => return Err(e),

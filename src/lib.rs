@@ -1,9 +1,12 @@
 //! Taskdeck: a terminal operations console with an embedded, durable DAG workflow engine.
 //!
-//! Imports point one way (design.md): `cli → engine → {store, handlers, workflow} → model`.
+//! Imports point one way (design.md): `cli → console → client → {api, engine}`, `api →
+//! engine → {store, handlers, workflow, auth} → model`.
 
+pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod console;
 pub mod demo;
 pub mod engine;

@@ -167,6 +167,7 @@ fn app() -> App {
     ];
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let info = HeaderInfo {
+        endpoint: "api 127.0.0.1:7420".into(),
         data_dir: "~/.local/share/taskdeck".into(),
         durability: "immediate".into(),
         operator: "sarah (admin, no token)".into(),

@@ -26,7 +26,7 @@ async fn resolve_err(h: &common::Harness, task: &str, step: &str, results: Value
         .resolve(task, step, results, who, "trust me")
         .await
         .expect_err("resolve must be refused");
-    assert!(matches!(err, EngineError::Rejected(_)), "{err:?}");
+    assert!(matches!(err, EngineError::Conflict(_)), "{err:?}");
     err.to_string()
 }
 

@@ -196,7 +196,7 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
     crashed.steps[2].state = StepState::WaitingForRetry;
     crashed.steps[2].attempts = 1;
     crashed.steps[2].next_attempt_at = Some(deadline);
-    store.commit(&[&crashed], &[]).unwrap();
+    store.commit(&[&crashed], &[], &[]).unwrap();
 
     let mut h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config());
     // Resumption needs no prompt: wait for the task to complete without sending a command.
@@ -296,6 +296,7 @@ async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_st
                 log(snapshot.seq + 2, "pending", "in_progress", running),
                 log(snapshot.seq + 3, "in_progress", "complete", done),
             ],
+            &[],
         )
         .unwrap();
 

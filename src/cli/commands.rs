@@ -1,9 +1,10 @@
 //! One function per command. Each opens what it needs, calls the library, and prints through
 //! `say!` (so a closed pipe or a full disk is an error, never a panic).
 
-use super::{engine, load_catalog, open, output, registry, say, Cli, Command, Opened, TokenCommand};
+use super::session::{own, session};
+use super::{load_catalog, output, registry, say, Cli, Command, TokenCommand};
 use crate::auth::Identity;
-use crate::engine::SubmitRequest;
+use crate::client::{Client, NewTask, TaskQuery};
 use crate::model::{short_id, TaskState};
 use crate::workflow::{Catalog, Source};
 use anyhow::{anyhow, bail, Context, Result};
@@ -31,6 +32,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             submit(&cli, &data, workflow, context, *wait, *json).await
         }
         Command::Run { until_idle } => run(&cli, &data, *until_idle).await,
+        Command::Serve => serve(&cli, &data).await,
         Command::Demo {
             rate,
             faults,
@@ -51,7 +53,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             Ok(0)
         }
         Command::Token(TokenCommand::Show { token }) => token_show(&cli, &data, token.as_deref()),
-        Command::Approvals { json } => approvals(&cli, &data, *json),
+        Command::Approvals { json } => approvals(&cli, &data, *json).await,
         Command::Approve { task, step, note } => {
             admin(
                 &cli,
@@ -82,8 +84,8 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             namespace,
             state,
             json,
-        } => tasks(&cli, &data, namespace.as_deref(), *state, *json),
-        Command::Show { task, json } => show(&cli, &data, task, *json),
+        } => tasks(&cli, &data, namespace.as_deref(), *state, *json).await,
+        Command::Show { task, json } => show(&cli, &data, task, *json).await,
         Command::Retry { task, reason } => admin(&cli, &data, Admin::Retry { task, reason }).await,
         Command::Cancel { task, reason } => admin(&cli, &data, Admin::Cancel { task, reason }).await,
         Command::Resolve {
@@ -130,21 +132,26 @@ async fn submit(
     wait: bool,
     json: bool,
 ) -> Result<i32> {
-    let ctx = open(cli, data)?;
-    let engine = engine(cli, &ctx, wait)?;
-    let mut events = engine.subscribe();
-    let submitted = engine
-        .submit(SubmitRequest::new(workflow, context, ctx.identity.clone()))
-        .await;
-    let task = match submitted {
-        Ok(task) => task,
-        Err(e) => {
-            engine.shutdown(Duration::ZERO).await;
-            return Err(e.into());
-        }
-    };
+    let session = session(cli, data, wait, false).await?;
+    let result = submit_with(&*session.client, workflow, context, wait, json).await;
+    session.close(data, Duration::from_secs(10)).await;
+    result
+}
+
+async fn submit_with(
+    client: &dyn Client,
+    workflow: &str,
+    context: Value,
+    wait: bool,
+    json: bool,
+) -> Result<i32> {
+    let task = client
+        .submit(NewTask {
+            workflow: workflow.to_string(),
+            context,
+        })
+        .await?;
     if !wait {
-        engine.shutdown(Duration::ZERO).await;
         if json {
             say!("{}", serde_json::to_string_pretty(&output::task_json(&task))?);
         } else {
@@ -155,19 +162,11 @@ async fn submit(
     if !json {
         say!("{}", task.id);
     }
-    let id = task.id.clone();
-    let progress = tokio::spawn(async move {
+    let mut progress = |e: &crate::model::Event| {
         use std::io::Write;
-        while let Ok(e) = events.recv().await {
-            if e.task_id == id && writeln!(std::io::stderr(), "{}", super::one_line(&e.line())).is_err() {
-                break;
-            }
-        }
-    });
-    let done = engine.wait_for(&task.id).await;
-    engine.shutdown(Duration::from_secs(10)).await;
-    progress.abort();
-    let done = done?;
+        let _ = writeln!(std::io::stderr(), "{}", super::one_line(&e.line()));
+    };
+    let done = client.wait_for(&task.id, &mut progress).await?;
     let waiting = done.execution_status() == crate::model::ExecutionStatus::AwaitingDecision;
     if json {
         say!("{}", serde_json::to_string_pretty(&output::task_json(&done))?);
@@ -193,110 +192,87 @@ fn token_show(cli: &Cli, data: &Path, token: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-fn approvals(cli: &Cli, data: &Path, json: bool) -> Result<i32> {
-    let ctx = open(cli, data)?;
-    let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
-    coordinator.authenticate(&ctx.identity)?;
-    let now = crate::engine::Clock::new().now();
-    let mut waiting = Vec::new();
-    for task in ctx.store.active_tasks()? {
-        if !coordinator.may_read(&ctx.identity, &task) {
-            continue;
-        }
-        for step in task
-            .steps
-            .iter()
-            .filter(|s| s.state == crate::model::StepState::AwaitingApproval)
-        {
-            // A request past its deadline can no longer be decided: not listed.
-            if let Some(a) = step.approval.as_ref().filter(|a| a.expires_at > now) {
-                waiting.push((task.clone(), step.name.clone(), a.clone()));
+async fn approvals(cli: &Cli, data: &Path, json: bool) -> Result<i32> {
+    let session = session(cli, data, false, false).await?;
+    let result = async {
+        let waiting = session.client.approvals().await?;
+        let now = session.client.now();
+        if json {
+            let list: Vec<Value> = waiting
+                .iter()
+                .map(|a| serde_json::json!({ "task": a.task, "workflow": a.workflow, "step": a.step, "request": a.request, "requested_at": crate::model::format_timestamp(a.requested_at), "expires_at": crate::model::format_timestamp(a.expires_at) }))
+                .collect();
+            say!("{}", serde_json::to_string_pretty(&list)?);
+        } else if waiting.is_empty() {
+            say!("nothing waits for approval");
+        } else {
+            for a in &waiting {
+                let r = &a.request;
+                let amount = r.amount.map(crate::model::money).unwrap_or_default();
+                say!(
+                    "{}  {}  {}  {amount}  requested by {}  needs {}  expires in {}s  {}",
+                    short_id(&a.task),
+                    a.workflow,
+                    super::one_line(&a.step),
+                    super::one_line(&r.requester),
+                    super::one_line(&r.required_role),
+                    crate::model::millis_until(now, a.expires_at).div_ceil(1000),
+                    super::one_line(&r.summary)
+                );
             }
         }
+        Ok(0)
     }
-    if json {
-        let list: Vec<Value> = waiting
-            .iter()
-            .map(|(t, step, a)| serde_json::json!({ "task": t.id, "workflow": t.workflow_ref(), "step": step, "request": a.request, "requested_at": crate::model::format_timestamp(a.requested_at), "expires_at": crate::model::format_timestamp(a.expires_at) }))
-            .collect();
-        say!("{}", serde_json::to_string_pretty(&list)?);
-    } else if waiting.is_empty() {
-        say!("nothing waits for approval");
-    } else {
-        for (t, step, a) in &waiting {
-            let amount = a.request.amount.map(crate::model::money).unwrap_or_default();
-            say!(
-                "{}  {}  {step}  {amount}  requested by {}  needs {}  expires in {}s  {}",
-                short_id(&t.id),
-                t.workflow_ref(),
-                super::one_line(&a.request.requester),
-                super::one_line(&a.request.required_role),
-                crate::model::millis_until(now, a.expires_at).div_ceil(1000),
-                super::one_line(&a.request.summary)
-            );
-        }
-    }
-    Ok(0)
+    .await;
+    session.close(data, Duration::ZERO).await;
+    result
 }
 
-fn tasks(
+async fn tasks(
     cli: &Cli,
     data: &Path,
     namespace: Option<&str>,
     state: Option<TaskState>,
     json: bool,
 ) -> Result<i32> {
-    let ctx = open(cli, data)?;
-    if let Some(ns) = namespace {
-        check_namespace(&ctx.catalog, ns)?;
+    let session = session(cli, data, false, false).await?;
+    let result = async {
+        let query = TaskQuery {
+            namespace: namespace.map(str::to_string),
+            state,
+            ..TaskQuery::default()
+        };
+        let tasks = session.client.all_tasks(&query).await?;
+        if json {
+            let list: Vec<Value> = tasks.iter().map(output::task_json).collect();
+            say!("{}", serde_json::to_string_pretty(&list)?);
+        } else {
+            say!("{}", output::tasks_table(&tasks, session.client.now()).trim_end());
+        }
+        Ok(0)
     }
-    let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
-    coordinator.authenticate(&ctx.identity)?;
-    let tasks: Vec<_> = ctx
-        .store
-        .tasks()?
-        .into_iter()
-        .filter(|t| coordinator.may_read(&ctx.identity, t))
-        .filter(|t| namespace.is_none_or(|ns| t.namespace == ns))
-        .filter(|t| state.is_none_or(|s| t.state == s))
-        .collect();
-    if json {
-        let list: Vec<Value> = tasks.iter().map(output::task_json).collect();
-        say!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        say!(
-            "{}",
-            output::tasks_table(&tasks, crate::engine::Clock::new().now()).trim_end()
-        );
-    }
-    Ok(0)
+    .await;
+    session.close(data, Duration::ZERO).await;
+    result
 }
 
-/// A namespace the catalog knows, or an error listing the ones it does.
-fn check_namespace(catalog: &Catalog, namespace: &str) -> Result<()> {
-    let mut known: Vec<String> = catalog.iter().map(|w| w.template.namespace.clone()).collect();
-    known.dedup();
-    if known.iter().any(|n| n == namespace) {
-        return Ok(());
+async fn show(cli: &Cli, data: &Path, text: &str, json: bool) -> Result<i32> {
+    let session = session(cli, data, false, false).await?;
+    let result = async {
+        let detail = session.client.task(text).await?;
+        let (task, transitions) = (&detail.task, &detail.transitions);
+        if json {
+            let mut v = output::task_json(task);
+            v["transitions"] = transitions.iter().map(output::transition_json).collect();
+            say!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            say!("{}", output::task_detail(task, transitions).trim_end());
+        }
+        Ok(0)
     }
-    bail!(
-        "unknown namespace `{namespace}`; namespaces are: {}",
-        known.join(", ")
-    )
-}
-
-fn show(cli: &Cli, data: &Path, text: &str, json: bool) -> Result<i32> {
-    let ctx = open(cli, data)?;
-    let task = crate::engine::find_task(&*ctx.store, &ctx.catalog, &ctx.identity, text)?;
-    let transitions = ctx.store.transitions(&task.id)?;
-    if json {
-        let mut v = output::task_json(&task);
-        v["transitions"] = transitions.iter().map(output::transition_json).collect();
-        say!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        say!("{}", output::task_detail(&task, &transitions).trim_end());
-    }
-    Ok(0)
+    .await;
+    session.close(data, Duration::ZERO).await;
+    result
 }
 
 /// An operator command run against the store without executing steps.
@@ -324,26 +300,25 @@ enum Admin<'a> {
 }
 
 async fn admin(cli: &Cli, data: &Path, action: Admin<'_>) -> Result<i32> {
-    let ctx = open(cli, data)?;
-    let engine = engine(cli, &ctx, false)?;
-    let who = ctx.identity.clone();
+    let session = session(cli, data, false, false).await?;
+    let client = &session.client;
     let result = match action {
-        Admin::Retry { task, reason } => engine.retry(task, &who, reason).await,
-        Admin::Cancel { task, reason } => engine.cancel(task, &who, reason).await,
+        Admin::Retry { task, reason } => client.retry(task, reason).await,
+        Admin::Cancel { task, reason } => client.cancel(task, reason).await,
         Admin::Resolve {
             task,
             step,
             results,
             reason,
-        } => engine.resolve(task, step, results, &who, reason).await,
+        } => client.resolve(task, step, results, reason).await,
         Admin::Decide {
             task,
             step,
             approve,
             note,
-        } => engine.decide(task, step, approve, &who, note).await,
+        } => client.decide(task, step, approve, note).await,
     };
-    engine.shutdown(Duration::ZERO).await;
+    session.close(data, Duration::ZERO).await;
     let task = result?;
     say!("{} {}", task.id, task.state);
     Ok(0)
@@ -399,34 +374,12 @@ fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<i32> {
 }
 
 async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
-    let ctx = open(cli, data)?;
-    let engine = engine(cli, &ctx, true)?;
-    let mut events = engine.subscribe();
-    let (coordinator, who) = (engine.coordinator(), ctx.identity.clone());
-    let printer = tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            let line = match events.recv().await {
-                // Only what the operator may read (the event names its workflow's namespace).
-                Ok(e) => {
-                    let namespace = e.workflow.split('/').next().unwrap_or("");
-                    if coordinator
-                        .check(&who, crate::auth::Request::Read { namespace })
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    super::one_line(&e.line())
-                }
-                Err(RecvError::Lagged(n)) => format!("… {n} events skipped"),
-                Err(RecvError::Closed) => break,
-            };
-            // Output gone (a closed pipe): keep running, stop printing.
-            if super::write_line(format_args!("{line}")).is_err() {
-                break;
-            }
-        }
-    });
+    let session = own(cli, data, !cli.no_api, false).await?;
+    if let Some(server) = &session.server {
+        tracing::info!("the API is at {}", server.url);
+    }
+    let printer = print_events(&*session.client).await?;
+    let engine = session.engine.clone().context("run owns its engine")?;
     if until_idle {
         tokio::select! {
             r = engine.when_idle() => r?,
@@ -435,16 +388,33 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
     } else {
         shutdown_signal().await;
     }
-    engine.shutdown(Duration::from_secs(10)).await;
+    let client = session.client.clone();
+    session.close(data, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     printer.abort();
-    summary(&ctx)
+    summary(&*client).await
 }
 
-fn summary(ctx: &Opened) -> Result<i32> {
-    let coordinator = crate::auth::Coordinator::new(ctx.catalog.clone());
-    let mut tasks = ctx.store.tasks()?;
-    tasks.retain(|t| coordinator.may_read(&ctx.identity, t));
+/// Prints every event the client may read, one line each, until aborted. A closed output
+/// (a pipe whose reader left) stops the printing, not the engine.
+async fn print_events(client: &dyn Client) -> Result<tokio::task::JoinHandle<()>> {
+    use futures::StreamExt;
+    let mut feed = client.events(None).await?;
+    Ok(tokio::spawn(async move {
+        while let Some(item) = feed.next().await {
+            let line = match item {
+                Ok(e) => super::one_line(&e.line()),
+                Err(p) => format!("events stopped: {p}"),
+            };
+            if super::write_line(format_args!("{line}")).is_err() {
+                break;
+            }
+        }
+    }))
+}
+
+async fn summary(client: &dyn Client) -> Result<i32> {
+    let tasks = client.all_tasks(&TaskQuery::default()).await?;
     let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
     say!(
         "tasks: {} complete, {} error, {} cancelled, {} unfinished",
@@ -453,6 +423,24 @@ fn summary(ctx: &Opened) -> Result<i32> {
         count(TaskState::Cancelled),
         count(TaskState::Pending) + count(TaskState::InProgress)
     );
+    Ok(0)
+}
+
+/// `taskdeck serve`: the engine and the API, no terminal UI, until SIGTERM or Ctrl-C; then
+/// the API stops taking requests, running steps get 10 s, and the engine stops.
+async fn serve(cli: &Cli, data: &Path) -> Result<i32> {
+    if cli.no_api {
+        bail!("`serve` is the API; --no-api contradicts it (use `taskdeck run`)");
+    }
+    let session = own(cli, data, true, true).await?;
+    let url = session.server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+    say!(
+        "taskdeck serve: the engine over {} is at {url} (Ctrl-C or SIGTERM stops it)",
+        data.display()
+    );
+    shutdown_signal().await;
+    session.close(data, Duration::from_secs(10)).await;
+    say!("stopped");
     Ok(0)
 }
 
@@ -468,7 +456,7 @@ async fn demo_traffic(
     duration: Option<Duration>,
 ) -> Result<i32> {
     use crate::demo::{submit_next, Summary, Traffic};
-    use tokio::sync::broadcast::error::RecvError;
+    use futures::StreamExt;
     if !(crate::demo::MIN_RATE..=crate::demo::MAX_RATE).contains(&rate) {
         bail!(
             "--rate must be between {} and {} tasks per second, got {rate:?}",
@@ -476,10 +464,17 @@ async fn demo_traffic(
             crate::demo::MAX_RATE
         );
     }
-    let ctx = open(cli, data)?;
-    require_admin_for_demo(&ctx.identity)?;
-    let engine = engine(cli, &ctx, true)?;
-    let mut events = engine.subscribe();
+    let session = session(cli, data, true, false).await?;
+    if let Err(e) = require_admin_for_demo(session.client.identity()) {
+        session.close(data, Duration::ZERO).await;
+        return Err(e);
+    }
+    // In-process, traffic is submitted as `demo`; remotely, as whom the token names.
+    let client: Arc<dyn Client> = match &session.engine {
+        Some(engine) => Arc::new(crate::client::Local::new(engine.clone(), crate::demo::identity())),
+        None => session.client.clone(),
+    };
+    let mut events = session.client.events(None).await?;
     let mut traffic = Traffic::new(seed, faults);
     let mut summary = Summary::default();
     let started = tokio::time::Instant::now();
@@ -514,12 +509,12 @@ async fn demo_traffic(
     let outcome: Result<()> = async {
         loop {
             tokio::select! {
-                _ = submit.tick() => submit_next(&engine, &mut traffic, &mut summary).await?,
+                _ = submit.tick() => submit_next(&*client, &mut traffic, &mut summary).await?,
                 _ = report.tick() => say!("{}", line(&summary)),
-                event = events.recv() => match event {
-                    Ok(e) => summary.observe(&e),
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break,
+                event = events.next() => match event {
+                    Some(Ok(e)) => summary.observe(&e),
+                    Some(Err(p)) => return Err(p.into()),
+                    None => break,
                 },
                 _ = sleep_until(stop_at) => break,
                 _ = &mut ctrl_c => break,
@@ -529,7 +524,16 @@ async fn demo_traffic(
             "stopped submitting; waiting up to 60 s for {} tasks in flight",
             summary.in_flight()
         );
-        let idle = engine.when_idle();
+        // In-process the engine says when it is idle; remotely, the events do.
+        let engine = session.engine.clone();
+        let idle = async move {
+            match engine {
+                Some(engine) => {
+                    let _ = engine.when_idle().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::pin!(idle);
         let grace = tokio::time::sleep(Duration::from_secs(60));
         tokio::pin!(grace);
@@ -541,17 +545,25 @@ async fn demo_traffic(
                 _ = &mut grace => break,
                 _ = &mut second_ctrl_c => break,
                 _ = report.tick() => say!("{}", line(&summary)),
-                event = events.recv() => if let Ok(e) = event { summary.observe(&e) },
+                event = events.next() => match event {
+                    Some(Ok(e)) => {
+                        summary.observe(&e);
+                        if session.engine.is_none() && summary.in_flight() == 0 {
+                            break;
+                        }
+                    }
+                    _ => break,
+                },
             }
         }
         Ok(())
     }
     .await;
-    while let Ok(e) = events.try_recv() {
+    while let Some(Some(Ok(e))) = futures::FutureExt::now_or_never(events.next()) {
         summary.observe(&e);
     }
     // However the loop ended (a closed pipe included), the engine stops cleanly.
-    engine.shutdown(Duration::from_secs(5)).await;
+    session.close(data, Duration::from_secs(5)).await;
     outcome?;
     say!("{}", line(&summary));
     say!("inspect with: taskdeck tasks --state error   |   taskdeck show ID");
@@ -601,31 +613,49 @@ async fn console(cli: &Cli, data: &Path) -> Result<i32> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         bail!("the console needs a terminal; for headless use try `taskdeck run`, `taskdeck submit --wait` or `taskdeck demo` (see --help)");
     }
-    let ctx = open(cli, data)?;
+    let session = session(cli, data, true, !cli.no_api).await?;
+    let client = session.client.clone();
     if cli.demo {
-        require_admin_for_demo(&ctx.identity)?;
+        if let Err(e) = require_admin_for_demo(client.identity()) {
+            session.close(data, Duration::ZERO).await;
+            return Err(e);
+        }
     }
-    let ctx_identity = ctx.identity.clone();
-    let engine = Arc::new(engine(cli, &ctx, true)?);
+    let who = client.identity();
+    let endpoint = match (&session.server, client.endpoint()) {
+        (Some(server), _) => format!("api {}", server.url.trim_start_matches("http://")),
+        (None, crate::client::Endpoint::Remote(url)) => format!("→ {url}"),
+        (None, crate::client::Endpoint::InProcess) => "no api".into(),
+    };
+    // In-process, demo traffic is submitted as `demo`; remotely, as whom the token names.
+    let demo: Option<Arc<dyn Client>> = match (cli.demo, &session.engine) {
+        (false, _) => None,
+        (true, Some(engine)) => Some(Arc::new(crate::client::Local::new(
+            engine.clone(),
+            crate::demo::identity(),
+        ))),
+        (true, None) => Some(client.clone()),
+    };
     let options = crate::console::Options {
-        identity: ctx.identity.clone(),
         theme,
-        demo: cli.demo,
+        demo,
         record: cli.record.clone(),
         info: crate::console::app::HeaderInfo {
             data_dir: tilde(data),
-            durability: cli.durability.as_str().to_string(),
-            operator: if cli.token.is_some() {
-                ctx_identity.describe()
-            } else {
-                format!("{} (admin, no token)", ctx_identity.sub)
+            durability: match &session.engine {
+                Some(_) => cli.durability.as_str().to_string(),
+                None => "remote".into(),
             },
+            operator: if cli.token.is_some() || session.engine.is_none() {
+                who.describe()
+            } else {
+                format!("{} (admin, no token)", who.sub)
+            },
+            endpoint,
         },
     };
-    let result = crate::console::run(engine.clone(), options).await;
-    if let Some(engine) = Arc::into_inner(engine) {
-        engine.shutdown(Duration::from_secs(5)).await;
-    }
+    let result = crate::console::run(client, options).await;
+    session.close(data, Duration::from_secs(5)).await;
     result.context("console")?;
     if let Some(path) = &cli.record {
         say!(

@@ -5,6 +5,7 @@
 
 mod commands;
 mod output;
+mod session;
 
 use crate::auth::Identity;
 use crate::engine::{Engine, EngineConfig};
@@ -61,6 +62,33 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Talk to the taskdeck server at this URL (e.g. http://127.0.0.1:7420) instead of opening the data directory. Without it, commands connect by themselves when another taskdeck process holds the data directory.
+    #[arg(long, global = true, env = "TASKDECK_URL", value_name = "URL")]
+    pub connect: Option<String>,
+    /// A PEM CA certificate to trust when connecting over HTTPS (a self-signed server).
+    #[arg(long, global = true, env = "TASKDECK_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Where the API listens (serve, run, and the console when it runs the engine). Default 127.0.0.1:7420; the console and `run` take a free port when that one is busy.
+    #[arg(long, global = true, env = "TASKDECK_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address other than loopback (only behind something that terminates TLS).
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
+    /// Largest API request body, in bytes.
+    #[arg(long, global = true, default_value_t = crate::api::DEFAULT_MAX_BODY_BYTES, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// API requests per second allowed per identity (bursts of twice that); 0 for no limit.
+    #[arg(long, global = true, default_value_t = crate::api::DEFAULT_RATE_LIMIT, value_name = "N")]
+    pub rate_limit: u32,
+    /// Run the console or `run` without serving the API.
+    #[arg(long, global = true)]
+    pub no_api: bool,
     /// Console theme: dark, light, high-contrast, screencast, or a path to a theme file.
     #[arg(long, value_name = "NAME", env = "TASKDECK_THEME", default_value = crate::console::theme::DEFAULT)]
     pub theme: String,
@@ -100,6 +128,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the engine and the HTTP API with no terminal UI (SIGTERM or Ctrl-C stops it).
+    Serve,
     /// Run the engine headless, resuming unfinished tasks (Ctrl-C stops it).
     Run {
         /// Exit once no task can make progress.

@@ -22,6 +22,8 @@ pub enum Update {
     Transitions(String, Vec<Transition>),
     Submitted(Box<Task>),
     Notice(String),
+    /// The connection to a remote engine came back (`Up`) or was lost (`Down`).
+    Link(crate::client::Link),
 }
 
 /// What the app asks of the engine; the runner carries it out.
@@ -100,6 +102,9 @@ pub struct HeaderInfo {
     pub data_dir: String,
     pub durability: String,
     pub operator: String,
+    /// Where the engine is: `api 127.0.0.1:7420` when this console runs it and serves it,
+    /// `→ https://host:7420` when connected to another.
+    pub endpoint: String,
 }
 
 type RowCache = Option<(u64, TaskFilter, SortKey, bool, Arc<Vec<Arc<Task>>>)>;
@@ -124,6 +129,8 @@ pub struct App {
     /// Who operates the console; decides what the keys may do (the engine checks again).
     pub identity: crate::auth::Identity,
     pub now: Timestamp,
+    /// Why the connection to a remote engine is down (a banner while it reconnects).
+    pub link_down: Option<String>,
     pub notice: Option<(String, Timestamp)>,
     pub quit: bool,
     /// Set when something visible changed; the runner redraws and clears it.
@@ -160,6 +167,7 @@ impl App {
             selected_approval: 0,
             identity: crate::auth::Identity::local("operator"),
             now: 0,
+            link_down: None,
             notice: None,
             quit: false,
             dirty: true,
@@ -259,6 +267,8 @@ impl App {
                 self.open_task(id);
             }
             Update::Notice(text) => self.notify(text),
+            Update::Link(crate::client::Link::Up) => self.link_down = None,
+            Update::Link(crate::client::Link::Down(why)) => self.link_down = Some(why),
         }
         self.check_dialog();
     }
@@ -953,6 +963,7 @@ mod tests {
         let catalog = Arc::new(Catalog::load(&[Source::Bundled], &|_| true).unwrap());
         let (tx, rx) = mpsc::unbounded_channel();
         let info = HeaderInfo {
+            endpoint: String::new(),
             data_dir: "d".into(),
             durability: "immediate".into(),
             operator: "o".into(),

@@ -1,37 +1,35 @@
-//! Feeds the view model: forwards engine events and re-reads the snapshots of tasks they
-//! touched (coalesced, at most every 50 ms), off the render path. The first update is every
-//! stored task.
+//! Feeds the view model through the client: the first update is every task the operator may
+//! read; then it forwards events and re-reads the tasks they touched (coalesced, at most every
+//! 50 ms), off the render path. The client applies the read authorization (the engine's query
+//! side), so the feeder shows what it is given. A remote client's connection state becomes a
+//! banner.
 
 use super::app::Update;
-use crate::auth::{Coordinator, Identity};
-use crate::engine::Event;
-use crate::store::Store;
+use crate::client::{Client, TaskQuery};
+use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
-/// Only what `who` may read reaches the view model (tasks and their events).
-pub struct Reader {
-    pub who: Identity,
-    pub coordinator: Coordinator,
-}
+/// How many task reads one tick runs at once.
+const READS_AT_ONCE: usize = 16;
 
 pub async fn feed(
-    store: Arc<dyn Store>,
-    mut events: broadcast::Receiver<Arc<Event>>,
+    client: Arc<dyn Client>,
     tx: mpsc::UnboundedSender<Update>,
     mut focus: watch::Receiver<Option<String>>,
-    reader: Reader,
 ) {
-    let readable = |task: &crate::model::Task| reader.coordinator.may_read(&reader.who, task);
-    // Tasks already classified, so each is read from the store at most once for this.
-    let mut visible: HashSet<String> = HashSet::new();
-    let mut hidden: HashSet<String> = HashSet::new();
-    let reload = |tx: &mpsc::UnboundedSender<Update>| match store.tasks() {
+    // Subscribe before the first load, so nothing between the two is missed.
+    let mut events = match client.events(None).await {
+        Ok(events) => events,
+        Err(e) => {
+            let _ = tx.send(Update::Notice(format!("cannot follow events: {e}")));
+            return;
+        }
+    };
+    match client.all_tasks(&TaskQuery::default()).await {
         Ok(tasks) => {
-            let tasks: Vec<_> = tasks.into_iter().filter(|t| readable(t)).collect();
             for chunk in tasks.chunks(1000) {
                 let _ = tx.send(Update::Tasks(chunk.to_vec()));
             }
@@ -39,48 +37,52 @@ pub async fn feed(
         Err(e) => {
             let _ = tx.send(Update::Notice(format!("cannot read tasks: {e}")));
         }
-    };
-    reload(&tx);
-    let transitions = |id: &str| {
-        if let Ok(log) = store.transitions(id) {
-            let _ = tx.send(Update::Transitions(id.to_string(), log));
+    }
+    let mut link = client.link();
+    let transitions = |id: String| {
+        let (client, tx) = (client.clone(), tx.clone());
+        async move {
+            if let Ok(detail) = client.task(&id).await {
+                let _ = tx.send(Update::Transitions(id, detail.transitions));
+            }
         }
     };
     let mut dirty: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(e) => {
-                    if !visible.contains(&e.task_id) && !hidden.contains(&e.task_id) {
-                        match store.task(&e.task_id) {
-                            Ok(Some(task)) if readable(&task) => visible.insert(e.task_id.clone()),
-                            _ => hidden.insert(e.task_id.clone()),
-                        };
-                    }
-                    if hidden.contains(&e.task_id) {
-                        continue;
-                    }
+            event = events.next() => match event {
+                Some(Ok(e)) => {
                     if !e.custom {
                         dirty.insert(e.task_id.clone());
                     }
-                    if tx.send(Update::Event(e)).is_err() {
+                    if tx.send(Update::Event(Arc::new(e))).is_err() {
                         return;
                     }
                 }
-                Err(RecvError::Lagged(_)) => reload(&tx),
-                Err(RecvError::Closed) => return,
+                Some(Err(e)) => {
+                    let _ = tx.send(Update::Notice(format!("events stopped: {e}")));
+                    return;
+                }
+                None => return,
             },
             _ = tick.tick(), if !dirty.is_empty() => {
                 let focused = focus.borrow().clone();
-                let mut batch = Vec::with_capacity(dirty.len());
-                for id in dirty.drain() {
-                    if let Ok(Some(task)) = store.task(&id) {
-                        batch.push(task);
+                let ids: Vec<String> = dirty.drain().collect();
+                let reads = futures::stream::iter(ids)
+                    .map(|id| {
+                        let client = client.clone();
+                        async move { client.task(&id).await.ok() }
+                    })
+                    .buffer_unordered(READS_AT_ONCE)
+                    .collect::<Vec<_>>()
+                    .await;
+                let mut batch = Vec::with_capacity(reads.len());
+                for detail in reads.into_iter().flatten() {
+                    if focused.as_deref() == Some(detail.task.id.as_str()) {
+                        let _ = tx.send(Update::Transitions(detail.task.id.clone(), detail.transitions));
                     }
-                    if focused.as_deref() == Some(id.as_str()) {
-                        transitions(&id);
-                    }
+                    batch.push(detail.task);
                 }
                 if tx.send(Update::Tasks(batch)).is_err() {
                     return;
@@ -92,9 +94,20 @@ pub async fn feed(
                 }
                 let focused = focus.borrow().clone();
                 if let Some(id) = focused {
-                    transitions(&id);
+                    transitions(id).await;
                 }
             }
+            changed = async {
+                match link.as_mut() {
+                    Some(l) => l.changed().await.map(|()| l.borrow().clone()),
+                    None => std::future::pending().await,
+                }
+            } => match changed {
+                Ok(state) => {
+                    let _ = tx.send(Update::Link(state));
+                }
+                Err(_) => link = None,
+            },
         }
     }
 }
@@ -102,9 +115,10 @@ pub async fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use crate::auth::{Identity, Role};
     use crate::engine::{Engine, EngineConfig, SubmitRequest};
     use crate::handlers::Registry;
+    use crate::store::Store;
     use crate::store::{Durability, SledStore};
     use crate::workflow::{Catalog, Source};
     use serde_json::json;
@@ -132,11 +146,12 @@ mod tests {
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (_focus_tx, focus_rx) = watch::channel(None);
-        let reader = Reader {
-            who: Identity::new("vic", "ours", Role::Viewer),
-            coordinator: Coordinator::new(catalog),
-        };
-        let feeder = tokio::spawn(feed(store, engine.subscribe(), tx, focus_rx, reader));
+        let engine = Arc::new(engine);
+        let client = Arc::new(crate::client::Local::new(
+            engine.clone(),
+            Identity::new("vic", "ours", Role::Viewer),
+        ));
+        let feeder = tokio::spawn(feed(client, tx, focus_rx));
         tokio::task::yield_now().await;
         let ours = engine
             .submit(SubmitRequest::new("ours/wf", json!({}), admin.clone()))

@@ -1,9 +1,10 @@
-//! The operations console: a ratatui front end over the embedded engine.
+//! The operations console: a ratatui front end over an engine, in this process or remote.
 //!
-//! Three parts run side by side on the tokio runtime: the engine; the feeder, which turns
-//! engine events into view-model updates (reading snapshots from the store); and this loop,
-//! which applies updates and keys to the `App` and redraws when something changed. Rendering
-//! reads only the view model, so it never waits on the engine.
+//! Three parts run side by side on the tokio runtime: the client (`client::Client`, over the
+//! embedded engine or the HTTP API); the feeder, which turns events into view-model updates
+//! (re-reading the tasks they touched); and this loop, which applies updates and keys to the
+//! `App` and redraws when something changed. Rendering reads only the view model, so it never
+//! waits on the engine or the network.
 
 pub mod app;
 pub mod dag;
@@ -15,9 +16,8 @@ pub mod record;
 pub mod theme;
 pub mod views;
 
-use crate::auth::Identity;
+use crate::client::Client;
 use crate::demo::{FaultLevel, Traffic};
-use crate::engine::Engine;
 use app::{Action, App, HeaderInfo, Update};
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
 use crossterm::{cursor, execute, terminal};
@@ -34,10 +34,8 @@ use tokio::sync::{mpsc, watch};
 
 pub struct Options {
     pub theme: Theme,
-    /// Who is operating the console (from a token, or the local user as admin).
-    pub identity: Identity,
-    /// Run the demo traffic generator inside the console.
-    pub demo: bool,
+    /// Run the demo traffic generator inside the console, submitting through this client.
+    pub demo: Option<Arc<dyn Client>>,
     /// Write the session as an asciinema v2 recording.
     pub record: Option<PathBuf>,
     pub info: HeaderInfo,
@@ -97,7 +95,13 @@ pub fn workflow_entries(catalog: &crate::workflow::Catalog) -> Vec<WorkflowEntry
     out
 }
 
-pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
+/// Runs the console over `client` (who operates it is the client's identity) until `q` or
+/// a termination signal.
+pub async fn run(client: Arc<dyn Client>, options: Options) -> io::Result<()> {
+    let catalog = client
+        .catalog()
+        .await
+        .map_err(|e| io::Error::other(format!("cannot load the workflows: {e}")))?;
     let (width, height) = terminal::size()?;
     let output = match &options.record {
         Some(path) => Output::Recorded(record::Recorder::create(io::stdout(), path, width, height)?),
@@ -120,35 +124,16 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
     // not every terminal answers).
     execute!(term.backend_mut(), terminal::EnterAlternateScreen, cursor::Hide)?;
 
-    let options_identity = options.identity.clone();
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (actions_tx, mut actions) = mpsc::unbounded_channel();
     let (focus_tx, focus_rx) = watch::channel(None);
-    let vm = ViewModel::new(workflow_entries(engine.catalog()));
-    let mut app = App::new(
-        vm,
-        options.theme,
-        options.info,
-        engine.catalog().clone(),
-        actions_tx,
-    );
-    app.identity = options_identity.clone();
-    let clock = engine.clock();
-    app.now = clock.now();
+    let vm = ViewModel::new(workflow_entries(&catalog));
+    let mut app = App::new(vm, options.theme, options.info, catalog, actions_tx);
+    app.identity = client.identity().clone();
+    app.now = client.now();
 
-    let reader = feeder::Reader {
-        who: options.identity.clone(),
-        coordinator: engine.coordinator(),
-    };
-    let feeder = tokio::spawn(feeder::feed(
-        engine.store().clone(),
-        engine.subscribe(),
-        updates_tx.clone(),
-        focus_rx,
-        reader,
-    ));
-    let demo = options.demo.then(|| {
-        let engine = engine.clone();
+    let feeder = tokio::spawn(feeder::feed(client.clone(), updates_tx.clone(), focus_rx));
+    let demo = options.demo.map(|demo| {
         let notices = updates_tx.clone();
         tokio::spawn(async move {
             let mut traffic = Traffic::new(7, FaultLevel::High);
@@ -156,7 +141,7 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tick.tick().await;
-                if let Err(e) = crate::demo::submit_next(&engine, &mut traffic, &mut summary).await {
+                if let Err(e) = crate::demo::submit_next(&*demo, &mut traffic, &mut summary).await {
                     let _ = notices.send(Update::Notice(format!("demo stopped: {e}")));
                     return;
                 }
@@ -206,12 +191,12 @@ pub async fn run(engine: Arc<Engine>, options: Options) -> io::Result<()> {
             }
             action = actions.recv() => {
                 if let Some(a) = action {
-                    perform(&engine, &options_identity, a, &updates_tx, &focus_tx);
+                    perform(&client, a, &updates_tx, &focus_tx);
                 }
             }
             _ = signals.next() => app.quit = true,
             _ = tick.tick() => {
-                app.now = clock.now();
+                app.now = client.now();
                 let second = app.now / 1000;
                 if second != last_second || app.has_countdown() {
                     last_second = second;
@@ -270,25 +255,23 @@ impl TerminationSignals {
     }
 }
 
-/// Carries out an action without blocking the loop: engine calls run on their own task and
+/// Carries out an action without blocking the loop: client calls run on their own task and
 /// report back as updates.
 fn perform(
-    engine: &Arc<Engine>,
-    identity: &Identity,
+    client: &Arc<dyn Client>,
     action: Action,
     updates: &mpsc::UnboundedSender<Update>,
     focus: &watch::Sender<Option<String>>,
 ) {
-    let operator = identity.clone();
-    let (engine, updates) = (engine.clone(), updates.clone());
+    let (client, updates) = (client.clone(), updates.clone());
     match action {
         Action::Focus(id) => {
             let _ = focus.send(id);
         }
         Action::Submit { workflow, context } => {
             tokio::spawn(async move {
-                let request = crate::engine::SubmitRequest::new(workflow, context, operator);
-                let _ = updates.send(match engine.submit(request).await {
+                let task = crate::client::NewTask { workflow, context };
+                let _ = updates.send(match client.submit(task).await {
                     Ok(task) => Update::Submitted(Box::new(task)),
                     Err(e) => Update::Notice(format!("submit failed: {e}")),
                 });
@@ -296,7 +279,7 @@ fn perform(
         }
         Action::Retry(id) => {
             tokio::spawn(async move {
-                if let Err(e) = engine.retry(&id, &operator, "retried from the console").await {
+                if let Err(e) = client.retry(&id, "retried from the console").await {
                     let _ = updates.send(Update::Notice(format!("retry failed: {e}")));
                 }
             });
@@ -309,24 +292,18 @@ fn perform(
         } => {
             tokio::spawn(async move {
                 let verb = if approve { "approved" } else { "denied" };
-                let _ = updates.send(
-                    match engine.decide(&task, &step, approve, &operator, note).await {
-                        Ok(t) => {
-                            Update::Notice(format!("{verb} {step} of {}", crate::model::short_id(&t.id)))
-                        }
-                        Err(e) => Update::Notice(format!("not {verb}: {e}")),
-                    },
-                );
+                let _ = updates.send(match client.decide(&task, &step, approve, note).await {
+                    Ok(t) => Update::Notice(format!("{verb} {step} of {}", crate::model::short_id(&t.id))),
+                    Err(e) => Update::Notice(format!("not {verb}: {e}")),
+                });
             });
         }
         Action::Cancel(id) => {
             tokio::spawn(async move {
-                let _ = updates.send(
-                    match engine.cancel(&id, &operator, "cancelled from the console").await {
-                        Ok(t) => Update::Notice(format!("cancelled {}", crate::model::short_id(&t.id))),
-                        Err(e) => Update::Notice(format!("cancel failed: {e}")),
-                    },
-                );
+                let _ = updates.send(match client.cancel(&id, "cancelled from the console").await {
+                    Ok(t) => Update::Notice(format!("cancelled {}", crate::model::short_id(&t.id))),
+                    Err(e) => Update::Notice(format!("cancel failed: {e}")),
+                });
             });
         }
     }

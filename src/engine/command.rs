@@ -20,8 +20,10 @@ pub enum EngineError {
         step: String,
         steps: String,
     },
+    /// The request conflicts with the state of what it names (a finished task, a step not
+    /// waiting for approval, an expired request).
     #[error("{0}")]
-    Rejected(String),
+    Conflict(String),
     /// A request's `field` is not what the engine accepts.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
@@ -31,6 +33,64 @@ pub enum EngineError {
     Denied(String),
     #[error("the engine has stopped")]
     Stopped,
+}
+
+/// What kind of failure an error is: one-to-one with the HTTP status the API answers and the
+/// way clients react (design.md, "errors by kind").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request is malformed (bad JSON, an unknown field, a tampered cursor, an ambiguous
+    /// id): 400.
+    BadRequest,
+    /// No valid credentials (missing, bad or expired token): 401.
+    Unauthenticated,
+    /// Authenticated, but not allowed: 403.
+    Forbidden,
+    /// No such task, step or workflow (or one the caller may not read): 404.
+    NotFound,
+    /// Conflicts with the current state: 409.
+    Conflict,
+    /// The body is too large: 413.
+    TooLarge,
+    /// Well-formed but not acceptable (schema violations, out-of-range values): 422.
+    Invalid,
+    /// Too many requests: 429.
+    RateLimited,
+    /// The engine has stopped or the store failed: 503.
+    Unavailable,
+}
+
+impl EngineError {
+    /// The kind of this error (see `ErrorKind`).
+    pub fn kind(&self) -> ErrorKind {
+        use crate::workflow::CatalogError as C;
+        match self {
+            EngineError::Catalog(C::BadReference(_)) => ErrorKind::Invalid,
+            EngineError::Catalog(C::Unknown { .. }) => ErrorKind::NotFound,
+            EngineError::Catalog(C::InvalidContext { .. }) => ErrorKind::Invalid,
+            EngineError::Store(StoreError::NoSuchTask(_)) => ErrorKind::NotFound,
+            EngineError::Store(StoreError::Ambiguous { .. }) => ErrorKind::BadRequest,
+            EngineError::Store(_) => ErrorKind::Unavailable,
+            EngineError::NoSuchStep { .. } => ErrorKind::NotFound,
+            EngineError::Conflict(_) | EngineError::Illegal(_) => ErrorKind::Conflict,
+            EngineError::Invalid { .. } => ErrorKind::Invalid,
+            EngineError::Denied(_) => ErrorKind::Forbidden,
+            EngineError::Stopped => ErrorKind::Unavailable,
+        }
+    }
+
+    /// The request field at fault, when one is.
+    pub fn field(&self) -> Option<&str> {
+        use crate::workflow::CatalogError as C;
+        match self {
+            EngineError::Invalid { field, .. } => Some(field),
+            EngineError::Catalog(C::BadReference(_) | C::Unknown { .. }) => Some("workflow"),
+            EngineError::Catalog(C::InvalidContext { .. }) => Some("context"),
+            EngineError::NoSuchStep { .. } => Some("step"),
+            _ => None,
+        }
+    }
 }
 
 impl From<crate::auth::Denied> for EngineError {

@@ -1,109 +1,29 @@
-//! The engine's event stream: typed lifecycle events with Tasker's names, plus custom events
-//! that handlers publish. Delivery is a broadcast channel: a slow subscriber lags and loses
-//! old events; it never slows or blocks a workflow.
+//! The live side of the event stream: a broadcast channel. A slow subscriber lags and loses
+//! old events; it never slows or blocks a workflow. Events are stored before they are
+//! published, so `Engine::events` fills any gap from the store (the stream a client resumes).
 
-use crate::model::Timestamp;
-use serde::Serialize;
-use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use crate::model::event::{names, Event};
 use std::sync::Arc;
 use tokio::sync::broadcast;
-
-/// Event names (Tasker's vocabulary where it has one).
-pub mod names {
-    pub const TASK_CREATED: &str = "task.created";
-    pub const TASK_STARTED: &str = "task.started";
-    pub const TASK_COMPLETED: &str = "task.completed";
-    pub const TASK_FAILED: &str = "task.failed";
-    pub const TASK_CANCELLED: &str = "task.cancelled";
-    pub const TASK_RETRY_REQUESTED: &str = "task.retry_requested";
-    pub const TASK_RESOLVED_MANUALLY: &str = "task.resolved_manually";
-    pub const STEP_EXECUTION_REQUESTED: &str = "step.execution_requested";
-    pub const STEP_COMPLETED: &str = "step.completed";
-    pub const STEP_FAILED: &str = "step.failed";
-    pub const STEP_RETRY_SCHEDULED: &str = "step.retry_scheduled";
-    pub const STEP_RETRY_REQUESTED: &str = "step.retry_requested";
-    pub const STEP_RECOVERED: &str = "step.recovered";
-    pub const STEP_AWAITING_APPROVAL: &str = "step.awaiting_approval";
-    pub const STEP_WAITING_FOR_CHILD: &str = "step.waiting_for_child";
-    pub const STEP_CANCELLED: &str = "step.cancelled";
-    pub const STEP_RESOLVED_MANUALLY: &str = "step.resolved_manually";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Event {
-    /// Increases by one per event published by this process.
-    pub seq: u64,
-    pub at: Timestamp,
-    pub name: String,
-    pub task_id: String,
-    /// `namespace/name@version`.
-    pub workflow: String,
-    pub step: Option<String>,
-    /// True for events published by handlers rather than by the engine.
-    pub custom: bool,
-    pub payload: Value,
-}
 
 /// The publishing side of the stream, cheap to clone.
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
-    seq: Arc<AtomicU64>,
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
-        EventBus {
-            tx,
-            seq: Arc::new(AtomicU64::new(1)),
-        }
+        EventBus { tx }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 
-    /// Publishes; `seq` is filled in here. Having no subscriber is fine.
-    pub fn publish(&self, mut event: Event) {
-        event.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+    /// Publishes a stored event (its `seq` is the store's). Having no subscriber is fine.
+    pub fn publish(&self, event: Event) {
         let _ = self.tx.send(Arc::new(event));
-    }
-}
-
-impl Event {
-    /// One line for people: time, short task id, name, workflow and step, and the detail
-    /// that matters for this kind of event.
-    pub fn line(&self) -> String {
-        let time = crate::model::format_timestamp(self.at);
-        let time = time.get(11..23).unwrap_or(&time);
-        let subject = match &self.step {
-            Some(step) => format!("{} {}", self.workflow, step),
-            None => self.workflow.clone(),
-        };
-        let p = &self.payload;
-        let detail = match self.name.as_str() {
-            names::STEP_FAILED => format!(
-                "{} {}",
-                p["error"]["kind"].as_str().unwrap_or(""),
-                p["error"]["message"].as_str().unwrap_or("")
-            ),
-            names::STEP_RETRY_SCHEDULED => format!(
-                "attempt {} in {:.1}s ({})",
-                p["next_attempt"],
-                p["delay_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
-                p["backoff_type"].as_str().unwrap_or("")
-            ),
-            _ if self.custom => p.to_string(),
-            _ => p["reason"].as_str().unwrap_or("").to_string(),
-        };
-        format!(
-            "{time} {} {:<26} {subject} {detail}",
-            crate::model::short_id(&self.task_id),
-            self.name
-        )
-        .trim_end()
-        .to_string()
     }
 }

@@ -11,11 +11,15 @@ mod delegate;
 mod events;
 mod lookup;
 mod orchestrator;
+pub mod query;
 mod runner;
+mod stream;
 
 pub use clock::Clock;
-pub use command::{EngineError, SubmitRequest};
+pub use command::{EngineError, ErrorKind, SubmitRequest};
 pub use events::{names as event_names, Event, EventBus};
+pub use query::{PendingApproval, Query, ReadableEvents, Status, TaskFilter};
+pub use stream::EventStream;
 
 use crate::auth::Identity;
 use crate::handlers::Registry;
@@ -90,7 +94,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     clock: Clock,
-    join: Option<JoinHandle<()>>,
+    query: Query,
+    join: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -105,7 +110,9 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let bus = EventBus::new(config.event_capacity);
         let clock = config.clock.unwrap_or_default();
+        let query = Query::new(store.clone(), catalog.clone(), clock, registry.names());
         let seq = store.last_seq()?;
+        let event_seq = store.last_event_seq()?;
         let resume = if config.dispatch {
             store.active_tasks()?
         } else {
@@ -121,6 +128,7 @@ impl Engine {
             tx.clone(),
             rx,
             seq,
+            event_seq,
         );
         if !resume.is_empty() {
             tracing::info!(tasks = resume.len(), "resuming unfinished tasks");
@@ -133,12 +141,30 @@ impl Engine {
             store,
             catalog,
             clock,
-            join: Some(join),
+            query,
+            join: std::sync::Mutex::new(Some(join)),
         })
     }
 
+    /// The live events, from now on (they may lag; see `events` for a lossless stream).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.bus.subscribe()
+    }
+
+    /// Whether the orchestrator still takes commands.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// The reads clients make, authorized once (see `query`).
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// The events `who` may read after the sequence number `after` (`None`: from now), then
+    /// live ones: in order, none missed, none twice, across lag and restarts.
+    pub fn events(&self, who: &Identity, after: Option<u64>) -> Result<ReadableEvents, EngineError> {
+        self.query.events(who, self.bus.subscribe(), after)
     }
 
     /// Reads go to the store directly; they never wait on the orchestrator.
@@ -286,7 +312,8 @@ impl Engine {
 
     /// Stops dispatching, lets running steps finish for up to `grace`, and stops. Steps still
     /// running after that are left `in_progress` in the store and run again on the next start.
-    pub async fn shutdown(mut self, grace: Duration) {
+    /// A second call (or a call from another holder) just waits for the first.
+    pub async fn shutdown(&self, grace: Duration) {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
@@ -295,7 +322,8 @@ impl Engine {
         {
             let _ = rx.await;
         }
-        if let Some(join) = self.join.take() {
+        let join = self.join.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(join) = join {
             let _ = join.await;
         }
     }

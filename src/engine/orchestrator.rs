@@ -35,6 +35,8 @@ const ENGINE: &str = "engine";
 pub(crate) enum Message {
     Command(Command),
     Outcome(Attempt, Result<Value, StepError>),
+    /// An event a handler published: stored and sequenced with the next commit.
+    Custom(Event),
 }
 
 /// A task the orchestrator is driving, with its step graph precomputed.
@@ -84,6 +86,8 @@ pub(crate) struct Orchestrator {
     delegator: Arc<dyn Delegator>,
     inflight: HashMap<(String, usize), AbortHandle>,
     seq: u64,
+    /// The last event sequence number used (the store's, so it survives restarts).
+    event_seq: u64,
     // The group being built this turn.
     dirty: HashSet<String>,
     transitions: Vec<Transition>,
@@ -107,6 +111,7 @@ impl Orchestrator {
         tx: UnboundedSender<Message>,
         inbox: UnboundedReceiver<Message>,
         seq: u64,
+        event_seq: u64,
     ) -> Self {
         let tx_for_delegation = tx.clone();
         let rng = match config.jitter_seed {
@@ -131,6 +136,7 @@ impl Orchestrator {
             delegator: Arc::new(super::delegate::EngineDelegator::new(tx_for_delegation)),
             inflight: HashMap::new(),
             seq,
+            event_seq,
             dirty: HashSet::new(),
             transitions: Vec::new(),
             events: Vec::new(),
@@ -281,6 +287,7 @@ impl Orchestrator {
         match msg {
             Message::Outcome(attempt, result) => self.on_outcome(attempt, result),
             Message::Command(cmd) => self.on_command(cmd),
+            Message::Custom(event) => self.events.push(event),
         }
     }
 
@@ -520,7 +527,7 @@ impl Orchestrator {
         let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
         if state != TaskState::Error {
-            return Err(EngineError::Rejected(format!(
+            return Err(EngineError::Conflict(format!(
                 "task {id} is {state}; only a task in error can be retried"
             )));
         }
@@ -553,7 +560,7 @@ impl Orchestrator {
         let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
         if state.is_terminal() {
-            return Err(EngineError::Rejected(format!("task {id} is already {state}")));
+            return Err(EngineError::Conflict(format!("task {id} is already {state}")));
         }
         let open: Vec<usize> = (0..self.tasks[&id].task.steps.len())
             .filter(|&i| !self.tasks[&id].task.steps[i].state.is_terminal())
@@ -615,7 +622,7 @@ impl Orchestrator {
         let task = &entry.task;
         let step = &task.steps[index];
         let refuse = |why: String| {
-            Err(EngineError::Rejected(format!(
+            Err(EngineError::Conflict(format!(
                 "cannot resolve step `{}` of task {id}: {why}",
                 step.name
             )))
@@ -988,7 +995,7 @@ impl Orchestrator {
             },
         )?;
         let (StepState::AwaitingApproval, Some(approval)) = (s.state, &s.approval) else {
-            return Err(EngineError::Rejected(format!(
+            return Err(EngineError::Conflict(format!(
                 "step `{step}` of task {id} is {}, not awaiting approval",
                 s.state
             )));
@@ -997,14 +1004,17 @@ impl Orchestrator {
         if now >= approval.expires_at {
             // The timer has not fired yet (no turn ran since the deadline): expire it now.
             let expired = self.expire_approval(&id, i);
-            return Err(EngineError::Rejected(format!(
+            return Err(EngineError::Conflict(format!(
                 "the approval request of step `{step}` expired at {}; nothing was decided ({})",
                 crate::model::format_timestamp(expired),
                 "retry the task to ask again"
             )));
         }
         if !approve && note.as_deref().is_none_or(|n| n.trim().is_empty()) {
-            return Err(EngineError::Rejected("a denial needs a reason".into()));
+            return Err(EngineError::Invalid {
+                field: "reason".into(),
+                message: "a denial needs a reason".into(),
+            });
         }
         let decision = Decision {
             approved: approve,
@@ -1389,7 +1399,11 @@ impl Orchestrator {
     /// Makes this turn durable, then publishes, answers and spawns. Returns false when the
     /// store failed: the engine stops rather than run on state it could not save.
     fn commit(&mut self) -> bool {
-        let ok = if self.dirty.is_empty() && self.transitions.is_empty() {
+        for event in &mut self.events {
+            self.event_seq += 1;
+            event.seq = self.event_seq;
+        }
+        let ok = if self.dirty.is_empty() && self.transitions.is_empty() && self.events.is_empty() {
             true
         } else {
             let snapshots: Vec<&Task> = self
@@ -1398,7 +1412,7 @@ impl Orchestrator {
                 .filter_map(|id| self.tasks.get(id))
                 .map(|e| &e.task)
                 .collect();
-            match self.store.commit(&snapshots, &self.transitions) {
+            match self.store.commit(&snapshots, &self.transitions, &self.events) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!("store commit failed, stopping the engine: {e}");
@@ -1435,11 +1449,11 @@ impl Orchestrator {
             .filter(|s| s.state.satisfies_dependency())
             .filter_map(|s| s.results.clone().map(|r| (s.name.clone(), r)))
             .collect();
-        let bus = self.bus.clone();
+        let tx = self.tx.clone();
         let clock = self.clock;
         let (task_id, workflow, step_name) = (id.clone(), task.workflow_ref(), step.name.clone());
         let events = EventSink::new(move |name, payload| {
-            bus.publish(Event {
+            let _ = tx.send(Message::Custom(Event {
                 seq: 0,
                 at: clock.now(),
                 name: name.to_string(),
@@ -1448,7 +1462,7 @@ impl Orchestrator {
                 step: Some(step_name.clone()),
                 custom: true,
                 payload,
-            })
+            }));
         });
         let input = StepInput {
             task_id: id.clone(),

@@ -169,4 +169,11 @@ impl Registry {
     pub fn contains(&self, name: &str) -> bool {
         self.handlers.contains_key(name)
     }
+
+    /// Every handler name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.handlers.keys().cloned().collect();
+        names.sort();
+        names
+    }
 }

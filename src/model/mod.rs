@@ -4,10 +4,12 @@
 // Input never panics the engine: no `unwrap` here outside tests (issue 8).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod event;
 mod readiness;
 mod records;
 mod state;
 
+pub use event::Event;
 pub use readiness::ExecutionStatus;
 pub use records::*;
 pub use state::*;

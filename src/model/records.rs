@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// Retry policy of one step. `limit` is the maximum number of attempts, the first included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetryPolicy {
     pub retryable: bool,
     pub limit: u32,
@@ -27,7 +27,7 @@ impl Default for RetryPolicy {
 }
 
 /// Why a step failed, as shown to operators and stored with the transition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     /// `retryable`, `permanent` or `timeout`.
     pub kind: String,
@@ -36,7 +36,7 @@ pub struct ErrorInfo {
 }
 
 /// A step's request for a human decision (an approval gate).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApprovalRequest {
     pub summary: String,
     /// In the workflow's unit (cents for refunds).
@@ -53,7 +53,7 @@ pub struct ApprovalRequest {
 }
 
 /// A step's wait for a task it created.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChildWait {
     pub task_id: String,
     /// What the handler reported when it delegated; the step's results add the child's
@@ -62,7 +62,7 @@ pub struct ChildWait {
 }
 
 /// How a person answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     pub approved: bool,
     pub by: String,
@@ -72,7 +72,7 @@ pub struct Decision {
     pub approval_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     pub request: ApprovalRequest,
     pub requested_at: Timestamp,
@@ -155,7 +155,7 @@ impl StepError {
 
 /// One step of a task, with the template fields copied in at submit time so that a running
 /// task keeps its version's definition whatever happens to the YAML later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Step {
     pub name: String,
     pub handler: String,
@@ -236,7 +236,7 @@ impl Step {
 }
 
 /// A task: one run of a workflow template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub id: String,
     pub namespace: String,
@@ -319,7 +319,7 @@ impl Task {
 }
 
 /// What a transition happened to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "step", rename_all = "snake_case")]
 pub enum Subject {
     Task,
@@ -327,7 +327,7 @@ pub enum Subject {
 }
 
 /// One entry of the append-only transition log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transition {
     /// Engine-wide sequence number, increasing in the order transitions were made.
     pub seq: u64,

@@ -6,7 +6,7 @@
 
 mod sled_store;
 
-use crate::model::{Task, Transition};
+use crate::model::{Event, Task, Transition};
 pub use sled_store::SledStore;
 
 /// When a commit is on disk.
@@ -32,7 +32,7 @@ impl Durability {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the data directory {0} is in use by another taskdeck process; stop it first (only one process may open a data directory until the HTTP API lets several share it)")]
+    #[error("the data directory {0} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it")]
     Locked(String),
     /// The store exists but cannot be opened; `advice` says what to do.
     #[error("cannot open the store {path}: {cause}; {advice}")]
@@ -65,9 +65,11 @@ impl From<sled::Error> for StoreError {
 }
 
 pub trait Store: Send + Sync {
-    /// Writes task snapshots and transitions as one group; with `Immediate` durability they
-    /// are on disk when this returns.
-    fn commit(&self, tasks: &[&Task], transitions: &[Transition]) -> Result<(), StoreError>;
+    /// Writes task snapshots, transitions and the events that announce them as one group;
+    /// with `Immediate` durability they are on disk when this returns. Events carry their
+    /// sequence numbers (`Event::seq`, increasing, assigned by the engine).
+    fn commit(&self, tasks: &[&Task], transitions: &[Transition], events: &[Event])
+        -> Result<(), StoreError>;
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
     /// Tasks `accept`s whose id is `text`, or else starts with it, or else (4 characters or
     /// more) ends with it (the short id): at most `limit`. `accept` is the caller's read
@@ -83,10 +85,22 @@ pub trait Store: Send + Sync {
     fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError>;
     /// Every task, oldest first.
     fn tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// Up to `limit` tasks `accept`s with an id after `after` (all when `None`), oldest first:
+    /// one page of a listing, resumed from the last id of the page before.
+    fn tasks_after(
+        &self,
+        after: Option<&str>,
+        accept: &dyn Fn(&Task) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError>;
     /// Tasks in `pending` or `in_progress`: what the engine resumes on start.
     fn active_tasks(&self) -> Result<Vec<Task>, StoreError>;
     /// One task's transitions in the order they were made.
     fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError>;
+    /// Up to `limit` stored events with a sequence number above `after`, in order.
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// The highest event sequence number stored (0 when none).
+    fn last_event_seq(&self) -> Result<u64, StoreError>;
     /// The highest transition sequence number stored (0 when none).
     fn last_seq(&self) -> Result<u64, StoreError>;
     fn durability(&self) -> Durability;

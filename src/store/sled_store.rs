@@ -1,7 +1,8 @@
 //! The sled store. Trees: `tasks` (task id → JSON snapshot), `active` (ids of tasks the engine
 //! still drives), `transitions` (task id + big-endian sequence number → JSON transition),
-//! `meta` (the last sequence number used) and `origins` (creating step's idempotency key →
-//! task id, for idempotent delegation).
+//! `meta` (the last sequence number used), `origins` (creating step's idempotency key →
+//! task id, for idempotent delegation) and `events` (big-endian event sequence number → JSON
+//! event: the stream clients resume from).
 //!
 //! One key per transition and plain `insert`s (no sled transactions or batches): on these
 //! machines single inserts run at ~150k/s while batches and transactions manage ~15k/s
@@ -12,7 +13,7 @@
 //! 1. `meta` reserves the group's sequence numbers (a lost group leaves a gap, never a reuse);
 //! 2. `active` gains the tasks that are unfinished after the group (so a task the log revives,
 //!    e.g. by an operator's retry, is resumed);
-//! 3. the transitions, each carrying the step as it stood after it;
+//! 3. the transitions, each carrying the step as it stood after it, then the group's events;
 //! 4. the snapshots, each naming the last transition it includes (`Task::seq`);
 //! 5. `active` loses the tasks that finished.
 //!
@@ -20,7 +21,7 @@
 //! happened, happened, whichever prefix survived: a completed step is never run again.
 
 use super::{Durability, Store, StoreError};
-use crate::model::{Task, Transition};
+use crate::model::{Event, Task, Transition};
 use std::path::Path;
 
 /// The environment variable that arms the crash point of tests: `TASKDECK_CRASH_AFTER_LOG=N`
@@ -38,6 +39,7 @@ pub struct SledStore {
     transitions: sled::Tree,
     meta: sled::Tree,
     origins: sled::Tree,
+    events: sled::Tree,
     durability: Durability,
 }
 
@@ -103,6 +105,7 @@ impl SledStore {
             transitions: db.open_tree("transitions")?,
             meta: db.open_tree("meta")?,
             origins: db.open_tree("origins")?,
+            events: db.open_tree("events")?,
             db,
             durability,
         })
@@ -235,7 +238,12 @@ fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreEr
 }
 
 impl Store for SledStore {
-    fn commit(&self, tasks: &[&Task], transitions: &[Transition]) -> Result<(), StoreError> {
+    fn commit(
+        &self,
+        tasks: &[&Task],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         // The order matters; see the module documentation.
         if let Some(max) = transitions.iter().map(|t| t.seq).max() {
             self.meta.insert(LAST_SEQ, &max.to_be_bytes())?;
@@ -246,6 +254,9 @@ impl Store for SledStore {
         for t in transitions {
             self.transitions
                 .insert(transition_key(&t.task_id, t.seq), encode("transition", t)?)?;
+        }
+        for e in events {
+            self.events.insert(e.seq.to_be_bytes(), encode("event", e)?)?;
         }
         if let (Some(left), false) = (&self.crash_after_log, transitions.is_empty()) {
             if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
@@ -335,6 +346,32 @@ impl Store for SledStore {
         Ok(tasks)
     }
 
+    fn tasks_after(
+        &self,
+        after: Option<&str>,
+        accept: &dyn Fn(&Task) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let range = match after {
+            Some(id) => self.tasks.range::<&[u8], _>((
+                std::ops::Bound::Excluded(id.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.tasks.iter(),
+        };
+        let mut out = Vec::new();
+        for item in range {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item?;
+            if let Some(task) = readable(self.load(&key, &bytes))?.filter(|t| accept(t)) {
+                out.push(task);
+            }
+        }
+        Ok(out)
+    }
+
     fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
         let mut tasks = Vec::new();
         for item in self.active.iter() {
@@ -362,6 +399,24 @@ impl Store for SledStore {
                 Self::decode(&key, &bytes)
             })
             .collect()
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| {
+                let (key, bytes) = item?;
+                Self::decode(&key, &bytes)
+            })
+            .collect()
+    }
+
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.events.last()? {
+            Some((key, _)) => <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes),
+            None => 0,
+        })
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {

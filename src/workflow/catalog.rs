@@ -91,6 +91,9 @@ pub enum Source {
 pub struct Catalog {
     workflows: BTreeMap<(String, String), BTreeMap<Version, Arc<Workflow>>>,
     manifests: BTreeMap<String, Manifest>,
+    /// Every file loaded, as (name, text): a client of a remote engine loads the same catalog
+    /// from them (`GET /v1/workflows/files`).
+    files: Vec<(String, String)>,
 }
 
 impl Catalog {
@@ -112,13 +115,14 @@ impl Catalog {
             }
         }
         let mut catalog = Catalog::default();
-        for (file, text) in files {
-            if is_manifest(&file) {
-                match Manifest::parse(&file, &text) {
+        for (file, text) in &files {
+            let (file, text) = (file.as_str(), text.as_str());
+            if is_manifest(file) {
+                match Manifest::parse(file, text) {
                     Ok(m) => {
                         if let Some(existing) = catalog.manifests.get(&m.namespace) {
                             errors.push(WorkflowError::new(
-                                &file,
+                                file,
                                 None,
                                 format!(
                                     "namespace `{}` has a manifest already, in {}",
@@ -133,7 +137,7 @@ impl Catalog {
                 }
                 continue;
             }
-            match Template::parse(&file, &text, is_handler) {
+            match Template::parse(file, text, is_handler) {
                 Ok(t) => {
                     let versions = catalog
                         .workflows
@@ -141,7 +145,7 @@ impl Catalog {
                         .or_default();
                     if let Some(existing) = versions.get(&t.version) {
                         errors.push(WorkflowError::new(
-                            &file,
+                            file,
                             None,
                             format!(
                                 "{} is defined twice: in {} and in {}",
@@ -173,10 +177,16 @@ impl Catalog {
             }
         }
         if errors.is_empty() {
+            catalog.files = files;
             Ok(catalog)
         } else {
             Err(errors)
         }
+    }
+
+    /// The files the catalog was loaded from, as (name, YAML text), in load order.
+    pub fn files(&self) -> &[(String, String)] {
+        &self.files
     }
 
     /// The manifest of a namespace, if it has one.

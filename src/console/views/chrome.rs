@@ -37,11 +37,24 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
         ),
         Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
     ];
-    let context = vec![
+    let mut context = vec![
         Span::styled(format!("  {}", app.info.operator), t.base()),
         Span::styled(format!("  {}", app.info.durability), t.muted()),
         Span::styled(format!("  {}", app.info.data_dir), t.muted()),
     ];
+    if !app.info.endpoint.is_empty() {
+        context.push(Span::styled(format!("  {}", app.info.endpoint), t.muted()));
+    }
+    if let Some(why) = &app.link_down {
+        // Loud, and first on the second line when the header wraps: what is shown is stale.
+        context.insert(
+            0,
+            Span::styled(
+                format!("  ⚠ disconnected, reconnecting: {why}"),
+                t.base().fg(t.step(S::Error)).add_modifier(Modifier::BOLD),
+            ),
+        );
+    }
     let width = width as usize;
     let clock_span = Span::styled(format!("{clock} "), t.base().add_modifier(Modifier::BOLD));
     let pad = |spans: &[Span], tail: usize| {

@@ -1,0 +1,78 @@
+//! What every handler receives, checked: the caller (a verified bearer token, within its
+//! rate limit) and JSON bodies parsed into typed requests with errors that say what is wrong.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::Identity;
+use crate::engine::ErrorKind;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthenticated = |why: &str| ApiError::new(ErrorKind::Unauthenticated, why);
+        let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err(unauthenticated(
+                "this endpoint needs `Authorization: Bearer <token>` (issue one with `taskdeck token issue`)",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+        let who =
+            crate::auth::token::verify(&state.key, token).map_err(|e| unauthenticated(&e.to_string()))?;
+        state.limits.admit(&who)?;
+        Ok(Caller(who))
+    }
+}
+
+/// A JSON request body of type `T`, whatever content type the client sent (curl's `-d`
+/// sends a form type). Malformed JSON is 400; JSON of the wrong shape (an unknown field, a
+/// missing one, a wrong type) is 422 naming it; a body over the limit is 413.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorKind::TooLarge,
+                    format!(
+                        "the request body is larger than the {}-byte limit",
+                        state.max_body_bytes
+                    ),
+                )
+            } else {
+                ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("cannot read the request body: {e}"),
+                )
+            }
+        })?;
+        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(body).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(ErrorKind::Invalid, format!("the request body: {e}")),
+                Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("the request body is not valid JSON: {e}"),
+                ),
+            }
+        })
+    }
+}

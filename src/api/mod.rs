@@ -1,0 +1,212 @@
+//! The HTTP API: JSON over HTTP/1.1 (axum on tokio), versioned under `/v1`, authenticated by
+//! the same bearer tokens as the CLI, with Server-Sent Events for the event stream. `serve`
+//! runs it beside an engine; `taskdeck serve`, `taskdeck run` and the console all do.
+//!
+//! Every route but `/health/live` and `/health/ready` needs `Authorization: Bearer <JWT>`,
+//! checked for signature and expiry on every request. Bodies are limited in size (413) and
+//! each identity in rate (429). Errors are typed (`api::error`).
+
+mod cursor;
+mod error;
+mod extract;
+mod limits;
+mod openapi;
+mod routes;
+
+pub use error::{status_of, ErrorBody};
+pub use openapi::document;
+pub use routes::{Batch, BatchResults, Whoami};
+
+use crate::engine::{Engine, ErrorKind};
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The default address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+/// The default largest request body: 8 MiB (a batch of contexts).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+/// The default request rate per identity, per second (bursts of twice that).
+pub const DEFAULT_RATE_LIMIT: u32 = 5_000;
+
+/// How the server listens.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allow plain HTTP on an address other than loopback.
+    pub insecure_http: bool,
+    pub max_body_bytes: usize,
+    /// Requests per identity per second; 0 turns the limit off.
+    pub rate_limit: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7420))),
+            tls: None,
+            insecure_http: false,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rate_limit: DEFAULT_RATE_LIMIT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to serve plain HTTP on {0}, which is not a loopback address: tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure-http if something in front terminates TLS")]
+    PlainHttpOffLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: std::io::Error },
+    #[error("cannot load the TLS certificate or key ({cert}, {key}): {cause}")]
+    Tls {
+        cert: String,
+        key: String,
+        cause: String,
+    },
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) engine: Arc<Engine>,
+    /// The token signing key of the data directory.
+    pub(crate) key: Arc<Vec<u8>>,
+    pub(crate) cursors: cursor::Cursors,
+    pub(crate) limits: Arc<limits::Limits>,
+    pub(crate) max_body_bytes: usize,
+    /// Becomes true when the server stops: event streams end.
+    pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The routes, over `engine`, verifying tokens with `key`. Event streams end when `closing`
+/// becomes true.
+pub fn router(
+    engine: Arc<Engine>,
+    key: Vec<u8>,
+    options: &ServerOptions,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = AppState {
+        engine,
+        cursors: cursor::Cursors::new(&key),
+        key: Arc::new(key),
+        limits: Arc::new(limits::Limits::new(options.rate_limit)),
+        max_body_bytes: options.max_body_bytes,
+        closing,
+    };
+    use routes::*;
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/health/status", get(status))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/workflows", get(workflows))
+        .route("/v1/workflows/files", get(workflow_files))
+        .route("/v1/tasks", get(list_tasks).post(create_task))
+        .route("/v1/tasks/batch", post(create_batch))
+        .route("/v1/tasks/{id}", get(show_task))
+        .route("/v1/tasks/{id}/retry", post(retry_task))
+        .route("/v1/tasks/{id}/cancel", post(cancel_task))
+        .route("/v1/tasks/{id}/steps/{step}/resolve", post(resolve_step))
+        .route("/v1/tasks/{id}/steps/{step}/approve", post(approve_step))
+        .route("/v1/tasks/{id}/steps/{step}/deny", post(deny_step))
+        .route("/v1/approvals", get(approvals))
+        .route("/v1/events", get(events))
+        .fallback(|| async {
+            error::ApiError::new(ErrorKind::NotFound, "no such endpoint; see /v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                ErrorKind::NotFound,
+                "this endpoint does not take that method; see /v1/openapi.json",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}
+
+/// A bound listener, before it serves: its address can be published first.
+pub struct Listener {
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+impl Listener {
+    /// Binds `options.listen` (refusing plain HTTP off loopback without `insecure_http`) and
+    /// loads the TLS files if given.
+    pub async fn bind(options: &ServerOptions) -> Result<Listener, ServeError> {
+        let addr = options.listen;
+        if options.tls.is_none() && !addr.ip().is_loopback() && !options.insecure_http {
+            return Err(ServeError::PlainHttpOffLoopback(addr));
+        }
+        let tls = match &options.tls {
+            Some((cert, key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| ServeError::Tls {
+                        cert: cert.display().to_string(),
+                        key: key.display().to_string(),
+                        cause: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|cause| ServeError::Bind { addr, cause })?;
+        Ok(Listener { listener, tls })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The base URL clients use.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        match self.local_addr() {
+            Some(a) => format!("{scheme}://{a}"),
+            None => format!("{scheme}://{DEFAULT_LISTEN}"),
+        }
+    }
+
+    /// Serves `router` until `stop` resolves, then lets requests in flight finish for up to
+    /// `grace` (event streams are cut at once).
+    pub async fn serve(
+        self,
+        router: Router,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+        grace: Duration,
+    ) -> std::io::Result<()> {
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            stop.await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        let service = router.into_make_service();
+        match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        }
+    }
+}

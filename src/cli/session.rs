@@ -1,0 +1,230 @@
+//! What a command talks to. A command that can run against a remote engine gets a `Session`:
+//! the engine in this process when it can open the data directory, or else the server that
+//! holds it (found through its address file) or the one `--connect` names. Commands that run
+//! the engine (`serve`, `run`, and the console when it opens the directory) also serve the
+//! API, so others can join.
+
+use super::{engine, open, Cli, Opened};
+use crate::api::{Listener, ServerOptions};
+use crate::client::{Client, Credentials, Http, HttpOptions, Local, ServerFile};
+use crate::engine::Engine;
+use crate::store::StoreError;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How long a command waits for a data directory held by a process that serves no API (a
+/// short command such as `taskdeck submit`) before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+pub(super) struct Session {
+    pub client: Arc<dyn Client>,
+    /// The engine this process runs, stopped when the session closes.
+    pub engine: Option<Arc<Engine>>,
+    pub server: Option<Server>,
+}
+
+impl Session {
+    /// Stops what this process runs: the API server first, then the engine (running steps get
+    /// `grace` to finish).
+    pub async fn close(self, data: &Path, grace: Duration) {
+        if let Some(server) = self.server {
+            server.stop(data).await;
+        }
+        if let Some(engine) = self.engine {
+            engine.shutdown(grace).await;
+        }
+    }
+}
+
+/// The session for a command: remote when `--connect` says so or another process holds the
+/// data directory, in-process otherwise (running steps when `dispatch`, serving the API when
+/// `serve`).
+pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool) -> Result<Session> {
+    if let Some(url) = &cli.connect {
+        return remote(cli, data, url, true).await;
+    }
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open(cli, data) {
+            Ok(opened) => return local(cli, data, opened, dispatch, serve).await,
+            Err(e) if is_locked(&e) => {
+                if let Some(file) = crate::client::discover(data) {
+                    match remote(cli, data, &file.url, false).await {
+                        Ok(session) => return Ok(session),
+                        Err(why) if tokio::time::Instant::now() >= deadline => {
+                            return Err(why.context(format!(
+                                "the data directory {} is held by process {}, whose API at {} does not answer",
+                                data.display(),
+                                file.pid,
+                                file.url
+                            )))
+                        }
+                        Err(_) => {}
+                    }
+                } else if tokio::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_locked(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Locked(_))))
+}
+
+async fn local(cli: &Cli, data: &Path, opened: Opened, dispatch: bool, serve: bool) -> Result<Session> {
+    let engine = Arc::new(engine(cli, &opened, dispatch)?);
+    let client: Arc<dyn Client> = Arc::new(Local::new(engine.clone(), opened.identity.clone()));
+    let server = if serve {
+        Some(Server::start(cli, data, engine.clone(), false).await?)
+    } else {
+        None
+    };
+    Ok(Session {
+        client,
+        engine: Some(engine),
+        server,
+    })
+}
+
+async fn remote(cli: &Cli, data: &Path, url: &str, explicit: bool) -> Result<Session> {
+    if !cli.workflows.is_empty() {
+        bail!("--workflows loads workflow files into an engine this process runs; the engine at {url} loads its own (restart it with them)");
+    }
+    let credentials = match &cli.token {
+        Some(token) => Credentials::Token(token.clone()),
+        None => {
+            // Our own key, when this user has one: the server of this data directory accepts
+            // it; another server answers that the signature does not match.
+            let key_file = data.join("auth").join("jwt.key");
+            if explicit && !key_file.exists() {
+                bail!("connecting to {url} needs a token: set TASKDECK_TOKEN (issued by an admin of that server with `taskdeck token issue`)");
+            }
+            Credentials::Key(crate::auth::token::signing_key(data)?)
+        }
+    };
+    let client = Http::connect(HttpOptions {
+        url: url.to_string(),
+        credentials,
+        ca: cli.tls_ca.clone(),
+    })
+    .await?;
+    Ok(Session {
+        client: Arc::new(client),
+        engine: None,
+        server: None,
+    })
+}
+
+/// The in-process session of a command that must run the engine itself (`run`, `serve`):
+/// refuses with the lock error, naming the server, when another process holds it.
+pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Result<Session> {
+    if cli.connect.is_some() {
+        bail!("this command runs the engine here; it cannot run against --connect");
+    }
+    let opened = match open(cli, data) {
+        Ok(o) => o,
+        Err(e) if is_locked(&e) => {
+            return Err(match crate::client::discover(data) {
+                Some(f) => e.context(format!(
+                    "process {} already runs the engine and serves it at {}",
+                    f.pid, f.url
+                )),
+                None => e,
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let engine = Arc::new(engine(cli, &opened, true)?);
+    let client: Arc<dyn Client> = Arc::new(Local::new(engine.clone(), opened.identity.clone()));
+    let server = if serve {
+        Some(Server::start(cli, data, engine.clone(), strict).await?)
+    } else {
+        None
+    };
+    Ok(Session {
+        client,
+        engine: Some(engine),
+        server,
+    })
+}
+
+/// The API served by this process.
+pub(super) struct Server {
+    pub url: String,
+    stop: oneshot::Sender<()>,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Serves the API over `engine` and publishes its address in the data directory. With
+    /// `strict` (`taskdeck serve`) the listen address must be free; otherwise (the console,
+    /// `run`) a busy default port falls back to a free one, so two data directories can each
+    /// have a console.
+    pub async fn start(cli: &Cli, data: &Path, engine: Arc<Engine>, strict: bool) -> Result<Server> {
+        let options = server_options(cli)?;
+        let listener = match Listener::bind(&options).await {
+            Ok(l) => l,
+            Err(crate::api::ServeError::Bind { .. }) if !strict && cli.listen.is_none() => {
+                let fallback = ServerOptions {
+                    listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    ..options.clone()
+                };
+                Listener::bind(&fallback).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let url = listener.url();
+        let key = crate::auth::token::signing_key(data)?;
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let router = crate::api::router(engine, key, &options, closed);
+        ServerFile::write(data, &url)
+            .with_context(|| format!("cannot write {}", data.join(crate::client::SERVER_FILE).display()))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(listener.serve(
+            router,
+            async move {
+                let _ = stopped.await;
+                // Event streams never finish by themselves: end them now.
+                let _ = closing.send(true);
+            },
+            Duration::from_secs(5),
+        ));
+        tracing::info!(%url, "serving the API");
+        Ok(Server { url, stop, join })
+    }
+
+    pub async fn stop(self, data: &Path) {
+        ServerFile::remove_own(data);
+        let _ = self.stop.send(());
+        let _ = self.join.await;
+    }
+}
+
+fn server_options(cli: &Cli) -> Result<ServerOptions> {
+    let listen = match &cli.listen {
+        Some(text) => text.parse().map_err(|_| {
+            anyhow!("--listen `{text}` is not an address such as 127.0.0.1:7420 or [::1]:7420")
+        })?,
+        None => ServerOptions::default().listen,
+    };
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    Ok(ServerOptions {
+        listen,
+        tls,
+        insecure_http: cli.insecure_http,
+        max_body_bytes: cli.max_body_bytes,
+        rate_limit: cli.rate_limit,
+    })
+}

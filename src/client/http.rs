@@ -1,0 +1,433 @@
+//! The HTTP client: the same `Client` over the API of a server elsewhere. Errors come back as
+//! the server's typed `Problem`s, so a remote failure prints exactly as a local one; a server
+//! that cannot be reached is `Unavailable`. The event feed reconnects by itself with backoff
+//! and resumes after the last sequence number it delivered, so nothing is missed.
+
+use super::connect::LOCAL_TOKEN_TTL;
+use super::{
+    BatchItem, CatalogFile, Client, Endpoint, EventFeed, Link, NewTask, Problem, TaskDetail, TaskPage,
+    TaskQuery,
+};
+use crate::auth::{Identity, Role};
+use crate::engine::{ErrorKind, PendingApproval, Status};
+use crate::model::{Event, Task, Timestamp};
+use crate::workflow::{Catalog, Source};
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// How the client proves who it is.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A token from `taskdeck token issue` (TASKDECK_TOKEN).
+    Token(String),
+    /// The data directory's signing key: the client mints itself short-lived local-user
+    /// tokens (the same OS user as the server).
+    Key(Vec<u8>),
+}
+
+pub struct HttpOptions {
+    /// Base URL, e.g. `http://127.0.0.1:7420`.
+    pub url: String,
+    pub credentials: Credentials,
+    /// A PEM CA certificate to trust besides the usual roots (a self-signed server).
+    pub ca: Option<PathBuf>,
+}
+
+pub struct Http {
+    url: String,
+    http: reqwest::Client,
+    credentials: Credentials,
+    minted: Arc<Mutex<Option<(String, Instant)>>>,
+    identity: Identity,
+    catalog: tokio::sync::OnceCell<Arc<Catalog>>,
+    link: watch::Sender<Link>,
+}
+
+fn unreachable(url: &str, e: &reqwest::Error) -> Problem {
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = format!("{cause}: {s}");
+        source = s.source();
+    }
+    Problem::new(
+        ErrorKind::Unavailable,
+        format!("cannot reach the taskdeck server at {url}: {cause}"),
+    )
+}
+
+impl Http {
+    /// Builds the client and asks the server whom the credentials name (`/v1/whoami`).
+    pub async fn connect(options: HttpOptions) -> Result<Http, Problem> {
+        let url = options.url.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Problem::new(
+                ErrorKind::BadRequest,
+                format!("`{url}` is not an http:// or https:// URL"),
+            )
+            .with_field("connect"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if let Some(ca) = &options.ca {
+            let pem = std::fs::read(ca).map_err(|e| {
+                Problem::new(
+                    ErrorKind::BadRequest,
+                    format!("cannot read the CA certificate {}: {e}", ca.display()),
+                )
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                Problem::new(
+                    ErrorKind::BadRequest,
+                    format!("{} is not a PEM certificate: {e}", ca.display()),
+                )
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Problem::new(ErrorKind::Unavailable, format!("cannot set up HTTP: {e}")))?;
+        let (link, _) = watch::channel(Link::Up);
+        let mut client = Http {
+            url,
+            http,
+            credentials: options.credentials,
+            minted: Arc::new(Mutex::new(None)),
+            identity: Identity::new("", "", Role::Viewer),
+            catalog: tokio::sync::OnceCell::new(),
+            link,
+        };
+        let who: Value = client.get("/v1/whoami").await?;
+        let role = who["role"].as_str().unwrap_or("").parse().unwrap_or(Role::Viewer);
+        client.identity = Identity::new(
+            who["sub"].as_str().unwrap_or(""),
+            who["team"].as_str().unwrap_or(""),
+            role,
+        );
+        if let Some(at) = who["expires_at"].as_i64() {
+            client.identity = client.identity.expiring_at(at);
+        }
+        Ok(client)
+    }
+
+    fn token(&self) -> Result<String, Problem> {
+        match &self.credentials {
+            Credentials::Token(t) => Ok(t.clone()),
+            Credentials::Key(key) => {
+                let mut minted = self.minted.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((token, at)) = minted.as_ref() {
+                    if at.elapsed() + Duration::from_secs(120) < LOCAL_TOKEN_TTL {
+                        return Ok(token.clone());
+                    }
+                }
+                let token = super::local_token(key)
+                    .map_err(|e| Problem::new(ErrorKind::Unauthenticated, e.to_string()))?;
+                *minted = Some((token.clone(), Instant::now()));
+                Ok(token)
+            }
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, Problem> {
+        let response = request
+            .bearer_auth(self.token()?)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.url, &e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| unreachable(&self.url, &e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Problem::new(
+                    ErrorKind::Unavailable,
+                    format!("the server's answer is not what this client expects: {e}"),
+                )
+            });
+        }
+        Err(match serde_json::from_slice::<crate::api::ErrorBody>(&bytes) {
+            Ok(body) => body.error,
+            Err(_) => Problem::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the server answered {status}: {}",
+                    String::from_utf8_lossy(&bytes).trim()
+                ),
+            ),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Problem> {
+        self.send(self.http.get(format!("{}{path}", self.url))).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, Problem> {
+        self.send(self.http.post(format!("{}{path}", self.url)).json(body))
+            .await
+    }
+}
+
+/// A path segment, percent-encoded (ids and step names come from people).
+fn seg(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Client for Http {
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Remote(self.url.clone())
+    }
+
+    fn now(&self) -> Timestamp {
+        crate::engine::Clock::new().now()
+    }
+
+    fn link(&self) -> Option<watch::Receiver<Link>> {
+        Some(self.link.subscribe())
+    }
+
+    async fn catalog(&self) -> Result<Arc<Catalog>, Problem> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let files: Vec<CatalogFile> = self.get("/v1/workflows/files").await?;
+                let sources: Vec<Source> = files
+                    .into_iter()
+                    .map(|f| Source::Inline {
+                        file: f.file,
+                        text: f.text,
+                    })
+                    .collect();
+                // The server checked the handlers; the client only reads templates.
+                Catalog::load(&sources, &|_| true)
+                    .map(Arc::new)
+                    .map_err(|errors| {
+                        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                        Problem::new(
+                            ErrorKind::Unavailable,
+                            format!("the server's workflows do not load here:\n{}", lines.join("\n")),
+                        )
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    async fn tasks(&self, query: &TaskQuery) -> Result<TaskPage, Problem> {
+        let request = self.http.get(format!("{}/v1/tasks", self.url)).query(query);
+        self.send(request).await
+    }
+
+    async fn task(&self, id: &str) -> Result<TaskDetail, Problem> {
+        self.get(&format!("/v1/tasks/{}", seg(id))).await
+    }
+
+    async fn submit(&self, task: NewTask) -> Result<Task, Problem> {
+        self.post("/v1/tasks", &task).await
+    }
+
+    async fn submit_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<BatchItem>, Problem> {
+        let answer: crate::api::BatchResults =
+            self.post("/v1/tasks/batch", &json!({ "tasks": tasks })).await?;
+        Ok(answer.results)
+    }
+
+    async fn retry(&self, id: &str, reason: &str) -> Result<Task, Problem> {
+        self.post(
+            &format!("/v1/tasks/{}/retry", seg(id)),
+            &json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem> {
+        self.post(
+            &format!("/v1/tasks/{}/cancel", seg(id)),
+            &json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem> {
+        self.post(
+            &format!("/v1/tasks/{}/steps/{}/resolve", seg(id), seg(step)),
+            &json!({ "results": results, "reason": reason }),
+        )
+        .await
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        step: &str,
+        approve: bool,
+        note: Option<String>,
+    ) -> Result<Task, Problem> {
+        if approve {
+            self.post(
+                &format!("/v1/tasks/{}/steps/{}/approve", seg(id), seg(step)),
+                &json!({ "note": note }),
+            )
+            .await
+        } else {
+            self.post(
+                &format!("/v1/tasks/{}/steps/{}/deny", seg(id), seg(step)),
+                &json!({ "reason": note.unwrap_or_default() }),
+            )
+            .await
+        }
+    }
+
+    async fn approvals(&self) -> Result<Vec<PendingApproval>, Problem> {
+        self.get("/v1/approvals").await
+    }
+
+    async fn status(&self) -> Result<Status, Problem> {
+        self.get("/health/status").await
+    }
+
+    async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
+        let (first, _) = self.open_events(after).await?;
+        Ok(self.feed(first, after))
+    }
+}
+
+type Sse = futures::stream::BoxStream<
+    'static,
+    Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+>;
+
+impl Http {
+    /// Opens `/v1/events`; a refusal (401, 403, 400) is returned as the server's problem.
+    async fn open_events(&self, after: Option<u64>) -> Result<(Sse, Option<u64>), Problem> {
+        use eventsource_stream::Eventsource;
+        let mut request = self.http.get(format!("{}/v1/events", self.url));
+        if let Some(seq) = after {
+            request = request.query(&[("after", seq)]);
+        }
+        let response = request
+            .bearer_auth(self.token()?)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.url, &e))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(match serde_json::from_slice::<crate::api::ErrorBody>(&bytes) {
+                Ok(body) => body.error,
+                Err(_) => Problem::new(ErrorKind::Unavailable, format!("the server answered {status}")),
+            });
+        }
+        Ok((response.bytes_stream().eventsource().boxed(), after))
+    }
+
+    /// The feed: a task reads the stream and, when it breaks, reconnects with backoff after
+    /// the last sequence number it delivered.
+    fn feed(&self, first: Sse, after: Option<u64>) -> EventFeed {
+        let (tx, rx) = mpsc::channel::<Result<Event, Problem>>(1024);
+        let this = HttpFeed {
+            url: self.url.clone(),
+            http: self.http.clone(),
+            credentials: self.credentials.clone(),
+            minted: self.minted.clone(),
+            link: self.link.clone(),
+        };
+        tokio::spawn(this.run(first, after, tx));
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    }
+}
+
+/// What the feed task needs of the client.
+struct HttpFeed {
+    url: String,
+    http: reqwest::Client,
+    credentials: Credentials,
+    minted: Arc<Mutex<Option<(String, Instant)>>>,
+    link: watch::Sender<Link>,
+}
+
+impl HttpFeed {
+    async fn run(self, first: Sse, mut last: Option<u64>, tx: mpsc::Sender<Result<Event, Problem>>) {
+        let client = Http {
+            url: self.url,
+            http: self.http,
+            credentials: self.credentials,
+            minted: self.minted,
+            identity: Identity::new("", "", Role::Viewer),
+            catalog: tokio::sync::OnceCell::new(),
+            link: self.link,
+        };
+        let mut stream = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if let Some(mut sse) = stream.take() {
+                client.link.send_replace(Link::Up);
+                backoff = Duration::from_millis(100);
+                while let Some(item) = sse.next().await {
+                    let Ok(message) = item else { break };
+                    // The server says where the stream starts, so a reconnection before the
+                    // first event resumes from there, not from a later "now".
+                    if message.event == "ready" {
+                        last = message.id.parse().ok().or(last);
+                        continue;
+                    }
+                    if message.event == "error" {
+                        let problem = serde_json::from_str::<crate::api::ErrorBody>(&message.data)
+                            .map(|b| b.error)
+                            .unwrap_or_else(|_| Problem::new(ErrorKind::Unavailable, message.data));
+                        let _ = tx.send(Err(problem)).await;
+                        return;
+                    }
+                    let Ok(event) = serde_json::from_str::<Event>(&message.data) else {
+                        continue;
+                    };
+                    last = Some(event.seq);
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                client
+                    .link
+                    .send_replace(Link::Down("the connection to the server was lost".into()));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = tx.closed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            match client.open_events(last).await {
+                Ok((sse, _)) => stream = Some(sse),
+                Err(p) if p.kind == ErrorKind::Unavailable => {
+                    client.link.send_replace(Link::Down(p.message));
+                }
+                Err(p) => {
+                    let _ = tx.send(Err(p)).await;
+                    return;
+                }
+            }
+        }
+    }
+}

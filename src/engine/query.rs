@@ -1,0 +1,333 @@
+//! The engine's query side: every read a client makes (task listings, one task with its
+//! history, the approvals inbox, health counts, the event stream) goes through here, and the
+//! read authorization is applied here, once. The CLI, the console and the HTTP API all call
+//! these functions (through `client::Client`), so they agree on what each operator sees.
+//! Reads go to the store; they never wait on the orchestrator.
+
+use super::clock::Clock;
+use super::command::EngineError;
+use super::events::Event;
+use super::stream::EventStream;
+use crate::auth::{Coordinator, Identity, Request};
+use crate::model::{ApprovalRequest, StepState, Task, TaskState, Timestamp, Transition};
+use crate::store::Store;
+use crate::workflow::Catalog;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The most tasks one page of a listing holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// Which tasks a listing shows (all that are readable when every field is `None`).
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub namespace: Option<String>,
+    pub state: Option<TaskState>,
+    /// `NS/NAME` (every version) or `NS/NAME@VERSION`.
+    pub workflow: Option<String>,
+}
+
+/// A step waiting for a person's decision, as the approvals inbox lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingApproval {
+    /// The task's full id.
+    pub task: String,
+    /// `namespace/name@version`.
+    pub workflow: String,
+    pub step: String,
+    pub request: ApprovalRequest,
+    /// Milliseconds since the Unix epoch.
+    pub requested_at: Timestamp,
+    /// Milliseconds since the Unix epoch; the request cannot be decided after it.
+    pub expires_at: Timestamp,
+}
+
+/// Counts for `/health/status`, over the tasks the caller may read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Status {
+    /// Tasks in progress.
+    pub active: usize,
+    /// Tasks waiting to start.
+    pub pending: usize,
+    /// Tasks that went into error within the last hour.
+    pub failed_last_hour: usize,
+    /// Handler names the engine can run.
+    pub handlers: Vec<String>,
+    /// Namespaces of the loaded workflows.
+    pub namespaces: Vec<String>,
+}
+
+/// The read side of one engine.
+#[derive(Clone)]
+pub struct Query {
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    coordinator: Coordinator,
+    clock: Clock,
+    handlers: Arc<Vec<String>>,
+}
+
+impl Query {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        clock: Clock,
+        handlers: Vec<String>,
+    ) -> Self {
+        let coordinator = Coordinator::new(catalog.clone()).with_clock(Arc::new(move || clock.now()));
+        Query {
+            store,
+            catalog,
+            coordinator,
+            clock,
+            handlers: Arc::new(handlers),
+        }
+    }
+
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// One page of the tasks `who` may read that match `filter`, oldest first, starting
+    /// after the task id `after`; with the id to pass as `after` for the next page when there
+    /// may be more. `limit` is capped at `MAX_PAGE`.
+    ///
+    /// Errors: `Denied` for an expired identity; `Invalid` for an unknown namespace or a bad
+    /// workflow reference.
+    pub fn tasks(
+        &self,
+        who: &Identity,
+        filter: &TaskFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Task>, Option<String>), EngineError> {
+        self.coordinator.authenticate(who)?;
+        if let Some(ns) = &filter.namespace {
+            self.check_namespace(ns)?;
+        }
+        let workflow = match &filter.workflow {
+            Some(w) => Some(WorkflowMatch::parse(w)?),
+            None => None,
+        };
+        let limit = limit.clamp(1, MAX_PAGE);
+        let accept = |t: &Task| {
+            filter.namespace.as_ref().is_none_or(|ns| &t.namespace == ns)
+                && filter.state.is_none_or(|s| t.state == s)
+                && workflow.as_ref().is_none_or(|w| w.matches(t))
+                && self.coordinator.may_read(who, t)
+        };
+        // One more than asked says whether another page exists.
+        let mut tasks = self.store.tasks_after(after, &accept, limit + 1)?;
+        let next = if tasks.len() > limit {
+            tasks.truncate(limit);
+            tasks.last().map(|t| t.id.clone())
+        } else {
+            None
+        };
+        Ok((tasks, next))
+    }
+
+    /// A namespace the catalog knows, or `Invalid` listing the ones it does.
+    pub fn check_namespace(&self, namespace: &str) -> Result<(), EngineError> {
+        let known = self.namespaces();
+        if known.iter().any(|n| n == namespace) {
+            return Ok(());
+        }
+        Err(EngineError::Invalid {
+            field: "namespace".into(),
+            message: format!(
+                "unknown namespace `{namespace}`; namespaces are: {}",
+                known.join(", ")
+            ),
+        })
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let mut known: Vec<String> = self
+            .catalog
+            .iter()
+            .map(|w| w.template.namespace.clone())
+            .collect();
+        known.dedup();
+        known
+    }
+
+    /// The task `text` names (full id, prefix or short id) with its transitions, if `who` may
+    /// read it; another team's task is "not found".
+    pub fn task(&self, who: &Identity, text: &str) -> Result<(Task, Vec<Transition>), EngineError> {
+        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text)?;
+        let transitions = self.store.transitions(&task.id)?;
+        Ok((task, transitions))
+    }
+
+    /// The steps waiting for a decision in tasks `who` may read, oldest task first. A request
+    /// past its deadline can no longer be decided, so it is not listed.
+    pub fn approvals(&self, who: &Identity) -> Result<Vec<PendingApproval>, EngineError> {
+        self.coordinator.authenticate(who)?;
+        let now = self.clock.now();
+        let mut waiting = Vec::new();
+        for task in self.store.active_tasks()? {
+            if !self.coordinator.may_read(who, &task) {
+                continue;
+            }
+            for step in task
+                .steps
+                .iter()
+                .filter(|s| s.state == StepState::AwaitingApproval)
+            {
+                if let Some(a) = step.approval.as_ref().filter(|a| a.expires_at > now) {
+                    waiting.push(PendingApproval {
+                        task: task.id.clone(),
+                        workflow: task.workflow_ref(),
+                        step: step.name.clone(),
+                        request: a.request.clone(),
+                        requested_at: a.requested_at,
+                        expires_at: a.expires_at,
+                    });
+                }
+            }
+        }
+        Ok(waiting)
+    }
+
+    /// Health counts over the tasks `who` may read.
+    pub fn status(&self, who: &Identity) -> Result<Status, EngineError> {
+        self.coordinator.authenticate(who)?;
+        let hour_ago = self.clock.now().saturating_sub(3_600_000);
+        let (mut active, mut pending, mut failed) = (0, 0, 0);
+        for task in self.store.tasks()? {
+            if !self.coordinator.may_read(who, &task) {
+                continue;
+            }
+            match task.state {
+                TaskState::InProgress => active += 1,
+                TaskState::Pending => pending += 1,
+                TaskState::Error if task.updated_at >= hour_ago => failed += 1,
+                _ => {}
+            }
+        }
+        Ok(Status {
+            active,
+            pending,
+            failed_last_hour: failed,
+            handlers: self.handlers.to_vec(),
+            namespaces: self.namespaces(),
+        })
+    }
+
+    /// The events `who` may read, after the sequence number `after` (`None`: from now).
+    pub fn events(
+        &self,
+        who: &Identity,
+        live: tokio::sync::broadcast::Receiver<Arc<Event>>,
+        after: Option<u64>,
+    ) -> Result<ReadableEvents, EngineError> {
+        self.coordinator.authenticate(who)?;
+        Ok(ReadableEvents {
+            stream: EventStream::new(self.store.clone(), live, after)?,
+            who: who.clone(),
+            query: self.clone(),
+            visible: HashSet::new(),
+            hidden: HashSet::new(),
+        })
+    }
+}
+
+/// A workflow filter: `NS/NAME` or `NS/NAME@VERSION`.
+struct WorkflowMatch {
+    namespace: String,
+    name: String,
+    version: Option<String>,
+}
+
+impl WorkflowMatch {
+    fn parse(text: &str) -> Result<Self, EngineError> {
+        let (path, version) = match text.split_once('@') {
+            Some((p, v)) => (p, Some(v.to_string())),
+            None => (text, None),
+        };
+        match path.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => Ok(WorkflowMatch {
+                namespace: ns.into(),
+                name: name.into(),
+                version,
+            }),
+            _ => Err(EngineError::Invalid {
+                field: "workflow".into(),
+                message: format!("`{text}` is not NAMESPACE/NAME or NAMESPACE/NAME@VERSION"),
+            }),
+        }
+    }
+
+    fn matches(&self, t: &Task) -> bool {
+        t.namespace == self.namespace
+            && t.name == self.name
+            && self.version.as_ref().is_none_or(|v| &t.version == v)
+    }
+}
+
+/// Tracked per subscription: which tasks' events this reader may see, so each task is read
+/// from the store at most once for it. Bounded: past this many, the caches start over.
+const CLASSIFIED_MAX: usize = 100_000;
+
+/// An event subscription showing only what one identity may read.
+pub struct ReadableEvents {
+    stream: EventStream,
+    who: Identity,
+    query: Query,
+    visible: HashSet<String>,
+    hidden: HashSet<String>,
+}
+
+impl ReadableEvents {
+    /// The next readable event; `None` once the engine has stopped. Fails with `Denied` once
+    /// the identity has expired (a long-lived stream does not outlive its token).
+    pub async fn next(&mut self) -> Result<Option<Event>, EngineError> {
+        loop {
+            let Some(event) = self.stream.next().await? else {
+                return Ok(None);
+            };
+            self.query.coordinator.authenticate(&self.who)?;
+            if self.admits(&event)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The last sequence number this subscription has passed (read or skipped).
+    pub fn last_seq(&self) -> u64 {
+        self.stream.last_seq()
+    }
+
+    fn admits(&mut self, event: &Event) -> Result<bool, EngineError> {
+        let namespace = event.workflow.split('/').next().unwrap_or("");
+        let coordinator = &self.query.coordinator;
+        if coordinator.check(&self.who, Request::Read { namespace }).is_ok() {
+            return Ok(true);
+        }
+        // Another namespace's task may still be readable (a child the reader's team asked
+        // for): decided from the task, once per task.
+        if self.visible.contains(&event.task_id) {
+            return Ok(true);
+        }
+        if self.hidden.contains(&event.task_id) {
+            return Ok(false);
+        }
+        if self.visible.len() + self.hidden.len() >= CLASSIFIED_MAX {
+            self.visible.clear();
+            self.hidden.clear();
+        }
+        let readable = self
+            .query
+            .store
+            .task(&event.task_id)?
+            .is_some_and(|t| coordinator.may_read(&self.who, &t));
+        if readable {
+            self.visible.insert(event.task_id.clone());
+        } else {
+            self.hidden.insert(event.task_id.clone());
+        }
+        Ok(readable)
+    }
+}
