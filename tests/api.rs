@@ -1,0 +1,564 @@
+//! The HTTP API over real loopback sockets: every role against every endpoint, bad input of
+//! every kind, cursors, rate limits, and an event stream that resumes after any sequence
+//! number. The server is the crate's own router on a bound port; the client is reqwest (and
+//! the crate's `Http` client, which the CLI and console use).
+
+mod common;
+
+use common::refunds::{refund, CS};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use taskdeck::api::{router, Listener, ServerOptions};
+use taskdeck::auth::{Identity, Role};
+use taskdeck::client::{Client, Credentials, Http, HttpOptions};
+use taskdeck::engine::{Engine, SubmitRequest};
+
+const KEY: [u8; 32] = [42; 32];
+
+struct Server {
+    url: String,
+    engine: Arc<Engine>,
+    stop: tokio::sync::watch::Sender<bool>,
+    http: reqwest::Client,
+}
+
+async fn serve(options: ServerOptions) -> Server {
+    let h = common::start_blog(
+        Arc::new(taskdeck::services::Services::new(false)),
+        common::temp_store(),
+    );
+    let engine = Arc::new(h.engine);
+    let listener = Listener::bind(&options).await.unwrap();
+    let url = listener.url();
+    let (stop, closed) = tokio::sync::watch::channel(false);
+    let app = router(engine.clone(), KEY.to_vec(), &options, closed.clone());
+    let mut stopped = closed;
+    tokio::spawn(listener.serve(
+        app,
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+        Duration::from_secs(1),
+    ));
+    Server {
+        url,
+        engine,
+        stop,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn loopback() -> ServerOptions {
+    ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerOptions::default()
+    }
+}
+
+fn token(who: &Identity) -> String {
+    taskdeck::auth::token::issue(&KEY, who, Duration::from_secs(600)).unwrap()
+}
+
+fn admin() -> Identity {
+    Identity::new("root", "local", Role::Admin)
+}
+fn manager() -> Identity {
+    common::refunds::manager()
+}
+fn agent() -> Identity {
+    common::refunds::agent()
+}
+fn colleague() -> Identity {
+    Identity::new("omar", "customer_success", Role::Operator)
+}
+fn viewer() -> Identity {
+    Identity::new("vic", "customer_success", Role::Viewer)
+}
+fn outsider() -> Identity {
+    Identity::new("ola", "ecommerce", Role::Manager)
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        };
+        if let Some(t) = bearer {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let is_sse = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+        if is_sse {
+            return (status, Value::Null);
+        }
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// A refund of $150 from the agent, waiting for a manager.
+    async fn waiting_refund(&self) -> String {
+        let task = self
+            .engine
+            .submit(SubmitRequest::new(CS, refund(15_000), agent()))
+            .await
+            .unwrap();
+        self.engine.when_idle().await.unwrap();
+        task.id
+    }
+}
+
+/// What each identity gets from each endpoint. A task another team may not read is 404, not
+/// 403: its existence does not leak.
+#[tokio::test]
+async fn every_role_against_every_endpoint() {
+    let s = serve(loopback()).await;
+    let people = [
+        ("admin", Some(token(&admin()))),
+        ("manager", Some(token(&manager()))),
+        ("agent", Some(token(&agent()))),
+        ("colleague", Some(token(&colleague()))),
+        ("viewer", Some(token(&viewer()))),
+        ("outsider", Some(token(&outsider()))),
+        ("no token", None),
+        (
+            "forged",
+            Some(taskdeck::auth::token::issue(&[1; 32], &admin(), Duration::from_secs(60)).unwrap()),
+        ),
+    ];
+    // (endpoint, expected status for each person above, in order)
+    type Row = (&'static str, [u16; 8]);
+    let table: [Row; 15] = [
+        ("GET /health/status", [200, 200, 200, 200, 200, 200, 401, 401]),
+        ("GET /v1/whoami", [200, 200, 200, 200, 200, 200, 401, 401]),
+        ("GET /v1/workflows", [200, 200, 200, 200, 200, 200, 401, 401]),
+        (
+            "GET /v1/workflows/files",
+            [200, 200, 200, 200, 200, 200, 401, 401],
+        ),
+        ("GET /v1/tasks", [200, 200, 200, 200, 200, 200, 401, 401]),
+        ("POST /v1/tasks", [201, 201, 201, 201, 403, 403, 401, 401]),
+        ("POST /v1/tasks/batch", [200, 200, 200, 200, 200, 200, 401, 401]),
+        ("GET /v1/tasks/{id}", [200, 200, 200, 200, 200, 404, 401, 401]),
+        (
+            "POST /v1/tasks/{id}/retry",
+            [409, 409, 409, 409, 403, 404, 401, 401],
+        ),
+        (
+            "POST /v1/tasks/{id}/cancel",
+            [200, 200, 200, 200, 403, 404, 401, 401],
+        ),
+        (
+            "POST /v1/tasks/{id}/steps/get_manager_approval/resolve",
+            [409, 409, 409, 409, 403, 404, 401, 401],
+        ),
+        (
+            "POST /v1/tasks/{id}/steps/get_manager_approval/approve",
+            [200, 200, 403, 403, 403, 404, 401, 401],
+        ),
+        (
+            "POST /v1/tasks/{id}/steps/get_manager_approval/deny",
+            [200, 200, 403, 403, 403, 404, 401, 401],
+        ),
+        ("GET /v1/approvals", [200, 200, 200, 200, 200, 200, 401, 401]),
+        ("GET /v1/events", [200, 200, 200, 200, 200, 200, 401, 401]),
+    ];
+    let mut wrong = Vec::new();
+    for (endpoint, expected) in table {
+        for ((who, bearer), want) in people.iter().zip(expected) {
+            let id = s.waiting_refund().await;
+            let (method, path) = endpoint.split_once(' ').unwrap();
+            let path = path.replace("{id}", &id);
+            let body = match path.rsplit('/').next().unwrap() {
+                "tasks" if method == "POST" => Some(json!({ "workflow": CS, "context": refund(500) })),
+                "batch" => Some(json!({ "tasks": [{ "workflow": CS, "context": refund(500) }] })),
+                "resolve" => Some(json!({ "results": { "approved": true } })),
+                "deny" => Some(json!({ "reason": "duplicate of an earlier refund" })),
+                _ if method == "POST" => Some(json!({})),
+                _ => None,
+            };
+            let (status, answer) = s.call(method, &path, bearer.as_deref(), body).await;
+            if status.as_u16() != want {
+                wrong.push(format!(
+                    "{endpoint} as {who}: got {status} {answer}, expected {want}"
+                ));
+            }
+            if status.is_client_error() {
+                let kind = answer["error"]["kind"].as_str().unwrap_or("");
+                assert!(
+                    !kind.is_empty(),
+                    "{endpoint} as {who}: a typed error body, got {answer}"
+                );
+                assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test]
+async fn reads_show_each_operator_only_what_they_may_read() {
+    let s = serve(loopback()).await;
+    let ours = s.waiting_refund().await;
+    let theirs = s
+        .engine
+        .submit(SubmitRequest::new(
+            "ecommerce/process_order",
+            common::sample("process_order", json!({})),
+            admin(),
+        ))
+        .await
+        .unwrap();
+    s.engine.when_idle().await.unwrap();
+    let ids = |v: &Value| -> Vec<String> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, mine) = s.call("GET", "/v1/tasks", Some(&token(&viewer())), None).await;
+    assert!(
+        ids(&mine).contains(&ours) && !ids(&mine).contains(&theirs.id),
+        "{mine}"
+    );
+    let (_, all) = s.call("GET", "/v1/tasks", Some(&token(&admin())), None).await;
+    assert!(ids(&all).contains(&ours) && ids(&all).contains(&theirs.id));
+    let (_, inbox) = s
+        .call("GET", "/v1/approvals", Some(&token(&outsider())), None)
+        .await;
+    assert_eq!(inbox, json!([]), "another team's requests are not listed");
+    let (_, inbox) = s
+        .call("GET", "/v1/approvals", Some(&token(&manager())), None)
+        .await;
+    assert_eq!(inbox[0]["task"], json!(ours));
+    let (_, status) = s
+        .call("GET", "/health/status", Some(&token(&viewer())), None)
+        .await;
+    assert_eq!(
+        status["active"],
+        json!(1),
+        "only the refund counts for a viewer: {status}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
+    let s = serve(ServerOptions {
+        max_body_bytes: 64 * 1024,
+        ..loopback()
+    })
+    .await;
+    let t = token(&agent());
+    let raw = |body: &'static str| {
+        let request = s
+            .http
+            .post(format!("{}/v1/tasks", s.url))
+            .bearer_auth(&t)
+            .body(body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = raw("{\"workflow\": ").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/tasks",
+            Some(&t),
+            Some(json!({ "workflow": CS, "context": refund(500), "priority": 1 })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `priority`"),
+        "{body}"
+    );
+
+    let big = json!({ "workflow": CS, "context": { "pad": "x".repeat(100_000) } });
+    let (status, body) = s.call("POST", "/v1/tasks", Some(&t), Some(big)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["kind"], "too_large");
+
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/tasks",
+            Some(&t),
+            Some(json!({ "workflow": CS, "context": { "refund_amount": "lots" } })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "context");
+
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/tasks",
+            Some(&t),
+            Some(json!({ "workflow": "customer_success/nope" })),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, body) = s.call("GET", "/v1/tasks/0000-no-such-task", Some(&t), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no task matches"));
+
+    let (status, body) = s.call("GET", "/v1/tasks?state=lost", Some(&t), None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = s.call("GET", "/v1/tasks?limit=0", Some(&t), None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("limit")),
+        "{body}"
+    );
+    let (status, body) = s.call("GET", "/v1/tasks?namespace=nowhere", Some(&t), None).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = s.call("GET", "/v1/events?after=-1", Some(&t), None).await;
+    assert_eq!(status, 400);
+    let (status, body) = s.call("GET", "/v1/nothing-here", Some(&t), None).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s
+        .call("POST", "/v1/tasks/x/steps/y/deny", Some(&t), Some(json!({})))
+        .await;
+    assert_eq!(status, 422, "a denial without a reason: {body}");
+    let many: Vec<Value> = (0..1001).map(|_| json!({ "workflow": CS })).collect();
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/tasks/batch",
+            Some(&t),
+            Some(json!({ "tasks": many })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    let (status, body) = s.call("GET", "/v1/tasks", Some("not-a-jwt"), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(s.engine.is_running(), "nothing above stopped the engine");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let s = serve(loopback()).await;
+    // Signed with the right key, expired a minute ago.
+    let now = chrono::Utc::now().timestamp() as u64;
+    let claims = json!({ "sub": "jane", "team": "customer_success", "role": "manager", "iat": now - 120, "exp": now - 60 });
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&KEY),
+    )
+    .unwrap();
+    let (status, body) = s.call("GET", "/v1/approvals", Some(&expired), None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn listings_page_with_cursors_and_a_tampered_cursor_is_refused() {
+    let s = serve(loopback()).await;
+    let t = token(&admin());
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        made.push(s.waiting_refund().await);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/tasks?limit=2&cursor={c}"),
+            None => "/v1/tasks?limit=2".to_string(),
+        };
+        let (status, page) = s.call("GET", &path, Some(&t), None).await;
+        assert_eq!(status, 200, "{page}");
+        for task in page["tasks"].as_array().unwrap() {
+            seen.push(task["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, made, "every task once, oldest first");
+    let (_, page) = s.call("GET", "/v1/tasks?limit=2", Some(&t), None).await;
+    let good = page["next_cursor"].as_str().unwrap().to_string();
+    let mut forged = good.clone().into_bytes();
+    forged[1] = if forged[1] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let (status, body) = s
+        .call("GET", &format!("/v1/tasks?cursor={forged}"), Some(&t), None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "cursor");
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_is_429_with_retry_after() {
+    let s = serve(ServerOptions {
+        rate_limit: 2,
+        ..loopback()
+    })
+    .await;
+    let t = token(&viewer());
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let r = s
+            .http
+            .get(format!("{}/v1/whoami", s.url))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&200) && statuses.contains(&429), "{statuses:?}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    // Another identity has its own budget.
+    let (status, _) = s.call("GET", "/v1/whoami", Some(&token(&manager())), None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_is_refused_without_insecure_http() {
+    let options = ServerOptions {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        ..ServerOptions::default()
+    };
+    let err = Listener::bind(&options).await.err().unwrap().to_string();
+    assert!(
+        err.contains("not a loopback address") && err.contains("--insecure-http"),
+        "{err}"
+    );
+    let ok = Listener::bind(&ServerOptions {
+        insecure_http: true,
+        ..options
+    })
+    .await;
+    assert!(ok.is_ok());
+}
+
+/// The crate's own HTTP client: a batch, an approval, and an event stream that resumes after
+/// a sequence number with nothing missed and nothing twice.
+#[tokio::test]
+async fn the_http_client_resumes_the_event_stream_after_any_sequence_number() {
+    use futures::StreamExt;
+    let s = serve(loopback()).await;
+    let connect = |who: Identity| {
+        let url = s.url.clone();
+        async move {
+            Http::connect(HttpOptions {
+                url,
+                credentials: Credentials::Token(token(&who)),
+                ca: None,
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let agent_client = connect(agent()).await;
+    let manager_client = connect(manager()).await;
+    assert_eq!(agent_client.identity().sub, "priya");
+    let mut feed = manager_client.events(Some(0)).await.unwrap();
+    let created = agent_client
+        .submit_batch(
+            (0..3)
+                .map(|i| taskdeck::client::NewTask {
+                    workflow: CS.into(),
+                    // One refund per payment: a second one of the same payment is refused.
+                    context: {
+                        let mut c = refund(15_000);
+                        c["payment_id"] = json!(format!("pay_98765432{i}"));
+                        c
+                    },
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        created
+            .iter()
+            .all(|c| matches!(c, taskdeck::client::BatchItem::Created(_))),
+        "{created:?}"
+    );
+    s.engine.when_idle().await.unwrap();
+    let inbox = manager_client.approvals().await.unwrap();
+    assert_eq!(inbox.len(), 3);
+    for a in &inbox {
+        manager_client.decide(&a.task, &a.step, true, None).await.unwrap();
+    }
+    s.engine.when_idle().await.unwrap();
+    // Everything so far, in order, consecutive.
+    let mut seqs = Vec::new();
+    let mut completed = 0;
+    while completed < 6 {
+        let e = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if e.name == "task.completed" {
+            completed += 1; // three refunds and their three payments children
+        }
+        seqs.push(e.seq);
+    }
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "in order: {seqs:?}");
+    // From the middle: the same events after that point, none missed.
+    let middle = seqs[seqs.len() / 2];
+    let mut again = manager_client.events(Some(middle)).await.unwrap();
+    for &want in seqs.iter().filter(|&&q| q > middle) {
+        let e = tokio::time::timeout(Duration::from_secs(10), again.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.seq, want);
+    }
+    let outsider_client = connect(outsider()).await;
+    let mut theirs = outsider_client.events(Some(0)).await.unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(300), theirs.next()).await;
+    assert!(nothing.is_err(), "another team sees none of these events");
+}
