@@ -309,3 +309,134 @@ fn sigterm_and_sighup_restore_the_terminal_and_a_recording_keeps_resizes_and_its
         assert!(left > entered, "the recording ends outside the alternate screen");
     }
 }
+
+/// Issue 9's story: an agent and a manager, each in their own console, against one
+/// `taskdeck serve`. The agent submits a refund above the approval threshold from the form;
+/// the manager's inbox shows it within a second; the manager approves; both consoles see the
+/// customer-success task and its payments child complete. Then the server is killed and
+/// restarted: the console shows it lost the connection, and resumes.
+#[test]
+fn two_consoles_share_one_server() {
+    let data = tempfile::tempdir().unwrap();
+    let token = |sub: &str, role: &str| {
+        let out = taskdeck(
+            data.path(),
+            &[
+                "token",
+                "issue",
+                "--sub",
+                sub,
+                "--team",
+                "customer_success",
+                "--role",
+                role,
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (agent, manager) = (token("priya", "agent"), token("jane", "manager"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serve = |data: &std::path::Path| {
+        let _ = std::fs::remove_file(data.join("server.json"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !data.join("server.json").exists() {
+            assert!(Instant::now() < deadline, "serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut server = serve(data.path());
+
+    let mut priya = console(data.path(), &["--token", &agent]);
+    let mut jane = console(data.path(), &["--token", &manager]);
+    priya.screen.wait_for("priya (operator, customer_success)");
+    priya.screen.wait_for(&format!("→ http://127.0.0.1:{port}"));
+    jane.screen.wait_for("jane (manager, customer_success)");
+    jane.send(b":approvals\r");
+    jane.screen.wait_for("approvals ‖ 0 waiting");
+
+    priya.send(b"n");
+    priya.screen.wait_for("new task");
+    priya.send(b"customer_success/process");
+    priya.screen.wait_for("customer_success/process_refund@1.3.0");
+    priya.send(b"\r");
+    priya.screen.wait_for("Ctrl-S submits");
+    priya.send(b"\x13");
+    priya.screen.wait_for("‖ get_manager_");
+
+    // The manager's inbox, live (events by subscription), within a second.
+    let asked = Instant::now();
+    jane.screen.wait_for("approvals ‖ 1 waiting");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        asked.elapsed()
+    );
+    jane.send(b"a");
+    jane.screen.wait_for("approval note (optional)");
+    jane.send(b"photos checked\r");
+    jane.screen.wait_for("Approve: Refund $120.00 on TICKET-98765");
+    jane.send(b"y");
+    jane.screen.wait_for("approved get_manager_approval");
+    jane.send(b"\x1b");
+
+    priya.send(b"\x1b");
+    for s in [&priya, &jane] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = s.screen.text();
+            let complete = |wf: &str| text.lines().any(|l| l.contains(wf) && l.contains("✔ complete"));
+            if complete("customer_success/process_refund@1.3.0") && complete("payments/process_refund@2.1.0")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "both tasks complete on every console:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // The server goes away: a banner; it comes back: the banner goes, and new work shows.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    jane.screen.wait_for("disconnected, reconnecting");
+    let mut server = serve(data.path());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jane.screen.text().contains("disconnected") {
+        assert!(Instant::now() < deadline, "reconnected:\n{}", jane.screen.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = taskdeck(
+        data.path(),
+        &[
+            "--token",
+            &agent,
+            "submit",
+            "customer_success/process_refund",
+            "--context",
+            r#"{"ticket_id":"TICKET-2","customer_id":"CUST-2","refund_amount":25000,"refund_reason":"Late delivery","customer_email":"c2@example.com","payment_id":"pay_2"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    jane.screen.wait_for("tasks 3/3");
+    priya.quit();
+    jane.quit();
+    unsafe {
+        libc::kill(server.id() as i32, libc::SIGTERM);
+    }
+    assert!(server.wait().unwrap().success());
+}

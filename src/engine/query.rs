@@ -137,7 +137,7 @@ impl Query {
         Err(EngineError::Invalid {
             field: "namespace".into(),
             message: format!(
-                "unknown namespace `{namespace}`; namespaces are: {}",
+                "`{namespace}` is not a namespace here; namespaces are: {}",
                 known.join(", ")
             ),
         })
