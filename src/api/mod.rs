@@ -124,14 +124,35 @@ pub fn router(
         .fallback(|| async {
             error::ApiError::new(ErrorKind::NotFound, "no such endpoint; see /v1/openapi.json")
         })
-        .method_not_allowed_fallback(|| async {
-            error::ApiError::new(
-                ErrorKind::NotFound,
-                "this endpoint does not take that method; see /v1/openapi.json",
-            )
-        })
+        .layer(axum::middleware::map_response(method_not_allowed_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)
+}
+
+/// axum answers a method an endpoint does not take with 405 and its `Allow` header but no
+/// body: the body becomes the usual typed error, the header stays.
+async fn method_not_allowed_as_json(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let allow = parts.headers.remove(axum::http::header::ALLOW);
+    let mut json = error::ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "this endpoint does not take that method; it takes {}",
+            allow
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("other methods")
+        ),
+    )
+    .into_response();
+    if let Some(allow) = allow {
+        json.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    json
 }
 
 /// A bound listener, before it serves: its address can be published first.

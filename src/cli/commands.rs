@@ -29,6 +29,9 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             json,
         } => {
             let context = read_context(context.as_deref(), context_file.as_ref(), cli.max_context_bytes)?;
+            if !context.is_object() {
+                bail!("the task context must be a JSON object ({{…}})");
+            }
             submit(&cli, &data, workflow, context, *wait, *json).await
         }
         Command::Run { until_idle } => run(&cli, &data, *until_idle).await,

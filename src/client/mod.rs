@@ -70,10 +70,15 @@ pub struct TaskQuery {
     /// Only tasks in this state.
     pub state: Option<TaskState>,
     /// Only tasks of this workflow: `NS/NAME` or `NS/NAME@VERSION`.
+    #[param(
+        pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8}))?$"
+    )]
     pub workflow: Option<String>,
     /// Most tasks in the page, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// Where to continue: the `next_cursor` of the page before.
+    /// Where to continue: the `next_cursor` of the page before (opaque, signed by the server).
+    #[param(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$")]
     pub cursor: Option<String>,
 }
 
@@ -101,15 +106,28 @@ pub struct TaskDetail {
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     /// `NS/NAME` (latest version) or `NS/NAME@VERSION`.
+    #[schema(
+        pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8}))?$"
+    )]
     pub workflow: String,
-    /// The task context; `{}` when absent.
-    #[serde(default = "empty_object")]
+    /// The task context, a JSON object; `{}` when absent.
+    #[serde(default = "empty_object", deserialize_with = "object")]
     #[schema(value_type = Object)]
     pub context: Value,
 }
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
+}
+
+/// Only a JSON object is a task context.
+fn object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let v = Value::deserialize(d)?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom("a task context is a JSON object ({…})"))
+    }
 }
 
 /// The most tasks one batch creates.

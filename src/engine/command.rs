@@ -49,6 +49,8 @@ pub enum ErrorKind {
     Forbidden,
     /// No such task, step or workflow (or one the caller may not read): 404.
     NotFound,
+    /// The endpoint does not take this HTTP method: 405.
+    MethodNotAllowed,
     /// Conflicts with the current state: 409.
     Conflict,
     /// The body is too large: 413.

@@ -409,6 +409,15 @@ impl Orchestrator {
                 ),
             });
         }
+        if !req.context.is_object() {
+            return Err(EngineError::Invalid {
+                field: "context".into(),
+                message: format!(
+                    "a task context is a JSON object ({{…}}), got {}",
+                    kind_of(&req.context)
+                ),
+            });
+        }
         check_depth("context", &req.context)?;
         workflow.validate_context(&req.context)?;
         let id = uuid::Uuid::now_v7().to_string();
@@ -1544,5 +1553,17 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+pub(crate) fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
