@@ -166,6 +166,7 @@ fn main() {
     println!("API creation throughput, {SECONDS} s each, immediate durability, loopback:");
     let runs = [
         ("single (32 clients)", 32, 1),
+        ("batch (8 × 10)", 8, 10),
         ("batch (4 × 25)", 4, 25),
         ("batch (2 × 50)", 2, 50),
         ("batch (4 × 100)", 4, 100),

@@ -129,28 +129,23 @@ pub fn router(
         .with_state(state)
 }
 
-/// axum answers a method an endpoint does not take with 405 and its `Allow` header but no
-/// body: the body becomes the usual typed error, the header stays.
+/// axum answers a method an endpoint does not take with 405 and an empty body (its router
+/// adds the `Allow` header afterwards): the body becomes the usual typed error.
 async fn method_not_allowed_as_json(response: axum::response::Response) -> axum::response::Response {
     use axum::response::IntoResponse;
     if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
-    let (mut parts, _) = response.into_parts();
-    let allow = parts.headers.remove(axum::http::header::ALLOW);
+    let (parts, _) = response.into_parts();
     let mut json = error::ApiError::new(
         ErrorKind::MethodNotAllowed,
-        format!(
-            "this endpoint does not take that method; it takes {}",
-            allow
-                .as_ref()
-                .and_then(|a| a.to_str().ok())
-                .unwrap_or("other methods")
-        ),
+        "this endpoint does not take that method; the Allow header lists those it takes",
     )
     .into_response();
-    if let Some(allow) = allow {
-        json.headers_mut().insert(axum::http::header::ALLOW, allow);
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            json.headers_mut().insert(name, value.clone());
+        }
     }
     json
 }
