@@ -306,9 +306,19 @@ async fn https_with_a_trusted_ca_and_a_refusal_without_it() {
         ],
     );
     let url = format!("https://localhost:{port}");
+    let admin = {
+        let out = run(
+            data,
+            None,
+            &[
+                "token", "issue", "--sub", "root", "--team", "local", "--role", "admin",
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
     let ok = run(
         data,
-        None,
+        Some(&admin),
         &[
             "--connect",
             &url,
@@ -318,7 +328,7 @@ async fn https_with_a_trusted_ca_and_a_refusal_without_it() {
         ],
     );
     assert_eq!(ok.status.code(), Some(0), "{:?}", text(&ok));
-    let refused = run(data, None, &["--connect", &url, "tasks"]);
+    let refused = run(data, Some(&admin), &["--connect", &url, "tasks"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused).1.contains("cannot reach the taskdeck server"),
@@ -328,9 +338,31 @@ async fn https_with_a_trusted_ca_and_a_refusal_without_it() {
     // Plain HTTP to the TLS port is not served either.
     let plain = run(
         data,
-        None,
+        Some(&admin),
         &["--connect", &format!("http://127.0.0.1:{port}"), "tasks"],
     );
     assert_eq!(plain.status.code(), Some(1));
     assert!(sigterm(&mut server).success());
+}
+
+/// A token minted from this data directory's key is a key to its server: it is never sent to
+/// another address, even one the user names with --connect.
+#[test]
+fn a_self_minted_token_is_never_sent_to_another_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    assert!(
+        run(data, None, &["tasks"]).status.success(),
+        "creates the data directory and key"
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let out = run(data, None, &["--connect", &url, "tasks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("needs a token"), "{:?}", text(&out));
+    assert!(
+        listener.accept().is_err(),
+        "nothing connected to the other server"
+    );
 }

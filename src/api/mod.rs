@@ -129,6 +129,19 @@ pub fn router(
         .with_state(state)
 }
 
+/// How long a client may take to send a request's headers: a connection that trickles them
+/// (slowloris) is closed instead of held.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn slow_clients_time_out(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+}
+
 /// axum answers a method an endpoint does not take with 405 and an empty body (its router
 /// adds the `Allow` header afterwards): the body becomes the usual typed error.
 async fn method_not_allowed_as_json(response: axum::response::Response) -> axum::response::Response {
@@ -212,16 +225,14 @@ impl Listener {
         let service = router.into_make_service();
         match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server = axum_server::from_tcp_rustls(self.listener, tls);
+                slow_clients_time_out(server.http_builder());
+                server.handle(handle).serve(service).await
             }
             None => {
-                axum_server::from_tcp(self.listener)
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server = axum_server::from_tcp(self.listener);
+                slow_clients_time_out(server.http_builder());
+                server.handle(handle).serve(service).await
             }
         }
     }

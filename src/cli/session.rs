@@ -101,11 +101,12 @@ async fn remote(cli: &Cli, data: &Path, url: &str, explicit: bool) -> Result<Ses
     let credentials = match &cli.token {
         Some(token) => Credentials::Token(token.clone()),
         None => {
-            // Our own key, when this user has one: the server of this data directory accepts
-            // it; another server answers that the signature does not match.
-            let key_file = data.join("auth").join("jwt.key");
-            if explicit && !key_file.exists() {
-                bail!("connecting to {url} needs a token: set TASKDECK_TOKEN (issued by an admin of that server with `taskdeck token issue`)");
+            // A token minted with our key is only ever sent to this data directory's own
+            // server: sent anywhere else, it would be a key to our server for its lifetime.
+            let own = crate::client::discover(data)
+                .is_some_and(|f| f.url.trim_end_matches('/') == url.trim_end_matches('/'));
+            if explicit && !own {
+                bail!("connecting to {url} needs a token: set TASKDECK_TOKEN (issued by an admin of that server with `taskdeck token issue`); a token is minted from this data directory's key only for its own server");
             }
             Credentials::Key(crate::auth::token::signing_key(data)?)
         }

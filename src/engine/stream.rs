@@ -69,7 +69,7 @@ impl EventStream {
             }
             match self.live.recv().await {
                 Ok(event) if event.seq <= self.last => continue,
-                Ok(event) if event.seq == self.last + 1 => {
+                Ok(event) if Some(event.seq) == self.last.checked_add(1) => {
                     self.last = event.seq;
                     return Ok(Some((*event).clone()));
                 }
