@@ -562,3 +562,41 @@ async fn the_http_client_resumes_the_event_stream_after_any_sequence_number() {
     let nothing = tokio::time::timeout(Duration::from_millis(300), theirs.next()).await;
     assert!(nothing.is_err(), "another team sees none of these events");
 }
+
+#[tokio::test]
+async fn open_event_streams_are_capped_per_identity_and_freed_on_close() {
+    let s = serve(loopback()).await;
+    let t = token(&viewer());
+    let open = || s.http.get(format!("{}/v1/events", s.url)).bearer_auth(&t).send();
+    let mut streams = Vec::new();
+    for _ in 0..taskdeck::api::MAX_STREAMS_PER_IDENTITY {
+        let r = open().await.unwrap();
+        assert_eq!(r.status(), 200);
+        streams.push(r);
+    }
+    let over = open().await.unwrap();
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    // Another identity is not affected.
+    let other = s
+        .http
+        .get(format!("{}/v1/events", s.url))
+        .bearer_auth(token(&manager()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    drop(streams.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = open().await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed stream frees its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -49,3 +49,55 @@ impl Limits {
             })
     }
 }
+
+/// The most event streams one identity may hold open at once; more is 429. Each stream holds
+/// a subscription to the engine's broadcast, so an unbounded number would be unbounded work.
+pub const MAX_STREAMS_PER_IDENTITY: usize = 32;
+
+/// Open event streams per identity.
+#[derive(Default)]
+pub struct Streams {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// Counts one open stream until dropped.
+pub struct StreamGuard {
+    streams: std::sync::Arc<Streams>,
+    key: String,
+}
+
+impl Streams {
+    pub fn open(self: &std::sync::Arc<Self>, who: &Identity) -> Result<StreamGuard, ApiError> {
+        let key = format!("{}/{}", who.team, who.sub);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(key.clone()).or_default();
+        if *count >= MAX_STREAMS_PER_IDENTITY {
+            let mut e = ApiError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "{} already has {MAX_STREAMS_PER_IDENTITY} event streams open; close one first",
+                    who.describe()
+                ),
+            );
+            e.retry_after_seconds = Some(1);
+            return Err(e);
+        }
+        *count += 1;
+        Ok(StreamGuard {
+            streams: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod openapi;
 mod routes;
 
 pub use error::{status_of, ErrorBody};
+pub use limits::MAX_STREAMS_PER_IDENTITY;
 pub use openapi::document;
 pub use routes::{Batch, BatchResults, Whoami};
 
@@ -81,6 +82,7 @@ pub struct AppState {
     pub(crate) key: Arc<Vec<u8>>,
     pub(crate) cursors: cursor::Cursors,
     pub(crate) limits: Arc<limits::Limits>,
+    pub(crate) streams: Arc<limits::Streams>,
     pub(crate) max_body_bytes: usize,
     /// Becomes true when the server stops: event streams end.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
@@ -99,6 +101,7 @@ pub fn router(
         cursors: cursor::Cursors::new(&key),
         key: Arc::new(key),
         limits: Arc::new(limits::Limits::new(options.rate_limit)),
+        streams: Arc::new(limits::Streams::default()),
         max_body_bytes: options.max_body_bytes,
         closing,
     };

@@ -403,7 +403,7 @@ pub struct After {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
-    caller: Caller,
+    Caller(who): Caller,
     headers: HeaderMap,
     after: Result<Query<After>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -438,7 +438,8 @@ pub async fn events(
             .last_event_seq()
             .map_err(crate::engine::EngineError::from)?,
     };
-    let feed = client(&state, caller).events(Some(start)).await?;
+    let guard = state.streams.open(&who)?;
+    let feed = client(&state, Caller(who)).events(Some(start)).await?;
     let ready = SseEvent::default()
         .event("ready")
         .id(start.to_string())
@@ -459,7 +460,12 @@ pub async fn events(
     let closed = async move {
         let _ = closing.wait_for(|c| *c).await;
     };
-    Ok(Sse::new(stream.take_until(closed)).keep_alive(KeepAlive::default()))
+    // The guard lives as long as the stream: dropping the connection frees the slot.
+    let stream = stream.take_until(closed).map(move |item| {
+        let _open = &guard;
+        item
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]
