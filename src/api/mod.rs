@@ -15,7 +15,7 @@ mod routes;
 
 pub use error::{status_of, ErrorBody};
 pub use limits::MAX_STREAMS_PER_IDENTITY;
-pub use openapi::document;
+pub use openapi::{document, document_json};
 pub use routes::{Batch, BatchResults, Whoami};
 
 use crate::engine::{Engine, ErrorKind};

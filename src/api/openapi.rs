@@ -8,6 +8,52 @@ use utoipa::{Modify, OpenApi};
 
 struct Bearer;
 
+/// Links from a created task to what can be done with it, so tools that follow links (e.g.
+/// schemathesis's stateful phase) act on real tasks.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+        use utoipa::openapi::RefOr;
+        let Some(create) = openapi
+            .paths
+            .paths
+            .get_mut("/v1/tasks")
+            .and_then(|p| p.post.as_mut())
+        else {
+            return;
+        };
+        let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else {
+            return;
+        };
+        let id = "$response.body#/id";
+        for operation in ["show_task", "retry_task", "cancel_task"] {
+            created.links.insert(
+                operation.into(),
+                RefOr::T(
+                    LinkBuilder::new()
+                        .operation_id(operation)
+                        .parameter("id", id)
+                        .build(),
+                ),
+            );
+        }
+        for operation in ["approve_step", "deny_step", "resolve_step"] {
+            created.links.insert(
+                operation.into(),
+                RefOr::T(
+                    LinkBuilder::new()
+                        .operation_id(operation)
+                        .parameter("id", id)
+                        .parameter("step", "get_manager_approval")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
 impl Modify for Bearer {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
@@ -33,7 +79,7 @@ impl Modify for Bearer {
         routes::show_task, routes::retry_task, routes::cancel_task, routes::resolve_step,
         routes::approve_step, routes::deny_step, routes::approvals, routes::events,
     ),
-    modifiers(&Bearer)
+    modifiers(&Bearer, &Links)
 )]
 struct ApiDoc;
 
@@ -42,6 +88,72 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+/// The document as JSON. utoipa 5 writes a link's fields in snake case (`operation_id`); the
+/// specification spells them `operationId`, `operationRef` and `requestBody`.
+pub fn document_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for operation in paths
+            .values_mut()
+            .filter_map(|p| p.as_object_mut())
+            .flat_map(|p| p.values_mut())
+        {
+            let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            for link in responses
+                .values_mut()
+                .filter_map(|r| r.get_mut("links").and_then(|l| l.as_object_mut()))
+                .flat_map(|links| links.values_mut())
+                .filter_map(|l| l.as_object_mut())
+            {
+                for (snake, camel) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(v) = link.remove(snake) {
+                        link.insert(camel.into(), v);
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(document_json())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_lists_every_route_and_spells_links_as_the_specification_does() {
+        let doc = super::document_json();
+        let paths = doc["paths"].as_object().unwrap();
+        for path in [
+            "/health/live",
+            "/health/ready",
+            "/health/status",
+            "/v1/whoami",
+            "/v1/workflows",
+            "/v1/workflows/files",
+            "/v1/tasks",
+            "/v1/tasks/batch",
+            "/v1/tasks/{id}",
+            "/v1/tasks/{id}/retry",
+            "/v1/tasks/{id}/cancel",
+            "/v1/tasks/{id}/steps/{step}/resolve",
+            "/v1/tasks/{id}/steps/{step}/approve",
+            "/v1/tasks/{id}/steps/{step}/deny",
+            "/v1/approvals",
+            "/v1/events",
+        ] {
+            assert!(paths.contains_key(path), "{path} is documented");
+        }
+        let text = doc.to_string();
+        assert!(!text.contains("\"operation_id\"") && text.contains("\"operationId\":\"show_task\""));
+        assert!(doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer");
+    }
 }
