@@ -33,7 +33,7 @@ async fn serve(options: ServerOptions) -> Server {
     let listener = Listener::bind(&options).await.unwrap();
     let url = listener.url();
     let (stop, closed) = tokio::sync::watch::channel(false);
-    let app = router(engine.clone(), KEY.to_vec(), &options, closed.clone());
+    let app = router(engine.clone(), KEY.to_vec(), &url, &options, closed.clone());
     let mut stopped = closed;
     tokio::spawn(listener.serve(
         app,
@@ -599,4 +599,40 @@ async fn open_event_streams_are_capped_per_identity_and_freed_on_close() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A client that would mint its own token first asks the server to prove it holds the key,
+/// bound to the server's address: a server with another key gets no token.
+#[tokio::test]
+async fn a_minted_token_goes_only_to_a_server_that_proves_it_holds_the_key() {
+    let s = serve(loopback()).await;
+    let with = |key: Vec<u8>| {
+        Http::connect(HttpOptions {
+            url: s.url.clone(),
+            credentials: Credentials::Key(key),
+            ca: None,
+        })
+    };
+    let ours = with(KEY.to_vec()).await.unwrap();
+    assert_eq!(ours.identity().role, Role::Admin);
+    let err = with(vec![9; 32]).await.err().unwrap();
+    assert!(err.message.contains("did not prove it holds"), "{err}");
+    assert_eq!(err.kind, taskdeck::engine::ErrorKind::Unauthenticated);
+    // The proof is bound to the address: the same server's proof under another URL fails.
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let (status, answer) = s
+        .call("GET", &format!("/v1/proof?nonce={nonce}"), None, None)
+        .await;
+    assert_eq!(status, 200);
+    use base64::Engine as _;
+    let proof = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(answer["proof"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(proof, taskdeck::auth::token::server_proof(&KEY, nonce, &s.url));
+    assert_ne!(
+        proof,
+        taskdeck::auth::token::server_proof(&KEY, nonce, "http://127.0.0.1:1")
+    );
+    let (status, _) = s.call("GET", "/v1/proof?nonce=short", None, None).await;
+    assert_eq!(status, 400);
 }

@@ -366,3 +366,43 @@ fn a_self_minted_token_is_never_sent_to_another_server() {
         "nothing connected to the other server"
     );
 }
+
+/// The address file of a server that died is not trusted: the process holding the directory
+/// now (`run --no-api`) serves no API, and whoever took the old port gets nothing.
+#[test]
+fn a_stale_address_file_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let port = free_port();
+    let mut first = serve(data, port, &[]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(data.join("server.json").exists(), "left behind by kill -9");
+    let mut holder = bin()
+        .arg("--data")
+        .arg(data)
+        .args(["run", "--no-api"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(data.join("taskdeck.pid"))
+        .unwrap_or_default()
+        .contains(&holder.id().to_string())
+    {
+        assert!(Instant::now() < deadline, "run did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    squatter.set_nonblocking(true).unwrap();
+    let out = run(data, None, &["tasks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("in use by another taskdeck process"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(squatter.accept().is_err(), "nothing connected to the old port");
+    assert!(sigterm(&mut holder).success());
+}

@@ -19,10 +19,8 @@ pub struct Cursors {
 impl Cursors {
     /// Derives the cursor key from the token signing key (a separate key per purpose).
     pub fn new(signing_key: &[u8]) -> Self {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(signing_key).expect(HMAC_KEYS);
-        mac.update(b"taskdeck listing cursor v1");
         Cursors {
-            key: mac.finalize().into_bytes().into(),
+            key: crate::auth::token::derive(signing_key, "listing cursor"),
         }
     }
 

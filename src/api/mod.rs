@@ -86,13 +86,16 @@ pub struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Becomes true when the server stops: event streams end.
     pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+    /// The base URL this server publishes (what its proof is bound to).
+    pub(crate) url: Arc<String>,
 }
 
-/// The routes, over `engine`, verifying tokens with `key`. Event streams end when `closing`
-/// becomes true.
+/// The routes, over `engine`, verifying tokens with `key`, served at `url` (the base URL
+/// clients use, see `Listener::url`). Event streams end when `closing` becomes true.
 pub fn router(
     engine: Arc<Engine>,
     key: Vec<u8>,
+    url: &str,
     options: &ServerOptions,
     closing: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
@@ -104,6 +107,7 @@ pub fn router(
         streams: Arc::new(limits::Streams::default()),
         max_body_bytes: options.max_body_bytes,
         closing,
+        url: Arc::new(url.trim_end_matches('/').to_string()),
     };
     use routes::*;
     Router::new()
@@ -112,6 +116,7 @@ pub fn router(
         .route("/health/status", get(status))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/proof", get(proof))
         .route("/v1/workflows", get(workflows))
         .route("/v1/workflows/files", get(workflow_files))
         .route("/v1/tasks", get(list_tasks).post(create_task))

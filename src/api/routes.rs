@@ -71,6 +71,58 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> Answer<Sta
     Ok(Json(client(&state, caller).status().await?))
 }
 
+/// Where a proof is asked for: a client's random nonce.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProofRequest {
+    /// 32 to 128 hexadecimal characters chosen at random by the client.
+    #[param(pattern = "^[0-9a-f]{32,128}$")]
+    pub nonce: String,
+}
+
+/// The server's proof that it holds the data directory's signing key, bound to the client's
+/// nonce and the URL this server publishes.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Proof {
+    /// base64url of HMAC-SHA256(key derived for "server proof", nonce + "\n" + URL).
+    pub proof: String,
+    /// The URL the proof is bound to.
+    pub url: String,
+}
+
+/// Proves to a local client that this server holds the data directory's key, before the
+/// client sends it a token minted with that key (so a process squatting the port of a server
+/// that died cannot collect one). Needs no token.
+#[utoipa::path(get, path = "/v1/proof", tag = "auth", params(ProofRequest),
+    responses((status = 200, body = Proof), (status = 400, body = ErrorBody)))]
+pub async fn proof(
+    State(state): State<AppState>,
+    query: Result<Query<ProofRequest>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Proof> {
+    use base64::Engine as _;
+    let nonce = query
+        .ok()
+        .map(|Query(q)| q.nonce)
+        .filter(|n| {
+            (32..=128).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .ok_or_else(|| {
+            ApiError::field(
+                ErrorKind::BadRequest,
+                "nonce",
+                "nonce must be 32 to 128 lowercase hexadecimal characters",
+            )
+        })?;
+    let proof = crate::auth::token::server_proof(&state.key, &nonce, &state.url);
+    Ok(Json(Proof {
+        proof: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(proof),
+        url: state.url.to_string(),
+    }))
+}
+
 /// Who the token names: subject, team, role and expiry.
 #[utoipa::path(get, path = "/v1/whoami", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Whoami), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]

@@ -160,6 +160,41 @@ fn refusal(sub: &str, team: &str, role: Role) -> Option<String> {
     None
 }
 
+/// A key for one `purpose` (listing cursors, the server's proof of holding the key), derived
+/// from the signing key with HMAC-SHA256, so no purpose uses the signing key itself.
+pub fn derive(key: &[u8], purpose: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(b"taskdeck derived key v1\n");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// What a server answers to prove it holds the signing key, for `nonce` (chosen by the
+/// client) and the URL it serves at: HMAC-SHA256 under a key derived for this purpose. Bound
+/// to the URL, so a process squatting another port cannot relay the real server's proof.
+pub fn server_proof(key: &[u8], nonce: &str, url: &str) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&derive(key, "server proof"))
+        .expect("HMAC takes keys of any length");
+    mac.update(nonce.as_bytes());
+    mac.update(b"\n");
+    mac.update(url.trim_end_matches('/').as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Whether `subject` may name the local user (a token subject's rules: 1-64 letters, digits,
+/// `_`, `-`, `.` or `@`, and not a name the engine uses itself).
+pub fn check_subject(subject: &str) -> Result<(), TokenError> {
+    if plain_name(subject) {
+        Ok(())
+    } else {
+        Err(TokenError::Refused(format!(
+            "`{subject}` is not a valid subject: expected 1-64 letters, digits, `_`, `-`, `.` or `@` (and not `engine` or `system`)"
+        )))
+    }
+}
+
 /// Signs a token for `identity` valid for `ttl` from now.
 ///
 /// Errors: `ttl` is zero or longer than [`MAX_TTL`]; the identity has the service role or a

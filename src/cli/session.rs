@@ -51,18 +51,22 @@ pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool)
         match open(cli, data) {
             Ok(opened) => return local(cli, data, opened, dispatch, serve).await,
             Err(e) if is_locked(&e) => {
-                if let Some(file) = crate::client::discover(data) {
+                if let Some(file) = crate::client::discover_holder(data) {
                     match remote(cli, data, &file.url, false).await {
                         Ok(session) => return Ok(session),
-                        Err(why) if tokio::time::Instant::now() >= deadline => {
-                            return Err(why.context(format!(
-                                "the data directory {} is held by process {}, whose API at {} does not answer",
-                                data.display(),
-                                file.pid,
-                                file.url
-                            )))
+                        // Still starting, or going: wait a little. Anything else (a refused
+                        // token, an untrusted certificate) is the answer.
+                        Err(why) if is_unreachable(&why) => {
+                            if tokio::time::Instant::now() >= deadline {
+                                return Err(why.context(format!(
+                                    "the data directory {} is held by process {}, whose API at {} does not answer",
+                                    data.display(),
+                                    file.pid,
+                                    file.url
+                                )));
+                            }
                         }
-                        Err(_) => {}
+                        Err(why) => return Err(why),
                     }
                 } else if tokio::time::Instant::now() >= deadline {
                     return Err(e);
@@ -72,6 +76,13 @@ pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool)
             Err(e) => return Err(e),
         }
     }
+}
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::client::Problem>()
+            .is_some_and(|p| p.kind == crate::engine::ErrorKind::Unavailable)
+    })
 }
 
 fn is_locked(e: &anyhow::Error) -> bool {
@@ -133,7 +144,7 @@ pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Re
     let opened = match open(cli, data) {
         Ok(o) => o,
         Err(e) if is_locked(&e) => {
-            return Err(match crate::client::discover(data) {
+            return Err(match crate::client::discover_holder(data) {
                 Some(f) => e.context(format!(
                     "process {} already runs the engine and serves it at {}",
                     f.pid, f.url
@@ -185,7 +196,7 @@ impl Server {
         let url = listener.url();
         let key = crate::auth::token::signing_key(data)?;
         let (closing, closed) = tokio::sync::watch::channel(false);
-        let router = crate::api::router(engine, key, &options, closed);
+        let router = crate::api::router(engine, key, &url, &options, closed);
         ServerFile::write(data, &url)
             .with_context(|| format!("cannot write {}", data.join(crate::client::SERVER_FILE).display()))?;
         let (stop, stopped) = oneshot::channel::<()>();

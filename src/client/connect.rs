@@ -47,6 +47,20 @@ pub fn discover(data: &Path) -> Option<ServerFile> {
     serde_json::from_str(&text).ok()
 }
 
+/// The server of the process that holds `data` now: the address file only counts when its
+/// pid is the lock holder's (`taskdeck.pid`); a file left by a server that died is ignored.
+pub fn discover_holder(data: &Path) -> Option<ServerFile> {
+    let file = discover(data)?;
+    let held = crate::fsutil::read_small(&data.join("taskdeck.pid"), 200).ok()?;
+    let pid: u32 = held
+        .strip_prefix("taskdeck process ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    (pid == file.pid).then_some(file)
+}
+
 /// A token naming the local user as admin, signed with `data`'s key, valid for
 /// `LOCAL_TOKEN_TTL`: how the two README commands keep working with no set-up when another
 /// process holds the data directory. Only someone who can read the key (its owner) can mint

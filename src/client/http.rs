@@ -45,6 +45,9 @@ pub struct Http {
     http: reqwest::Client,
     credentials: Credentials,
     minted: Arc<Mutex<Option<(String, Instant)>>>,
+    /// Whether the server has proven it holds our key since the last connection failure
+    /// (only matters for minted tokens: a server that went away may be another one now).
+    proven: Arc<std::sync::atomic::AtomicBool>,
     identity: Identity,
     catalog: tokio::sync::OnceCell<Arc<Catalog>>,
     link: watch::Sender<Link>,
@@ -101,6 +104,7 @@ impl Http {
             http,
             credentials: options.credentials,
             minted: Arc::new(Mutex::new(None)),
+            proven: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             identity: Identity::new("", "", Role::Viewer),
             catalog: tokio::sync::OnceCell::new(),
             link,
@@ -116,6 +120,72 @@ impl Http {
             client.identity = client.identity.expiring_at(at);
         }
         Ok(client)
+    }
+
+    /// Before a token minted with our key goes to this server, the server proves it holds the
+    /// key (for a fresh nonce, bound to this URL). A process that took the port of a server
+    /// that died, or relays another server's answers, cannot.
+    async fn check_proof(&self, key: &[u8]) -> Result<(), Problem> {
+        use base64::Engine as _;
+        let nonce: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let refused = |why: &str| {
+            Problem::new(
+                ErrorKind::Unauthenticated,
+                format!(
+                    "the server at {} did not prove it holds this data directory's key ({why}); no token was sent to it",
+                    self.url
+                ),
+            )
+        };
+        let response = self
+            .http
+            .get(format!("{}/v1/proof", self.url))
+            .query(&[("nonce", &nonce)])
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.url, &e))?;
+        if !response.status().is_success() {
+            return Err(refused(&format!("it answered {}", response.status())));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|_| refused("its answer is not a proof"))?;
+        let proof = answer["proof"]
+            .as_str()
+            .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+            .ok_or_else(|| refused("its answer is not a proof"))?;
+        let expected = crate::auth::token::server_proof(key, &nonce, &self.url);
+        // Constant-time comparison.
+        let same = proof.len() == expected.len()
+            && proof.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(refused("wrong proof: another key, or another address"))
+        }
+    }
+
+    /// The bearer token for the next request. A minted one only after the server has proven
+    /// it holds the key (again after any connection failure).
+    async fn bearer(&self) -> Result<String, Problem> {
+        use std::sync::atomic::Ordering;
+        if let Credentials::Key(key) = &self.credentials {
+            if !self.proven.load(Ordering::Acquire) {
+                self.check_proof(key).await?;
+                self.proven.store(true, Ordering::Release);
+            }
+        }
+        self.token()
+    }
+
+    /// Notes a connection failure: the next minted token waits for a new proof.
+    fn lost(&self, e: &reqwest::Error) -> Problem {
+        self.proven.store(false, std::sync::atomic::Ordering::Release);
+        unreachable(&self.url, e)
     }
 
     fn token(&self) -> Result<String, Problem> {
@@ -138,12 +208,12 @@ impl Http {
 
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, Problem> {
         let response = request
-            .bearer_auth(self.token()?)
+            .bearer_auth(self.bearer().await?)
             .send()
             .await
-            .map_err(|e| unreachable(&self.url, &e))?;
+            .map_err(|e| self.lost(&e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unreachable(&self.url, &e))?;
+        let bytes = response.bytes().await.map_err(|e| self.lost(&e))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 Problem::new(
@@ -324,10 +394,10 @@ impl Http {
             request = request.query(&[("after", seq)]);
         }
         let response = request
-            .bearer_auth(self.token()?)
+            .bearer_auth(self.bearer().await?)
             .send()
             .await
-            .map_err(|e| unreachable(&self.url, &e))?;
+            .map_err(|e| self.lost(&e))?;
         if !response.status().is_success() {
             let status = response.status();
             let bytes = response.bytes().await.unwrap_or_default();
@@ -348,6 +418,7 @@ impl Http {
             http: self.http.clone(),
             credentials: self.credentials.clone(),
             minted: self.minted.clone(),
+            proven: self.proven.clone(),
             link: self.link.clone(),
         };
         tokio::spawn(this.run(first, after, tx));
@@ -363,6 +434,7 @@ struct HttpFeed {
     http: reqwest::Client,
     credentials: Credentials,
     minted: Arc<Mutex<Option<(String, Instant)>>>,
+    proven: Arc<std::sync::atomic::AtomicBool>,
     link: watch::Sender<Link>,
 }
 
@@ -373,6 +445,7 @@ impl HttpFeed {
             http: self.http,
             credentials: self.credentials,
             minted: self.minted,
+            proven: self.proven,
             identity: Identity::new("", "", Role::Viewer),
             catalog: tokio::sync::OnceCell::new(),
             link: self.link,
@@ -409,6 +482,7 @@ impl HttpFeed {
                 if tx.is_closed() {
                     return;
                 }
+                client.proven.store(false, std::sync::atomic::Ordering::Release);
                 client
                     .link
                     .send_replace(Link::Down("the connection to the server was lost".into()));
@@ -420,7 +494,12 @@ impl HttpFeed {
             backoff = (backoff * 2).min(Duration::from_secs(5));
             match client.open_events(last).await {
                 Ok((sse, _)) => stream = Some(sse),
-                Err(p) if p.kind == ErrorKind::Unavailable => {
+                // Down, or (for a minted token) not yet proven to be our server again: retry.
+                Err(p)
+                    if p.kind == ErrorKind::Unavailable
+                        || (matches!(client.credentials, Credentials::Key(_))
+                            && !client.proven.load(std::sync::atomic::Ordering::Acquire)) =>
+                {
                     client.link.send_replace(Link::Down(p.message));
                 }
                 Err(p) => {

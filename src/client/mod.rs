@@ -8,7 +8,7 @@ mod connect;
 mod http;
 mod local;
 
-pub use connect::{connect, discover, local_token, ServerFile, SERVER_FILE};
+pub use connect::{connect, discover, discover_holder, local_token, ServerFile, SERVER_FILE};
 pub use http::{Credentials, Http, HttpOptions};
 pub use local::Local;
 
