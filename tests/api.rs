@@ -636,3 +636,63 @@ async fn a_minted_token_goes_only_to_a_server_that_proves_it_holds_the_key() {
     let (status, _) = s.call("GET", "/v1/proof?nonce=short", None, None).await;
     assert_eq!(status, 400);
 }
+
+/// Everything a request stores is bounded: reasons and notes (4 KiB), results given by hand
+/// (the context limit), references and ids (echoed clipped in errors).
+#[tokio::test]
+async fn reasons_notes_and_results_are_bounded() {
+    let s = serve(loopback()).await;
+    let id = s.waiting_refund().await;
+    let t = token(&manager());
+    let long = "r".repeat(5000);
+    for (path, body) in [
+        (format!("/v1/tasks/{id}/cancel"), json!({ "reason": long })),
+        (format!("/v1/tasks/{id}/retry"), json!({ "reason": long })),
+        (
+            format!("/v1/tasks/{id}/steps/get_manager_approval/approve"),
+            json!({ "note": long }),
+        ),
+        (
+            format!("/v1/tasks/{id}/steps/get_manager_approval/deny"),
+            json!({ "reason": long }),
+        ),
+    ] {
+        let (status, answer) = s.call("POST", &path, Some(&t), Some(body)).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains("4096"),
+            "{answer}"
+        );
+    }
+    let big = json!({ "results": { "pad": "x".repeat(1_100_000) } });
+    let (status, answer) = s
+        .call(
+            "POST",
+            &format!("/v1/tasks/{id}/steps/update_ticket_status/resolve"),
+            Some(&token(&admin())),
+            Some(big),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["field"], "results");
+    let (status, answer) = s
+        .call("GET", &format!("/v1/tasks/{}", "a".repeat(5000)), Some(&t), None)
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        answer["error"]["message"].as_str().unwrap().len() < 200,
+        "{answer}"
+    );
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/tasks",
+            Some(&t),
+            Some(json!({ "workflow": format!("a/{}", "b".repeat(300)) })),
+        )
+        .await;
+    assert_eq!(status, 422);
+    // Nothing above changed the task.
+    let (_, shown) = s.call("GET", &format!("/v1/tasks/{id}"), Some(&t), None).await;
+    assert_eq!(shown["task"]["state"], "in_progress");
+}

@@ -7,6 +7,9 @@ use crate::auth::{Coordinator, Identity};
 use crate::model::Task;
 use crate::store::{Store, StoreError};
 
+/// The longest text looked up as a task id.
+const MAX_LOOKUP_BYTES: usize = 64;
+
 /// How many readable matches a lookup collects before it stops (enough to say "ambiguous").
 const CANDIDATES: usize = 6;
 
@@ -22,6 +25,10 @@ pub fn find_readable(
 ) -> Result<Task, EngineError> {
     coordinator.authenticate(who)?;
     let text = text.trim();
+    // No id is this long (a full id is 36 characters); don't scan for it or echo it whole.
+    if text.len() > MAX_LOOKUP_BYTES {
+        return Err(StoreError::NoSuchTask(crate::model::clip(text, MAX_LOOKUP_BYTES)).into());
+    }
     let mut found: Vec<Task> = store.find_tasks(text, &|t| coordinator.may_read(who, t), CANDIDATES)?;
     match found.len() {
         0 => Err(StoreError::NoSuchTask(text.to_string()).into()),

@@ -390,6 +390,7 @@ impl Orchestrator {
                 return Ok(id);
             }
         }
+        check_text("workflow", &req.workflow, MAX_REFERENCE_BYTES)?;
         let workflow = self.catalog.resolve(&req.workflow)?;
         let t = &workflow.template;
         self.coordinator.check(
@@ -513,7 +514,7 @@ impl Orchestrator {
         let task = &self.tasks[id].task;
         task.step_index(step).ok_or_else(|| EngineError::NoSuchStep {
             task: id.to_string(),
-            step: step.to_string(),
+            step: crate::model::clip(step, 128),
             steps: task
                 .steps
                 .iter()
@@ -531,6 +532,7 @@ impl Orchestrator {
     }
 
     fn retry(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
+        check_text("reason", reason, MAX_REASON_BYTES)?;
         let id = self.load(task, who)?;
         self.authorize_operation(&id, who, "retry")?;
         let actor = who.sub.as_str();
@@ -564,6 +566,7 @@ impl Orchestrator {
     }
 
     fn cancel(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
+        check_text("reason", reason, MAX_REASON_BYTES)?;
         let id = self.load(task, who)?;
         self.authorize_operation(&id, who, "cancel")?;
         let actor = who.sub.as_str();
@@ -594,12 +597,23 @@ impl Orchestrator {
         who: &Identity,
         reason: &str,
     ) -> Result<String, EngineError> {
+        check_text("reason", reason, MAX_REASON_BYTES)?;
         let id = self.load(task, who)?;
         self.authorize_operation(&id, who, "resolve")?;
         let actor = who.sub.as_str();
         let index = self.step_of(&id, step)?;
-        self.check_resolvable(&id, index)?;
         check_depth("results", &results)?;
+        let size = serde_json::to_vec(&results).map_or(usize::MAX, |b| b.len());
+        if size > self.config.max_context_bytes {
+            return Err(EngineError::Invalid {
+                field: "results".into(),
+                message: format!(
+                    "{size} bytes of JSON is more than the {} bytes a step's results given by hand may have (--max-context-bytes)",
+                    self.config.max_context_bytes
+                ),
+            });
+        }
+        self.check_resolvable(&id, index)?;
         self.step_mut(&id, index).results = Some(results);
         self.step_change(
             &id,
@@ -990,6 +1004,7 @@ impl Orchestrator {
         who: &Identity,
         note: Option<String>,
     ) -> Result<String, EngineError> {
+        check_text("note", note.as_deref().unwrap_or(""), MAX_REASON_BYTES)?;
         let id = self.load(task, who)?;
         let i = self.step_of(&id, step)?;
         let entry = &self.tasks[&id];
@@ -1566,4 +1581,22 @@ pub(crate) fn kind_of(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// The longest reason, note or denial kept with a transition: 4 KiB of UTF-8. (Each is stored
+/// in the log and sent to every event subscriber; a paragraph is plenty.)
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// The longest workflow reference accepted (`namespace/name@version`).
+pub const MAX_REFERENCE_BYTES: usize = 256;
+
+/// `text` from a request, at most `max` bytes, or `Invalid` naming `field`.
+fn check_text(field: &str, text: &str, max: usize) -> Result<(), EngineError> {
+    if text.len() > max {
+        return Err(EngineError::Invalid {
+            field: field.into(),
+            message: format!("{} bytes is more than the {max} a {field} may have", text.len()),
+        });
+    }
+    Ok(())
 }

@@ -24,6 +24,19 @@ pub fn deadline_after(now: Timestamp, delay: std::time::Duration) -> Timestamp {
     now.saturating_add(Timestamp::try_from(delay.as_millis()).unwrap_or(Timestamp::MAX))
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary) with `…` when cut: for echoing
+/// input in messages without echoing megabytes.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Milliseconds from `now` until `at` (0 once it has passed), without overflow.
 pub fn millis_until(now: Timestamp, at: Timestamp) -> u64 {
     u64::try_from(at.saturating_sub(now)).unwrap_or(0)
