@@ -696,3 +696,36 @@ async fn reasons_notes_and_results_are_bounded() {
     let (_, shown) = s.call("GET", &format!("/v1/tasks/{id}"), Some(&t), None).await;
     assert_eq!(shown["task"]["state"], "in_progress");
 }
+
+#[tokio::test]
+async fn a_stream_cannot_start_after_events_that_have_not_happened_and_last_event_id_wins() {
+    let s = serve(loopback()).await;
+    s.waiting_refund().await;
+    let t = token(&admin());
+    let head = s.engine.store().last_event_seq().unwrap();
+    let (status, answer) = s
+        .call("GET", &format!("/v1/events?after={}", head + 5), Some(&t), None)
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["field"], "after");
+    let (status, _) = s
+        .call("GET", "/v1/events?after=9223372036854775808", Some(&t), None)
+        .await;
+    assert_eq!(status, 422);
+    // `after=0` with `Last-Event-ID: head`: the stream starts at the header's position.
+    let mut r = s
+        .http
+        .get(format!("{}/v1/events?after=0", s.url))
+        .bearer_auth(&t)
+        .header("Last-Event-ID", head.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.contains("event: ready") && first.contains(&format!("id: {head}")),
+        "{first}"
+    );
+}

@@ -460,26 +460,28 @@ pub async fn events(
     after: Result<Query<After>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(After { after }) = after.map_err(|e| {
-        ApiError::field(
+        ApiError::new(
             ErrorKind::BadRequest,
-            "after",
             format!("the query string: {}", e.body_text()),
         )
     })?;
-    let after =
-        match (after, headers.get("last-event-id")) {
-            (Some(seq), _) => Some(seq),
-            (None, Some(id)) => Some(id.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(
-                || {
+    // A reconnecting EventSource repeats its first URL and says where it got to in
+    // Last-Event-ID: that wins over `after`.
+    let after = match headers.get("last-event-id") {
+        Some(id) => Some(
+            id.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| {
                     ApiError::field(
                         ErrorKind::BadRequest,
                         "Last-Event-ID",
                         "Last-Event-ID must be a sequence number",
                     )
-                },
-            )?),
-            (None, None) => None,
-        };
+                })?,
+        ),
+        None => after,
+    };
     // Where the stream starts, said first (`event: ready`, `id: SEQ`), so a client that loses
     // the connection before any event resumes from here.
     let start = match after {

@@ -31,6 +31,9 @@ pub enum EngineError {
     Illegal(#[from] IllegalTransition),
     #[error("{0}")]
     Denied(String),
+    /// The identity's token has expired (during a long-lived request such as an event stream).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("the engine has stopped")]
     Stopped,
 }
@@ -78,6 +81,7 @@ impl EngineError {
             EngineError::Conflict(_) | EngineError::Illegal(_) => ErrorKind::Conflict,
             EngineError::Invalid { .. } => ErrorKind::Invalid,
             EngineError::Denied(_) => ErrorKind::Forbidden,
+            EngineError::Unauthenticated(_) => ErrorKind::Unauthenticated,
             EngineError::Stopped => ErrorKind::Unavailable,
         }
     }

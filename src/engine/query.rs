@@ -224,6 +224,17 @@ impl Query {
         after: Option<u64>,
     ) -> Result<ReadableEvents, EngineError> {
         self.coordinator.authenticate(who)?;
+        if let Some(after) = after {
+            let head = self.store.last_event_seq()?;
+            if after > head {
+                return Err(EngineError::Invalid {
+                    field: "after".into(),
+                    message: format!(
+                        "event {after} has not happened: the newest is {head} (a sequence number from another store, or one restored from an older backup?); start again from 0 or from now"
+                    ),
+                });
+            }
+        }
         Ok(ReadableEvents {
             stream: EventStream::new(self.store.clone(), live, after)?,
             who: who.clone(),
@@ -288,7 +299,10 @@ impl ReadableEvents {
             let Some(event) = self.stream.next().await? else {
                 return Ok(None);
             };
-            self.query.coordinator.authenticate(&self.who)?;
+            // A long-lived stream does not outlive its token: that is an authentication failure.
+            if let Err(d) = self.query.coordinator.authenticate(&self.who) {
+                return Err(EngineError::Unauthenticated(d.0));
+            }
             if self.admits(&event)? {
                 return Ok(Some(event));
             }
