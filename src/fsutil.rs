@@ -81,6 +81,33 @@ pub fn read_small(path: &Path, max: u64) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// A file the user names (a TLS certificate or key), following symlinks (certificate tools
+/// keep them as links) but only if it ends at a regular file, and at most `max` bytes: a FIFO
+/// or `/dev/zero` is an error, never a hang or gigabytes read. Larger is an error too.
+pub fn read_named(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Makes a folder's entries (a new or renamed file) durable. Best effort: not every file
 /// system supports syncing a folder.
 pub fn sync_dir(dir: &Path) {

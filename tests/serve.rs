@@ -335,6 +335,9 @@ async fn https_with_a_trusted_ca_and_a_refusal_without_it() {
         "{:?}",
         text(&refused)
     );
+    // This data directory's own commands trust its server's certificate (named in server.json).
+    let local = run(data, None, &["tasks"]);
+    assert_eq!(local.status.code(), Some(0), "{:?}", text(&local));
     // Plain HTTP to the TLS port is not served either.
     let plain = run(
         data,

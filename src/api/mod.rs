@@ -33,6 +33,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 /// The default request rate per identity, per second (bursts of twice that).
 pub const DEFAULT_RATE_LIMIT: u32 = 5_000;
 
+/// The largest certificate, key or CA file read: 1 MiB of PEM.
+pub const MAX_PEM_BYTES: u64 = 1 << 20;
+
 /// How the server listens.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -186,15 +189,23 @@ impl Listener {
             return Err(ServeError::PlainHttpOffLoopback(addr));
         }
         let tls = match &options.tls {
-            Some((cert, key)) => Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .map_err(|e| ServeError::Tls {
-                        cert: cert.display().to_string(),
-                        key: key.display().to_string(),
-                        cause: e.to_string(),
-                    })?,
-            ),
+            Some((cert, key)) => {
+                let failed = |cause: String| ServeError::Tls {
+                    cert: cert.display().to_string(),
+                    key: key.display().to_string(),
+                    cause,
+                };
+                let read = |path: &PathBuf| {
+                    crate::fsutil::read_named(path, MAX_PEM_BYTES)
+                        .map_err(|e| failed(format!("{}: {e}", path.display())))
+                };
+                let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem)
+                        .await
+                        .map_err(|e| failed(e.to_string()))?,
+                )
+            }
             None => None,
         };
         let listener = std::net::TcpListener::bind(addr)
@@ -207,11 +218,20 @@ impl Listener {
         self.listener.local_addr().ok()
     }
 
-    /// The base URL clients use.
+    /// The base URL local clients use: a wildcard address (`0.0.0.0`, `::`) is reached
+    /// through loopback.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         match self.local_addr() {
-            Some(a) => format!("{scheme}://{a}"),
+            Some(mut a) => {
+                if a.ip().is_unspecified() {
+                    a.set_ip(match a.ip() {
+                        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                format!("{scheme}://{a}")
+            }
             None => format!("{scheme}://{DEFAULT_LISTEN}"),
         }
     }

@@ -44,7 +44,11 @@ impl Session {
 /// `serve`).
 pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool) -> Result<Session> {
     if let Some(url) = &cli.connect {
-        return remote(cli, data, url, true).await;
+        // This directory's own server, named explicitly: its certificate is trusted as well.
+        let own = crate::client::discover_holder(data)
+            .filter(|f| f.url.trim_end_matches('/') == url.trim_end_matches('/'))
+            .and_then(|f| f.cert);
+        return remote(cli, data, url, own).await;
     }
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
@@ -52,7 +56,7 @@ pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool)
             Ok(opened) => return local(cli, data, opened, dispatch, serve).await,
             Err(e) if is_locked(&e) => {
                 if let Some(file) = crate::client::discover_holder(data) {
-                    match remote(cli, data, &file.url, false).await {
+                    match remote(cli, data, &file.url, file.cert.clone()).await {
                         Ok(session) => return Ok(session),
                         // Still starting, or going: wait a little. Anything else (a refused
                         // token, an untrusted certificate) is the answer.
@@ -105,7 +109,10 @@ async fn local(cli: &Cli, data: &Path, opened: Opened, dispatch: bool, serve: bo
     })
 }
 
-async fn remote(cli: &Cli, data: &Path, url: &str, explicit: bool) -> Result<Session> {
+/// A session with the server at `url`: named by `--connect` (`cert: None`), or this data
+/// directory's own, found in its address file (`cert`: its certificate, trusted for it).
+async fn remote(cli: &Cli, data: &Path, url: &str, own_cert: Option<std::path::PathBuf>) -> Result<Session> {
+    let explicit = cli.connect.is_some();
     if !cli.workflows.is_empty() {
         bail!("--workflows loads workflow files into an engine this process runs; the engine at {url} loads its own (restart it with them)");
     }
@@ -125,7 +132,7 @@ async fn remote(cli: &Cli, data: &Path, url: &str, explicit: bool) -> Result<Ses
     let client = Http::connect(HttpOptions {
         url: url.to_string(),
         credentials,
-        ca: cli.tls_ca.clone(),
+        ca: cli.tls_ca.clone().or(own_cert),
     })
     .await?;
     Ok(Session {
@@ -145,10 +152,12 @@ pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Re
         Ok(o) => o,
         Err(e) if is_locked(&e) => {
             return Err(match crate::client::discover_holder(data) {
-                Some(f) => e.context(format!(
-                    "process {} already runs the engine and serves it at {}",
-                    f.pid, f.url
-                )),
+                Some(f) => anyhow!(
+                    "process {} already runs the engine of {} and serves it at {}; other commands (and the console) connect to it; stop it to run the engine here",
+                    f.pid,
+                    data.display(),
+                    f.url
+                ),
                 None => e,
             })
         }
@@ -197,7 +206,7 @@ impl Server {
         let key = crate::auth::token::signing_key(data)?;
         let (closing, closed) = tokio::sync::watch::channel(false);
         let router = crate::api::router(engine, key, &url, &options, closed);
-        ServerFile::write(data, &url)
+        ServerFile::write(data, &url, options.tls.as_ref().map(|(cert, _)| cert.as_path()))
             .with_context(|| format!("cannot write {}", data.join(crate::client::SERVER_FILE).display()))?;
         let (stop, stopped) = oneshot::channel::<()>();
         let join = tokio::spawn(listener.serve(

@@ -20,14 +20,19 @@ pub struct ServerFile {
     pub url: String,
     /// The serving process.
     pub pid: u32,
+    /// The server's TLS certificate (a path, never a secret), which local clients trust for
+    /// this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<std::path::PathBuf>,
 }
 
 impl ServerFile {
     /// Publishes the address of this process's server (replaced atomically).
-    pub fn write(data: &Path, url: &str) -> std::io::Result<()> {
+    pub fn write(data: &Path, url: &str, cert: Option<&Path>) -> std::io::Result<()> {
         let file = ServerFile {
             url: url.to_string(),
             pid: std::process::id(),
+            cert: cert.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf())),
         };
         let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         crate::fsutil::replace_private(&data.join(SERVER_FILE), &text)

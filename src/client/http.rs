@@ -81,7 +81,7 @@ impl Http {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         if let Some(ca) = &options.ca {
-            let pem = std::fs::read(ca).map_err(|e| {
+            let pem = crate::fsutil::read_named(ca, crate::api::MAX_PEM_BYTES).map_err(|e| {
                 Problem::new(
                     ErrorKind::BadRequest,
                     format!("cannot read the CA certificate {}: {e}", ca.display()),
