@@ -367,6 +367,37 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
 
     let (status, body) = s.call("GET", "/v1/tasks", Some("not-a-jwt"), None).await;
     assert_eq!(status, 401, "{body}");
+    // A struct written as an array is not an object.
+    let (status, body) = raw("[\"customer_success/process_refund\", {}]").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("JSON object"),
+        "{body}"
+    );
+    // A path segment that is not UTF-8: a typed 400.
+    let r = s
+        .http
+        .get(format!("{}/v1/tasks/%ff", s.url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["kind"], "bad_request");
+    let (status, body) = s.call("GET", "/v1/tasks?workflow=nope/abc", Some(&t), None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("workflow")),
+        "{body}"
+    );
+    let (status, body) = s
+        .call("POST", "/v1/tasks/batch", Some(&t), Some(json!({ "tasks": [5] })))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        !body["error"]["message"].as_str().unwrap().contains("struct"),
+        "no Rust type names: {body}"
+    );
     assert!(s.engine.is_running(), "nothing above stopped the engine");
 }
 
@@ -728,4 +759,37 @@ async fn a_stream_cannot_start_after_events_that_have_not_happened_and_last_even
         first.contains("event: ready") && first.contains(&format!("id: {head}")),
         "{first}"
     );
+}
+
+#[tokio::test]
+async fn tokens_naming_critical_parameters_are_refused_and_guessing_is_throttled() {
+    let s = serve(loopback()).await;
+    let now = chrono::Utc::now().timestamp() as u64;
+    let claims =
+        json!({ "sub": "jane", "team": "customer_success", "role": "manager", "iat": now, "exp": now + 60 });
+    let good = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(&KEY)).unwrap();
+    let (status, _) = s.call("GET", "/v1/whoami", Some(&good), None).await;
+    assert_eq!(status, 200);
+    // The same claims and key, with `crit` in the header.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(json!({ "alg": "HS256", "typ": "JWT", "crit": ["exp"] }).to_string());
+    let body = good.split('.').nth(1).unwrap();
+    let signing_input = format!("{head}.{body}");
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&KEY).unwrap();
+    mac.update(signing_input.as_bytes());
+    let critical = format!("{signing_input}.{}", b64.encode(mac.finalize().into_bytes()));
+    let (status, answer) = s.call("GET", "/v1/whoami", Some(&critical), None).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("crit"),
+        "{answer}"
+    );
+    // Failed authentications from one address are limited too.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(s.call("GET", "/v1/whoami", Some("forged"), None).await.0.as_u16());
+    }
+    assert!(statuses.contains(&401) && statuses.contains(&429), "{statuses:?}");
 }

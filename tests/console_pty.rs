@@ -310,6 +310,16 @@ fn sigterm_and_sighup_restore_the_terminal_and_a_recording_keeps_resizes_and_its
     }
 }
 
+/// A server process killed when the test ends, even when an assertion fails first.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Issue 9's story: an agent and a manager, each in their own console, against one
 /// `taskdeck serve`. The agent submits a refund above the approval threshold from the form;
 /// the manager's inbox shows it within a second; the manager approves; both consoles see the
@@ -342,14 +352,16 @@ fn two_consoles_share_one_server() {
         .port();
     let serve = |data: &std::path::Path| {
         let _ = std::fs::remove_file(data.join("server.json"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
-            .arg("--data")
-            .arg(data)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Reaped(
+            std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+                .arg("--data")
+                .arg(data)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while !data.join("server.json").exists() {
             assert!(Instant::now() < deadline, "serve did not start");
@@ -411,8 +423,8 @@ fn two_consoles_share_one_server() {
     }
 
     // The server goes away: a banner; it comes back: the banner goes, and new work shows.
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
     jane.screen.wait_for("disconnected, reconnecting");
     let mut server = serve(data.path());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -436,7 +448,7 @@ fn two_consoles_share_one_server() {
     priya.quit();
     jane.quit();
     unsafe {
-        libc::kill(server.id() as i32, libc::SIGTERM);
+        libc::kill(server.0.id() as i32, libc::SIGTERM);
     }
-    assert!(server.wait().unwrap().success());
+    assert!(server.0.wait().unwrap().success());
 }

@@ -43,18 +43,43 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed when the test ends, even when an assertion fails first.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `taskdeck serve` and waits until its address file says it listens.
-fn serve(data: &Path, port: u16, extra: &[&str]) -> Child {
+fn serve(data: &Path, port: u16, extra: &[&str]) -> Reaped {
     let _ = std::fs::remove_file(data.join("server.json"));
-    let child = bin()
-        .arg("--data")
-        .arg(data)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Reaped(
+        bin()
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !data.join("server.json").exists() {
         assert!(Instant::now() < deadline, "serve did not start");
@@ -148,6 +173,13 @@ fn cli_commands_give_the_same_output_in_process_and_through_serve() {
         (None, vec!["show", &id, "--json"]),
         (Some(&agent), vec!["show", short]),
         (None, vec!["show", "no-such-task"]),
+        (None, vec!["show", ""]),
+        (None, vec!["show", ".."]),
+        (Some(&manager), vec!["approve", short, ""]),
+        (
+            None,
+            vec!["tasks", "--namespace", "customer_success", "--state", "error"],
+        ),
         (Some(&manager), vec!["approvals", "--json"]),
         (Some(&agent), vec!["approve", short, "get_manager_approval"]),
         (
@@ -381,14 +413,16 @@ fn a_stale_address_file_is_ignored() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(data.join("server.json").exists(), "left behind by kill -9");
-    let mut holder = bin()
-        .arg("--data")
-        .arg(data)
-        .args(["run", "--no-api"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut holder = Reaped(
+        bin()
+            .arg("--data")
+            .arg(data)
+            .args(["run", "--no-api"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(data.join("taskdeck.pid"))
         .unwrap_or_default()
@@ -408,4 +442,32 @@ fn a_stale_address_file_is_ignored() {
     );
     assert!(squatter.accept().is_err(), "nothing connected to the old port");
     assert!(sigterm(&mut holder).success());
+}
+
+/// `$USER` names the actor of what the local user does, so it follows a token subject's
+/// rules: the engine's own names are refused, in-process and through a server alike.
+#[test]
+fn the_local_user_cannot_take_the_engines_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let as_user = |user: &str| {
+        bin()
+            .env("USER", user)
+            .arg("--data")
+            .arg(data)
+            .args(["tasks"])
+            .output()
+            .unwrap()
+    };
+    let local = text(&as_user("engine"));
+    assert_eq!(local.2, Some(1));
+    assert!(local.1.contains("cannot name an operator"), "{local:?}");
+    let mut server = serve(data, free_port(), &[]);
+    assert_eq!(text(&as_user("system")).2, Some(1));
+    assert_eq!(
+        text(&as_user("engine")),
+        local,
+        "the same answer through the server"
+    );
+    assert!(sigterm(&mut server).success());
 }

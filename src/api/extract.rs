@@ -16,7 +16,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthenticated = |why: &str| ApiError::new(ErrorKind::Unauthenticated, why);
+        let from = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let unauthenticated = |why: &str| {
+            state
+                .limits
+                .failed(from, ApiError::new(ErrorKind::Unauthenticated, why))
+        };
         let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthenticated(
                 "this endpoint needs `Authorization: Bearer <token>` (issue one with `taskdeck token issue`)",
@@ -31,6 +39,21 @@ impl FromRequestParts<AppState> for Caller {
             crate::auth::token::verify(&state.key, token).map_err(|e| unauthenticated(&e.to_string()))?;
         state.limits.admit(&who)?;
         Ok(Caller(who))
+    }
+}
+
+/// Path parameters, with a malformed one (bad percent-encoding, not UTF-8) answered as a
+/// typed 400 like every other error.
+pub struct Segments<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Segments<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Segments(v))
+            .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("the path: {}", e.body_text())))
     }
 }
 
@@ -64,6 +87,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         } else {
             &bytes
         };
+        // Every body is an object; serde would also take a struct written as an array.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ApiError::new(ErrorKind::Invalid, "the request body must be a JSON object ({…})"),
+                Err(e) => ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("the request body is not valid JSON: {e}"),
+                ),
+            });
+        }
         serde_json::from_slice(body).map(JsonBody).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {

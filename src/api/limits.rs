@@ -10,7 +10,13 @@ use std::num::NonZeroU32;
 
 pub struct Limits {
     limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Failed authentications per client address: guessing tokens is throttled too.
+    failures: Option<DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
+
+/// Failed authentications allowed per client address per second (bursts of twice that), when
+/// limits are on.
+pub const FAILURES_PER_SECOND: u32 = 20;
 
 impl Limits {
     /// `per_second` requests per identity per second; 0 turns limits off.
@@ -19,7 +25,38 @@ impl Limits {
             let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
             DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        Limits { limiter }
+        let failures = (per_second > 0).then(|| {
+            let rate = NonZeroU32::new(FAILURES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+            let burst = NonZeroU32::new(FAILURES_PER_SECOND * 2).unwrap_or(rate);
+            DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Limits { limiter, failures }
+    }
+
+    /// Counts a failed authentication from `from`: the failure itself (401) while under the
+    /// limit, 429 over it.
+    pub fn failed(&self, from: Option<std::net::IpAddr>, failure: ApiError) -> ApiError {
+        let (Some(limiter), Some(ip)) = (&self.failures, from) else {
+            return failure;
+        };
+        if limiter.len() > 10_000 {
+            limiter.retain_recent();
+        }
+        match limiter.check_key(&ip) {
+            Ok(()) => failure,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let mut e = ApiError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "too many failed authentications from {ip}; retry in {} ms",
+                        wait.as_millis()
+                    ),
+                );
+                e.retry_after_seconds = Some(wait.as_secs().max(1));
+                e
+            }
+        }
     }
 
     /// Counts one request of `who`; refuses it when over the limit.

@@ -250,7 +250,7 @@ impl Listener {
             stop.await;
             stopper.graceful_shutdown(Some(grace));
         });
-        let service = router.into_make_service();
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             Some(tls) => {
                 let mut server = axum_server::from_tcp_rustls(self.listener, tls);

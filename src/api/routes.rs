@@ -4,14 +4,14 @@
 //! (`openapi.rs`).
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Caller, JsonBody};
+use super::extract::{Caller, JsonBody, Segments};
 use super::AppState;
 use crate::client::{
     BatchItem, CatalogFile, Client, Local, NewTask, TaskDetail, TaskPage, TaskQuery, WorkflowInfo,
 };
 use crate::engine::{ErrorKind, PendingApproval, Status};
 use crate::model::{Event, Task};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -271,7 +271,7 @@ fn well_formed_reference(text: &str) -> bool {
 
 /// Up to 1,000 tasks to create.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "{\"tasks\": [a task, …]}")]
 pub struct Batch {
     pub tasks: Vec<NewTask>,
 }
@@ -316,14 +316,14 @@ pub async fn create_batch(
 pub async fn show_task(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
 ) -> Answer<TaskDetail> {
     Ok(Json(client(&state, caller).task(&id).await?))
 }
 
 /// Why an operator acted, kept in the transition log.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "{\"reason\": \"…\"}")]
 pub struct Reason {
     pub reason: Option<String>,
 }
@@ -335,7 +335,7 @@ pub struct Reason {
 pub async fn retry_task(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     JsonBody(body): JsonBody<Reason>,
 ) -> Answer<Task> {
     let reason = body.reason.unwrap_or_else(|| "operator retry".into());
@@ -349,7 +349,7 @@ pub async fn retry_task(
 pub async fn cancel_task(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     JsonBody(body): JsonBody<Reason>,
 ) -> Answer<Task> {
     let reason = body.reason.unwrap_or_else(|| "cancelled by operator".into());
@@ -358,7 +358,7 @@ pub async fn cancel_task(
 
 /// Results given by hand for a step.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "{\"results\": {…}, \"reason\": \"…\"}")]
 pub struct Resolution {
     #[schema(value_type = Object)]
     pub results: Value,
@@ -373,7 +373,7 @@ pub struct Resolution {
 pub async fn resolve_step(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, step)): Path<(String, String)>,
+    Segments((id, step)): Segments<(String, String)>,
     JsonBody(body): JsonBody<Resolution>,
 ) -> Answer<Task> {
     let reason = body.reason.unwrap_or_else(|| "resolved by operator".into());
@@ -386,7 +386,7 @@ pub async fn resolve_step(
 
 /// An approval's optional note.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "{\"note\": \"…\"}")]
 pub struct Note {
     pub note: Option<String>,
 }
@@ -398,7 +398,7 @@ pub struct Note {
 pub async fn approve_step(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, step)): Path<(String, String)>,
+    Segments((id, step)): Segments<(String, String)>,
     JsonBody(body): JsonBody<Note>,
 ) -> Answer<Task> {
     Ok(Json(
@@ -408,7 +408,7 @@ pub async fn approve_step(
 
 /// A denial's reason (required).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "{\"reason\": \"…\"}")]
 pub struct Denial {
     pub reason: String,
 }
@@ -420,7 +420,7 @@ pub struct Denial {
 pub async fn deny_step(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, step)): Path<(String, String)>,
+    Segments((id, step)): Segments<(String, String)>,
     JsonBody(body): JsonBody<Denial>,
 ) -> Answer<Task> {
     Ok(Json(

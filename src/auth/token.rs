@@ -26,7 +26,7 @@ pub enum TokenError {
     Invalid(String),
     #[error("the token has expired; issue a new one with `taskdeck token issue`")]
     Expired,
-    #[error("the token is not valid yet (its `nbf` is in the future)")]
+    #[error("the token is not valid yet (its `nbf` or `iat` is in the future)")]
     NotYetValid,
     #[error("the token's signature does not match this data directory's key (issued for another data directory, or altered)")]
     BadSignature,
@@ -34,6 +34,9 @@ pub enum TokenError {
     BadRole(String),
     #[error("cannot issue this token: {0}")]
     Refused(String),
+    /// `$USER` cannot name the local operator.
+    #[error("{0}")]
+    LocalUser(String),
     #[error("cannot use the signing key {path}: {cause}")]
     Key { path: String, cause: String },
 }
@@ -226,6 +229,20 @@ pub fn issue(key: &[u8], identity: &Identity, ttl: Duration) -> Result<String, T
     .map_err(|e| TokenError::Invalid(e.to_string()))
 }
 
+/// Whether the token's header has a `crit` member (RFC 7515 §4.1.11: a recipient that does not
+/// understand the named parameters must reject the token).
+fn has_critical_parameters(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(header) = token.trim().split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|h| h.get("crit").is_some())
+}
+
 /// Checks a token and returns whom it names, with its expiry.
 ///
 /// Errors: bad signature, expired, not yet valid (`nbf` or `iat` in the future), a lifetime
@@ -237,6 +254,11 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
             cause: format!("the key is {} bytes long, expected {KEY_LEN}", key.len()),
         });
     }
+    if has_critical_parameters(token) {
+        return Err(TokenError::Invalid(
+            "it names critical header parameters (`crit`), which this server does not implement".into(),
+        ));
+    }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     validation.validate_nbf = true;
@@ -247,6 +269,9 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
             ErrorKind::ExpiredSignature => TokenError::Expired,
             ErrorKind::ImmatureSignature => TokenError::NotYetValid,
             ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                TokenError::Invalid("it is not signed with HS256, the only algorithm taskdeck issues".into())
+            }
             ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
                 TokenError::Invalid("it is not a JWT issued by `taskdeck token issue`".into())
             }

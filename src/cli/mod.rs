@@ -387,7 +387,7 @@ fn identity(cli: &Cli, data: &Path) -> Result<Identity> {
             let key = crate::auth::token::signing_key(data)?;
             Ok(crate::auth::token::verify(&key, token)?)
         }
-        None => Ok(Identity::local(&crate::engine::default_operator())),
+        None => Ok(Identity::local(&crate::engine::default_operator()?)),
     }
 }
 

@@ -73,7 +73,7 @@ pub fn discover_holder(data: &Path) -> Option<ServerFile> {
 pub fn local_token(key: &[u8]) -> Result<String, crate::auth::token::TokenError> {
     crate::auth::token::issue(
         key,
-        &Identity::local(&crate::engine::default_operator()),
+        &Identity::local(&crate::engine::default_operator()?),
         LOCAL_TOKEN_TTL,
     )
 }

@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+/// How often a request refused for the rate limit is sent again.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// The longest `Retry-After` waited out; a longer one is reported.
+const MAX_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// How the client proves who it is.
 #[derive(Clone)]
 pub enum Credentials {
@@ -70,12 +75,24 @@ impl Http {
     /// Builds the client and asks the server whom the credentials name (`/v1/whoami`).
     pub async fn connect(options: HttpOptions) -> Result<Http, Problem> {
         let url = options.url.trim_end_matches('/').to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Problem::new(
+        let bad = |why: &str| {
+            Problem::new(
                 ErrorKind::BadRequest,
-                format!("`{url}` is not an http:// or https:// URL"),
+                format!("`{url}` {why}: expected http://HOST[:PORT] or https://HOST[:PORT]"),
             )
-            .with_field("connect"));
+            .with_field("connect")
+        };
+        let parsed = reqwest::Url::parse(&url).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("is not an http or https URL"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad(
+                "carries a user name or password (the token is sent as a bearer token)",
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() || !matches!(parsed.path(), "" | "/") {
+            return Err(bad("has a path, query or fragment"));
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -169,6 +186,27 @@ impl Http {
         }
     }
 
+    /// A step name as a path segment; one that cannot be sent (see `unsendable`) names no
+    /// step, so it gets the engine's answer, "task … has no step …", from the task as the
+    /// caller may read it.
+    async fn step_segment(&self, id: &str, step: &str) -> Result<String, Problem> {
+        if !unsendable(step) {
+            return Ok(seg(step));
+        }
+        let task = self.task(id).await?.task;
+        Err(crate::engine::EngineError::NoSuchStep {
+            steps: task
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            task: task.id,
+            step: step.to_string(),
+        }
+        .into())
+    }
+
     /// The bearer token for the next request. A minted one only after the server has proven
     /// it holds the key (again after any connection failure).
     async fn bearer(&self) -> Result<String, Problem> {
@@ -206,12 +244,33 @@ impl Http {
         }
     }
 
+    /// Sends `request`; a 429 whose `Retry-After` is short is waited out and sent again (at
+    /// most `RATE_LIMIT_RETRIES` times): the server refused it before acting on it.
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, Problem> {
-        let response = request
-            .bearer_auth(self.bearer().await?)
-            .send()
-            .await
-            .map_err(|e| self.lost(&e))?;
+        let (mut request, mut retries) = (request, 0);
+        let response = loop {
+            let again = request.try_clone();
+            let response = request
+                .bearer_auth(self.bearer().await?)
+                .send()
+                .await
+                .map_err(|e| self.lost(&e))?;
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match (response.status(), wait, again) {
+                (reqwest::StatusCode::TOO_MANY_REQUESTS, Some(seconds), Some(next))
+                    if retries < RATE_LIMIT_RETRIES && seconds <= MAX_RETRY_AFTER_SECONDS =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_secs(seconds)).await;
+                    request = next;
+                }
+                _ => break response,
+            }
+        };
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.lost(&e))?;
         if status.is_success() {
@@ -242,6 +301,23 @@ impl Http {
         self.send(self.http.post(format!("{}{path}", self.url)).json(body))
             .await
     }
+}
+
+/// Whether `text` cannot travel as a path segment: empty, or a dot segment that URL
+/// normalization removes.
+fn unsendable(text: &str) -> bool {
+    matches!(text, "" | "." | "..")
+}
+
+/// A task id as a path segment. One that cannot be sent names no task (ids are hexadecimal),
+/// so the client gives the engine's answer, "no task matches …", itself.
+fn task_segment(id: &str) -> Result<String, Problem> {
+    if unsendable(id) {
+        return Err(
+            crate::engine::EngineError::from(crate::store::StoreError::NoSuchTask(id.to_string())).into(),
+        );
+    }
+    Ok(seg(id))
 }
 
 /// A path segment, percent-encoded (ids and step names come from people).
@@ -307,7 +383,7 @@ impl Client for Http {
     }
 
     async fn task(&self, id: &str) -> Result<TaskDetail, Problem> {
-        self.get(&format!("/v1/tasks/{}", seg(id))).await
+        self.get(&format!("/v1/tasks/{}", task_segment(id)?)).await
     }
 
     async fn submit(&self, task: NewTask) -> Result<Task, Problem> {
@@ -322,7 +398,7 @@ impl Client for Http {
 
     async fn retry(&self, id: &str, reason: &str) -> Result<Task, Problem> {
         self.post(
-            &format!("/v1/tasks/{}/retry", seg(id)),
+            &format!("/v1/tasks/{}/retry", task_segment(id)?),
             &json!({ "reason": reason }),
         )
         .await
@@ -330,7 +406,7 @@ impl Client for Http {
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem> {
         self.post(
-            &format!("/v1/tasks/{}/cancel", seg(id)),
+            &format!("/v1/tasks/{}/cancel", task_segment(id)?),
             &json!({ "reason": reason }),
         )
         .await
@@ -338,7 +414,11 @@ impl Client for Http {
 
     async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem> {
         self.post(
-            &format!("/v1/tasks/{}/steps/{}/resolve", seg(id), seg(step)),
+            &format!(
+                "/v1/tasks/{}/steps/{}/resolve",
+                task_segment(id)?,
+                self.step_segment(id, step).await?
+            ),
             &json!({ "results": results, "reason": reason }),
         )
         .await
@@ -353,13 +433,21 @@ impl Client for Http {
     ) -> Result<Task, Problem> {
         if approve {
             self.post(
-                &format!("/v1/tasks/{}/steps/{}/approve", seg(id), seg(step)),
+                &format!(
+                    "/v1/tasks/{}/steps/{}/approve",
+                    task_segment(id)?,
+                    self.step_segment(id, step).await?
+                ),
                 &json!({ "note": note }),
             )
             .await
         } else {
             self.post(
-                &format!("/v1/tasks/{}/steps/{}/deny", seg(id), seg(step)),
+                &format!(
+                    "/v1/tasks/{}/steps/{}/deny",
+                    task_segment(id)?,
+                    self.step_segment(id, step).await?
+                ),
                 &json!({ "reason": note.unwrap_or_default() }),
             )
             .await

@@ -103,7 +103,10 @@ pub struct TaskDetail {
 
 /// A task to create (`POST /v1/tasks`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a task: {\"workflow\": \"NS/NAME[@VERSION]\", \"context\": {…}}"
+)]
 pub struct NewTask {
     /// `NS/NAME` (latest version) or `NS/NAME@VERSION`.
     #[schema(

@@ -45,9 +45,23 @@ pub fn find_task(
     lookup::find_readable(store, &crate::auth::Coordinator::new(catalog.clone()), who, text)
 }
 
-/// Who acts when no identity is given: the local user (signed identities come later).
-pub fn default_operator() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+/// Who acts when no token is given: the local user, `$USER` (`operator` when unset or empty).
+/// It names the actor of transitions, so it follows a token subject's rules: 1-64 letters,
+/// digits, `_`, `-`, `.` or `@`, and never `engine` or `system` (the engine's own names).
+///
+/// Errors: `$USER` is not such a name.
+pub fn default_operator() -> Result<String, crate::auth::token::TokenError> {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".into());
+    crate::auth::token::check_subject(&user).map_err(|_| {
+        crate::auth::token::TokenError::LocalUser(format!(
+            "the local user `{}` (from $USER) cannot name an operator: expected 1-64 letters, digits, `_`, `-`, `.` or `@`, and not `engine` or `system`; set USER, or use a token (TASKDECK_TOKEN)",
+            crate::model::clip(&user, 64)
+        ))
+    })?;
+    Ok(user)
 }
 
 /// The default largest task context: 1 MiB of JSON.

@@ -107,7 +107,24 @@ impl Query {
             self.check_namespace(ns)?;
         }
         let workflow = match &filter.workflow {
-            Some(w) => Some(WorkflowMatch::parse(w)?),
+            Some(w) => {
+                let m = WorkflowMatch::parse(w)?;
+                let known = self
+                    .catalog
+                    .iter()
+                    .any(|wf| wf.template.namespace == m.namespace && wf.template.name == m.name);
+                if !known {
+                    return Err(EngineError::Invalid {
+                        field: "workflow".into(),
+                        message: format!(
+                            "`{}/{}` is not a workflow here (see GET /v1/workflows or `taskdeck workflows`)",
+                            crate::model::clip(&m.namespace, 64),
+                            crate::model::clip(&m.name, 64)
+                        ),
+                    });
+                }
+                Some(m)
+            }
             None => None,
         };
         let limit = limit.clamp(1, MAX_PAGE);

@@ -45,6 +45,16 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     if !app.info.endpoint.is_empty() {
         context.push(Span::styled(format!("  {}", app.info.endpoint), t.muted()));
     }
+    if app.identity.is_expired(app.now) {
+        // Every action would be refused: say so before the operator tries one.
+        context.insert(
+            0,
+            Span::styled(
+                "  ⚠ token expired: issue a new one (taskdeck token issue)".to_string(),
+                t.base().fg(t.step(S::Error)).add_modifier(Modifier::BOLD),
+            ),
+        );
+    }
     if let Some(why) = &app.link_down {
         // Loud, and first on the second line when the header wraps: what is shown is stale.
         context.insert(
