@@ -767,7 +767,12 @@ async fn tokens_naming_critical_parameters_are_refused_and_guessing_is_throttled
     let now = chrono::Utc::now().timestamp() as u64;
     let claims =
         json!({ "sub": "jane", "team": "customer_success", "role": "manager", "iat": now, "exp": now + 60 });
-    let good = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(&KEY)).unwrap();
+    let good = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&KEY),
+    )
+    .unwrap();
     let (status, _) = s.call("GET", "/v1/whoami", Some(&good), None).await;
     assert_eq!(status, 200);
     // The same claims and key, with `crit` in the header.

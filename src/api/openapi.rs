@@ -79,6 +79,7 @@ impl Modify for Bearer {
         routes::show_task, routes::retry_task, routes::cancel_task, routes::resolve_step,
         routes::approve_step, routes::deny_step, routes::approvals, routes::events,
     ),
+    components(schemas(crate::model::Event)),
     modifiers(&Bearer, &Links)
 )]
 struct ApiDoc;

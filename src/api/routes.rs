@@ -10,7 +10,7 @@ use crate::client::{
     BatchItem, CatalogFile, Client, Local, NewTask, TaskDetail, TaskPage, TaskQuery, WorkflowInfo,
 };
 use crate::engine::{ErrorKind, PendingApproval, Status};
-use crate::model::{Event, Task};
+use crate::model::Task;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -451,8 +451,8 @@ pub struct After {
 /// Server-Sent Events: each event's `id` is its durable sequence number and its `data` the
 /// event as JSON. Resume with `?after=SEQ` or the `Last-Event-ID` header.
 #[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])), params(After),
-    responses((status = 200, description = "A text/event-stream of events", body = Event, content_type = "text/event-stream"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, description = "A text/event-stream: first `event: ready` with `id` the starting sequence number, then one message per event with `id` its sequence number and `data` the event as JSON (the `Event` schema)", body = String, content_type = "text/event-stream"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     Caller(who): Caller,

@@ -436,7 +436,13 @@ async fn serve(cli: &Cli, data: &Path) -> Result<i32> {
         bail!("`serve` is the API; --no-api contradicts it (use `taskdeck run`)");
     }
     let session = own(cli, data, true, true).await?;
-    let url = session.server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+    let url = match &session.server {
+        Some(s) => match s.listening.filter(|a| a.ip().is_unspecified()) {
+            Some(wildcard) => format!("{} (listening on {wildcard})", s.url),
+            None => s.url.clone(),
+        },
+        None => String::new(),
+    };
     say!(
         "taskdeck serve: the engine over {} is at {url} (Ctrl-C or SIGTERM stops it)",
         data.display()

@@ -180,6 +180,8 @@ pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Re
 /// The API served by this process.
 pub(super) struct Server {
     pub url: String,
+    /// The address bound (differs from the URL's for a wildcard such as `0.0.0.0`).
+    pub listening: Option<std::net::SocketAddr>,
     stop: oneshot::Sender<()>,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -203,6 +205,7 @@ impl Server {
             Err(e) => return Err(e.into()),
         };
         let url = listener.url();
+        let listening = listener.local_addr();
         let key = crate::auth::token::signing_key(data)?;
         let (closing, closed) = tokio::sync::watch::channel(false);
         let router = crate::api::router(engine, key, &url, &options, closed);
@@ -219,7 +222,12 @@ impl Server {
             Duration::from_secs(5),
         ));
         tracing::info!(%url, "serving the API");
-        Ok(Server { url, stop, join })
+        Ok(Server {
+            url,
+            listening,
+            stop,
+            join,
+        })
     }
 
     pub async fn stop(self, data: &Path) {
