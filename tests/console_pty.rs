@@ -79,6 +79,40 @@ fn taskdeck(data: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A token for `sub` with `role` in customer_success, signed with `data`'s key.
+fn customer_success_token(data: &std::path::Path, sub: &str, role: &str) -> String {
+    let out = taskdeck(
+        data,
+        &[
+            "token",
+            "issue",
+            "--sub",
+            sub,
+            "--team",
+            "customer_success",
+            "--role",
+            role,
+        ],
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The agent (`token`) asks for a refund with `context`, from the command line.
+fn submit_refund(data: &std::path::Path, token: &str, context: &str) {
+    let out = taskdeck(
+        data,
+        &[
+            "--token",
+            token,
+            "submit",
+            "customer_success/process_refund",
+            "--context",
+            context,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Starts the console in a 120×40 pseudo-terminal.
 fn console(data: &std::path::Path, args: &[&str]) -> Session {
     let pty = native_pty_system()
@@ -182,36 +216,10 @@ fn a_session_in_a_real_terminal() {
 #[test]
 fn a_manager_approves_a_refund_from_the_inbox() {
     let data = tempfile::tempdir().unwrap();
-    let token = |sub: &str, role: &str| {
-        let out = taskdeck(
-            data.path(),
-            &[
-                "token",
-                "issue",
-                "--sub",
-                sub,
-                "--team",
-                "customer_success",
-                "--role",
-                role,
-            ],
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = |sub: &str, role: &str| customer_success_token(data.path(), sub, role);
     let (agent, manager) = (token("priya", "agent"), token("jane", "manager"));
     let context = r#"{"ticket_id":"TICKET-98765","customer_id":"CUST-54321","refund_amount":12000,"refund_reason":"Product defect","customer_email":"customer@example.com","payment_id":"pay_987654321"}"#;
-    let out = taskdeck(
-        data.path(),
-        &[
-            "--token",
-            &agent,
-            "submit",
-            "customer_success/process_refund",
-            "--context",
-            context,
-        ],
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    submit_refund(data.path(), &agent, context);
 
     let mut s = console(data.path(), &["--token", &manager]);
     s.screen.wait_for("jane (manager, customer_success)");
@@ -328,22 +336,7 @@ impl Drop for Reaped {
 #[test]
 fn two_consoles_share_one_server() {
     let data = tempfile::tempdir().unwrap();
-    let token = |sub: &str, role: &str| {
-        let out = taskdeck(
-            data.path(),
-            &[
-                "token",
-                "issue",
-                "--sub",
-                sub,
-                "--team",
-                "customer_success",
-                "--role",
-                role,
-            ],
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = |sub: &str, role: &str| customer_success_token(data.path(), sub, role);
     let (agent, manager) = (token("priya", "agent"), token("jane", "manager"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -432,18 +425,11 @@ fn two_consoles_share_one_server() {
         assert!(Instant::now() < deadline, "reconnected:\n{}", jane.screen.text());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = taskdeck(
+    submit_refund(
         data.path(),
-        &[
-            "--token",
-            &agent,
-            "submit",
-            "customer_success/process_refund",
-            "--context",
-            r#"{"ticket_id":"TICKET-2","customer_id":"CUST-2","refund_amount":25000,"refund_reason":"Late delivery","customer_email":"c2@example.com","payment_id":"pay_2"}"#,
-        ],
+        &agent,
+        r#"{"ticket_id":"TICKET-2","customer_id":"CUST-2","refund_amount":25000,"refund_reason":"Late delivery","customer_email":"c2@example.com","payment_id":"pay_2"}"#,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     jane.screen.wait_for("tasks 3/3");
     priya.quit();
     jane.quit();

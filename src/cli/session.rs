@@ -53,7 +53,7 @@ pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool)
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
         match open(cli, data) {
-            Ok(opened) => return local(cli, data, opened, dispatch, serve).await,
+            Ok(opened) => return local(cli, data, opened, dispatch, serve, false).await,
             Err(e) if is_locked(&e) => {
                 if let Some(file) = crate::client::discover_holder(data) {
                     match remote(cli, data, &file.url, file.cert.clone()).await {
@@ -94,11 +94,20 @@ fn is_locked(e: &anyhow::Error) -> bool {
         .any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::Locked(_))))
 }
 
-async fn local(cli: &Cli, data: &Path, opened: Opened, dispatch: bool, serve: bool) -> Result<Session> {
+/// The in-process session over what `open` opened; serving the API when `serve` (`strict`:
+/// on exactly the address asked for, see `Server::start`).
+async fn local(
+    cli: &Cli,
+    data: &Path,
+    opened: Opened,
+    dispatch: bool,
+    serve: bool,
+    strict: bool,
+) -> Result<Session> {
     let engine = Arc::new(engine(cli, &opened, dispatch)?);
     let client: Arc<dyn Client> = Arc::new(Local::new(engine.clone(), opened.identity.clone()));
     let server = if serve {
-        Some(Server::start(cli, data, engine.clone(), false).await?)
+        Some(Server::start(cli, data, engine.clone(), strict).await?)
     } else {
         None
     };
@@ -163,18 +172,7 @@ pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Re
         }
         Err(e) => return Err(e),
     };
-    let engine = Arc::new(engine(cli, &opened, true)?);
-    let client: Arc<dyn Client> = Arc::new(Local::new(engine.clone(), opened.identity.clone()));
-    let server = if serve {
-        Some(Server::start(cli, data, engine.clone(), strict).await?)
-    } else {
-        None
-    };
-    Ok(Session {
-        client,
-        engine: Some(engine),
-        server,
-    })
+    local(cli, data, opened, true, serve, strict).await
 }
 
 /// The API served by this process.

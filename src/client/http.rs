@@ -194,17 +194,7 @@ impl Http {
             return Ok(seg(step));
         }
         let task = self.task(id).await?.task;
-        Err(crate::engine::EngineError::NoSuchStep {
-            steps: task
-                .steps
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            task: task.id,
-            step: step.to_string(),
-        }
-        .into())
+        Err(crate::engine::EngineError::no_such_step(&task, step).into())
     }
 
     /// The bearer token for the next request. A minted one only after the server has proven

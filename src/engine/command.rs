@@ -67,6 +67,20 @@ pub enum ErrorKind {
 }
 
 impl EngineError {
+    /// `task` has no step named `step` (clipped in the message): lists the steps it has.
+    pub fn no_such_step(task: &Task, step: &str) -> Self {
+        EngineError::NoSuchStep {
+            task: task.id.clone(),
+            step: crate::model::clip(step, 128),
+            steps: task
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
     /// The kind of this error (see `ErrorKind`).
     pub fn kind(&self) -> ErrorKind {
         use crate::workflow::CatalogError as C;

@@ -512,16 +512,8 @@ impl Orchestrator {
     /// The index of a loaded task's step, or an error listing its steps.
     fn step_of(&self, id: &str, step: &str) -> Result<usize, EngineError> {
         let task = &self.tasks[id].task;
-        task.step_index(step).ok_or_else(|| EngineError::NoSuchStep {
-            task: id.to_string(),
-            step: crate::model::clip(step, 128),
-            steps: task
-                .steps
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        task.step_index(step)
+            .ok_or_else(|| EngineError::no_such_step(task, step))
     }
 
     fn authorize_operation(&self, id: &str, actor: &Identity, action: &str) -> Result<(), EngineError> {
