@@ -473,7 +473,7 @@ async fn demo_traffic(
             crate::demo::MAX_RATE
         );
     }
-    let session = session(cli, data, true, false).await?;
+    let session = session(cli, data, true, !cli.no_api).await?;
     if let Err(e) = require_admin_for_demo(session.client.identity()) {
         session.close(data, Duration::ZERO).await;
         return Err(e);
