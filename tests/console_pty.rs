@@ -210,7 +210,22 @@ fn a_session_in_a_real_terminal() {
     s.screen.wait_for("UPSTREAM_DOWN");
     s.send(b"r");
     s.screen.wait_for("crash/fails@1.0.0 · ✔ complete");
+
+    // While the console holds the data directory, the CLI goes through its API, and prints
+    // what it prints in-process once the console has quit.
+    let through_console = taskdeck(data.path(), &["tasks", "--json"]);
+    assert!(
+        through_console.status.success(),
+        "{}",
+        String::from_utf8_lossy(&through_console.stderr)
+    );
     s.quit();
+    let in_process = taskdeck(data.path(), &["tasks", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&through_console.stdout),
+        String::from_utf8_lossy(&in_process.stdout)
+    );
+    assert!(String::from_utf8_lossy(&in_process.stdout).contains("crash"));
 }
 
 #[test]
