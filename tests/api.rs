@@ -523,6 +523,7 @@ async fn the_http_client_resumes_the_event_stream_after_any_sequence_number() {
             Http::connect(HttpOptions {
                 url,
                 credentials: Credentials::Token(token(&who)),
+                prove_with: None,
                 ca: None,
             })
             .await
@@ -641,6 +642,7 @@ async fn a_minted_token_goes_only_to_a_server_that_proves_it_holds_the_key() {
         Http::connect(HttpOptions {
             url: s.url.clone(),
             credentials: Credentials::Key(key),
+            prove_with: None,
             ca: None,
         })
     };

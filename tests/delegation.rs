@@ -282,3 +282,90 @@ async fn a_delegation_refused_for_its_context_is_permanent_and_cannot_be_resolve
         .to_string();
     assert!(err.contains("delegates its work to another team's task"), "{err}");
 }
+
+/// Cancelling a refund request cancels the payments task it delegated: no money moves for a
+/// cancelled ticket (found by racing `cancel` against the delegation over the API).
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_request_cancels_the_payments_task_it_delegated() {
+    let store = temp_store();
+    let h = start_blog(Arc::new(Services::new(true)), store.clone());
+    let mut events = h.engine.subscribe();
+    let task = h
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
+    h.engine
+        .cancel(&task.id, &agent(), "customer withdrew the ticket")
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    let child = child_of(&store, &task.id);
+    assert_eq!(child.state, TaskState::Cancelled, "{:?}", child.steps);
+    assert!(child
+        .steps
+        .iter()
+        .all(|s| s.name != "process_gateway_refund" || s.state != StepState::Complete));
+    let log = store.transitions(&child.id).unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.actor, "engine");
+    assert!(
+        last.reason
+            .as_deref()
+            .unwrap()
+            .contains("customer withdrew the ticket"),
+        "{last:?}"
+    );
+    assert_eq!(store.task(&task.id).unwrap().unwrap().state, TaskState::Cancelled);
+}
+
+/// The same from `taskdeck cancel` (an engine that runs nothing and holds nothing in memory),
+/// and a child asked for by a task that has already ended is not created.
+#[tokio::test(start_paused = true)]
+async fn an_administrative_cancel_reaches_the_child_in_the_store() {
+    let services = Arc::new(Services::new(true));
+    let store = temp_store();
+    let first = start_blog(services.clone(), store.clone());
+    let clock = first.engine.clock();
+    let mut events = first.engine.subscribe();
+    let task = first
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
+    first.engine.shutdown(Duration::ZERO).await;
+    let admin = start_blog_with(
+        services,
+        store.clone(),
+        EngineConfig {
+            dispatch: false,
+            clock: Some(clock),
+            ..common::config()
+        },
+    );
+    admin
+        .engine
+        .cancel(&task.id, &agent(), "duplicate")
+        .await
+        .unwrap();
+    let late = admin
+        .engine
+        .submit(SubmitRequest {
+            parent: Some(task.id.clone()),
+            ..SubmitRequest::new(
+                "payments/process_refund",
+                json!({}),
+                Identity::service("customer_success"),
+            )
+        })
+        .await
+        .unwrap_err();
+    admin.engine.shutdown(Duration::ZERO).await;
+    assert_eq!(child_of(&store, &task.id).state, TaskState::Cancelled);
+    assert!(
+        matches!(late, taskdeck::engine::EngineError::Conflict(_)),
+        "{late}"
+    );
+}

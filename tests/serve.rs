@@ -249,6 +249,7 @@ async fn local_client(data: &Path, port: u16) -> Http {
     Http::connect(HttpOptions {
         url: format!("http://127.0.0.1:{port}"),
         credentials: Credentials::Key(key),
+        prove_with: None,
         ca: None,
     })
     .await

@@ -125,13 +125,14 @@ async fn remote(cli: &Cli, data: &Path, url: &str, own_cert: Option<std::path::P
     if !cli.workflows.is_empty() {
         bail!("--workflows loads workflow files into an engine this process runs; the engine at {url} loads its own (restart it with them)");
     }
+    // This data directory's own server (the lock holder's, at this address)?
+    let own = crate::client::discover_holder(data)
+        .is_some_and(|f| f.url.trim_end_matches('/') == url.trim_end_matches('/'));
     let credentials = match &cli.token {
         Some(token) => Credentials::Token(token.clone()),
         None => {
             // A token minted with our key is only ever sent to this data directory's own
             // server: sent anywhere else, it would be a key to our server for its lifetime.
-            let own = crate::client::discover(data)
-                .is_some_and(|f| f.url.trim_end_matches('/') == url.trim_end_matches('/'));
             if explicit && !own {
                 bail!("connecting to {url} needs a token: set TASKDECK_TOKEN (issued by an admin of that server with `taskdeck token issue`); a token is minted from this data directory's key only for its own server");
             }
@@ -141,6 +142,13 @@ async fn remote(cli: &Cli, data: &Path, url: &str, own_cert: Option<std::path::P
     let client = Http::connect(HttpOptions {
         url: url.to_string(),
         credentials,
+        // Our own server proves it holds our key before any token, ours or one given, goes
+        // to it: a process that took its port after it died gets nothing.
+        prove_with: if own {
+            crate::auth::token::signing_key(data).ok()
+        } else {
+            None
+        },
         ca: cli.tls_ca.clone().or(own_cert),
     })
     .await?;

@@ -41,6 +41,10 @@ pub struct HttpOptions {
     /// Base URL, e.g. `http://127.0.0.1:7420`.
     pub url: String,
     pub credentials: Credentials,
+    /// The data directory's signing key, when the server is that directory's own: before any
+    /// token (minted or given) goes to it, and again after a lost connection, the server must
+    /// prove it holds this key. Implied by `Credentials::Key`.
+    pub prove_with: Option<Vec<u8>>,
     /// A PEM CA certificate to trust besides the usual roots (a self-signed server).
     pub ca: Option<PathBuf>,
 }
@@ -49,6 +53,7 @@ pub struct Http {
     url: String,
     http: reqwest::Client,
     credentials: Credentials,
+    prove_with: Option<Arc<Vec<u8>>>,
     minted: Arc<Mutex<Option<(String, Instant)>>>,
     /// Whether the server has proven it holds our key since the last connection failure
     /// (only matters for minted tokens: a server that went away may be another one now).
@@ -119,6 +124,10 @@ impl Http {
         let mut client = Http {
             url,
             http,
+            prove_with: match (&options.credentials, options.prove_with) {
+                (Credentials::Key(key), _) => Some(Arc::new(key.clone())),
+                (_, given) => given.map(Arc::new),
+            },
             credentials: options.credentials,
             minted: Arc::new(Mutex::new(None)),
             proven: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -201,7 +210,7 @@ impl Http {
     /// it holds the key (again after any connection failure).
     async fn bearer(&self) -> Result<String, Problem> {
         use std::sync::atomic::Ordering;
-        if let Credentials::Key(key) = &self.credentials {
+        if let Some(key) = &self.prove_with {
             if !self.proven.load(Ordering::Acquire) {
                 self.check_proof(key).await?;
                 self.proven.store(true, Ordering::Release);
@@ -495,6 +504,7 @@ impl Http {
             url: self.url.clone(),
             http: self.http.clone(),
             credentials: self.credentials.clone(),
+            prove_with: self.prove_with.clone(),
             minted: self.minted.clone(),
             proven: self.proven.clone(),
             link: self.link.clone(),
@@ -511,6 +521,7 @@ struct HttpFeed {
     url: String,
     http: reqwest::Client,
     credentials: Credentials,
+    prove_with: Option<Arc<Vec<u8>>>,
     minted: Arc<Mutex<Option<(String, Instant)>>>,
     proven: Arc<std::sync::atomic::AtomicBool>,
     link: watch::Sender<Link>,
@@ -522,6 +533,7 @@ impl HttpFeed {
             url: self.url,
             http: self.http,
             credentials: self.credentials,
+            prove_with: self.prove_with,
             minted: self.minted,
             proven: self.proven,
             identity: Identity::new("", "", Role::Viewer),
@@ -575,7 +587,7 @@ impl HttpFeed {
                 // Down, or (for a minted token) not yet proven to be our server again: retry.
                 Err(p)
                     if p.kind == ErrorKind::Unavailable
-                        || (matches!(client.credentials, Credentials::Key(_))
+                        || (client.prove_with.is_some()
                             && !client.proven.load(std::sync::atomic::Ordering::Acquire)) =>
                 {
                     client.link.send_replace(Link::Down(p.message));

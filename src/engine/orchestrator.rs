@@ -391,6 +391,19 @@ impl Orchestrator {
             }
         }
         check_text("workflow", &req.workflow, MAX_REFERENCE_BYTES)?;
+        // A child asked for by a task that has meanwhile ended (an operator cancelled it while
+        // its step was delegating) is not created: its work would go on for nobody.
+        if let Some(parent) = &req.parent {
+            let state = match self.tasks.get(parent) {
+                Some(e) => Some(e.task.state),
+                None => self.store.task(parent)?.map(|t| t.state),
+            };
+            if let Some(state) = state.filter(|s| s.is_terminal()) {
+                return Err(EngineError::Conflict(format!(
+                    "task {parent}, which asked for this task, is already {state}"
+                )));
+            }
+        }
         let workflow = self.catalog.resolve(&req.workflow)?;
         let t = &workflow.template;
         self.coordinator.check(
@@ -578,7 +591,38 @@ impl Orchestrator {
             self.step_change(&id, i, StepEvent::Cancel, actor, Some(reason.to_string()), None);
         }
         self.task_change(&id, TaskEvent::Cancel, actor, Some(reason.to_string()));
+        // The work it delegated goes with it: a cancelled refund request must not pay out.
+        for child in self.active_children(&id)? {
+            let why = format!("task {id}, which asked for it, was cancelled: {reason}");
+            match self.cancel(
+                &child,
+                &Identity::engine(),
+                &crate::model::clip(&why, MAX_REASON_BYTES - 8),
+            ) {
+                Ok(_) | Err(EngineError::Conflict(_)) => {}
+                Err(e) => tracing::warn!(%child, "cannot cancel the child of a cancelled task: {e}"),
+            }
+        }
         Ok(id)
+    }
+
+    /// Unfinished tasks that `id` delegated to: those in memory, and (for an engine that does
+    /// not hold every unfinished task, e.g. an administrative command's) those in the store.
+    fn active_children(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        let mut children: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|e| e.task.parent.as_deref() == Some(id) && e.task.state.is_active())
+            .map(|e| e.task.id.clone())
+            .collect();
+        if !self.config.dispatch {
+            for t in self.store.active_tasks()? {
+                if t.parent.as_deref() == Some(id) && !children.contains(&t.id) {
+                    children.push(t.id);
+                }
+            }
+        }
+        Ok(children)
     }
 
     fn resolve(
