@@ -367,6 +367,20 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
 
     let (status, body) = s.call("GET", "/v1/tasks", Some("not-a-jwt"), None).await;
     assert_eq!(status, 401, "{body}");
+    // A byte-order mark is skipped; a compressed body is refused with the reason.
+    let (status, body) = raw("\u{feff}{\"workflow\": \"nope/none\"}").await;
+    assert_eq!(status, 404, "{body}");
+    let r = s
+        .http
+        .post(format!("{}/v1/tasks", s.url))
+        .bearer_auth(&t)
+        .header("content-encoding", "gzip")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Content-Encoding"));
     // A struct written as an array is not an object.
     let (status, body) = raw("[\"customer_success/process_refund\", {}]").await;
     assert_eq!(status, 422, "{body}");
@@ -799,4 +813,36 @@ async fn tokens_naming_critical_parameters_are_refused_and_guessing_is_throttled
         statuses.push(s.call("GET", "/v1/whoami", Some("forged"), None).await.0.as_u16());
     }
     assert!(statuses.contains(&401) && statuses.contains(&429), "{statuses:?}");
+}
+
+/// A page of tasks ends at 8 MiB of JSON, whatever the limit: contexts can be a MiB each.
+#[tokio::test]
+async fn a_page_of_large_tasks_is_cut_by_size_and_continues_with_the_cursor() {
+    let s = serve(loopback()).await;
+    let pad = "x".repeat(1_000_000);
+    for _ in 0..10 {
+        s.engine
+            .submit(SubmitRequest::new(
+                "demo/release_pipeline",
+                json!({ "service": "billing", "git_ref": "v1", "pad": pad }),
+                admin(),
+            ))
+            .await
+            .unwrap();
+    }
+    let t = token(&admin());
+    let (status, page) = s.call("GET", "/v1/tasks?limit=1000", Some(&t), None).await;
+    assert_eq!(status, 200);
+    let first = page["tasks"].as_array().unwrap().len();
+    assert!((1..10).contains(&first), "{first} tasks in the first page");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = s
+        .call(
+            "GET",
+            &format!("/v1/tasks?limit=1000&cursor={cursor}"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(first + rest["tasks"].as_array().unwrap().len(), 10);
 }

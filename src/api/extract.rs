@@ -57,6 +57,10 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Segments<T> {
     }
 }
 
+/// How long a request body may take to arrive once its headers have (a client that trickles
+/// its body holds a connection and a buffer).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A JSON request body of type `T`, whatever content type the client sent (curl's `-d`
 /// sends a form type). Malformed JSON is 400; JSON of the wrong shape (an unknown field, a
 /// missing one, a wrong type) is 422 naming it; a body over the limit is 413.
@@ -66,26 +70,48 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorKind::TooLarge,
-                    format!(
-                        "the request body is larger than the {}-byte limit",
-                        state.max_body_bytes
-                    ),
-                )
-            } else {
+        if let Some(encoding) = req.headers().get(axum::http::header::CONTENT_ENCODING) {
+            if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    "compressed request bodies (Content-Encoding) are not supported: send the JSON as is",
+                ));
+            }
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| {
                 ApiError::new(
                     ErrorKind::BadRequest,
-                    format!("cannot read the request body: {e}"),
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
                 )
-            }
-        })?;
+            })?
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ErrorKind::TooLarge,
+                        format!(
+                            "the request body is larger than the {}-byte limit",
+                            state.max_body_bytes
+                        ),
+                    )
+                } else {
+                    ApiError::new(
+                        ErrorKind::BadRequest,
+                        format!("cannot read the request body: {e}"),
+                    )
+                }
+            })?;
+        // A byte-order mark is not JSON, but editors write one.
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
-            &bytes
+            bytes
         };
         // Every body is an object; serde would also take a struct written as an array.
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {

@@ -144,6 +144,10 @@ pub fn router(
 /// (slowloris) is closed instead of held.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// HTTP/1.1 headers are due within `HEADER_READ_TIMEOUT`. (axum-server also speaks HTTP/2,
+/// and cannot be limited to HTTP/1.1: `http1_only` does nothing with the upgrades it serves.)
+/// An HTTP/2 connection is pinged every `HEADER_READ_TIMEOUT` and closed when a ping goes
+/// unanswered for as long.
 fn slow_clients_time_out(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
 ) {
@@ -151,6 +155,48 @@ fn slow_clients_time_out(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(HEADER_READ_TIMEOUT)
+        .keep_alive_timeout(HEADER_READ_TIMEOUT)
+        .max_concurrent_streams(64);
+}
+
+/// Closes a connection on which nothing arrives within `HEADER_READ_TIMEOUT` of accepting it
+/// (hyper's header timeout starts with the first byte, so a client that connects and says
+/// nothing would otherwise hold a descriptor for ever), then hands it to `inner`.
+#[derive(Clone)]
+struct FirstByte<A> {
+    inner: A,
+}
+
+impl<A, S> axum_server::accept::Accept<tokio::net::TcpStream, S> for FirstByte<A>
+where
+    A: axum_server::accept::Accept<tokio::net::TcpStream, S> + Clone + Send + Sync + 'static,
+    A::Future: Send,
+    S: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = futures::future::BoxFuture<'static, std::io::Result<(A::Stream, A::Service)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            // `peek` waits for a byte (or the end) without taking it; readiness alone can be
+            // reported before anything arrives.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(_)) => inner.accept(stream, service).await,
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "nothing arrived within the header timeout",
+                )),
+            }
+        })
+    }
 }
 
 /// axum answers a method an endpoint does not take with 405 and an empty body (its router
@@ -253,12 +299,17 @@ impl Listener {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             Some(tls) => {
-                let mut server = axum_server::from_tcp_rustls(self.listener, tls);
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(FirstByte {
+                    inner: axum_server::accept::DefaultAcceptor,
+                });
+                let mut server = axum_server::from_tcp(self.listener).acceptor(acceptor);
                 slow_clients_time_out(server.http_builder());
                 server.handle(handle).serve(service).await
             }
             None => {
-                let mut server = axum_server::from_tcp(self.listener);
+                let mut server = axum_server::from_tcp(self.listener).acceptor(FirstByte {
+                    inner: axum_server::accept::DefaultAcceptor,
+                });
                 slow_clients_time_out(server.http_builder());
                 server.handle(handle).serve(service).await
             }

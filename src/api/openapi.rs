@@ -123,8 +123,10 @@ pub fn document_json() -> serde_json::Value {
     doc
 }
 
+/// Built once: the document does not change while the server runs.
 pub async fn serve() -> Json<serde_json::Value> {
-    Json(document_json())
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(document_json).clone())
 }
 
 #[cfg(test)]

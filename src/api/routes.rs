@@ -243,32 +243,6 @@ pub async fn create_task(
     ))
 }
 
-/// Whether `text` has the shape of a workflow reference (`NewTask::workflow`'s pattern):
-/// `NS/NAME` or `NS/NAME@MAJOR.MINOR.PATCH`, names of letters, digits, `_`, `.` and `-`.
-fn well_formed_reference(text: &str) -> bool {
-    let name = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-    };
-    let number = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 9
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && (s == "0" || !s.starts_with('0'))
-    };
-    let (path, version) = match text.split_once('@') {
-        Some((p, v)) => (p, Some(v)),
-        None => (text, None),
-    };
-    let path_ok = path.split_once('/').is_some_and(|(ns, n)| name(ns) && name(n));
-    let version_ok = version.is_none_or(|v| {
-        let parts: Vec<&str> = v.split('.').collect();
-        parts.len() == 3 && parts.iter().all(|p| number(p))
-    });
-    path_ok && version_ok
-}
-
 /// Up to 1,000 tasks to create.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, expecting = "{\"tasks\": [a task, …]}")]
@@ -293,7 +267,7 @@ pub async fn create_batch(
     // A malformed reference makes the request malformed (one bad item, no tasks created);
     // a well-formed one that names no workflow fails on its own, like any other item.
     for (i, task) in batch.tasks.iter().enumerate() {
-        if !well_formed_reference(&task.workflow) {
+        if !crate::workflow::well_formed_reference(&task.workflow) {
             return Err(ApiError::field(
                 ErrorKind::Invalid,
                 &format!("tasks[{i}].workflow"),
@@ -527,7 +501,7 @@ mod tests {
     #[test]
     fn workflow_references_are_checked_for_shape() {
         for good in ["ecommerce/process_order", "a/b@1.0.0", "x.y/z-w@10.20.300"] {
-            assert!(super::well_formed_reference(good), "{good}");
+            assert!(crate::workflow::well_formed_reference(good), "{good}");
         }
         for bad in [
             "",
@@ -541,7 +515,7 @@ mod tests {
             "a/b@1.0.0.0",
             "a/b@",
         ] {
-            assert!(!super::well_formed_reference(bad), "{bad}");
+            assert!(!crate::workflow::well_formed_reference(bad), "{bad}");
         }
     }
 }

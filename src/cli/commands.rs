@@ -349,7 +349,9 @@ fn read_context(inline: Option<&str>, file: Option<&PathBuf>, limit: usize) -> R
             if text.len() > limit {
                 return Err(too_big(&path.display().to_string()));
             }
-            serde_json::from_str(&text).map_err(|e| anyhow!("{}: not valid JSON: {e}", path.display()))
+            // A byte-order mark is not JSON, but editors write one.
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            serde_json::from_str(text).map_err(|e| anyhow!("{}: not valid JSON: {e}", path.display()))
         }
         (None, None) => Ok(Value::Object(Default::default())),
     }

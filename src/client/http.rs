@@ -22,6 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+/// The longest a request may take, answer included (event streams excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest silence on a connection (the server sends event-stream keep-alives every 15 s).
+const READ_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// How often a request refused for the rate limit is sent again.
 const RATE_LIMIT_RETRIES: u32 = 3;
 /// The longest `Retry-After` waited out; a longer one is reported.
@@ -101,6 +106,8 @@ impl Http {
         }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // The event stream gets a keep-alive every 15 s: longer silence is a hung server.
+            .read_timeout(READ_TIMEOUT)
             .tcp_nodelay(true);
         if let Some(ca) = &options.ca {
             let pem = crate::fsutil::read_named(ca, crate::api::MAX_PEM_BYTES).map_err(|e| {
@@ -169,6 +176,7 @@ impl Http {
         let response = self
             .http
             .get(format!("{}/v1/proof", self.url))
+            .timeout(REQUEST_TIMEOUT)
             .query(&[("nonce", &nonce)])
             .send()
             .await
@@ -250,6 +258,7 @@ impl Http {
         let response = loop {
             let again = request.try_clone();
             let response = request
+                .timeout(REQUEST_TIMEOUT)
                 .bearer_auth(self.bearer().await?)
                 .send()
                 .await
@@ -545,7 +554,9 @@ impl HttpFeed {
         loop {
             if let Some(mut sse) = stream.take() {
                 client.link.send_replace(Link::Up);
-                backoff = Duration::from_millis(100);
+                // The backoff starts over only for a stream that worked for a while: one that
+                // a server opens and drops at once must not be retried ten times a second.
+                let opened = Instant::now();
                 while let Some(item) = sse.next().await {
                     let Ok(message) = item else { break };
                     // The server says where the stream starts, so a reconnection before the
@@ -571,6 +582,9 @@ impl HttpFeed {
                 }
                 if tx.is_closed() {
                     return;
+                }
+                if opened.elapsed() >= Duration::from_secs(5) {
+                    backoff = Duration::from_millis(100);
                 }
                 client.proven.store(false, std::sync::atomic::Ordering::Release);
                 client

@@ -19,6 +19,9 @@ use std::sync::Arc;
 /// The most tasks one page of a listing holds.
 pub const MAX_PAGE: usize = 1000;
 
+/// The most bytes of tasks (as JSON) one page holds; a page has at least one task.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
 /// Which tasks a listing shows (all that are readable when every field is `None`).
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
@@ -136,6 +139,16 @@ impl Query {
         };
         // One more than asked says whether another page exists.
         let mut tasks = self.store.tasks_after(after, &accept, limit + 1)?;
+        // A page also ends at `MAX_PAGE_BYTES` of tasks (contexts can be a MiB each).
+        let mut bytes = 0usize;
+        let fits = tasks
+            .iter()
+            .position(|t| {
+                bytes = bytes.saturating_add(serde_json::to_vec(t).map_or(usize::MAX, |b| b.len()));
+                bytes > MAX_PAGE_BYTES
+            })
+            .map_or(tasks.len(), |at| at.max(1));
+        let limit = limit.min(fits);
         let next = if tasks.len() > limit {
             tasks.truncate(limit);
             tasks.last().map(|t| t.id.clone())

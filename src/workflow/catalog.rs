@@ -196,6 +196,9 @@ impl Catalog {
 
     /// Resolves `NS/NAME` (highest version) or `NS/NAME@VERSION` (exactly that one).
     pub fn resolve(&self, reference: &str) -> Result<Arc<Workflow>, CatalogError> {
+        if !well_formed_reference(reference) {
+            return Err(CatalogError::BadReference(crate::model::clip(reference, 256)));
+        }
         let (path, version) = match reference.split_once('@') {
             Some((p, v)) => (p, Some(v)),
             None => (reference, None),
@@ -241,6 +244,32 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.workflows.is_empty()
     }
+}
+
+/// Whether `text` has the shape of a workflow reference (the API's documented pattern):
+/// `NS/NAME` or `NS/NAME@MAJOR.MINOR.PATCH`, names of letters, digits, `_`, `.` and `-`.
+pub fn well_formed_reference(text: &str) -> bool {
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    let number = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 9
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'))
+    };
+    let (path, version) = match text.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (text, None),
+    };
+    let path_ok = path.split_once('/').is_some_and(|(ns, n)| name(ns) && name(n));
+    let version_ok = version.is_none_or(|v| {
+        let parts: Vec<&str> = v.split('.').collect();
+        parts.len() == 3 && parts.iter().all(|p| number(p))
+    });
+    path_ok && version_ok
 }
 
 /// The largest workflow or manifest file read: 1 MiB.

@@ -8,7 +8,7 @@ mod keys;
 mod manifest;
 mod template;
 
-pub use catalog::{Catalog, Source, Workflow};
+pub use catalog::{well_formed_reference, Catalog, Source, Workflow};
 pub use error::{CatalogError, WorkflowError};
 pub use manifest::{Grant, GrantAction, Grantee, Manifest};
 pub use template::{limits, StepTemplate, Template};
