@@ -60,7 +60,7 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
         context.insert(
             0,
             Span::styled(
-                format!("  ⚠ disconnected, reconnecting: {why}"),
+                format!("  ⚠ disconnected, reconnecting: {}", crate::model::clip(why, 48)),
                 t.base().fg(t.step(S::Error)).add_modifier(Modifier::BOLD),
             ),
         );
