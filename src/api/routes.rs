@@ -460,11 +460,7 @@ pub async fn events(
     // the connection before any event resumes from here.
     let start = match after {
         Some(seq) => seq,
-        None => state
-            .engine
-            .store()
-            .last_event_seq()
-            .map_err(crate::engine::EngineError::from)?,
+        None => state.engine.query().newest_event()?,
     };
     let guard = state.streams.open(&who)?;
     let feed = client(&state, Caller(who)).events(Some(start)).await?;

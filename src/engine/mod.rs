@@ -34,17 +34,6 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// The one task `text` names among those `who` may read, without a running engine (the
-/// CLI's read-only commands). See `Engine::find_task`.
-pub fn find_task(
-    store: &dyn Store,
-    catalog: &Arc<Catalog>,
-    who: &Identity,
-    text: &str,
-) -> Result<Task, EngineError> {
-    lookup::find_readable(store, &crate::auth::Coordinator::new(catalog.clone()), who, text)
-}
-
 /// Who acts when no token is given: the local user, `$USER` (`operator` when unset or empty).
 /// It names the actor of transitions, so it follows a token subject's rules: 1-64 letters,
 /// digits, `_`, `-`, `.` or `@`, and never `engine` or `system` (the engine's own names).

@@ -246,6 +246,11 @@ impl Query {
         })
     }
 
+    /// The newest event's sequence number (0 when none): where a stream "from now" starts.
+    pub fn newest_event(&self) -> Result<u64, EngineError> {
+        Ok(self.store.last_event_seq()?)
+    }
+
     /// The events `who` may read, after the sequence number `after` (`None`: from now).
     pub fn events(
         &self,
