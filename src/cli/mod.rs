@@ -86,7 +86,7 @@ pub struct Cli {
     /// API requests per second allowed per identity (bursts of twice that); 0 for no limit.
     #[arg(long, global = true, default_value_t = crate::api::DEFAULT_RATE_LIMIT, value_name = "N")]
     pub rate_limit: u32,
-    /// Run the console or `run` without serving the API.
+    /// Run the console, `run` or `demo` without serving the API.
     #[arg(long, global = true)]
     pub no_api: bool,
     /// Console theme: dark, light, high-contrast, screencast, or a path to a theme file.
@@ -130,7 +130,7 @@ pub enum Command {
     },
     /// Run the engine and the HTTP API with no terminal UI (SIGTERM or Ctrl-C stops it).
     Serve,
-    /// Run the engine headless, resuming unfinished tasks (Ctrl-C stops it).
+    /// Run the engine headless (serving the API), resuming unfinished tasks (Ctrl-C stops it).
     Run {
         /// Exit once no task can make progress.
         #[arg(long)]
@@ -208,7 +208,7 @@ pub enum Command {
         #[arg(long, default_value = "operator retry")]
         reason: String,
     },
-    /// Cancel a task.
+    /// Cancel a task, and the unfinished tasks it delegated to.
     Cancel {
         /// The task: its id, a prefix, or the short id shown in tables.
         task: String,
