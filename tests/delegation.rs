@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::refunds::{agent, refund, submitted_and_approved, CS};
+use common::refunds::{self, agent, refund, submitted_and_approved, CS};
 
 use common::{start_blog, start_blog_with, temp_store};
 use serde_json::json;
@@ -14,6 +14,33 @@ use taskdeck::auth::{Identity, Role};
 use taskdeck::engine::{EngineConfig, SubmitRequest};
 use taskdeck::model::{StepState, Task, TaskState};
 use taskdeck::services::Services;
+
+/// A $75 refund whose step waits for its payments child, left by an engine that stopped; then,
+/// as `taskdeck cancel` runs it, an engine that runs nothing and never loaded the parent.
+async fn waiting_refund_then_admin_engine() -> (Arc<dyn taskdeck::store::Store>, Task, common::Harness) {
+    let services = Arc::new(Services::new(true));
+    let store = temp_store();
+    let first = start_blog(services.clone(), store.clone());
+    let clock = first.engine.clock();
+    let mut events = first.engine.subscribe();
+    let task = first
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
+    first.engine.shutdown(Duration::ZERO).await;
+    let admin = start_blog_with(
+        services,
+        store.clone(),
+        EngineConfig {
+            dispatch: false,
+            clock: Some(clock),
+            ..common::config()
+        },
+    );
+    (store, task, admin)
+}
 
 fn child_of(store: &Arc<dyn taskdeck::store::Store>, parent: &str) -> Task {
     let kids: Vec<Task> = store
@@ -31,12 +58,7 @@ async fn a_refund_without_the_email_the_payments_team_needs_is_refused_at_submit
     let h = start_blog(Arc::new(Services::new(true)), temp_store());
     let mut context = refund(5000);
     context.as_object_mut().unwrap().remove("customer_email");
-    let err = h
-        .engine
-        .submit(SubmitRequest::new(CS, context, agent()))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refunds::refused(&h, context).await;
     assert!(
         err.contains("$.customer_email: required field is missing"),
         "{err}"
@@ -137,30 +159,8 @@ async fn a_failed_refund_fails_the_delegating_step_with_the_payments_error() {
 
 #[tokio::test(start_paused = true)]
 async fn the_wait_survives_a_restart_and_a_child_cancelled_elsewhere_fails_it() {
-    let services = Arc::new(Services::new(true));
-    let store = temp_store();
-    let first = start_blog(services.clone(), store.clone());
-    let clock = first.engine.clock();
-    let mut events = first.engine.subscribe();
-    let task = first
-        .engine
-        .submit(SubmitRequest::new(CS, refund(7500), agent()))
-        .await
-        .unwrap();
-    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
-    first.engine.shutdown(Duration::ZERO).await;
+    let (store, task, admin) = waiting_refund_then_admin_engine().await;
     let child = child_of(&store, &task.id);
-
-    // As `taskdeck cancel` does it: an engine that runs nothing and never loaded the parent.
-    let admin = start_blog_with(
-        services.clone(),
-        store.clone(),
-        EngineConfig {
-            dispatch: false,
-            clock: Some(clock),
-            ..common::config()
-        },
-    );
     let payments = Identity::new("jake", "payments", Role::Operator);
     admin
         .engine
@@ -230,12 +230,7 @@ async fn an_address_the_email_service_cannot_deliver_to_is_refused_before_money_
     let h = start_blog(Arc::new(Services::new(true)), temp_store());
     let mut context = refund(5000);
     context["customer_email"] = json!("a@b");
-    let err = h
-        .engine
-        .submit(SubmitRequest::new(CS, context, agent()))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refunds::refused(&h, context).await;
     assert!(err.contains("$.customer_email"), "{err}");
 }
 
@@ -324,27 +319,7 @@ async fn cancelling_the_request_cancels_the_payments_task_it_delegated() {
 /// and a child asked for by a task that has already ended is not created.
 #[tokio::test(start_paused = true)]
 async fn an_administrative_cancel_reaches_the_child_in_the_store() {
-    let services = Arc::new(Services::new(true));
-    let store = temp_store();
-    let first = start_blog(services.clone(), store.clone());
-    let clock = first.engine.clock();
-    let mut events = first.engine.subscribe();
-    let task = first
-        .engine
-        .submit(SubmitRequest::new(CS, refund(7500), agent()))
-        .await
-        .unwrap();
-    while events.recv().await.unwrap().name != "step.waiting_for_child" {}
-    first.engine.shutdown(Duration::ZERO).await;
-    let admin = start_blog_with(
-        services,
-        store.clone(),
-        EngineConfig {
-            dispatch: false,
-            clock: Some(clock),
-            ..common::config()
-        },
-    );
+    let (store, task, admin) = waiting_refund_then_admin_engine().await;
     admin
         .engine
         .cancel(&task.id, &agent(), "duplicate")

@@ -380,12 +380,15 @@ fn checking_workflows_creates_no_data_directory() {
 #[test]
 fn planted_files_in_the_data_directory_are_refused_not_followed_or_waited_on() {
     let data = tempfile::tempdir().unwrap();
-    let out = run(
-        data.path(),
-        &[
-            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
-        ],
-    );
+    let issue = || {
+        run(
+            data.path(),
+            &[
+                "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
+            ],
+        )
+    };
+    let out = issue();
     assert!(out.status.success());
     let key = data.path().join("auth").join("jwt.key");
     // A key pointed at a world-readable file would let anyone sign.
@@ -394,22 +397,12 @@ fn planted_files_in_the_data_directory_are_refused_not_followed_or_waited_on() {
     std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::remove_file(&key).unwrap();
     std::os::unix::fs::symlink(&public, &key).unwrap();
-    let out = run(
-        data.path(),
-        &[
-            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
-        ],
-    );
+    let out = issue();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     std::fs::remove_file(&key).unwrap();
     std::fs::copy(&public, &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run(
-        data.path(),
-        &[
-            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
-        ],
-    );
+    let out = issue();
     assert!(
         stderr(&out).contains("readable by its owner only"),
         "{}",
@@ -417,31 +410,16 @@ fn planted_files_in_the_data_directory_are_refused_not_followed_or_waited_on() {
     );
     std::fs::remove_file(&key).unwrap();
     assert!(Command::new("mkfifo").arg(&key).status().unwrap().success());
-    let out = run(
-        data.path(),
-        &[
-            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
-        ],
-    );
+    let out = issue();
     assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
 
     // A key someone made readable to others, in a data directory with a store: refused, not
     // quietly made private again and used.
     std::fs::remove_file(&key).unwrap();
-    assert!(run(
-        data.path(),
-        &["token", "issue", "--sub", "a", "--team", "t", "--role", "operator"]
-    )
-    .status
-    .success());
+    assert!(issue().status.success());
     assert!(submit_pipeline(data.path()).status.success());
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run(
-        data.path(),
-        &[
-            "token", "issue", "--sub", "a", "--team", "t", "--role", "operator",
-        ],
-    );
+    let out = issue();
     assert!(
         stderr(&out).contains("readable by its owner only"),
         "{}",

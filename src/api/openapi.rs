@@ -28,28 +28,20 @@ impl Modify for Links {
             return;
         };
         let id = "$response.body#/id";
-        for operation in ["show_task", "retry_task", "cancel_task"] {
-            created.links.insert(
-                operation.into(),
-                RefOr::T(
-                    LinkBuilder::new()
-                        .operation_id(operation)
-                        .parameter("id", id)
-                        .build(),
-                ),
-            );
-        }
-        for operation in ["approve_step", "deny_step", "resolve_step"] {
-            created.links.insert(
-                operation.into(),
-                RefOr::T(
-                    LinkBuilder::new()
-                        .operation_id(operation)
-                        .parameter("id", id)
-                        .parameter("step", "get_manager_approval")
-                        .build(),
-                ),
-            );
+        let step = Some("get_manager_approval");
+        for (operation, step) in [
+            ("show_task", None),
+            ("retry_task", None),
+            ("cancel_task", None),
+            ("approve_step", step),
+            ("deny_step", step),
+            ("resolve_step", step),
+        ] {
+            let mut link = LinkBuilder::new().operation_id(operation).parameter("id", id);
+            if let Some(step) = step {
+                link = link.parameter("step", step);
+            }
+            created.links.insert(operation.into(), RefOr::T(link.build()));
         }
     }
 }

@@ -445,13 +445,15 @@ async fn serve(cli: &Cli, data: &Path) -> Result<i32> {
         },
         None => String::new(),
     };
-    say!(
+    // Output is a courtesy: a closed stdout (a pipe whose reader left) must not stop the
+    // server, nor skip its clean stop.
+    let _ = super::write_line(format_args!(
         "taskdeck serve: the engine over {} is at {url} (Ctrl-C or SIGTERM stops it)",
         data.display()
-    );
+    ));
     shutdown_signal().await;
     session.close(data, Duration::from_secs(10)).await;
-    say!("stopped");
+    let _ = super::write_line(format_args!("stopped"));
     Ok(0)
 }
 

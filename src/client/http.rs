@@ -55,16 +55,22 @@ pub struct HttpOptions {
 }
 
 pub struct Http {
+    conn: Arc<Connection>,
+    identity: Identity,
+    catalog: tokio::sync::OnceCell<Arc<Catalog>>,
+}
+
+/// The connection to one server, shared by the client and its event feed's task: how to
+/// reach it, how to authenticate, and whether it is up.
+struct Connection {
     url: String,
     http: reqwest::Client,
     credentials: Credentials,
-    prove_with: Option<Arc<Vec<u8>>>,
-    minted: Arc<Mutex<Option<(String, Instant)>>>,
-    /// Whether the server has proven it holds our key since the last connection failure
-    /// (only matters for minted tokens: a server that went away may be another one now).
-    proven: Arc<std::sync::atomic::AtomicBool>,
-    identity: Identity,
-    catalog: tokio::sync::OnceCell<Arc<Catalog>>,
+    prove_with: Option<Vec<u8>>,
+    minted: Mutex<Option<(String, Instant)>>,
+    /// Whether the server has proven it holds our key since the last connection failure (a
+    /// server that went away may be another one now).
+    proven: std::sync::atomic::AtomicBool,
     link: watch::Sender<Link>,
 }
 
@@ -128,33 +134,36 @@ impl Http {
             .build()
             .map_err(|e| Problem::new(ErrorKind::Unavailable, format!("cannot set up HTTP: {e}")))?;
         let (link, _) = watch::channel(Link::Up);
-        let mut client = Http {
+        let conn = Connection {
             url,
             http,
             prove_with: match (&options.credentials, options.prove_with) {
-                (Credentials::Key(key), _) => Some(Arc::new(key.clone())),
-                (_, given) => given.map(Arc::new),
+                (Credentials::Key(key), _) => Some(key.clone()),
+                (_, given) => given,
             },
             credentials: options.credentials,
-            minted: Arc::new(Mutex::new(None)),
-            proven: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            identity: Identity::new("", "", Role::Viewer),
-            catalog: tokio::sync::OnceCell::new(),
+            minted: Mutex::new(None),
+            proven: std::sync::atomic::AtomicBool::new(false),
             link,
         };
-        let who: Value = client.get("/v1/whoami").await?;
-        let role = who["role"].as_str().unwrap_or("").parse().unwrap_or(Role::Viewer);
-        client.identity = Identity::new(
-            who["sub"].as_str().unwrap_or(""),
-            who["team"].as_str().unwrap_or(""),
-            role,
-        );
-        if let Some(at) = who["expires_at"].as_i64() {
-            client.identity = client.identity.expiring_at(at);
-        }
-        Ok(client)
+        let who: crate::api::Whoami = conn.get("/v1/whoami").await?;
+        let role: Role = who.role.parse().map_err(|_| {
+            Problem::new(
+                ErrorKind::Unavailable,
+                format!("the server names an unknown role `{}`", who.role),
+            )
+        })?;
+        let mut identity = Identity::new(&who.sub, &who.team, role);
+        identity.expires_at = who.expires_at;
+        Ok(Http {
+            conn: Arc::new(conn),
+            identity,
+            catalog: tokio::sync::OnceCell::new(),
+        })
     }
+}
 
+impl Connection {
     /// Before a token minted with our key goes to this server, the server proves it holds the
     /// key (for a fresh nonce, bound to this URL). A process that took the port of a server
     /// that died, or relays another server's answers, cannot.
@@ -201,17 +210,6 @@ impl Http {
         } else {
             Err(refused("wrong proof: another key, or another address"))
         }
-    }
-
-    /// A step name as a path segment; one that cannot be sent (see `unsendable`) names no
-    /// step, so it gets the engine's answer, "task … has no step …", from the task as the
-    /// caller may read it.
-    async fn step_segment(&self, id: &str, step: &str) -> Result<String, Problem> {
-        if !unsendable(step) {
-            return Ok(seg(step));
-        }
-        let task = self.task(id).await?.task;
-        Err(crate::engine::EngineError::no_such_step(&task, step).into())
     }
 
     /// The bearer token for the next request. A minted one only after the server has proven
@@ -311,6 +309,19 @@ impl Http {
     }
 }
 
+impl Http {
+    /// A step name as a path segment; one that cannot be sent (see `unsendable`) names no
+    /// step, so it gets the engine's answer, "task … has no step …", from the task as the
+    /// caller may read it.
+    async fn step_segment(&self, id: &str, step: &str) -> Result<String, Problem> {
+        if !unsendable(step) {
+            return Ok(seg(step));
+        }
+        let task = self.task(id).await?.task;
+        Err(crate::engine::EngineError::no_such_step(&task, step).into())
+    }
+}
+
 /// Whether `text` cannot travel as a path segment: empty, or a dot segment that URL
 /// normalization removes.
 fn unsendable(text: &str) -> bool {
@@ -348,7 +359,7 @@ impl Client for Http {
     }
 
     fn endpoint(&self) -> Endpoint {
-        Endpoint::Remote(self.url.clone())
+        Endpoint::Remote(self.conn.url.clone())
     }
 
     fn now(&self) -> Timestamp {
@@ -356,13 +367,13 @@ impl Client for Http {
     }
 
     fn link(&self) -> Option<watch::Receiver<Link>> {
-        Some(self.link.subscribe())
+        Some(self.conn.link.subscribe())
     }
 
     async fn catalog(&self) -> Result<Arc<Catalog>, Problem> {
         self.catalog
             .get_or_try_init(|| async {
-                let files: Vec<CatalogFile> = self.get("/v1/workflows/files").await?;
+                let files: Vec<CatalogFile> = self.conn.get("/v1/workflows/files").await?;
                 let sources: Vec<Source> = files
                     .into_iter()
                     .map(|f| Source::Inline {
@@ -386,50 +397,59 @@ impl Client for Http {
     }
 
     async fn tasks(&self, query: &TaskQuery) -> Result<TaskPage, Problem> {
-        let request = self.http.get(format!("{}/v1/tasks", self.url)).query(query);
-        self.send(request).await
+        let request = self
+            .conn
+            .http
+            .get(format!("{}/v1/tasks", self.conn.url))
+            .query(query);
+        self.conn.send(request).await
     }
 
     async fn task(&self, id: &str) -> Result<TaskDetail, Problem> {
-        self.get(&format!("/v1/tasks/{}", task_segment(id)?)).await
+        self.conn.get(&format!("/v1/tasks/{}", task_segment(id)?)).await
     }
 
     async fn submit(&self, task: NewTask) -> Result<Task, Problem> {
-        self.post("/v1/tasks", &task).await
+        self.conn.post("/v1/tasks", &task).await
     }
 
     async fn submit_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<BatchItem>, Problem> {
-        let answer: crate::api::BatchResults =
-            self.post("/v1/tasks/batch", &json!({ "tasks": tasks })).await?;
+        let answer: crate::api::BatchResults = self
+            .conn
+            .post("/v1/tasks/batch", &json!({ "tasks": tasks }))
+            .await?;
         Ok(answer.results)
     }
 
     async fn retry(&self, id: &str, reason: &str) -> Result<Task, Problem> {
-        self.post(
-            &format!("/v1/tasks/{}/retry", task_segment(id)?),
-            &json!({ "reason": reason }),
-        )
-        .await
+        self.conn
+            .post(
+                &format!("/v1/tasks/{}/retry", task_segment(id)?),
+                &json!({ "reason": reason }),
+            )
+            .await
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem> {
-        self.post(
-            &format!("/v1/tasks/{}/cancel", task_segment(id)?),
-            &json!({ "reason": reason }),
-        )
-        .await
+        self.conn
+            .post(
+                &format!("/v1/tasks/{}/cancel", task_segment(id)?),
+                &json!({ "reason": reason }),
+            )
+            .await
     }
 
     async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem> {
-        self.post(
-            &format!(
-                "/v1/tasks/{}/steps/{}/resolve",
-                task_segment(id)?,
-                self.step_segment(id, step).await?
-            ),
-            &json!({ "results": results, "reason": reason }),
-        )
-        .await
+        self.conn
+            .post(
+                &format!(
+                    "/v1/tasks/{}/steps/{}/resolve",
+                    task_segment(id)?,
+                    self.step_segment(id, step).await?
+                ),
+                &json!({ "results": results, "reason": reason }),
+            )
+            .await
     }
 
     async fn decide(
@@ -439,40 +459,34 @@ impl Client for Http {
         approve: bool,
         note: Option<String>,
     ) -> Result<Task, Problem> {
-        if approve {
-            self.post(
-                &format!(
-                    "/v1/tasks/{}/steps/{}/approve",
-                    task_segment(id)?,
-                    self.step_segment(id, step).await?
-                ),
-                &json!({ "note": note }),
-            )
-            .await
+        let (verb, body) = if approve {
+            ("approve", json!({ "note": note }))
         } else {
-            self.post(
-                &format!(
-                    "/v1/tasks/{}/steps/{}/deny",
-                    task_segment(id)?,
-                    self.step_segment(id, step).await?
-                ),
-                &json!({ "reason": note.unwrap_or_default() }),
-            )
-            .await
-        }
+            ("deny", json!({ "reason": note.unwrap_or_default() }))
+        };
+        let path = format!(
+            "/v1/tasks/{}/steps/{}/{verb}",
+            task_segment(id)?,
+            self.step_segment(id, step).await?
+        );
+        self.conn.post(&path, &body).await
     }
 
     async fn approvals(&self) -> Result<Vec<PendingApproval>, Problem> {
-        self.get("/v1/approvals").await
+        self.conn.get("/v1/approvals").await
     }
 
     async fn status(&self) -> Result<Status, Problem> {
-        self.get("/health/status").await
+        self.conn.get("/health/status").await
     }
 
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
-        let (first, _) = self.open_events(after).await?;
-        Ok(self.feed(first, after))
+        let first = self.conn.open_events(after).await?;
+        let (tx, rx) = mpsc::channel::<Result<Event, Problem>>(1024);
+        tokio::spawn(follow(self.conn.clone(), first, after, tx));
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
     }
 }
 
@@ -481,9 +495,9 @@ type Sse = futures::stream::BoxStream<
     Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
 >;
 
-impl Http {
+impl Connection {
     /// Opens `/v1/events`; a refusal (401, 403, 400) is returned as the server's problem.
-    async fn open_events(&self, after: Option<u64>) -> Result<(Sse, Option<u64>), Problem> {
+    async fn open_events(&self, after: Option<u64>) -> Result<Sse, Problem> {
         use eventsource_stream::Eventsource;
         let mut request = self.http.get(format!("{}/v1/events", self.url));
         if let Some(seq) = after {
@@ -502,114 +516,94 @@ impl Http {
                 Err(_) => Problem::new(ErrorKind::Unavailable, format!("the server answered {status}")),
             });
         }
-        Ok((response.bytes_stream().eventsource().boxed(), after))
-    }
-
-    /// The feed: a task reads the stream and, when it breaks, reconnects with backoff after
-    /// the last sequence number it delivered.
-    fn feed(&self, first: Sse, after: Option<u64>) -> EventFeed {
-        let (tx, rx) = mpsc::channel::<Result<Event, Problem>>(1024);
-        let this = HttpFeed {
-            url: self.url.clone(),
-            http: self.http.clone(),
-            credentials: self.credentials.clone(),
-            prove_with: self.prove_with.clone(),
-            minted: self.minted.clone(),
-            proven: self.proven.clone(),
-            link: self.link.clone(),
-        };
-        tokio::spawn(this.run(first, after, tx));
-        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }))
+        Ok(response.bytes_stream().eventsource().boxed())
     }
 }
 
-/// What the feed task needs of the client.
-struct HttpFeed {
-    url: String,
-    http: reqwest::Client,
-    credentials: Credentials,
-    prove_with: Option<Arc<Vec<u8>>>,
-    minted: Arc<Mutex<Option<(String, Instant)>>>,
-    proven: Arc<std::sync::atomic::AtomicBool>,
-    link: watch::Sender<Link>,
-}
-
-impl HttpFeed {
-    async fn run(self, first: Sse, mut last: Option<u64>, tx: mpsc::Sender<Result<Event, Problem>>) {
-        let client = Http {
-            url: self.url,
-            http: self.http,
-            credentials: self.credentials,
-            prove_with: self.prove_with,
-            minted: self.minted,
-            proven: self.proven,
-            identity: Identity::new("", "", Role::Viewer),
-            catalog: tokio::sync::OnceCell::new(),
-            link: self.link,
-        };
-        let mut stream = Some(first);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if let Some(mut sse) = stream.take() {
-                client.link.send_replace(Link::Up);
-                // The backoff starts over only for a stream that worked for a while: one that
-                // a server opens and drops at once must not be retried ten times a second.
-                let opened = Instant::now();
-                while let Some(item) = sse.next().await {
-                    let Ok(message) = item else { break };
-                    // The server says where the stream starts, so a reconnection before the
-                    // first event resumes from there, not from a later "now".
-                    if message.event == "ready" {
-                        last = message.id.parse().ok().or(last);
-                        continue;
-                    }
-                    if message.event == "error" {
-                        let problem = serde_json::from_str::<crate::api::ErrorBody>(&message.data)
-                            .map(|b| b.error)
-                            .unwrap_or_else(|_| Problem::new(ErrorKind::Unavailable, message.data));
-                        let _ = tx.send(Err(problem)).await;
-                        return;
-                    }
-                    let Ok(event) = serde_json::from_str::<Event>(&message.data) else {
-                        continue;
-                    };
-                    last = Some(event.seq);
-                    if tx.send(Ok(event)).await.is_err() {
-                        return;
-                    }
+/// The event feed's task: reads the stream and, when it breaks, reconnects with backoff after
+/// the last sequence number it delivered.
+async fn follow(
+    client: Arc<Connection>,
+    first: Sse,
+    mut last: Option<u64>,
+    tx: mpsc::Sender<Result<Event, Problem>>,
+) {
+    let mut stream = Some(first);
+    let mut backoff = Duration::from_millis(100);
+    let mut renew = false;
+    loop {
+        if let Some(mut sse) = stream.take() {
+            client.link.send_replace(Link::Up);
+            // The backoff starts over only for a stream that worked for a while: one that
+            // a server opens and drops at once must not be retried ten times a second.
+            let opened = Instant::now();
+            while let Some(item) = sse.next().await {
+                let Ok(message) = item else { break };
+                // The server says where the stream starts, so a reconnection before the
+                // first event resumes from there, not from a later "now".
+                if message.event == "ready" {
+                    last = message.id.parse().ok().or(last);
+                    continue;
                 }
-                if tx.is_closed() {
+                if message.event == "error" {
+                    let problem = serde_json::from_str::<crate::api::ErrorBody>(&message.data)
+                        .map(|b| b.error)
+                        .unwrap_or_else(|_| Problem::new(ErrorKind::Unavailable, message.data));
+                    // A token minted here expired under a long stream: the next one is fresh.
+                    if problem.kind == ErrorKind::Unauthenticated
+                        && matches!(client.credentials, Credentials::Key(_))
+                    {
+                        renew = true;
+                        break;
+                    }
+                    let _ = tx.send(Err(problem)).await;
                     return;
                 }
-                if opened.elapsed() >= Duration::from_secs(5) {
-                    backoff = Duration::from_millis(100);
-                }
-                client.proven.store(false, std::sync::atomic::Ordering::Release);
-                client
-                    .link
-                    .send_replace(Link::Down("the connection to the server was lost".into()));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = tx.closed() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            match client.open_events(last).await {
-                Ok((sse, _)) => stream = Some(sse),
-                // Down, or (for a minted token) not yet proven to be our server again: retry.
-                Err(p)
-                    if p.kind == ErrorKind::Unavailable
-                        || (client.prove_with.is_some()
-                            && !client.proven.load(std::sync::atomic::Ordering::Acquire)) =>
-                {
-                    client.link.send_replace(Link::Down(p.message));
-                }
-                Err(p) => {
-                    let _ = tx.send(Err(p)).await;
+                let Ok(event) = serde_json::from_str::<Event>(&message.data) else {
+                    continue;
+                };
+                last = Some(event.seq);
+                if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
+            }
+            if tx.is_closed() {
+                return;
+            }
+            if std::mem::take(&mut renew) {
+                match client.open_events(last).await {
+                    Ok(sse) => {
+                        stream = Some(sse);
+                        continue;
+                    }
+                    Err(p) => client.link.send_replace(Link::Down(p.message)),
+                };
+            } else if opened.elapsed() >= Duration::from_secs(5) {
+                backoff = Duration::from_millis(100);
+            }
+            client.proven.store(false, std::sync::atomic::Ordering::Release);
+            client
+                .link
+                .send_replace(Link::Down("the connection to the server was lost".into()));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        match client.open_events(last).await {
+            Ok(sse) => stream = Some(sse),
+            // Down, or (for a minted token) not yet proven to be our server again: retry.
+            Err(p)
+                if p.kind == ErrorKind::Unavailable
+                    || (client.prove_with.is_some()
+                        && !client.proven.load(std::sync::atomic::Ordering::Acquire)) =>
+            {
+                client.link.send_replace(Link::Down(p.message));
+            }
+            Err(p) => {
+                let _ = tx.send(Err(p)).await;
+                return;
             }
         }
     }

@@ -174,6 +174,15 @@ pub mod refunds {
         task
     }
 
+    /// Why the agent's request with `context` is refused at submit.
+    pub async fn refused(h: &super::Harness, context: Value) -> String {
+        h.engine
+            .submit(taskdeck::engine::SubmitRequest::new(CS, context, agent()))
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
     /// The post's sample request for `cents`.
     pub fn refund(cents: i64) -> Value {
         json!({
