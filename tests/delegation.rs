@@ -344,3 +344,33 @@ async fn an_administrative_cancel_reaches_the_child_in_the_store() {
         "{late}"
     );
 }
+
+/// Work the payments task has already done cannot be undone by cancelling the request, so
+/// such a cancel is refused whole (found by racing `cancel` against the payout over the API).
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_payments_task_has_done_work_cannot_be_cancelled() {
+    let store = temp_store();
+    let h = start_blog(Arc::new(Services::new(true)), store.clone());
+    let mut events = h.engine.subscribe();
+    let task = h
+        .engine
+        .submit(SubmitRequest::new(CS, refund(7500), agent()))
+        .await
+        .unwrap();
+    loop {
+        let e = events.recv().await.unwrap();
+        if e.name == "step.completed" && e.workflow.starts_with("payments/") {
+            break;
+        }
+    }
+    let err = h
+        .engine
+        .cancel(&task.id, &agent(), "customer withdrew the ticket")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, taskdeck::engine::EngineError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("already completed"), "{err}");
+    h.engine.when_idle().await.unwrap();
+    assert_eq!(store.task(&task.id).unwrap().unwrap().state, TaskState::Complete);
+    assert_eq!(child_of(&store, &task.id).state, TaskState::Complete);
+}

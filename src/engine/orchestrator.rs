@@ -579,6 +579,20 @@ impl Orchestrator {
         if state.is_terminal() {
             return Err(EngineError::Conflict(format!("task {id} is already {state}")));
         }
+        // Cancelling cancels the delegated work too; work a child has already done (a refund
+        // the gateway has paid) cannot be undone by it, so such a cancel is refused whole.
+        let children = self.active_children(&id)?;
+        for child in &children {
+            let done = match self.tasks.get(child) {
+                Some(e) => e.task.done_steps(),
+                None => self.store.task(child)?.map_or(0, |t| t.done_steps()),
+            };
+            if done > 0 {
+                return Err(EngineError::Conflict(format!(
+                    "task {id} delegated its work to task {child}, which has already completed {done} step(s); cancelling would not undo them (cancel or let {child} finish first)"
+                )));
+            }
+        }
         let open: Vec<usize> = (0..self.tasks[&id].task.steps.len())
             .filter(|&i| !self.tasks[&id].task.steps[i].state.is_terminal())
             .collect();
@@ -592,7 +606,7 @@ impl Orchestrator {
         }
         self.task_change(&id, TaskEvent::Cancel, actor, Some(reason.to_string()));
         // The work it delegated goes with it: a cancelled refund request must not pay out.
-        for child in self.active_children(&id)? {
+        for child in children {
             let why = format!("task {id}, which asked for it, was cancelled: {reason}");
             match self.cancel(
                 &child,
