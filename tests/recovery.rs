@@ -272,7 +272,7 @@ async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_st
         attempt: 1,
         reason: None,
         error: None,
-        step: Some(Box::new(step)),
+        step: Some(Box::new(step.status())),
     };
     let start = Transition {
         seq: snapshot.seq + 1,

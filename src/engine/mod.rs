@@ -8,6 +8,7 @@ mod backoff;
 mod clock;
 mod command;
 mod delegate;
+mod entry;
 mod events;
 mod lookup;
 mod orchestrator;

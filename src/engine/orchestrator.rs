@@ -8,6 +8,7 @@
 
 use super::backoff;
 use super::command::{Command, EngineError, SubmitRequest};
+use super::entry::Entry;
 use super::events::{names, Event, EventBus};
 use super::runner::{self, Attempt};
 use super::{Clock, EngineConfig};
@@ -22,7 +23,7 @@ use crate::workflow::Catalog;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -37,31 +38,6 @@ pub(crate) enum Message {
     Outcome(Attempt, Result<Value, StepError>),
     /// An event a handler published: stored and sequenced with the next commit.
     Custom(Event),
-}
-
-/// A task the orchestrator is driving, with its step graph precomputed.
-struct Entry {
-    task: Task,
-    context: Arc<Value>,
-    children: Vec<Vec<usize>>,
-}
-
-impl Entry {
-    fn new(task: Task) -> Self {
-        let mut children = vec![Vec::new(); task.steps.len()];
-        for (i, step) in task.steps.iter().enumerate() {
-            for parent in &step.depends_on {
-                if let Some(p) = task.step_index(parent) {
-                    children[p].push(i);
-                }
-            }
-        }
-        Entry {
-            context: Arc::new(task.context.clone()),
-            task,
-            children,
-        }
-    }
 }
 
 /// Work that waits for the current group to be durable.
@@ -357,7 +333,7 @@ impl Orchestrator {
                 let _ = reply.send(Err(e));
             })),
             Ok(id) => {
-                let snapshot = self.tasks.get(&id).map(|e| e.task.clone());
+                let snapshot = self.tasks.get(&id).map(Entry::snapshot);
                 self.after_commit.push(Box::new(move |ok| {
                     let _ = reply.send(match (ok, snapshot) {
                         (true, Some(task)) => Ok(task),
@@ -745,12 +721,7 @@ impl Orchestrator {
         }
         // Every step downstream of this one: if one is a gate that has not approved, results
         // given here by hand would decide it (a policy check that says "no approval needed").
-        let mut seen = vec![false; task.steps.len()];
-        let mut stack = entry.children[index].clone();
-        while let Some(i) = stack.pop() {
-            if std::mem::replace(&mut seen[i], true) {
-                continue;
-            }
+        for i in entry.descendants(index) {
             let s = &task.steps[i];
             if self.is_gate(s) && !s.state.satisfies_dependency() {
                 return refuse(format!(
@@ -758,7 +729,6 @@ impl Orchestrator {
                     s.name
                 ));
             }
-            stack.extend(entry.children[i].iter().copied());
         }
         Ok(())
     }
@@ -782,7 +752,7 @@ impl Orchestrator {
     /// Queues every ready step of a task and arms the timers of steps waiting for retry.
     fn schedule_task(&mut self, id: &str) {
         let entry = &self.tasks[id];
-        for i in entry.task.ready_steps() {
+        for i in entry.ready_steps() {
             self.ready.push_back((id.to_string(), i));
         }
         for (i, step) in entry.task.steps.iter().enumerate() {
@@ -799,10 +769,8 @@ impl Orchestrator {
 
     fn schedule_children(&mut self, id: &str, index: usize) {
         let entry = &self.tasks[id];
-        for &child in &entry.children[index] {
-            if entry.task.is_ready(child) {
-                self.ready.push_back((id.to_string(), child));
-            }
+        for child in entry.ready_children(index) {
+            self.ready.push_back((id.to_string(), child));
         }
     }
 
@@ -825,7 +793,7 @@ impl Orchestrator {
                     Some("backoff elapsed".into()),
                     None,
                 );
-                if self.tasks[&id].task.is_ready(i) {
+                if self.tasks[&id].is_ready(i) {
                     self.ready.push_back((id, i));
                 }
             }
@@ -1178,7 +1146,7 @@ impl Orchestrator {
             let Some(entry) = self.tasks.get_mut(&id) else {
                 continue;
             };
-            if !entry.task.state.is_active() || !entry.task.is_ready(i) {
+            if !entry.task.state.is_active() || !entry.is_ready(i) {
                 continue; // queued twice, or changed since it was queued
             }
             if entry.task.state == TaskState::Pending {
@@ -1291,11 +1259,12 @@ impl Orchestrator {
     /// Finalizes a task when its steps allow: complete when all are done, error when a step
     /// failed and nothing else can run.
     fn evaluate(&mut self, id: &str) {
-        let task = &self.tasks[id].task;
+        let entry = &self.tasks[id];
+        let task = &entry.task;
         if !task.state.is_active() {
             return;
         }
-        match task.execution_status() {
+        match entry.execution_status() {
             ExecutionStatus::AllComplete => {
                 if task.state == TaskState::Pending {
                     self.task_change(id, TaskEvent::Start, ENGINE, None);
@@ -1330,23 +1299,23 @@ impl Orchestrator {
         let now = self.clock.now();
         // Callers hold a loaded task (see `step_mut`): a miss is a bug here, not bad input.
         let entry = self.tasks.get_mut(id).expect("step_change on a loaded task");
-        let step = &mut entry.task.steps[i];
-        let from = step.state;
+        let from = entry.task.steps[i].state;
         let to = match step_transition(from, event) {
             Ok(to) => to,
             Err(e) => {
                 // The orchestrator only asks for legal changes; reaching this is a bug, and
                 // refusing it keeps the stored state consistent.
-                tracing::error!(task = id, step = %step.name, "{e}");
+                tracing::error!(task = id, step = %entry.task.steps[i].name, "{e}");
                 return;
             }
         };
-        step.state = to;
+        entry.set_state(i, to);
+        let step = &entry.task.steps[i];
         let attempt = step.attempts;
         let name = step.name.clone();
         // Callers change the step's other fields before its state, so this copy is the step
         // as it stands after the transition.
-        let after = Box::new(step.clone());
+        let after = Box::new(step.status());
         entry.task.updated_at = now;
         self.record(
             id,
@@ -1434,7 +1403,7 @@ impl Orchestrator {
         actor: &str,
         reason: Option<String>,
         error: Option<crate::model::ErrorInfo>,
-        step: Option<Box<Step>>,
+        step: Option<Box<crate::model::StepStatus>>,
     ) {
         self.seq += 1;
         if let Some(entry) = self.tasks.get_mut(id) {
@@ -1517,12 +1486,7 @@ impl Orchestrator {
         let entry = &self.tasks[&id];
         let task = &entry.task;
         let step = &task.steps[i];
-        let results: BTreeMap<String, Value> = task
-            .steps
-            .iter()
-            .filter(|s| s.state.satisfies_dependency())
-            .filter_map(|s| s.results.clone().map(|r| (s.name.clone(), r)))
-            .collect();
+        let results = entry.inputs(i);
         let tx = self.tx.clone();
         let clock = self.clock;
         let (task_id, workflow, step_name) = (id.clone(), task.workflow_ref(), step.name.clone());

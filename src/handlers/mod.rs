@@ -77,7 +77,8 @@ pub struct StepInput {
     pub version: String,
     pub step: String,
     pub context: Arc<Value>,
-    /// Results of the task's completed (or manually resolved) steps, by step name.
+    /// Results of the step's ancestors (its parents, their parents, …) that completed or were
+    /// resolved by hand, by step name.
     pub results: Arc<BTreeMap<String, Value>>,
     pub handler_config: Value,
     /// The same for every attempt of this step, across restarts: pass it to services so that

@@ -191,6 +191,72 @@ pub struct Step {
     pub interruptions: u32,
 }
 
+/// What changes in a step as it runs (everything of `Step` but its definition): what a
+/// transition carries and what the store keeps per step, so a change writes bytes in
+/// proportion to the step, never to the task. Absent fields are `null`/0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepStatus {
+    pub state: StepState,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub budget_start: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildWait>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interruptions: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Step {
+    /// The step's changing part.
+    pub fn status(&self) -> StepStatus {
+        StepStatus {
+            state: self.state,
+            attempts: self.attempts,
+            budget_start: self.budget_start,
+            results: self.results.clone(),
+            last_error: self.last_error.clone(),
+            next_attempt_at: self.next_attempt_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            approval: self.approval.clone(),
+            child: self.child.clone(),
+            interruptions: self.interruptions,
+        }
+    }
+
+    /// Replaces the step's changing part.
+    pub fn set_status(&mut self, s: StepStatus) {
+        self.state = s.state;
+        self.attempts = s.attempts;
+        self.budget_start = s.budget_start;
+        self.results = s.results;
+        self.last_error = s.last_error;
+        self.next_attempt_at = s.next_attempt_at;
+        self.started_at = s.started_at;
+        self.finished_at = s.finished_at;
+        self.approval = s.approval;
+        self.child = s.child;
+        self.interruptions = s.interruptions;
+    }
+}
+
 /// Attempts in a row a step may lose to engine crashes before it fails with
 /// `INTERRUPTED_REPEATEDLY`.
 pub const MAX_INTERRUPTIONS: u32 = 100;
@@ -298,8 +364,8 @@ impl Task {
                     return;
                 };
                 match &t.step {
-                    Some(after) if after.name == *name => self.steps[index] = (**after).clone(),
-                    _ => {
+                    Some(after) => self.steps[index].set_status((**after).clone()),
+                    None => {
                         if let Ok(state) = t.to.parse() {
                             self.steps[index].state = state;
                         }
@@ -341,8 +407,8 @@ pub struct Transition {
     pub attempt: u32,
     pub reason: Option<String>,
     pub error: Option<ErrorInfo>,
-    /// For a step transition: the step as it stood after it (results, error, deadlines,
-    /// approval), so that replaying the log restores everything a snapshot would.
+    /// For a step transition: the step's status after it (results, error, deadlines,
+    /// approval), so that replaying the log restores everything a step record would.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<Box<Step>>,
+    pub step: Option<Box<StepStatus>>,
 }
