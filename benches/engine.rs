@@ -76,7 +76,7 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
     }
     engine.when_idle().await.unwrap();
     let elapsed = start.elapsed();
-    let tasks_done = engine.store().tasks().unwrap();
+    let tasks_done = taskdeck::store::all_tasks(&**engine.store()).unwrap();
     assert!(tasks_done
         .iter()
         .all(|t| t.state == taskdeck::model::TaskState::Complete));

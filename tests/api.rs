@@ -460,7 +460,8 @@ async fn listings_page_with_cursors_and_a_tampered_cursor_is_refused() {
             None => break,
         }
     }
-    assert_eq!(seen, made, "every task once, oldest first");
+    made.reverse();
+    assert_eq!(seen, made, "every task once, newest first");
     let (_, page) = s.call("GET", "/v1/tasks?limit=2", Some(&t), None).await;
     let good = page["next_cursor"].as_str().unwrap().to_string();
     let mut forged = good.clone().into_bytes();

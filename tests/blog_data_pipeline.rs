@@ -246,7 +246,7 @@ async fn a_missing_date_range_is_rejected_and_a_bad_one_is_permanent() {
     )
     .await;
     assert!(err.contains("$.date_range.start_date"), "{err}");
-    assert!(h.store.tasks().unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
 
     let backwards = json!({ "date_range": { "start_date": "2024-02-01", "end_date": "2024-01-01" } });
     let task = h.run(WF, backwards).await;

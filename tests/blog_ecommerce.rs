@@ -247,7 +247,7 @@ async fn missing_context_fields_are_rejected_with_their_paths() {
         err.contains("$.customer_info.email: required field is missing"),
         "{err}"
     );
-    assert!(h.store.tasks().unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]

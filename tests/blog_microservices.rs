@@ -257,5 +257,5 @@ async fn a_missing_email_is_rejected_with_its_path() {
         err.contains("$.user_info.email: required field is missing"),
         "{err}"
     );
-    assert!(h.store.tasks().unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
 }

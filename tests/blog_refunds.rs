@@ -24,8 +24,7 @@ async fn submit(
 }
 
 fn children(h: &common::Harness, parent: &str) -> Vec<Task> {
-    h.store
-        .tasks()
+    taskdeck::store::all_tasks(&*h.store)
         .unwrap()
         .into_iter()
         .filter(|t| t.parent.as_deref() == Some(parent))
@@ -336,7 +335,7 @@ async fn submitting_into_another_teams_namespace_needs_a_grant() {
         .await
         .is_err());
     assert_eq!(
-        h.store.tasks().unwrap().len(),
+        taskdeck::store::all_tasks(&*h.store).unwrap().len(),
         1,
         "refused submissions store nothing"
     );
@@ -391,5 +390,5 @@ async fn a_repeated_delegation_finds_the_task_it_created() {
     h.engine.when_idle().await.unwrap();
     let again = h.engine.submit(request).await.unwrap();
     assert_eq!(first.id, again.id);
-    assert_eq!(h.store.tasks().unwrap().len(), 1);
+    assert_eq!(taskdeck::store::all_tasks(&*h.store).unwrap().len(), 1);
 }

@@ -472,7 +472,7 @@ steps:
         .iter()
         .any(|v| v == "$.customer_info.email: required field is missing"));
     assert!(violations.iter().any(|v| v.starts_with("$.cart_items: ")));
-    assert!(h.store.tasks().unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -493,7 +493,7 @@ async fn lagging_and_failing_subscribers_never_affect_a_workflow() {
     }
     h.engine.when_idle().await.unwrap();
     assert!(crashed.await.unwrap_err().is_panic());
-    let tasks = h.store.tasks().unwrap();
+    let tasks = taskdeck::store::all_tasks(&*h.store).unwrap();
     assert_eq!(tasks.len(), 5);
     assert!(tasks.iter().all(|t| t.state == TaskState::Complete));
     assert!(matches!(

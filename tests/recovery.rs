@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use taskdeck::engine::{Clock, EngineConfig};
 use taskdeck::handlers::Registry;
-use taskdeck::model::{StepState, TaskState};
-use taskdeck::store::{Durability, SledStore, Store};
+use taskdeck::model::{StepState, Subject, TaskState, Transition};
+use taskdeck::store::{Durability, SledStore, Store, TaskWrite};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_taskdeck"))
@@ -196,7 +196,35 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
     crashed.steps[2].state = StepState::WaitingForRetry;
     crashed.steps[2].attempts = 1;
     crashed.steps[2].next_attempt_at = Some(deadline);
-    store.commit(&[&crashed], &[], &[]).unwrap();
+    // What the log held when the engine stopped: each change carries the step's status.
+    let log: Vec<Transition> = [None, Some(0), Some(1), Some(2)]
+        .into_iter()
+        .enumerate()
+        .map(|(n, step)| Transition {
+            seq: crashed.seq + 1 + n as u64,
+            task_id: task.id.clone(),
+            at: Clock::new().now(),
+            actor: "engine".into(),
+            subject: step.map_or(Subject::Task, |i| Subject::Step(crashed.steps[i].name.clone())),
+            from: None,
+            to: step.map_or("in_progress".into(), |i| crashed.steps[i].state.to_string()),
+            attempt: 1,
+            reason: None,
+            error: None,
+            step: step.map(|i| Box::new(crashed.steps[i].status())),
+        })
+        .collect();
+    crashed.seq += log.len() as u64;
+    store
+        .commit(
+            &[TaskWrite {
+                task: &crashed,
+                context: None,
+            }],
+            &log,
+            &[],
+        )
+        .unwrap();
 
     let mut h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config());
     // Resumption needs no prompt: wait for the task to complete without sending a command.
@@ -250,7 +278,6 @@ fn completed(step: &taskdeck::model::Step, results: Value) -> taskdeck::model::S
 
 #[tokio::test(start_paused = true)]
 async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_step_never_reruns() {
-    use taskdeck::model::{Subject, Transition};
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
     let task = created_not_run(&store).await;
     let snapshot = store.task(&task.id).unwrap().unwrap();
@@ -489,7 +516,7 @@ fn one_unreadable_record_hides_no_other_task() {
     drop(store);
     let sled = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
     sled.db()
-        .open_tree("tasks")
+        .open_tree("headers")
         .unwrap()
         .insert("zz-broken", &b"{not json"[..])
         .unwrap();
@@ -498,7 +525,7 @@ fn one_unreadable_record_hides_no_other_task() {
         .unwrap()
         .insert("zz-broken", &[][..])
         .unwrap();
-    let tasks = sled.tasks().unwrap();
+    let tasks = taskdeck::store::all_tasks(&sled).unwrap();
     assert_eq!(
         tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         [id.as_str()]

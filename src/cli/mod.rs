@@ -44,7 +44,7 @@ pub struct Cli {
     /// Extra folder (or file) of workflow YAML, loaded beside the bundled workflows. Repeatable.
     #[arg(long = "workflows", global = true, value_name = "DIR")]
     pub workflows: Vec<PathBuf>,
-    /// When a transition is on disk: `immediate` (flushed before it is acknowledged) or `relaxed`.
+    /// When a transition is on disk: `immediate` (on stable storage, fdatasync'd, before it is acknowledged) or `relaxed` (written every 500 ms; for demos).
     #[arg(long, global = true, value_enum, default_value_t = Durability::Immediate, env = "TASKDECK_DURABILITY")]
     pub durability: Durability,
     /// Most steps running at once.
@@ -470,6 +470,17 @@ fn engine(cli: &Cli, ctx: &Opened, dispatch: bool) -> Result<Engine> {
         ctx.catalog.clone(),
         ctx.registry.clone(),
     )?)
+}
+
+/// `--durability` takes the store's modes by name (the store itself knows nothing of clap).
+impl clap::ValueEnum for Durability {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Durability::Immediate, Durability::Relaxed]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ impl Client for Local {
             namespace: query.namespace.clone(),
             state: query.state,
             workflow: query.workflow.clone(),
+            since: query.since,
         };
         let (tasks, next) = self.engine.query().tasks(
             &self.identity,

@@ -74,6 +74,9 @@ pub struct TaskQuery {
         pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8}))?$"
     )]
     pub workflow: Option<String>,
+    /// Only tasks created at or after this time, in milliseconds since the Unix epoch.
+    #[param(minimum = 0)]
+    pub since: Option<i64>,
     /// Most tasks in the page, 1–1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -85,7 +88,7 @@ pub struct TaskQuery {
 /// The default page size of a listing.
 pub const DEFAULT_PAGE: usize = 100;
 
-/// One page of tasks, oldest first.
+/// One page of tasks, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskPage {
     pub tasks: Vec<Task>,

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub(super) struct Entry {
+    /// The task, with its context moved out into `context` (one copy in memory; `snapshot`
+    /// puts it back).
     pub task: Task,
     /// The task's context, shared with the handlers it runs.
     pub context: Arc<Value>,
@@ -29,8 +31,8 @@ fn slot(state: StepState) -> usize {
 }
 
 impl Entry {
-    pub fn new(task: Task) -> Self {
-        let context = Arc::new(task.context.clone());
+    pub fn new(mut task: Task) -> Self {
+        let context = Arc::new(std::mem::take(&mut task.context));
         let index: HashMap<&str, u32> = task
             .steps
             .iter()
@@ -69,9 +71,11 @@ impl Entry {
         entry
     }
 
-    /// The task as a whole, for replies.
+    /// The task as a whole (context included), for replies.
     pub fn snapshot(&self) -> Task {
-        self.task.clone()
+        let mut task = self.task.clone();
+        task.context = (*self.context).clone();
+        task
     }
 
     /// Whether step `i` may start now: pending, with every parent complete or resolved.
@@ -264,6 +268,7 @@ mod tests {
             s.results = Some(serde_json::json!(i));
         }
         let e = Entry::new(t);
+        assert_eq!(e.task.context, Value::Null);
         assert_eq!(e.snapshot().context, serde_json::json!({"a": 1}));
         assert_eq!(e.inputs(3).keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(e.inputs(1).keys().collect::<Vec<_>>(), ["a"]);

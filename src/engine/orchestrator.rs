@@ -18,7 +18,7 @@ use crate::model::{
     step_transition, task_transition, Approval, Decision, ErrorInfo, ExecutionStatus, Step, StepError,
     StepEvent, StepState, Subject, Task, TaskEvent, TaskState, Timestamp, Transition,
 };
-use crate::store::Store;
+use crate::store::{Store, TaskWrite};
 use crate::workflow::Catalog;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -66,6 +66,8 @@ pub(crate) struct Orchestrator {
     event_seq: u64,
     // The group being built this turn.
     dirty: HashSet<String>,
+    /// Tasks submitted this turn (their context and step definitions are written once).
+    created: HashSet<String>,
     transitions: Vec<Transition>,
     events: Vec<Event>,
     to_spawn: Vec<(String, usize)>,
@@ -114,6 +116,7 @@ impl Orchestrator {
             seq,
             event_seq,
             dirty: HashSet::new(),
+            created: HashSet::new(),
             transitions: Vec::new(),
             events: Vec::new(),
             to_spawn: Vec::new(),
@@ -446,6 +449,7 @@ impl Orchestrator {
             seq: 0,
         };
         self.tasks.insert(id.clone(), Entry::new(task));
+        self.created.insert(id.clone());
         let reason = req.parent.as_ref().map(|p| format!("delegated by task {p}"));
         self.record(
             &id,
@@ -1449,13 +1453,16 @@ impl Orchestrator {
         let ok = if self.dirty.is_empty() && self.transitions.is_empty() && self.events.is_empty() {
             true
         } else {
-            let snapshots: Vec<&Task> = self
+            let writes: Vec<TaskWrite> = self
                 .dirty
                 .iter()
-                .filter_map(|id| self.tasks.get(id))
-                .map(|e| &e.task)
+                .filter_map(|id| self.tasks.get(id).map(|e| (id, e)))
+                .map(|(id, e)| TaskWrite {
+                    task: &e.task,
+                    context: self.created.contains(id).then_some(&*e.context),
+                })
                 .collect();
-            match self.store.commit(&snapshots, &self.transitions, &self.events) {
+            match self.store.commit(&writes, &self.transitions, &self.events) {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!("store commit failed, stopping the engine: {e}");
@@ -1464,6 +1471,7 @@ impl Orchestrator {
             }
         };
         self.dirty.clear();
+        self.created.clear();
         self.transitions.clear();
         if ok {
             for event in self.events.drain(..) {

@@ -10,7 +10,7 @@ use super::events::Event;
 use super::stream::EventStream;
 use crate::auth::{Coordinator, Identity, Request};
 use crate::model::{ApprovalRequest, StepState, Task, TaskState, Timestamp, Transition};
-use crate::store::Store;
+use crate::store::{Listing, Store};
 use crate::workflow::Catalog;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -29,6 +29,8 @@ pub struct TaskFilter {
     pub state: Option<TaskState>,
     /// `NS/NAME` (every version) or `NS/NAME@VERSION`.
     pub workflow: Option<String>,
+    /// Only tasks created at or after this time (ms since the Unix epoch).
+    pub since: Option<Timestamp>,
 }
 
 /// A step waiting for a person's decision, as the approvals inbox lists it.
@@ -92,9 +94,10 @@ impl Query {
         &self.coordinator
     }
 
-    /// One page of the tasks `who` may read that match `filter`, oldest first, starting
-    /// after the task id `after`; with the id to pass as `after` for the next page when there
-    /// may be more. `limit` is capped at `MAX_PAGE`.
+    /// One page of the tasks `who` may read that match `filter`, newest first, starting
+    /// after the task id `after` (the previous page's last); with the id to pass as `after`
+    /// for the next page when there may be more. `limit` is capped at `MAX_PAGE`. Reads one
+    /// of the store's indexes, never the whole history.
     ///
     /// Errors: `Denied` for an expired identity; `Invalid` for an unknown namespace or a bad
     /// workflow reference.
@@ -131,14 +134,18 @@ impl Query {
             None => None,
         };
         let limit = limit.clamp(1, MAX_PAGE);
-        let accept = |t: &Task| {
-            filter.namespace.as_ref().is_none_or(|ns| &t.namespace == ns)
-                && filter.state.is_none_or(|s| t.state == s)
-                && workflow.as_ref().is_none_or(|w| w.matches(t))
-                && self.coordinator.may_read(who, t)
+        let accept =
+            |t: &Task| workflow.as_ref().is_none_or(|w| w.matches(t)) && self.coordinator.may_read(who, t);
+        let listing = Listing {
+            namespace: filter.namespace.clone(),
+            state: filter.state,
+            workflow: workflow.as_ref().map(|w| (w.namespace.clone(), w.name.clone())),
+            before: after.map(str::to_string),
+            since: filter.since,
+            headers_only: false,
         };
         // One more than asked says whether another page exists.
-        let mut tasks = self.store.tasks_after(after, &accept, limit + 1)?;
+        let mut tasks = self.store.list(&listing, &accept, limit + 1)?;
         // A page also ends at `MAX_PAGE_BYTES` of tasks (contexts can be a MiB each).
         let mut bytes = 0usize;
         let fits = tasks
@@ -197,7 +204,17 @@ impl Query {
         self.coordinator.authenticate(who)?;
         let now = self.clock.now();
         let mut waiting = Vec::new();
-        for task in self.store.active_tasks()? {
+        let mut ids: Vec<String> = self
+            .store
+            .waiting_for_decision()?
+            .into_iter()
+            .map(|w| w.task_id)
+            .collect();
+        ids.dedup();
+        for id in ids {
+            let Some(task) = self.store.task(&id)? else {
+                continue;
+            };
             if !self.coordinator.may_read(who, &task) {
                 continue;
             }
@@ -225,18 +242,18 @@ impl Query {
     pub fn status(&self, who: &Identity) -> Result<Status, EngineError> {
         self.coordinator.authenticate(who)?;
         let hour_ago = self.clock.now().saturating_sub(3_600_000);
-        let (mut active, mut pending, mut failed) = (0, 0, 0);
-        for task in self.store.tasks()? {
-            if !self.coordinator.may_read(who, &task) {
-                continue;
-            }
-            match task.state {
-                TaskState::InProgress => active += 1,
-                TaskState::Pending => pending += 1,
-                TaskState::Error if task.updated_at >= hour_ago => failed += 1,
-                _ => {}
-            }
-        }
+        let count = |state: TaskState, keep: &dyn Fn(&Task) -> bool| -> Result<usize, EngineError> {
+            let listing = Listing {
+                state: Some(state),
+                headers_only: true,
+                ..Listing::default()
+            };
+            let accept = |t: &Task| keep(t) && self.coordinator.may_read(who, t);
+            Ok(self.store.list(&listing, &accept, usize::MAX)?.len())
+        };
+        let active = count(TaskState::InProgress, &|_| true)?;
+        let pending = count(TaskState::Pending, &|_| true)?;
+        let failed = count(TaskState::Error, &|t| t.updated_at >= hour_ago)?;
         Ok(Status {
             active,
             pending,

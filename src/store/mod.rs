@@ -1,23 +1,29 @@
-//! Persistence of model records behind the `Store` trait: an append-only transition log plus
-//! one snapshot per task. sled is the implementation today; the trait keeps it replaceable.
+//! Persistence of model records behind the `Store` trait: an append-only transition log, one
+//! small record per task (its header), per step (its status) and per context, and indexes for
+//! every listing. sled is the implementation today; the trait names no sled type, so a second
+//! backend (PostgreSQL) passes the same conformance suite (`tests/store_conformance.rs`).
 
 // Input never panics the engine: no `unwrap` here outside tests (issue 8).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 mod sled_store;
+mod sync;
 
-use crate::model::{Event, Task, Transition};
+use crate::model::{Event, Task, TaskState, Timestamp, Transition};
+use serde_json::Value;
 pub use sled_store::SledStore;
 
 /// When a commit is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// Flushed before `commit` returns; the engine groups the transitions that happen together
-    /// into one commit, so they share one flush.
+    /// On stable storage before `commit` returns: sled's flush, then `fdatasync` of the files
+    /// it wrote (the log, new blob files and their directory). The engine groups the
+    /// transitions that happen together into one commit, so they share one sync.
     #[default]
     Immediate,
-    /// Left to sled's background flush (every 500 ms): faster, but a crash may lose the last
-    /// half second. For demos.
+    /// Written to the operating system by sled's background flush every 500 ms, which also
+    /// `fsync`s: a process crash (`kill -9`) may lose the last half second, a power cut
+    /// the last half second plus whatever the disk had not written. For demos.
     Relaxed,
 }
 
@@ -44,8 +50,9 @@ pub enum StoreError {
     /// The data directory had a store (its marker file says so) and the store is gone.
     #[error("the store {path} is missing, but this data directory had one ({marker}); restore it from a backup, or delete {marker} to start with an empty store")]
     Missing { path: String, marker: String },
+    /// The backend failed (a disk error, a lost database connection); the message says how.
     #[error("storage error: {0}")]
-    Sled(sled::Error),
+    Backend(String),
     #[error("stored record {key} is unreadable: {cause}")]
     Corrupt { key: String, cause: String },
     #[error("cannot encode a record for the store: {0}")]
@@ -56,25 +63,59 @@ pub enum StoreError {
     Ambiguous { prefix: String, matches: String },
 }
 
-// Not `#[from]`: a sled error is shown once, in this error's own message, not again as its
-// source (anyhow's `{:#}` prints the chain).
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Sled(e)
-    }
+/// A task written by a commit: its header (state, times, `seq`) always; for a task created in
+/// this group (`context` is `Some`), its context and step definitions too. Step statuses come
+/// from the group's transitions, so a commit writes what changed, never the whole task.
+pub struct TaskWrite<'a> {
+    /// The task as it stands after the group (its `context` field is not read).
+    pub task: &'a Task,
+    pub context: Option<&'a Value>,
 }
 
+/// Which tasks a listing returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub namespace: Option<String>,
+    pub state: Option<TaskState>,
+    /// Namespace and name of a workflow (every version).
+    pub workflow: Option<(String, String)>,
+    /// Only tasks whose id sorts before this one (the previous page's last id): ids are
+    /// UUIDv7, so this is "created before".
+    pub before: Option<String>,
+    /// Only tasks created at or after this time (ms since the Unix epoch).
+    pub since: Option<Timestamp>,
+    /// Headers only: steps empty and context `null` (counts and filters need no more).
+    pub headers_only: bool,
+}
+
+/// A step waiting for a person's decision, as the approvals index finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub task_id: String,
+    pub step: String,
+}
+
+/// The store. Every method is a short synchronous call on the embedded store; the engine calls
+/// `commit` from its own task, once per turn.
 pub trait Store: Send + Sync {
-    /// Writes task snapshots, transitions and the events that announce them as one group;
-    /// with `Immediate` durability they are on disk when this returns. Events carry their
-    /// sequence numbers (`Event::seq`, increasing, assigned by the engine).
-    fn commit(&self, tasks: &[&Task], transitions: &[Transition], events: &[Event])
-        -> Result<(), StoreError>;
+    /// Writes task headers (and, for new tasks, contexts and step definitions), the
+    /// transitions and the events that announce them as one group. Atomic to every reader of
+    /// this trait: a crash at any point leaves either the group or, after `open`'s recovery,
+    /// a state every later read brings up to date from the log. With `Immediate` durability
+    /// the group is on stable storage when this returns. Events carry their sequence numbers
+    /// (`Event::seq`, increasing, assigned by the engine).
+    fn commit(
+        &self,
+        tasks: &[TaskWrite<'_>],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+    /// The whole task (header, steps, context), or `None`.
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
     /// Tasks `accept`s whose id is `text`, or else starts with it, or else (4 characters or
     /// more) ends with it (the short id): at most `limit`. `accept` is the caller's read
-    /// permission (see `engine::lookup`), so others' tasks neither show nor count; an empty
-    /// `text` matches nothing.
+    /// permission (see `engine::lookup`), shown the task's header only, so others' tasks neither
+    /// show nor count; an empty `text` matches nothing.
     fn find_tasks(
         &self,
         text: &str,
@@ -83,18 +124,18 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Task>, StoreError>;
     /// The task created by the step whose idempotency key is `key`, if any.
     fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError>;
-    /// Every task, oldest first.
-    fn tasks(&self) -> Result<Vec<Task>, StoreError>;
-    /// Up to `limit` tasks `accept`s with an id after `after` (all when `None`), oldest first:
-    /// one page of a listing, resumed from the last id of the page before.
-    fn tasks_after(
+    /// Up to `limit` tasks matching `listing` that `accept`s (shown the header only), newest
+    /// first, read through the narrowest index the listing allows.
+    fn list(
         &self,
-        after: Option<&str>,
+        listing: &Listing,
         accept: &dyn Fn(&Task) -> bool,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
     /// Tasks in `pending` or `in_progress`: what the engine resumes on start.
     fn active_tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// Steps waiting for a person's decision, oldest task first.
+    fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError>;
     /// One task's transitions in the order they were made.
     fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError>;
     /// Up to `limit` stored events with a sequence number above `after`, in order.
@@ -103,7 +144,22 @@ pub trait Store: Send + Sync {
     fn last_event_seq(&self) -> Result<u64, StoreError>;
     /// The highest transition sequence number stored (0 when none).
     fn last_seq(&self) -> Result<u64, StoreError>;
+    /// Up to `limit` ids of tasks the engine no longer drives (complete, error, cancelled,
+    /// resolved) whose last change is before `before`, oldest change first: what retention
+    /// may archive and remove.
+    fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Removes finished tasks with every record of theirs (header, context, steps,
+    /// transitions, index entries), and events older than `events_before`; returns how many
+    /// tasks it removed. A task that is active again (retried since it was chosen) is kept.
+    fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError>;
     fn durability(&self) -> Durability;
-    /// Writes everything to disk now.
+    /// Writes everything to stable storage now.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Every task, oldest first (tests, tools and the retention report; listings page instead).
+pub fn all_tasks(store: &dyn Store) -> Result<Vec<Task>, StoreError> {
+    let mut tasks = store.list(&Listing::default(), &|_| true, usize::MAX)?;
+    tasks.reverse();
+    Ok(tasks)
 }

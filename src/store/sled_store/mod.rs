@@ -1,0 +1,834 @@
+//! The sled store (layout 2). Trees:
+//!
+//! - `headers`: task id → the task without steps or context (`records::Header`);
+//! - `contexts`, `plans`: task id → its context and step definitions, written once at submit;
+//! - `steps`: task id NUL step name → the step's status, rewritten when the step changes;
+//! - `transitions`: task id `/` big-endian sequence number → transition (the log);
+//! - `events`: big-endian event sequence number → event (the stream clients resume from);
+//! - `index`: by state, namespace, namespace and state, workflow, reversed id (short ids),
+//!   finish time (retention) and steps awaiting a decision (see `records::key`);
+//! - `active`: ids of tasks the engine drives; `origins`: a creating step's idempotency key →
+//!   task id; `unsettled`: tasks a commit is writing; `meta`: sequence numbers, store id, layout.
+//!
+//! So a transition writes bytes in proportion to what changed (its log entry, the step's
+//! status, the header), never to the task, and every listing reads an index, never the
+//! history. One key per record and plain `insert`s, no sled batches or transactions (12–16k
+//! items/s and 6–7× the space; design.md, "Storage"). A crash keeps a prefix of a commit's
+//! writes (sled recovers its log up to the first torn write), so a commit writes in an order
+//! that makes every prefix recoverable:
+//!
+//! 1. `meta` reserves the group's sequence numbers (a lost group leaves a gap, never a reuse);
+//! 2. `unsettled` gains the group's tasks;
+//! 3. new tasks' contexts, plans and origins; then the transitions, each carrying the step's
+//!    status after it, and the group's events;
+//! 4. step records, index keys of the new states, `active`, then headers (each naming the last
+//!    transition it includes, `seq`);
+//! 5. stale index keys and `active` entries go; `unsettled` loses the group's tasks.
+//!
+//! Every read replays the transitions after a header's `seq` over it, so what the log says
+//! happened, happened, whichever prefix survived (a completed step is never run again);
+//! opening the store settles every `unsettled` task (rewrites its records and index keys from
+//! the log, or removes a task whose creation never finished), so indexes agree with the log.
+//! Stores of layout 1 (one whole-task snapshot per task) are converted when first opened.
+
+mod migrate;
+mod records;
+
+use super::sync::DiskSync;
+use super::{Durability, Listing, Store, StoreError, TaskWrite, Waiting};
+use crate::model::{Event, Step, StepStatus, Subject, Task, TaskState, Timestamp, Transition};
+use records::{awaits_decision, key, Header, StepDef};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The environment variable that arms the crash point of tests: `TASKDECK_CRASH_AFTER_LOG=N`
+/// makes the N-th commit that logs transitions flush its log and exit the process (code 99)
+/// before writing any step record or header, the worst moment a `kill -9` can choose. For the
+/// crash-loop tests; never set in production.
+pub const CRASH_AFTER_LOG: &str = "TASKDECK_CRASH_AFTER_LOG";
+
+/// The layout this build writes (see the module documentation).
+const LAYOUT: &[u8] = b"2";
+
+pub struct SledStore {
+    db: sled::Db,
+    /// `fdatasync`s what sled wrote (none for a temporary store).
+    disk: Option<DiskSync>,
+    /// Commits left before the crash point (see `CRASH_AFTER_LOG`).
+    crash_after_log: Option<std::sync::atomic::AtomicU64>,
+    headers: sled::Tree,
+    contexts: sled::Tree,
+    plans: sled::Tree,
+    steps: sled::Tree,
+    transitions: sled::Tree,
+    events: sled::Tree,
+    index: sled::Tree,
+    active: sled::Tree,
+    origins: sled::Tree,
+    unsettled: sled::Tree,
+    meta: sled::Tree,
+    durability: Durability,
+}
+
+// Not `#[from]`: a sled error is shown once, in this error's own message, not again as its
+// source (anyhow's `{:#}` prints the chain).
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        backend(e)
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("cannot sync the store to disk: {e}"))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir/store`. A second process gets
+    /// `StoreError::Locked`, naming this process and `holder` (what it is doing, e.g.
+    /// `console`; never secrets). A data directory that had a store and lost it is an error
+    /// (`Missing`), never a silent fresh start; a store that cannot be read says what to do.
+    pub fn open(dir: &Path, durability: Durability, holder: &str) -> Result<Self, StoreError> {
+        let path = dir.join("store");
+        let marker = dir.join(STORE_MARKER);
+        let present = path.join("db").exists();
+        if marker.exists() && !present {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+                marker: marker.display().to_string(),
+            });
+        }
+        crate::fsutil::make_private(&path);
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    let held = crate::fsutil::read_small(&dir.join("taskdeck.pid"), 200).unwrap_or_default();
+                    let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
+                    let held = held.as_str();
+                    StoreError::Locked(if held.is_empty() {
+                        dir.display().to_string()
+                    } else {
+                        format!("{} (held by {held})", dir.display())
+                    })
+                }
+                _ => open_error(&path, e),
+            })?;
+        check_identity(&db, &path, &marker)?;
+        let disk = DiskSync::open(&path).map_err(|e| open_error(&path, e.into()))?;
+        // Say who holds the directory, for the next process's lock error (never the command
+        // line: it may hold a token). Replaced, not followed, if someone put a symlink there.
+        let _ = crate::fsutil::replace_private(
+            &dir.join("taskdeck.pid"),
+            format!("taskdeck process {} ({holder})\n", std::process::id()).as_bytes(),
+        );
+        Self::from_db(db, Some(disk), durability)
+    }
+
+    /// A store that lives in a temporary folder and disappears when dropped (tests, benches).
+    pub fn temporary(durability: Durability) -> Result<Self, StoreError> {
+        let db = sled::Config::new().temporary(true).open().map_err(backend)?;
+        Self::from_db(db, None, durability)
+    }
+
+    fn from_db(db: sled::Db, disk: Option<DiskSync>, durability: Durability) -> Result<Self, StoreError> {
+        let crash_after_log = std::env::var(CRASH_AFTER_LOG)
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .map(std::sync::atomic::AtomicU64::new);
+        let store = SledStore {
+            crash_after_log,
+            headers: db.open_tree("headers")?,
+            contexts: db.open_tree("contexts")?,
+            plans: db.open_tree("plans")?,
+            steps: db.open_tree("steps")?,
+            transitions: db.open_tree("transitions")?,
+            events: db.open_tree("events")?,
+            index: db.open_tree("index")?,
+            active: db.open_tree("active")?,
+            origins: db.open_tree("origins")?,
+            unsettled: db.open_tree("unsettled")?,
+            meta: db.open_tree("meta")?,
+            db,
+            disk,
+            durability,
+        };
+        migrate::to_layout_2(&store)?;
+        store.settle()?;
+        Ok(store)
+    }
+
+    /// The sled database itself, for the simulated services' records (`services::Backing`),
+    /// which share its log so that their writes are durable with the engine's commits.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            cause: e.to_string(),
+        })
+    }
+
+    fn header(&self, id: &str) -> Result<Option<Header>, StoreError> {
+        match self.headers.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(Self::decode(id.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The header of `id`, or `None` when there is none or it is unreadable (logged): one
+    /// damaged record must not hide every other task from a listing.
+    fn readable_header(&self, id: &str) -> Result<Option<Header>, StoreError> {
+        match self.header(id) {
+            Ok(h) => Ok(h),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::error!("skipping an unreadable task: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A whole task from its records, brought up to date with the transitions logged after
+    /// its header.
+    fn load(&self, header: Header) -> Result<Task, StoreError> {
+        let id = header.id.clone();
+        let plan: Vec<StepDef> = match self.plans.get(id.as_bytes())? {
+            Some(bytes) => Self::decode(id.as_bytes(), &bytes)?,
+            None => {
+                return Err(StoreError::Corrupt {
+                    key: id,
+                    cause: "the task's step definitions are missing".into(),
+                })
+            }
+        };
+        let mut steps: Vec<Step> = plan.into_iter().map(StepDef::into_step).collect();
+        let prefix = key::steps_of(&id);
+        let mut by_name: HashMap<Vec<u8>, usize> = HashMap::new();
+        for item in self.steps.scan_prefix(&prefix) {
+            let (k, bytes) = item?;
+            let name = &k[prefix.len()..];
+            if by_name.is_empty() {
+                by_name = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.name.as_bytes().to_vec(), i))
+                    .collect();
+            }
+            if let Some(&i) = by_name.get(name) {
+                steps[i].set_status(Self::decode::<StepStatus>(&k, &bytes)?);
+            }
+        }
+        let context = match self.contexts.get(id.as_bytes())? {
+            Some(bytes) => Self::decode(id.as_bytes(), &bytes)?,
+            None => Value::Object(Default::default()),
+        };
+        let mut task = header.into_task(steps, context);
+        self.replay(&mut task)?;
+        Ok(task)
+    }
+
+    /// Applies the transitions logged after the task's `seq`.
+    fn replay(&self, task: &mut Task) -> Result<(), StoreError> {
+        let from = key::transition(&task.id, task.seq.saturating_add(1));
+        let to = key::transition(&task.id, u64::MAX);
+        for item in self.transitions.range(from..=to) {
+            let (k, bytes) = item?;
+            task.apply(&Self::decode::<Transition>(&k, &bytes)?);
+        }
+        Ok(())
+    }
+
+    /// A header-only task (no steps, `null` context), with its state brought up to date
+    /// from the log: what filters and permissions look at.
+    fn light(&self, header: Header) -> Result<Task, StoreError> {
+        let mut task = header.into_task(Vec::new(), Value::Null);
+        self.replay(&mut task)?;
+        Ok(task)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(disk) = &self.disk {
+            disk.sync().map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites what a commit interrupted by a crash left half-written (see the module
+    /// documentation): the records and index keys of every `unsettled` task, from its log.
+    fn settle(&self) -> Result<(), StoreError> {
+        let ids: Vec<String> = self
+            .unsettled
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in &ids {
+            match self.header(id) {
+                Ok(Some(header)) => {
+                    let task = self.load(header)?;
+                    self.rewrite(&task)?;
+                }
+                // A creation the crash cut short (never acknowledged) or a removal: nothing
+                // of the task stays.
+                Ok(None) => self.erase(id, None)?,
+                Err(e) => tracing::error!("cannot settle task {id} after a crash: {e}"),
+            }
+            self.unsettled.remove(id.as_bytes())?;
+        }
+        tracing::info!("settled {} task(s) a crash interrupted", ids.len());
+        self.sync()
+    }
+
+    /// Every record and index key of `task` as the task now stands (after a crash).
+    fn rewrite(&self, task: &Task) -> Result<(), StoreError> {
+        let header = Header::of(task);
+        for step in &task.steps {
+            self.steps
+                .insert(key::step(&task.id, &step.name), encode("step", &step.status())?)?;
+            let k = key::waiting(&task.id, &step.name);
+            if awaits_decision(step.state) {
+                self.index.insert(k, &[])?;
+            } else {
+                self.index.remove(k)?;
+            }
+        }
+        // The keys of any other state, and finish times other than this one, are stale.
+        for state in TaskState::ALL {
+            if state != task.state {
+                let stale = Header {
+                    state,
+                    ..header.clone()
+                };
+                for k in key::index_keys(&stale) {
+                    if !k.starts_with(b"r\0") && !k.starts_with(b"n\0") && !k.starts_with(b"w\0") {
+                        self.index.remove(k)?;
+                    }
+                }
+            }
+        }
+        for item in self.index.scan_prefix(key::FINISHED) {
+            let (k, _) = item?;
+            if k.ends_with(task.id.as_bytes()) && Some(&k[..]) != finished_key(&header).as_deref() {
+                self.index.remove(k)?;
+            }
+        }
+        for k in key::index_keys(&header) {
+            self.index.insert(k, &[])?;
+        }
+        if task.state.is_active() {
+            self.active.insert(task.id.as_bytes(), &[])?;
+        } else {
+            self.active.remove(task.id.as_bytes())?;
+        }
+        self.headers
+            .insert(task.id.as_bytes(), encode("task", &header)?)?;
+        Ok(())
+    }
+
+    /// Removes every record of task `id` (its header first, so readers stop seeing it).
+    fn erase(&self, id: &str, header: Option<&Header>) -> Result<(), StoreError> {
+        self.headers.remove(id.as_bytes())?;
+        if let Some(h) = header {
+            for k in key::index_keys(h) {
+                self.index.remove(k)?;
+            }
+            if let Some(origin) = &h.origin_key {
+                self.origins.remove(origin.as_bytes())?;
+            }
+        }
+        self.index.remove(key::short(id))?;
+        for prefix in [key::waiting_of(id)] {
+            for k in self.index.scan_prefix(prefix).keys() {
+                self.index.remove(k?)?;
+            }
+        }
+        for k in self.steps.scan_prefix(key::steps_of(id)).keys() {
+            self.steps.remove(k?)?;
+        }
+        for k in self.transitions.scan_prefix(key::transitions_of(id)).keys() {
+            self.transitions.remove(k?)?;
+        }
+        self.contexts.remove(id.as_bytes())?;
+        self.plans.remove(id.as_bytes())?;
+        self.active.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Ids under an index prefix, newest first, before `before` (exclusive).
+    fn ids_under(
+        &self,
+        prefix: &[u8],
+        before: Option<&str>,
+    ) -> impl Iterator<Item = Result<String, StoreError>> {
+        let end = match before {
+            Some(id) => key::join(&[prefix, id.as_bytes()]),
+            None => key::after_prefix(prefix),
+        };
+        let start = prefix.len();
+        self.index
+            .range(prefix.to_vec()..end)
+            .keys()
+            .rev()
+            .map(move |k| Ok(String::from_utf8_lossy(&k?[start..]).into_owned()))
+    }
+}
+
+const LAST_SEQ: &[u8] = b"last_seq";
+
+/// A file beside `store/` that says this data directory has a store, so that a store deleted
+/// or lost later is an error rather than an empty start.
+pub const STORE_MARKER: &str = "store.marker";
+
+const STORE_ID: &[u8] = b"store_id";
+
+/// Ties the store to its data directory: a new store gets an id, written in its `meta` tree
+/// and in the marker file. A marker whose id the store does not hold means the store's
+/// contents are gone (sled drops a damaged log tail silently, and a wholly damaged log
+/// leaves an empty store): an error, never an empty start.
+fn check_identity(db: &sled::Db, path: &Path, marker: &Path) -> Result<(), StoreError> {
+    let meta = db.open_tree("meta")?;
+    let stored = meta
+        .get(STORE_ID)
+        .map_err(backend)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    let expected = crate::fsutil::read_small(marker, 4096).ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("store_id=").map(|id| id.trim().to_string()))
+    });
+    match (expected, &stored) {
+        (Some(want), Some(have)) if want == *have => return Ok(()),
+        (Some(_), _) => {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                cause: "its contents are not the store this data directory had (damaged or replaced files)".into(),
+                advice: "restore the data directory from a backup, or delete store.marker to accept the store as it is",
+            })
+        }
+        (None, _) => {}
+    }
+    // A new store, or one from before markers held ids: give it an id and write the marker.
+    let id = match stored {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::now_v7().to_string();
+            meta.insert(STORE_ID, id.as_bytes())?;
+            db.flush()?;
+            id
+        }
+    };
+    let text = format!(
+        "# a taskdeck store lives in {}; do not delete this file while it does\nstore_id={id}\n",
+        path.display()
+    );
+    crate::fsutil::replace_private(marker, text.as_bytes()).map_err(|e| StoreError::Open {
+        path: marker.display().to_string(),
+        cause: e.to_string(),
+        advice: "check the data directory's permissions",
+    })
+}
+
+fn open_error(path: &Path, e: sled::Error) -> StoreError {
+    let (cause, advice) = match &e {
+        sled::Error::Corruption { .. } => (
+            "its files are damaged".to_string(),
+            "restore the data directory from a backup, or move the store folder away to start with an empty one",
+        ),
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => (
+            "permission denied".to_string(),
+            "run taskdeck as the user who owns the data directory",
+        ),
+        sled::Error::Io(io) => (io.to_string(), "check the disk and the data directory"),
+        other => (other.to_string(), "restore the data directory from a backup"),
+    };
+    StoreError::Open {
+        path: path.display().to_string(),
+        cause,
+        advice,
+    }
+}
+
+fn finished_key(h: &Header) -> Option<Vec<u8>> {
+    (!h.state.is_active()).then(|| key::finished(h.updated_at, &h.id))
+}
+
+/// One unreadable record must not hide every other task: listings skip it (and log it, with
+/// its key); reading that task by id still reports the error.
+fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError> {
+    match loaded {
+        Ok(task) => Ok(Some(task)),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!("skipping an unreadable task: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Encode(format!("{what}: {e}")))
+}
+
+impl Store for SledStore {
+    fn commit(
+        &self,
+        tasks: &[TaskWrite<'_>],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        // The order matters; see the module documentation.
+        if let Some(max) = transitions.iter().map(|t| t.seq).max() {
+            self.meta.insert(LAST_SEQ, &max.to_be_bytes())?;
+        }
+        for w in tasks {
+            self.unsettled.insert(w.task.id.as_bytes(), &[])?;
+        }
+        for w in tasks {
+            if let Some(context) = w.context {
+                let task = w.task;
+                self.contexts
+                    .insert(task.id.as_bytes(), encode("context", context)?)?;
+                let plan: Vec<StepDef> = task.steps.iter().map(StepDef::of).collect();
+                self.plans.insert(task.id.as_bytes(), encode("steps", &plan)?)?;
+                if let Some(origin) = &task.origin_key {
+                    self.origins.insert(origin.as_bytes(), task.id.as_bytes())?;
+                }
+            }
+        }
+        for t in transitions {
+            self.transitions
+                .insert(key::transition(&t.task_id, t.seq), encode("transition", t)?)?;
+        }
+        for e in events {
+            self.events.insert(e.seq.to_be_bytes(), encode("event", e)?)?;
+        }
+        if let (Some(left), false) = (&self.crash_after_log, transitions.is_empty()) {
+            if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                self.db.flush()?;
+                std::process::exit(99);
+            }
+        }
+        // Each changed step's last status in the group, and the approvals index.
+        let mut last: HashMap<(&str, &str), &StepStatus> = HashMap::new();
+        for t in transitions {
+            let (Subject::Step(name), Some(status)) = (&t.subject, &t.step) else {
+                continue;
+            };
+            last.insert((t.task_id.as_str(), name.as_str()), status);
+            let waiting = key::waiting(&t.task_id, name);
+            if awaits_decision(status.state) {
+                self.index.insert(waiting, &[])?;
+            } else if t.from.as_deref() == Some(crate::model::StepState::AwaitingApproval.as_str()) {
+                self.index.remove(waiting)?;
+            }
+        }
+        for ((id, name), status) in last {
+            self.steps.insert(key::step(id, name), encode("step", status)?)?;
+        }
+        for w in tasks {
+            let task = w.task;
+            let header = Header::of(task);
+            let before = if w.context.is_some() {
+                None
+            } else {
+                self.header(&task.id)?
+            };
+            for k in key::index_keys(&header) {
+                self.index.insert(k, &[])?;
+            }
+            if task.state.is_active() {
+                self.active.insert(task.id.as_bytes(), &[])?;
+            }
+            self.headers
+                .insert(task.id.as_bytes(), encode("task", &header)?)?;
+            if let Some(old) = before {
+                let new: Vec<Vec<u8>> = key::index_keys(&header);
+                for k in key::index_keys(&old) {
+                    if !new.contains(&k) {
+                        self.index.remove(k)?;
+                    }
+                }
+            }
+            if !task.state.is_active() {
+                self.active.remove(task.id.as_bytes())?;
+            }
+            self.unsettled.remove(task.id.as_bytes())?;
+        }
+        if self.durability == Durability::Immediate {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        match self.header(id)? {
+            Some(header) => Ok(Some(self.load(header)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn find_tasks(
+        &self,
+        text: &str,
+        accept: &dyn Fn(&Task) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        if text.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(header) = self.header(text)? {
+            let task = self.light(header.clone())?;
+            return Ok(if accept(&task) {
+                vec![self.load(header)?]
+            } else {
+                Vec::new()
+            });
+        }
+        // Short ids in tables are the id's last characters (the first ones are a timestamp
+        // shared by tasks created close together), so match either end. Candidates the caller
+        // does not accept do not count towards the limit.
+        let mut found = Vec::new();
+        for item in self.headers.scan_prefix(text.as_bytes()) {
+            let (k, bytes) = item?;
+            let header: Header = match Self::decode(&k, &bytes) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!("skipping an unreadable task: {e}");
+                    continue;
+                }
+            };
+            if readable(self.light(header.clone()))?.is_some_and(|t| accept(&t)) {
+                if let Some(task) = readable(self.load(header))? {
+                    found.push(task);
+                }
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+        }
+        if found.is_empty() && text.len() >= 4 {
+            let prefix = key::short_prefix(text);
+            for k in self.index.scan_prefix(&prefix).keys() {
+                let k = k?;
+                let id: String = k[2..].iter().rev().map(|&b| b as char).collect();
+                let Some(header) = self.header(&id)? else { continue };
+                if readable(self.light(header.clone()))?.is_some_and(|t| accept(&t)) {
+                    if let Some(task) = readable(self.load(header))? {
+                        found.push(task);
+                    }
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError> {
+        match self.origins.get(key.as_bytes())? {
+            Some(id) => self.task(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(
+        &self,
+        listing: &Listing,
+        accept: &dyn Fn(&Task) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let before = listing.before.as_deref();
+        let prefix = match (&listing.workflow, &listing.namespace, listing.state) {
+            (Some((ns, name)), _, _) => Some(key::workflow(ns, name)),
+            (None, Some(ns), Some(state)) => Some(key::namespace_state(ns, state)),
+            (None, Some(ns), None) => Some(key::namespace(ns)),
+            (None, None, Some(state)) => Some(key::state(state)),
+            (None, None, None) => None,
+        };
+        let ids: Box<dyn Iterator<Item = Result<String, StoreError>>> = match &prefix {
+            Some(prefix) => Box::new(self.ids_under(prefix, before)),
+            None => {
+                let range = match before {
+                    Some(id) => self.headers.range(..id.as_bytes().to_vec()),
+                    None => self.headers.iter(),
+                };
+                Box::new(
+                    range
+                        .keys()
+                        .rev()
+                        .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned())),
+                )
+            }
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() >= limit {
+                break;
+            }
+            let id = id?;
+            let Some(header) = self.readable_header(&id)? else {
+                continue;
+            };
+            if listing.since.is_some_and(|since| header.created_at < since) {
+                break; // newest first: everything after is older
+            }
+            let Some(light) = readable(self.light(header.clone()))? else {
+                continue;
+            };
+            let fits = listing.namespace.as_ref().is_none_or(|ns| &light.namespace == ns)
+                && listing.state.is_none_or(|s| light.state == s)
+                && listing
+                    .workflow
+                    .as_ref()
+                    .is_none_or(|(ns, name)| &light.namespace == ns && &light.name == name)
+                && accept(&light);
+            if !fits {
+                continue;
+            }
+            let task = if listing.headers_only {
+                Some(light)
+            } else {
+                readable(self.load(header))?
+            };
+            out.extend(task);
+        }
+        Ok(out)
+    }
+
+    fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let mut tasks = Vec::new();
+        for k in self.active.iter().keys() {
+            let k = k?;
+            let id = String::from_utf8_lossy(&k);
+            if let Some(header) = self.readable_header(&id)? {
+                if let Some(task) = readable(self.load(header))? {
+                    if task.state.is_active() {
+                        tasks.push(task);
+                    }
+                }
+            }
+        }
+        Ok(tasks)
+    }
+
+    fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.index.scan_prefix(key::WAITING).keys() {
+            let k = k?;
+            let rest = &k[key::WAITING.len()..];
+            let Some(at) = rest.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            out.push(Waiting {
+                task_id: String::from_utf8_lossy(&rest[..at]).into_owned(),
+                step: String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError> {
+        self.transitions
+            .scan_prefix(key::transitions_of(task_id))
+            .map(|item| {
+                let (k, bytes) = item?;
+                Self::decode(&k, &bytes)
+            })
+            .collect()
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| {
+                let (k, bytes) = item?;
+                Self::decode(&k, &bytes)
+            })
+            .collect()
+    }
+
+    fn last_event_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.events.last()? {
+            Some((k, _)) => <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes),
+            None => 0,
+        })
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(LAST_SEQ)? {
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref()).map_or(0, u64::from_be_bytes),
+            None => 0,
+        })
+    }
+
+    fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        let end = key::finished(before, "");
+        let mut out = Vec::new();
+        for k in self.index.range(key::FINISHED.to_vec()..end).keys() {
+            if out.len() >= limit {
+                break;
+            }
+            let k = k?;
+            let id = String::from_utf8_lossy(&k[key::FINISHED.len() + 8..]).into_owned();
+            match self.header(&id)? {
+                Some(h) if !h.state.is_active() && h.updated_at < before => out.push(id),
+                Some(_) => {}
+                None => {
+                    self.index.remove(k)?; // a stale key of a removed task
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for id in ids {
+            let Some(header) = self.header(id)? else { continue };
+            let task = self.light(header.clone())?;
+            if task.state.is_active() {
+                continue;
+            }
+            self.unsettled.insert(id.as_bytes(), &[])?;
+            self.erase(id, Some(&header))?;
+            self.unsettled.remove(id.as_bytes())?;
+            removed += 1;
+        }
+        // Events are notifications (the log keeps the history): those older than the cutoff go.
+        for item in self.events.iter() {
+            let (k, bytes) = item?;
+            let at = Self::decode::<Event>(&k, &bytes).map_or(0, |e| e.at);
+            if at >= events_before {
+                break;
+            }
+            self.events.remove(k)?;
+        }
+        if self.durability == Durability::Immediate {
+            self.sync()?;
+        }
+        Ok(removed)
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.sync()
+    }
+}

@@ -1,0 +1,224 @@
+//! What the sled store writes: a task's header (everything but its steps and context), the
+//! step definitions written once at creation (the plan), and the keys of every tree.
+
+use crate::model::{RetryPolicy, Step, StepState, Task, TaskState, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A task without its steps and context: what listings, filters and read permissions need.
+/// Rewritten on every commit that changes the task, so it stays small.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Header {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub state: TaskState,
+    pub initiator: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_key: Option<String>,
+    /// The last transition this header (and the step records written with it) includes.
+    pub seq: u64,
+}
+
+impl Header {
+    pub fn of(task: &Task) -> Self {
+        Header {
+            id: task.id.clone(),
+            namespace: task.namespace.clone(),
+            name: task.name.clone(),
+            version: task.version.clone(),
+            state: task.state,
+            initiator: task.initiator.clone(),
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+            parent: task.parent.clone(),
+            correlation_id: task.correlation_id.clone(),
+            origin_key: task.origin_key.clone(),
+            seq: task.seq,
+        }
+    }
+
+    pub fn into_task(self, steps: Vec<Step>, context: Value) -> Task {
+        Task {
+            id: self.id,
+            namespace: self.namespace,
+            name: self.name,
+            version: self.version,
+            state: self.state,
+            context,
+            initiator: self.initiator,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            steps,
+            parent: self.parent,
+            correlation_id: self.correlation_id,
+            origin_key: self.origin_key,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A step's definition, fixed at submit time (the template's, as the workflow's hook left it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StepDef {
+    pub name: String,
+    pub handler: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    pub retry: RetryPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_empty_object")]
+    pub handler_config: Value,
+    pub idempotency_key: String,
+}
+
+fn is_empty_object(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| m.is_empty())
+}
+
+impl StepDef {
+    pub fn of(step: &Step) -> Self {
+        StepDef {
+            name: step.name.clone(),
+            handler: step.handler.clone(),
+            depends_on: step.depends_on.clone(),
+            retry: step.retry.clone(),
+            timeout_ms: step.timeout_ms,
+            handler_config: step.handler_config.clone(),
+            idempotency_key: step.idempotency_key.clone(),
+        }
+    }
+
+    /// The step as defined, before it ever ran.
+    pub fn into_step(self) -> Step {
+        Step {
+            retry: self.retry,
+            timeout_ms: self.timeout_ms,
+            handler_config: if self.handler_config.is_null() {
+                Value::Object(Default::default())
+            } else {
+                self.handler_config
+            },
+            idempotency_key: self.idempotency_key,
+            ..Step::new(&self.name, &self.handler, self.depends_on)
+        }
+    }
+}
+
+/// Keys. Ids are UUIDv7 text (time-ordered, no NUL); names and namespaces are joined with NUL
+/// so that no prefix of one key is another's (readers re-check every filter on the header, so
+/// an odd name costs a skipped candidate, never a wrong answer).
+pub(super) mod key {
+    use super::*;
+
+    pub fn transition(task_id: &str, seq: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(task_id.len() + 9);
+        key.extend_from_slice(task_id.as_bytes());
+        key.push(b'/');
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// Prefix of one task's transitions.
+    pub fn transitions_of(task_id: &str) -> Vec<u8> {
+        join(&[task_id.as_bytes(), b"/"])
+    }
+
+    pub fn step(task_id: &str, name: &str) -> Vec<u8> {
+        join(&[task_id.as_bytes(), b"\0", name.as_bytes()])
+    }
+
+    /// Prefix of one task's step records.
+    pub fn steps_of(task_id: &str) -> Vec<u8> {
+        join(&[task_id.as_bytes(), b"\0"])
+    }
+
+    pub fn state(state: TaskState) -> Vec<u8> {
+        join(&[b"s\0", state.as_str().as_bytes(), b"\0"])
+    }
+
+    pub fn namespace(ns: &str) -> Vec<u8> {
+        join(&[b"n\0", ns.as_bytes(), b"\0"])
+    }
+
+    pub fn namespace_state(ns: &str, state: TaskState) -> Vec<u8> {
+        join(&[b"m\0", ns.as_bytes(), b"\0", state.as_str().as_bytes(), b"\0"])
+    }
+
+    pub fn workflow(ns: &str, name: &str) -> Vec<u8> {
+        join(&[b"w\0", ns.as_bytes(), b"\0", name.as_bytes(), b"\0"])
+    }
+
+    /// The id reversed, so that a short id (the id's last characters) is a prefix.
+    pub fn short(id: &str) -> Vec<u8> {
+        let mut key = b"r\0".to_vec();
+        key.extend(id.bytes().rev());
+        key
+    }
+
+    pub fn short_prefix(tail: &str) -> Vec<u8> {
+        short(tail)
+    }
+
+    pub const FINISHED: &[u8] = b"f\0";
+
+    /// Finished tasks by the time of their last change (retention's order).
+    pub fn finished(at: Timestamp, id: &str) -> Vec<u8> {
+        join(&[FINISHED, &at.to_be_bytes(), id.as_bytes()])
+    }
+
+    pub const WAITING: &[u8] = b"a\0";
+
+    /// A step awaiting a person's decision.
+    pub fn waiting(task_id: &str, step: &str) -> Vec<u8> {
+        join(&[WAITING, task_id.as_bytes(), b"\0", step.as_bytes()])
+    }
+
+    pub fn waiting_of(task_id: &str) -> Vec<u8> {
+        join(&[WAITING, task_id.as_bytes(), b"\0"])
+    }
+
+    /// Every index key a task in `header`'s state has (the awaiting-decision keys aside).
+    pub fn index_keys(h: &Header) -> Vec<Vec<u8>> {
+        let id = h.id.as_bytes();
+        let mut keys = vec![
+            join(&[&state(h.state), id]),
+            join(&[&namespace(&h.namespace), id]),
+            join(&[&namespace_state(&h.namespace, h.state), id]),
+            join(&[&workflow(&h.namespace, &h.name), id]),
+            short(&h.id),
+        ];
+        if !h.state.is_active() {
+            keys.push(finished(h.updated_at, &h.id));
+        }
+        keys
+    }
+
+    pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            key.extend_from_slice(p);
+        }
+        key
+    }
+
+    /// The smallest key after every key that starts with `prefix`.
+    pub fn after_prefix(prefix: &[u8]) -> Vec<u8> {
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        end
+    }
+}
+
+/// Whether a step in `state` is waiting for a person (it has an approvals-index key).
+pub(super) fn awaits_decision(state: StepState) -> bool {
+    state == StepState::AwaitingApproval
+}
