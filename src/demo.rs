@@ -193,7 +193,7 @@ pub const MIN_RATE: f64 = 0.01;
 /// The fastest `demo --rate`: 10,000 tasks per second.
 pub const MAX_RATE: f64 = 10_000.0;
 
-/// `30s`, `2m`, `1h`, `500ms`, or plain seconds.
+/// `30s`, `2m`, `1h`, `7d`, `500ms`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -202,15 +202,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (expected e.g. 30s, 2m, 1h, 500ms)"))?;
+        .map_err(|_| format!("`{text}` is not a duration (expected e.g. 30s, 2m, 1h, 7d, 500ms)"))?;
     let seconds = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         _ => {
             return Err(format!(
-                "`{text}`: unknown unit `{unit}` (expected ms, s, m or h)"
+                "`{text}`: unknown unit `{unit}` (expected ms, s, m, h or d)"
             ))
         }
     };

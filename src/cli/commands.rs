@@ -86,8 +86,27 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         Command::Tasks {
             namespace,
             state,
+            workflow,
+            since,
+            limit,
+            all,
+            cursor,
             json,
-        } => tasks(&cli, &data, namespace.as_deref(), *state, *json).await,
+        } => {
+            let listing = Listing {
+                query: TaskQuery {
+                    namespace: namespace.clone(),
+                    state: *state,
+                    workflow: workflow.clone(),
+                    cursor: cursor.clone(),
+                    ..TaskQuery::default()
+                },
+                since: *since,
+                limit: (!*all).then_some(*limit),
+                json: *json,
+            };
+            tasks(&cli, &data, listing).await
+        }
         Command::Show { task, json } => show(&cli, &data, task, *json).await,
         Command::Retry { task, reason } => admin(&cli, &data, Admin::Retry { task, reason }).await,
         Command::Cancel { task, reason } => admin(&cli, &data, Admin::Cancel { task, reason }).await,
@@ -231,32 +250,84 @@ async fn approvals(cli: &Cli, data: &Path, json: bool) -> Result<i32> {
     result
 }
 
-async fn tasks(
-    cli: &Cli,
-    data: &Path,
-    namespace: Option<&str>,
-    state: Option<TaskState>,
+/// What `taskdeck tasks` lists.
+struct Listing {
+    query: TaskQuery,
+    since: Option<Duration>,
+    /// `None`: every matching task.
+    limit: Option<u64>,
     json: bool,
-) -> Result<i32> {
+}
+
+/// `taskdeck tasks`: newest first, page by page from the store's indexes, each page printed as
+/// it arrives (a table's columns are sized per page); with a limit, the cursor to continue.
+async fn tasks(cli: &Cli, data: &Path, listing: Listing) -> Result<i32> {
     let session = session(cli, data, false, false).await?;
     let result = async {
-        let query = TaskQuery {
-            namespace: namespace.map(str::to_string),
-            state,
-            ..TaskQuery::default()
+        let client = &session.client;
+        let mut query = listing.query.clone();
+        if let Some(age) = listing.since {
+            let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            query.since = Some(client.now().saturating_sub(age).max(0));
+        }
+        let mut left = listing
+            .limit
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut first = true;
+        if listing.json {
+            super::write_raw("[")?;
+        }
+        let more = loop {
+            query.limit = Some(left.min(crate::engine::query::MAX_PAGE));
+            let page = client.tasks(&query).await?;
+            left = left.saturating_sub(page.tasks.len());
+            if listing.json {
+                for task in &page.tasks {
+                    let text = serde_json::to_string_pretty(&output::task_json(task))?;
+                    let sep = if first { "\n" } else { ",\n" };
+                    super::write_raw(&format!("{sep}{}", indent(&text)))?;
+                    first = false;
+                }
+            } else if !page.tasks.is_empty() || first {
+                let table = output::tasks_table(&page.tasks, client.now());
+                let table = if first {
+                    table.as_str()
+                } else {
+                    table.split_once('\n').map_or("", |t| t.1)
+                };
+                if !table.trim().is_empty() {
+                    say!("{}", table.trim_end());
+                }
+                first = false;
+            }
+            match page.next_cursor {
+                Some(c) if left > 0 => query.cursor = Some(c),
+                next => break next,
+            }
         };
-        let tasks = session.client.all_tasks(&query).await?;
-        if json {
-            let list: Vec<Value> = tasks.iter().map(output::task_json).collect();
-            say!("{}", serde_json::to_string_pretty(&list)?);
-        } else {
-            say!("{}", output::tasks_table(&tasks, session.client.now()).trim_end());
+        if listing.json {
+            super::write_raw(if first { "]\n" } else { "\n]\n" })?;
+        } else if let Some(cursor) = more {
+            let shown = listing.limit.unwrap_or_default();
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "(the newest {shown} shown; more with --cursor {cursor}, or --all)"
+            );
         }
         Ok(0)
     }
     .await;
     session.close(data, Duration::ZERO).await;
     result
+}
+
+/// Pretty JSON indented one level, as an element of an array.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn show(cli: &Cli, data: &Path, text: &str, json: bool) -> Result<i32> {

@@ -188,7 +188,22 @@ pub enum Command {
         /// Only tasks in this state: pending, in_progress, complete, error, cancelled, resolved_manually.
         #[arg(long)]
         state: Option<TaskState>,
-        /// Print the list as JSON.
+        /// Only tasks of this workflow: NS/NAME or NS/NAME@VERSION.
+        #[arg(long, value_name = "NS/NAME")]
+        workflow: Option<String>,
+        /// Only tasks created within this long, e.g. 30m, 2h, 7d.
+        #[arg(long, value_name = "AGE", value_parser = crate::demo::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Most tasks to list, newest first.
+        #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
+        /// Every matching task, page by page (printed as read, never held in memory at once).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
+        /// Continue a listing where the last one stopped (the cursor it printed).
+        #[arg(long, value_name = "CURSOR")]
+        cursor: Option<String>,
+        /// Print the list as JSON (an array, streamed as it is read).
         #[arg(long)]
         json: bool,
     },
@@ -311,6 +326,15 @@ fn report(e: &anyhow::Error) -> i32 {
 
 /// The line `say!` writes, with control characters made visible (see `visible`). Errors name
 /// what failed, so `> /dev/full` reports a full disk.
+/// Writes `text` to stdout as it is (no newline added), for output streamed in pieces.
+pub(crate) fn write_raw(text: &str) -> Result<()> {
+    let text = visible(text);
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write the output")
+}
+
 pub(crate) fn write_line(args: std::fmt::Arguments<'_>) -> Result<()> {
     let text = visible(&args.to_string());
     let mut out = std::io::stdout().lock();
