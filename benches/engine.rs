@@ -1,10 +1,13 @@
-//! Engine benchmarks (`cargo bench --bench engine`), all in one run:
+//! Engine benchmarks (`cargo bench --bench engine`), all in one run, all durable (`immediate`:
+//! each group of transitions on stable storage, fdatasync'd, before it is acknowledged) unless
+//! the name says `relaxed`. Throughput is in steps; "time per element" is time per step.
 //!
-//! - `durable_throughput/immediate`: 200 tasks of a 5-step chain of no-op `simulate` steps,
-//!   every transition flushed before it is acknowledged (grouped). Throughput is in steps.
-//! - `durable_throughput/relaxed`: the same with sled's background flush.
-//! - `sequential_latency/chain_50`: one task of 50 sequential no-op steps; time per element is
-//!   the engine's overhead per sequential step (durable, immediate).
+//! - `durable_throughput/{immediate,relaxed}`: 1,000 tasks of a 5-step chain of no-op
+//!   `simulate` steps (issue 10's target: ≥ 30,000 durable steps/s).
+//! - `chain/{50,300,1200}`: one task of N sequential no-op steps: the cost per sequential step,
+//!   which must not grow with the task (target: ≤ 0.3 ms/step at 1,200, as at 50).
+//! - `fan_out/{250,1000,4000}`: one root, N parallel no-op steps, one join waiting on all of
+//!   them (target: ≥ 20,000 steps/s at 4,000, within 1.5× the per-step cost at 250).
 //! - `sled_baseline/insert_flush_per_group_32`: raw sled inserts of transition-sized values,
 //!   flushed once per group of 32, so the report shows how close the engine gets to its store.
 
@@ -28,11 +31,43 @@ fn chain_yaml(name: &str, steps: usize) -> String {
     yaml
 }
 
+fn fan_out_yaml(name: &str, width: usize) -> String {
+    let mut yaml = format!(
+        "namespace: bench\nname: {name}\nversion: 1.0.0\nsteps:\n  - name: root\n    handler: simulate\n"
+    );
+    for i in 0..width {
+        yaml.push_str(&format!(
+            "  - name: leaf{i}\n    handler: simulate\n    depends_on: [root]\n"
+        ));
+    }
+    let leaves: Vec<String> = (0..width).map(|i| format!("leaf{i}")).collect();
+    yaml.push_str(&format!(
+        "  - name: join\n    handler: simulate\n    depends_on: [{}]\n",
+        leaves.join(", ")
+    ));
+    yaml
+}
+
+const CHAINS: [usize; 3] = [50, 300, 1200];
+const FAN_OUTS: [usize; 3] = [250, 1000, 4000];
+
 fn catalog(registry: &Registry) -> Arc<Catalog> {
-    let sources = [("chain5", 5), ("chain50", 50)].map(|(name, n)| Source::Inline {
-        file: format!("{name}.yaml"),
-        text: chain_yaml(name, n),
-    });
+    let mut sources = vec![Source::Inline {
+        file: "chain5.yaml".into(),
+        text: chain_yaml("chain5", 5),
+    }];
+    for n in CHAINS {
+        sources.push(Source::Inline {
+            file: format!("chain{n}.yaml"),
+            text: chain_yaml(&format!("chain{n}"), n),
+        });
+    }
+    for n in FAN_OUTS {
+        sources.push(Source::Inline {
+            file: format!("fan{n}.yaml"),
+            text: fan_out_yaml(&format!("fan{n}"), n),
+        });
+    }
     Arc::new(Catalog::load(&sources, &|h| registry.contains(h)).unwrap())
 }
 
@@ -77,6 +112,7 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
     engine.when_idle().await.unwrap();
     let elapsed = start.elapsed();
     let tasks_done = taskdeck::store::all_tasks(&**engine.store()).unwrap();
+    assert_eq!(tasks_done.len(), tasks);
     assert!(tasks_done
         .iter()
         .all(|t| t.state == taskdeck::model::TaskState::Complete));
@@ -88,7 +124,7 @@ fn durable_throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("durable_throughput");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
-    let tasks = 200;
+    let tasks = 1000;
     group.throughput(Throughput::Elements((tasks * 5) as u64));
     for durability in [Durability::Immediate, Durability::Relaxed] {
         group.bench_function(BenchmarkId::from_parameter(durability.as_str()), |b| {
@@ -104,20 +140,41 @@ fn durable_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-fn sequential_latency(c: &mut Criterion) {
+fn chain(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut group = c.benchmark_group("sequential_latency");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
-    group.throughput(Throughput::Elements(50));
-    group.bench_function("chain_50", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += run(Durability::Immediate, "bench/chain50", 1).await;
-            }
-            total
-        })
-    });
+    let mut group = c.benchmark_group("chain");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    for n in CHAINS {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += run(Durability::Immediate, &format!("bench/chain{n}"), 1).await;
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn fan_out(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("fan_out");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    for n in FAN_OUTS {
+        group.throughput(Throughput::Elements(n as u64 + 2));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += run(Durability::Immediate, &format!("bench/fan{n}"), 1).await;
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 
@@ -146,5 +203,5 @@ fn sled_baseline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_throughput, sequential_latency, sled_baseline);
+criterion_group!(benches, durable_throughput, chain, fan_out, sled_baseline);
 criterion_main!(benches);

@@ -244,6 +244,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("soon").unwrap_err().contains("expected e.g. 30s"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit `d`"));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert!(parse_duration("3w").unwrap_err().contains("unknown unit `w`"));
     }
 }

@@ -1,10 +1,18 @@
-//! Logs go to a daily-rolling file in the data directory: the terminal belongs to the console
-//! and to command output, so the library never prints.
+//! Logs go to a file in the data directory that rotates by size: the terminal belongs to the
+//! console and to command output, so the library never prints. `taskdeck.log` is cut once it
+//! passes `MAX_LOG_BYTES`; the `KEEP_LOGS` newest cut files (`taskdeck.log.1` newest) are kept,
+//! so logs never hold more than about (KEEP_LOGS + 1) × 8 MiB however long a demo runs.
 
+use file_rotate::{compression::Compression, suffix::AppendCount, ContentLimit, FileRotate};
 use std::path::Path;
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::EnvFilter;
+
+/// A log file is cut once it passes this many bytes (8 MiB).
+pub const MAX_LOG_BYTES: usize = 8 << 20;
+
+/// How many cut log files are kept besides the current one.
+pub const KEEP_LOGS: usize = 4;
 
 /// Starts file logging under `<data>/logs/` (folder 0700, files 0600 under the process's
 /// umask). Keep the guard alive until exit so buffered lines are written. `TASKDECK_LOG` sets
@@ -34,11 +42,25 @@ pub fn init(data_dir: &Path) -> Result<WorkerGuard, String> {
             }
         }
     }
-    let appender = RollingFileAppender::builder()
-        .rotation(Rotation::DAILY)
-        .filename_prefix("taskdeck.log")
-        .build(&dir)
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let path = dir.join("taskdeck.log");
+    // Fail here, with a message, rather than lose every line silently.
+    options
+        .open(&path)
         .map_err(|e| format!("cannot write logs in {}: {e}", dir.display()))?;
+    let appender = FileRotate::new(
+        &path,
+        AppendCount::new(KEEP_LOGS),
+        ContentLimit::BytesSurpassed(MAX_LOG_BYTES),
+        Compression::None,
+        Some(options),
+    );
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_env("TASKDECK_LOG").unwrap_or_else(|_| EnvFilter::new("info,sled=warn"));
     // A second initialisation (tests that call `main` twice) keeps the first subscriber.

@@ -74,7 +74,7 @@ fn submit_all(data: &Path, batch: u32) -> Vec<String> {
 }
 
 fn tasks(data: &Path) -> Vec<Value> {
-    let out = taskdeck(data, &["tasks", "--json"]);
+    let out = taskdeck(data, &["tasks", "--all", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice::<Value>(&out.stdout)
         .unwrap()

@@ -128,7 +128,7 @@ fn the_cli_refuses_durations_and_rates_it_cannot_represent() {
             &[
                 "token", "issue", "--sub", "a", "--team", "t", "--role", "operator", "--ttl", "31d",
             ],
-            "unknown unit",
+            "--ttl must be between 1s and 720h",
         ),
         (
             &[

@@ -108,6 +108,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             tasks(&cli, &data, listing).await
         }
         Command::Show { task, json } => show(&cli, &data, task, *json).await,
+        Command::Prune { before, dry_run } => prune(&cli, &data, *before, *dry_run).await,
         Command::Retry { task, reason } => admin(&cli, &data, Admin::Retry { task, reason }).await,
         Command::Cancel { task, reason } => admin(&cli, &data, Admin::Cancel { task, reason }).await,
         Command::Resolve {
@@ -328,6 +329,58 @@ fn indent(text: &str) -> String {
         .map(|l| format!("  {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `taskdeck prune`: archives then removes finished tasks last changed before a moment.
+async fn prune(cli: &Cli, data: &Path, before: super::Before, dry_run: bool) -> Result<i32> {
+    let who = super::identity(cli, data)?;
+    if who.role != crate::auth::Role::Admin {
+        bail!("{} may not prune the store: it takes an admin", who.describe());
+    }
+    let session = super::session::own_store(cli, data).await?;
+    let result = async {
+        let engine = session
+            .engine
+            .clone()
+            .ok_or_else(|| anyhow!("prune runs the engine here"))?;
+        let now = engine.clock().now();
+        let cutoff = match before {
+            super::Before::At(at) => at,
+            super::Before::Ago(age) => now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let age = u64::try_from(now.saturating_sub(cutoff)).unwrap_or(0);
+        let policy = crate::engine::retention::Retention {
+            max_age: Some(Duration::from_millis(age)),
+            max_finished: None,
+            archive_dir: cli.archive_dir.clone().unwrap_or_else(|| data.join("archive")),
+        };
+        let when = crate::model::format_timestamp(cutoff);
+        let (report, ids) = engine.prune(policy.clone(), dry_run).await?;
+        if dry_run {
+            let mut tasks = Vec::new();
+            for id in &ids {
+                if let Some(t) = engine.store().task(id)? {
+                    tasks.push(t);
+                }
+            }
+            say!("{} finished task(s) last changed before {when} would be archived to {} and removed:", tasks.len(), policy.archive_dir.display());
+            if !tasks.is_empty() {
+                say!("{}", output::tasks_table(&tasks, now).trim_end());
+            }
+        } else {
+            match &report.archive {
+                Some(file) => say!("archived {} finished task(s) last changed before {when} to {} and removed them from the store", report.removed, file.display()),
+                None => say!("no finished task was last changed before {when}; nothing removed"),
+            }
+            if report.kept > 0 {
+                say!("kept {} (active again, unreadable, or children of unfinished tasks)", report.kept);
+            }
+        }
+        Ok(0)
+    }
+    .await;
+    session.close(data, Duration::ZERO).await;
+    result
 }
 
 async fn show(cli: &Cli, data: &Path, text: &str, json: bool) -> Result<i32> {

@@ -29,6 +29,7 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+use crate::engine::retention::Retention;
 use crate::engine::DEFAULT_MAX_CONTEXT_BYTES;
 
 #[derive(Debug, Parser)]
@@ -86,6 +87,13 @@ pub struct Cli {
     /// API requests per second allowed per identity (bursts of twice that); 0 for no limit.
     #[arg(long, global = true, default_value_t = crate::api::DEFAULT_RATE_LIMIT, value_name = "N")]
     pub rate_limit: u32,
+    /// Archive then remove finished tasks whose last change is older than this (e.g. 30d, 12h);
+    /// default: keep everything (`--demo` and `demo` keep 10 minutes or 2,000 finished tasks).
+    #[arg(long, global = true, value_name = "AGE", value_parser = crate::demo::parse_duration, env = "TASKDECK_RETAIN")]
+    pub retain: Option<std::time::Duration>,
+    /// Where retention and `prune` archive removed tasks (JSON Lines). Default: DATA/archive.
+    #[arg(long, global = true, value_name = "DIR", env = "TASKDECK_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
     /// Run the console, `run` or `demo` without serving the API.
     #[arg(long, global = true)]
     pub no_api: bool,
@@ -206,6 +214,16 @@ pub enum Command {
         /// Print the list as JSON (an array, streamed as it is read).
         #[arg(long)]
         json: bool,
+    },
+    /// Archive then remove finished tasks (complete, error, cancelled, resolved) last changed
+    /// before a date; the engine must not be running elsewhere on this data directory.
+    Prune {
+        /// A date (2026-11-01, UTC), a time (RFC 3339), or an age (30d, 12h).
+        #[arg(long, value_name = "DATE", value_parser = parse_before)]
+        before: Before,
+        /// List what would go, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show one task with its steps, results and transitions.
     Show {
@@ -442,6 +460,45 @@ fn require_admin_for_workflow_files(cli: &Cli, who: &Identity) -> Result<()> {
     Ok(())
 }
 
+/// `prune --before`: a moment, or an age back from now.
+#[derive(Debug, Clone, Copy)]
+pub enum Before {
+    At(crate::model::Timestamp),
+    Ago(std::time::Duration),
+}
+
+fn parse_before(text: &str) -> Result<Before, String> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Before::At(t.timestamp_millis()));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let at = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis());
+        return at
+            .map(Before::At)
+            .ok_or_else(|| format!("`{text}` is not a date"));
+    }
+    crate::demo::parse_duration(text).map(Before::Ago).map_err(|_| {
+        format!("`{text}` is not a date (2026-11-01), a time (2026-11-01T12:00:00Z) or an age (30d, 12h)")
+    })
+}
+
+/// What the running engine keeps: `--retain`, else the demo's 10 minutes or 2,000 finished
+/// tasks for `--demo` and `demo`, else everything.
+fn retention(cli: &Cli, data: &Path) -> Option<Retention> {
+    let archive_dir = cli.archive_dir.clone().unwrap_or_else(|| data.join("archive"));
+    let demo = cli.demo || matches!(cli.command, Some(Command::Demo { .. }));
+    match cli.retain {
+        Some(age) => Some(Retention {
+            max_age: Some(age),
+            max_finished: None,
+            archive_dir,
+        }),
+        None if demo => Some(Retention::demo(archive_dir)),
+        None => None,
+    }
+}
+
 struct Opened {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
@@ -481,11 +538,12 @@ fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     })
 }
 
-fn engine(cli: &Cli, ctx: &Opened, dispatch: bool) -> Result<Engine> {
+fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<Engine> {
     let config = EngineConfig {
         concurrency: cli.concurrency.max(1),
         dispatch,
         max_context_bytes: cli.max_context_bytes,
+        retention: dispatch.then(|| retention(cli, data)).flatten(),
         ..EngineConfig::default()
     };
     Ok(Engine::start(

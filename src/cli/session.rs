@@ -104,7 +104,7 @@ async fn local(
     serve: bool,
     strict: bool,
 ) -> Result<Session> {
-    let engine = Arc::new(engine(cli, &opened, dispatch)?);
+    let engine = Arc::new(engine(cli, data, &opened, dispatch)?);
     let client: Arc<dyn Client> = Arc::new(Local::new(engine.clone(), opened.identity.clone()));
     let server = if serve {
         Some(Server::start(cli, data, engine.clone(), strict).await?)
@@ -162,6 +162,16 @@ async fn remote(cli: &Cli, data: &Path, url: &str, own_cert: Option<std::path::P
 /// The in-process session of a command that must run the engine itself (`run`, `serve`):
 /// refuses with the lock error, naming the server, when another process holds it.
 pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Result<Session> {
+    own_with(cli, data, true, serve, strict).await
+}
+
+/// The engine here over the data directory, running no steps and serving nothing: for
+/// maintenance (`prune`) that must not go through another process.
+pub(super) async fn own_store(cli: &Cli, data: &Path) -> Result<Session> {
+    own_with(cli, data, false, false, false).await
+}
+
+async fn own_with(cli: &Cli, data: &Path, dispatch: bool, serve: bool, strict: bool) -> Result<Session> {
     if cli.connect.is_some() {
         bail!("this command runs the engine here; it cannot run against --connect");
     }
@@ -180,7 +190,7 @@ pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Re
         }
         Err(e) => return Err(e),
     };
-    local(cli, data, opened, true, serve, strict).await
+    local(cli, data, opened, dispatch, serve, strict).await
 }
 
 /// The API served by this process.

@@ -183,6 +183,12 @@ pub(crate) enum Command {
         note: Option<String>,
         reply: Reply<Task>,
     },
+    /// Archives and removes (or, dry, lists) the finished tasks a policy lets go.
+    Prune {
+        policy: super::retention::Retention,
+        dry_run: bool,
+        reply: Reply<(super::retention::PruneReport, Vec<String>)>,
+    },
     /// Answers once no task can make progress without a person.
     WhenIdle(oneshot::Sender<()>),
     /// Stops dispatching, waits up to `grace` for running steps, then stops.

@@ -13,6 +13,7 @@ mod events;
 mod lookup;
 mod orchestrator;
 pub mod query;
+pub mod retention;
 mod runner;
 mod stream;
 
@@ -75,6 +76,8 @@ pub struct EngineConfig {
     /// The clock to read; `None` anchors a new one at the system time. Tests of a restart on
     /// tokio's paused clock pass the first engine's clock to the second.
     pub clock: Option<Clock>,
+    /// What finished work the engine keeps (`None`: everything, for ever).
+    pub retention: Option<retention::Retention>,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +90,7 @@ impl Default for EngineConfig {
             event_capacity: 16_384,
             max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
             clock: None,
+            retention: None,
         }
     }
 }
@@ -277,6 +281,21 @@ impl Engine {
     /// A task `who` may not read is "not found".
     pub fn find_task(&self, who: &Identity, text: &str) -> Result<Task, EngineError> {
         lookup::find_readable(&**self.store(), &self.coordinator(), who, text)
+    }
+
+    /// Archives and removes the finished tasks `policy` lets go (all of them, pass after
+    /// pass), or with `dry_run` only lists them (ids, changed longest ago first).
+    pub async fn prune(
+        &self,
+        policy: retention::Retention,
+        dry_run: bool,
+    ) -> Result<(retention::PruneReport, Vec<String>), EngineError> {
+        self.ask(|reply| Command::Prune {
+            policy,
+            dry_run,
+            reply,
+        })
+        .await
     }
 
     /// Resolves once nothing is running, queued or backing off: every task is finished or

@@ -10,6 +10,7 @@ use super::backoff;
 use super::command::{Command, EngineError, SubmitRequest};
 use super::entry::Entry;
 use super::events::{names, Event, EventBus};
+use super::retention;
 use super::runner::{self, Attempt};
 use super::{Clock, EngineConfig};
 use crate::auth::{Coordinator, Identity, Request};
@@ -75,6 +76,8 @@ pub(crate) struct Orchestrator {
     idle_waiters: Vec<oneshot::Sender<()>>,
     finished: Vec<String>,
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
+    /// When the next retention pass runs (with `config.retention`).
+    next_prune: Option<tokio::time::Instant>,
 }
 
 impl Orchestrator {
@@ -92,6 +95,7 @@ impl Orchestrator {
         event_seq: u64,
     ) -> Self {
         let tx_for_delegation = tx.clone();
+        let next_prune = config_prune_start(&config);
         let rng = match config.jitter_seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_os_rng(),
@@ -123,6 +127,7 @@ impl Orchestrator {
             after_commit: Vec::new(),
             idle_waiters: Vec::new(),
             finished: Vec::new(),
+            next_prune,
             stopping: None,
         }
     }
@@ -216,6 +221,7 @@ impl Orchestrator {
                 .min()
                 .map(|at| self.clock.instant_at(at));
             let stop_at = self.stopping.as_ref().map(|(at, _)| *at);
+            let prune_at = self.next_prune;
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
                     Some(msg) => self.handle(msg),
@@ -223,6 +229,7 @@ impl Orchestrator {
                 },
                 _ = sleep_until(next_timer), if next_timer.is_some() => {}
                 _ = sleep_until(stop_at), if stop_at.is_some() => {}
+                _ = sleep_until(prune_at), if prune_at.is_some() => {}
             }
             // Take everything else already waiting into the same group (bounded, to keep
             // the latency of one turn small under heavy load).
@@ -238,6 +245,12 @@ impl Orchestrator {
                 break;
             }
             self.forget_finished();
+            if self
+                .next_prune
+                .is_some_and(|at| tokio::time::Instant::now() >= at)
+            {
+                self.retention_pass();
+            }
             if self.is_idle() {
                 for waiter in self.idle_waiters.drain(..) {
                     let _ = waiter.send(());
@@ -315,6 +328,13 @@ impl Orchestrator {
             } => {
                 let result = self.decide(&task, &step, approve, &actor, note);
                 self.reply_after_commit(reply, result);
+            }
+            Command::Prune {
+                policy,
+                dry_run,
+                reply,
+            } => {
+                let _ = reply.send(self.prune_all(&policy, dry_run));
             }
             Command::WhenIdle(reply) => self.idle_waiters.push(reply),
             Command::Shutdown { grace, reply } => {
@@ -1550,6 +1570,65 @@ impl Orchestrator {
         self.inflight.insert((id, i), handle);
     }
 
+    /// One periodic pass of the configured retention; the next comes in 10 s, or in 1 s while
+    /// a backlog remains.
+    fn retention_pass(&mut self) {
+        let Some(policy) = self.config.retention.clone() else {
+            self.next_prune = None;
+            return;
+        };
+        let now = self.clock.now();
+        let held = |id: &str| self.tasks.contains_key(id);
+        let outcome = retention::candidates(&*self.store, &policy, now, retention::PASS).and_then(|ids| {
+            let full = ids.len() >= retention::PASS;
+            retention::prune(&*self.store, &ids, &policy.archive_dir, now, &held).map(|r| (r, full))
+        });
+        let backlog = match outcome {
+            Ok((report, full)) => {
+                if report.removed > 0 {
+                    tracing::info!(removed = report.removed, archive = ?report.archive, "retention archived and removed finished tasks");
+                }
+                full && report.removed > 0
+            }
+            Err(e) => {
+                tracing::error!("retention pass failed (nothing is lost; it runs again later): {e}");
+                false
+            }
+        };
+        let wait = if backlog { 1 } else { 10 };
+        self.next_prune = Some(tokio::time::Instant::now() + Duration::from_secs(wait));
+    }
+
+    /// Every pass a policy needs (`taskdeck prune`), or with `dry_run` the ids it would take.
+    fn prune_all(
+        &mut self,
+        policy: &retention::Retention,
+        dry_run: bool,
+    ) -> Result<(retention::PruneReport, Vec<String>), EngineError> {
+        let now = self.clock.now();
+        if dry_run {
+            return Ok((
+                retention::PruneReport::default(),
+                retention::candidates(&*self.store, policy, now, usize::MAX)?,
+            ));
+        }
+        let mut total = retention::PruneReport::default();
+        loop {
+            let ids = retention::candidates(&*self.store, policy, now, retention::PASS)?;
+            if ids.is_empty() {
+                return Ok((total, Vec::new()));
+            }
+            let held = |id: &str| self.tasks.contains_key(id);
+            let report = retention::prune(&*self.store, &ids, &policy.archive_dir, now, &held)?;
+            total.removed += report.removed;
+            total.kept += report.kept;
+            total.archive = report.archive.or(total.archive);
+            if report.removed == 0 {
+                return Ok((total, Vec::new())); // only tasks that must stay are left
+            }
+        }
+    }
+
     /// Drops tasks the engine no longer drives from memory; the store keeps them. None of
     /// them has a step running: complete and failed tasks have none, cancel aborts them.
     fn forget_finished(&mut self) {
@@ -1584,6 +1663,14 @@ impl crate::handlers::StepHandler for Missing {
     async fn call(&self, _: StepInput) -> Result<Value, StepError> {
         Err(self.0.clone())
     }
+}
+
+/// The first retention pass: a few seconds after start (recovery first), if there is a policy.
+fn config_prune_start(config: &EngineConfig) -> Option<tokio::time::Instant> {
+    config
+        .retention
+        .as_ref()
+        .map(|_| tokio::time::Instant::now() + Duration::from_secs(2))
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

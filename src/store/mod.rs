@@ -148,6 +148,9 @@ pub trait Store: Send + Sync {
     /// resolved) whose last change is before `before`, oldest change first: what retention
     /// may archive and remove.
     fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` ids of finished tasks beyond the `keep` changed most recently, most
+    /// recently changed first: what a cap on finished tasks lets go.
+    fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Removes finished tasks with every record of theirs (header, context, steps,
     /// transitions, index entries), and events older than `events_before`; returns how many
     /// tasks it removed. A task that is active again (retried since it was chosen) is kept.

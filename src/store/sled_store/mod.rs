@@ -796,6 +796,29 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut seen = 0usize;
+        for k in self.index.scan_prefix(key::FINISHED).keys().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let k = k?;
+            let id = String::from_utf8_lossy(&k[key::FINISHED.len() + 8..]).into_owned();
+            let Some(h) = self.readable_header(&id)? else {
+                continue;
+            };
+            if h.state.is_active() || finished_key(&h).as_deref() != Some(&k[..]) {
+                continue; // a stale key: the task changed since
+            }
+            seen += 1;
+            if seen > keep {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError> {
         let mut removed = 0;
         for id in ids {
