@@ -265,7 +265,7 @@ impl StepHandler for Echo {
         if input.attempt <= self.fail_first {
             return Err(StepError::retryable("not yet"));
         }
-        Ok(json!({ "seen": *input.results, "context": *input.context }))
+        Ok(json!({ "seen": input.results.to_json(), "context": *input.context }))
     }
 }
 

@@ -220,6 +220,7 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
             &[TaskWrite {
                 task: &crashed,
                 context: None,
+                before: None,
             }],
             &log,
             &[],

@@ -4,9 +4,10 @@
 //! a pass over every step. Without this a 4,000-wide fan-out spent most of its time looking
 //! parents up by name on every completion (issue 10).
 
-use crate::model::{ExecutionStatus, StepState, Task};
+use crate::handlers::Results;
+use crate::model::{ExecutionStatus, StepState, Task, TaskState, Timestamp};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(super) struct Entry {
@@ -24,6 +25,10 @@ pub(super) struct Entry {
     by_state: [u32; StepState::ALL.len()],
     /// Pending steps whose parents are all done.
     ready: u32,
+    /// Results of the steps that are complete or resolved: what a starting step reads.
+    pub results: Results,
+    /// The task's state and last change as last committed (`None` until its first commit).
+    pub stored: Option<(TaskState, Timestamp)>,
 }
 
 fn slot(state: StepState) -> usize {
@@ -58,10 +63,15 @@ impl Entry {
             unmet: vec![0; n],
             by_state: [0; StepState::ALL.len()],
             ready: 0,
+            stored: None,
+            results: Results::default(),
         };
         for i in 0..n {
             let step = &entry.task.steps[i];
             entry.by_state[slot(step.state)] += 1;
+            if let (true, Some(r)) = (step.state.satisfies_dependency(), &step.results) {
+                entry.results.insert(&step.name, r.clone());
+            }
             entry.unmet[i] = entry.parents[i]
                 .iter()
                 .filter(|&&p| !entry.task.steps[p as usize].state.satisfies_dependency())
@@ -69,6 +79,15 @@ impl Entry {
         }
         entry.ready = (0..n).filter(|&i| entry.is_ready(i)).count() as u32;
         entry
+    }
+
+    /// A task read from the store (its state and last change are what is stored).
+    pub fn loaded(task: Task) -> Self {
+        let stored = Some((task.state, task.updated_at));
+        Entry {
+            stored,
+            ..Entry::new(task)
+        }
     }
 
     /// The task as a whole (context included), for replies.
@@ -110,6 +129,15 @@ impl Entry {
             self.adjust_ready(!was_ready);
         }
         let (before, after) = (from.satisfies_dependency(), to.satisfies_dependency());
+        if after {
+            let step = &self.task.steps[i];
+            match &step.results {
+                Some(r) => self.results.insert(&step.name, r.clone()),
+                None => self.results.remove(&step.name),
+            }
+        } else if before {
+            self.results.remove(&self.task.steps[i].name);
+        }
         if before == after {
             return;
         }
@@ -163,18 +191,6 @@ impl Entry {
     /// Indices of every step downstream of step `i`.
     pub fn descendants(&self, i: usize) -> Vec<usize> {
         self.reach(i, &self.children)
-    }
-
-    /// The results of step `i`'s ancestors that are complete or resolved, by step name: what
-    /// its handler may read. (Only ancestors: a sibling that happened to finish first is not
-    /// an input, and a chain of n steps must not copy n results per step.)
-    pub fn inputs(&self, i: usize) -> BTreeMap<String, Value> {
-        self.reach(i, &self.parents)
-            .into_iter()
-            .map(|a| &self.task.steps[a])
-            .filter(|s| s.state.satisfies_dependency())
-            .filter_map(|s| s.results.clone().map(|r| (s.name.clone(), r)))
-            .collect()
     }
 
     fn reach(&self, i: usize, edges: &[Vec<u32>]) -> Vec<usize> {
@@ -261,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn inputs_are_the_done_ancestors() {
+    fn done_results_are_kept_and_descendants_found() {
         let mut t = diamond();
         for (i, s) in t.steps.iter_mut().enumerate().take(3) {
             s.state = StepState::Complete;
@@ -270,8 +286,10 @@ mod tests {
         let e = Entry::new(t);
         assert_eq!(e.task.context, Value::Null);
         assert_eq!(e.snapshot().context, serde_json::json!({"a": 1}));
-        assert_eq!(e.inputs(3).keys().collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert_eq!(e.inputs(1).keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(e.results.to_json(), serde_json::json!({"a": 0, "b": 1, "c": 2}));
+        let mut e = e;
+        e.set_state(2, StepState::Pending);
+        assert_eq!(e.results.to_json(), serde_json::json!({"a": 0, "b": 1}));
         let mut d = e.descendants(0);
         d.sort();
         assert_eq!(d, [1, 2, 3]);

@@ -140,7 +140,7 @@ impl Orchestrator {
     pub fn recover(&mut self, tasks: Vec<Task>) {
         for task in tasks {
             let id = task.id.clone();
-            self.tasks.insert(id.clone(), Entry::new(task));
+            self.tasks.insert(id.clone(), Entry::loaded(task));
             let interrupted: Vec<usize> = self.tasks[&id]
                 .task
                 .steps
@@ -385,7 +385,7 @@ impl Orchestrator {
                 }
                 self.tasks
                     .entry(id.clone())
-                    .or_insert_with(|| Entry::new(existing));
+                    .or_insert_with(|| Entry::loaded(existing));
                 return Ok(id);
             }
         }
@@ -505,7 +505,9 @@ impl Orchestrator {
         }
         let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text)?;
         let id = task.id.clone();
-        self.tasks.entry(id.clone()).or_insert_with(|| Entry::new(task));
+        self.tasks
+            .entry(id.clone())
+            .or_insert_with(|| Entry::loaded(task));
         Ok(id)
     }
 
@@ -932,7 +934,7 @@ impl Orchestrator {
                     if !task.state.is_active() {
                         self.finished.push(parent.to_string());
                     }
-                    self.tasks.insert(parent.to_string(), Entry::new(task));
+                    self.tasks.insert(parent.to_string(), Entry::loaded(task));
                 }
                 _ => return,
             }
@@ -1480,6 +1482,7 @@ impl Orchestrator {
                 .map(|(id, e)| TaskWrite {
                     task: &e.task,
                     context: self.created.contains(id).then_some(&*e.context),
+                    before: e.stored,
                 })
                 .collect();
             match self.store.commit(&writes, &self.transitions, &self.events) {
@@ -1490,6 +1493,13 @@ impl Orchestrator {
                 }
             }
         };
+        if ok {
+            for id in &self.dirty {
+                if let Some(e) = self.tasks.get_mut(id) {
+                    e.stored = Some((e.task.state, e.task.updated_at));
+                }
+            }
+        }
         self.dirty.clear();
         self.created.clear();
         self.transitions.clear();
@@ -1514,7 +1524,7 @@ impl Orchestrator {
         let entry = &self.tasks[&id];
         let task = &entry.task;
         let step = &task.steps[i];
-        let results = entry.inputs(i);
+        let results = entry.results.clone();
         let tx = self.tx.clone();
         let clock = self.clock;
         let (task_id, workflow, step_name) = (id.clone(), task.workflow_ref(), step.name.clone());
@@ -1537,7 +1547,7 @@ impl Orchestrator {
             version: task.version.clone(),
             step: step.name.clone(),
             context: entry.context.clone(),
-            results: Arc::new(results),
+            results,
             handler_config: step.handler_config.clone(),
             idempotency_key: step.idempotency_key.clone(),
             attempt: step.attempts,

@@ -77,9 +77,9 @@ pub struct StepInput {
     pub version: String,
     pub step: String,
     pub context: Arc<Value>,
-    /// Results of the step's ancestors (its parents, their parents, …) that completed or were
-    /// resolved by hand, by step name.
-    pub results: Arc<BTreeMap<String, Value>>,
+    /// Results of the task's steps that completed or were resolved by hand when this step
+    /// started, by step name.
+    pub results: Results,
     pub handler_config: Value,
     /// The same for every attempt of this step, across restarts: pass it to services so that
     /// a repeated call is not applied twice.
@@ -92,6 +92,40 @@ pub struct StepInput {
     /// The task's correlation id, if it has one.
     pub correlation_id: Option<String>,
     pub delegator: Arc<dyn Delegator>,
+}
+
+/// Step results by step name, as a handler reads them (`StepInput::result_of`). A persistent
+/// map: the engine hands each step a copy in O(1) and records a completion in O(log n), so a
+/// task of thousands of steps never copies every result for every step.
+#[derive(Clone, Default)]
+pub struct Results(imbl::HashMap<String, Arc<Value>>);
+
+impl Results {
+    pub fn get(&self, step: &str) -> Option<&Value> {
+        self.0.get(step).map(|v| &**v)
+    }
+
+    pub fn insert(&mut self, step: &str, results: Value) {
+        self.0.insert(step.to_string(), Arc::new(results));
+    }
+
+    pub fn remove(&mut self, step: &str) {
+        self.0.remove(step);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// All of them as one JSON object, by step name.
+    pub fn to_json(&self) -> Value {
+        let sorted: BTreeMap<&str, &Value> = self.0.iter().map(|(k, v)| (k.as_str(), &**v)).collect();
+        serde_json::to_value(sorted).unwrap_or(Value::Null)
+    }
 }
 
 impl StepInput {

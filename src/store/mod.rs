@@ -70,6 +70,9 @@ pub struct TaskWrite<'a> {
     /// The task as it stands after the group (its `context` field is not read).
     pub task: &'a Task,
     pub context: Option<&'a Value>,
+    /// The task's state and last change as last stored, if the caller knows them (saves the
+    /// store reading them back to find stale index entries).
+    pub before: Option<(TaskState, Timestamp)>,
 }
 
 /// Which tasks a listing returns, newest first.

@@ -3,12 +3,15 @@
 //! - `headers`: task id → the task without steps or context (`records::Header`);
 //! - `contexts`, `plans`: task id → its context and step definitions, written once at submit;
 //! - `steps`: task id NUL step name → the step's status, rewritten when the step changes;
-//! - `transitions`: task id `/` big-endian sequence number → transition (the log);
-//! - `events`: big-endian event sequence number → event (the stream clients resume from);
+//! - `transitions`: task id `/` big-endian sequence number → the task's transitions of one
+//!   commit (one, or a JSON array), keyed by the first: the log;
+//! - `events`: big-endian sequence number → a JSON array of events (chunks of ≤ 4 KiB keyed
+//!   by their first): the stream clients resume from;
 //! - `index`: by state, namespace, namespace and state, workflow, reversed id (short ids),
 //!   finish time (retention) and steps awaiting a decision (see `records::key`);
-//! - `active`: ids of tasks the engine drives; `origins`: a creating step's idempotency key →
-//!   task id; `unsettled`: tasks a commit is writing; `meta`: sequence numbers, store id, layout.
+//! - `active`: ids of tasks the engine drives, and of any task a commit is writing;
+//!   `origins`: a creating step's idempotency key → task id; `meta`: sequence numbers, store
+//!   id, layout.
 //!
 //! So a transition writes bytes in proportion to what changed (its log entry, the step's
 //! status, the header), never to the task, and every listing reads an index, never the
@@ -18,17 +21,18 @@
 //! that makes every prefix recoverable:
 //!
 //! 1. `meta` reserves the group's sequence numbers (a lost group leaves a gap, never a reuse);
-//! 2. `unsettled` gains the group's tasks;
+//! 2. `active` gains the group's tasks it lacks (so a crash leaves every task it touched there);
 //! 3. new tasks' contexts, plans and origins; then the transitions, each carrying the step's
 //!    status after it, and the group's events;
 //! 4. step records, index keys of the new states, `active`, then headers (each naming the last
 //!    transition it includes, `seq`);
-//! 5. stale index keys and `active` entries go; `unsettled` loses the group's tasks.
+//! 5. stale index keys go, and `active` loses the tasks that are not unfinished.
 //!
 //! Every read replays the transitions after a header's `seq` over it, so what the log says
 //! happened, happened, whichever prefix survived (a completed step is never run again);
-//! opening the store settles every `unsettled` task (rewrites its records and index keys from
-//! the log, or removes a task whose creation never finished), so indexes agree with the log.
+//! opening the store settles every task in `active` whose log goes past its header (rewrites its
+//! records and index keys from the log, or removes a task whose creation never finished), so
+//! indexes agree with the log.
 //! Stores of layout 1 (one whole-task snapshot per task) are converted when first opened.
 
 mod migrate;
@@ -48,6 +52,10 @@ use std::path::Path;
 /// crash-loop tests; never set in production.
 pub const CRASH_AFTER_LOG: &str = "TASKDECK_CRASH_AFTER_LOG";
 
+/// The most bytes of events one record holds (4 KiB measured faster than 32 KiB: sled rewrites
+/// a node with its values; and far under its blob threshold, ~128 KiB, past which a value is a file).
+const EVENT_CHUNK_BYTES: usize = 4 * 1024;
+
 /// The layout this build writes (see the module documentation).
 const LAYOUT: &[u8] = b"2";
 
@@ -66,7 +74,6 @@ pub struct SledStore {
     index: sled::Tree,
     active: sled::Tree,
     origins: sled::Tree,
-    unsettled: sled::Tree,
     meta: sled::Tree,
     durability: Durability,
 }
@@ -154,7 +161,6 @@ impl SledStore {
             index: db.open_tree("index")?,
             active: db.open_tree("active")?,
             origins: db.open_tree("origins")?,
-            unsettled: db.open_tree("unsettled")?,
             meta: db.open_tree("meta")?,
             db,
             disk,
@@ -243,9 +249,29 @@ impl SledStore {
         let to = key::transition(&task.id, u64::MAX);
         for item in self.transitions.range(from..=to) {
             let (k, bytes) = item?;
-            task.apply(&Self::decode::<Transition>(&k, &bytes)?);
+            for t in Self::decode_many::<Transition>(&k, &bytes)? {
+                task.apply(&t);
+            }
         }
         Ok(())
+    }
+
+    /// A record holding one value or (a group written by one commit) a JSON array of them.
+    fn decode_many<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<Vec<T>, StoreError> {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            Self::decode(key, bytes)
+        } else {
+            Ok(vec![Self::decode(key, bytes)?])
+        }
+    }
+
+    /// The event chunk holding `seq` or, if none does, the first one after it: where a read
+    /// of the events after `seq - 1` starts.
+    fn chunk_start(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
+        Ok(match self.events.range(..=seq.to_be_bytes()).next_back() {
+            Some(item) => item?.0.to_vec(),
+            None => seq.to_be_bytes().to_vec(),
+        })
     }
 
     /// A header-only task (no steps, `null` context), with its state brought up to date
@@ -265,32 +291,42 @@ impl SledStore {
     }
 
     /// Rewrites what a commit interrupted by a crash left half-written (see the module
-    /// documentation): the records and index keys of every `unsettled` task, from its log.
+    /// documentation): every task in `active` whose log goes past its header gets its records
+    /// and index keys rewritten from the log; one with no header (a creation or removal cut
+    /// short) loses what is left of it; one marked by a commit but finished leaves `active`.
     fn settle(&self) -> Result<(), StoreError> {
         let ids: Vec<String> = self
-            .unsettled
+            .active
             .iter()
             .keys()
             .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
             .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
-            return Ok(());
-        }
+        let mut settled = 0usize;
         for id in &ids {
             match self.header(id) {
                 Ok(Some(header)) => {
-                    let task = self.load(header)?;
-                    self.rewrite(&task)?;
+                    let from = key::transition(id, header.seq.saturating_add(1));
+                    let to = key::transition(id, u64::MAX);
+                    if self.transitions.range(from..=to).next().is_some() {
+                        let task = self.load(header)?;
+                        self.rewrite(&task)?;
+                        settled += 1;
+                    } else if !header.state.is_active() {
+                        self.active.remove(id.as_bytes())?;
+                    }
                 }
-                // A creation the crash cut short (never acknowledged) or a removal: nothing
-                // of the task stays.
-                Ok(None) => self.erase(id, None)?,
+                Ok(None) => {
+                    self.erase(id, None)?;
+                    settled += 1;
+                }
                 Err(e) => tracing::error!("cannot settle task {id} after a crash: {e}"),
             }
-            self.unsettled.remove(id.as_bytes())?;
         }
-        tracing::info!("settled {} task(s) a crash interrupted", ids.len());
-        self.sync()
+        if settled > 0 {
+            tracing::info!("settled {settled} task(s) a crash interrupted");
+            self.sync()?;
+        }
+        Ok(())
     }
 
     /// Every record and index key of `task` as the task now stands (after a crash).
@@ -494,7 +530,12 @@ impl Store for SledStore {
             self.meta.insert(LAST_SEQ, &max.to_be_bytes())?;
         }
         for w in tasks {
-            self.unsettled.insert(w.task.id.as_bytes(), &[])?;
+            // An unfinished task is in `active` already.
+            let listed = w.before.is_some_and(|(s, _)| s.is_active())
+                || self.active.contains_key(w.task.id.as_bytes())?;
+            if !listed {
+                self.active.insert(w.task.id.as_bytes(), &[])?;
+            }
         }
         for w in tasks {
             if let Some(context) = w.context {
@@ -508,12 +549,42 @@ impl Store for SledStore {
                 }
             }
         }
+        // One record per task per commit: its transitions of the group, keyed by the first.
+        let mut by_task: HashMap<&str, Vec<&Transition>> = HashMap::new();
         for t in transitions {
-            self.transitions
-                .insert(key::transition(&t.task_id, t.seq), encode("transition", t)?)?;
+            by_task.entry(t.task_id.as_str()).or_default().push(t);
         }
+        for (id, group) in &by_task {
+            let first = group.iter().map(|t| t.seq).min().unwrap_or(0);
+            let value = if group.len() == 1 {
+                encode("transition", group[0])?
+            } else {
+                encode("transitions", group)?
+            };
+            self.transitions.insert(key::transition(id, first), value)?;
+        }
+        // Events in chunks of at most EVENT_CHUNK_BYTES, keyed by their first sequence number.
+        let mut chunk: Vec<u8> = Vec::new();
+        let mut first = None;
         for e in events {
-            self.events.insert(e.seq.to_be_bytes(), encode("event", e)?)?;
+            let bytes = encode("event", e)?;
+            if !chunk.is_empty() && chunk.len() + bytes.len() > EVENT_CHUNK_BYTES {
+                chunk.push(b']');
+                self.events
+                    .insert(first.unwrap_or(e.seq).to_be_bytes(), chunk.as_slice())?;
+                chunk.clear();
+            }
+            if chunk.is_empty() {
+                chunk.push(b'[');
+                first = Some(e.seq);
+            } else {
+                chunk.push(b',');
+            }
+            chunk.extend_from_slice(&bytes);
+        }
+        if let Some(seq) = first.filter(|_| !chunk.is_empty()) {
+            chunk.push(b']');
+            self.events.insert(seq.to_be_bytes(), chunk)?;
         }
         if let (Some(left), false) = (&self.crash_after_log, transitions.is_empty()) {
             if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
@@ -541,31 +612,30 @@ impl Store for SledStore {
         for w in tasks {
             let task = w.task;
             let header = Header::of(task);
-            let before = if w.context.is_some() {
-                None
-            } else {
-                self.header(&task.id)?
+            let old = match (w.context, w.before) {
+                (Some(_), _) => Vec::new(),
+                (None, Some((state, updated_at))) => key::index_keys(&Header {
+                    state,
+                    updated_at,
+                    ..header.clone()
+                }),
+                (None, None) => self
+                    .header(&task.id)?
+                    .map(|h| key::index_keys(&h))
+                    .unwrap_or_default(),
             };
-            for k in key::index_keys(&header) {
-                self.index.insert(k, &[])?;
-            }
-            if task.state.is_active() {
-                self.active.insert(task.id.as_bytes(), &[])?;
+            let new = key::index_keys(&header);
+            for k in new.iter().filter(|k| !old.contains(k)) {
+                self.index.insert(k.as_slice(), &[])?;
             }
             self.headers
                 .insert(task.id.as_bytes(), encode("task", &header)?)?;
-            if let Some(old) = before {
-                let new: Vec<Vec<u8>> = key::index_keys(&header);
-                for k in key::index_keys(&old) {
-                    if !new.contains(&k) {
-                        self.index.remove(k)?;
-                    }
-                }
+            for k in old.iter().filter(|k| !new.contains(k)) {
+                self.index.remove(k.as_slice())?;
             }
             if !task.state.is_active() {
                 self.active.remove(task.id.as_bytes())?;
             }
-            self.unsettled.remove(task.id.as_bytes())?;
         }
         if self.durability == Durability::Immediate {
             self.sync()?;
@@ -742,29 +812,39 @@ impl Store for SledStore {
     }
 
     fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError> {
-        self.transitions
-            .scan_prefix(key::transitions_of(task_id))
-            .map(|item| {
-                let (k, bytes) = item?;
-                Self::decode(&k, &bytes)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for item in self.transitions.scan_prefix(key::transitions_of(task_id)) {
+            let (k, bytes) = item?;
+            out.extend(Self::decode_many::<Transition>(&k, &bytes)?);
+        }
+        Ok(out)
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.events
-            .range(after.saturating_add(1).to_be_bytes()..)
-            .take(limit)
-            .map(|item| {
-                let (k, bytes) = item?;
-                Self::decode(&k, &bytes)
-            })
-            .collect()
+        let mut out = Vec::new();
+        let first = after.saturating_add(1);
+        for item in self.events.range(self.chunk_start(first)?..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, bytes) = item?;
+            let chunk = Self::decode_many::<Event>(&k, &bytes)?;
+            out.extend(
+                chunk
+                    .into_iter()
+                    .filter(|e| e.seq >= first)
+                    .take(limit - out.len()),
+            );
+        }
+        Ok(out)
     }
 
     fn last_event_seq(&self) -> Result<u64, StoreError> {
         Ok(match self.events.last()? {
-            Some((k, _)) => <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes),
+            Some((k, bytes)) => Self::decode_many::<Event>(&k, &bytes)?
+                .last()
+                .map(|e| e.seq)
+                .unwrap_or_else(|| <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes)),
             None => 0,
         })
     }
@@ -827,16 +907,18 @@ impl Store for SledStore {
             if task.state.is_active() {
                 continue;
             }
-            self.unsettled.insert(id.as_bytes(), &[])?;
+            // Marked first: a crash part-way leaves it for `settle` to finish.
+            self.active.insert(id.as_bytes(), &[])?;
             self.erase(id, Some(&header))?;
-            self.unsettled.remove(id.as_bytes())?;
             removed += 1;
         }
         // Events are notifications (the log keeps the history): those older than the cutoff go.
         for item in self.events.iter() {
             let (k, bytes) = item?;
-            let at = Self::decode::<Event>(&k, &bytes).map_or(0, |e| e.at);
-            if at >= events_before {
+            // A chunk goes when its newest event is older than the cutoff.
+            let newest = Self::decode_many::<Event>(&k, &bytes)
+                .map_or(0, |c| c.iter().map(|e| e.at).max().unwrap_or(0));
+            if newest >= events_before {
                 break;
             }
             self.events.remove(k)?;
