@@ -11,7 +11,7 @@ mod sync;
 
 use crate::model::{Event, Task, TaskState, Timestamp, Transition};
 use serde_json::Value;
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, CRASH_AFTER_LOG};
 
 /// When a commit is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -302,6 +302,7 @@ impl SledStore {
             .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
             .collect::<Result<_, _>>()?;
         let mut settled = 0usize;
+        let mut erased = Vec::new();
         for id in &ids {
             match self.header(id) {
                 Ok(Some(header)) => {
@@ -317,14 +318,38 @@ impl SledStore {
                 }
                 Ok(None) => {
                     self.erase(id, None)?;
+                    erased.push(id.clone());
                     settled += 1;
                 }
                 Err(e) => tracing::error!("cannot settle task {id} after a crash: {e}"),
             }
         }
+        if !erased.is_empty() {
+            self.drop_events_of(&erased)?;
+        }
         if settled > 0 {
             tracing::info!("settled {settled} task(s) a crash interrupted");
             self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the events announcing tasks whose creation a crash cut short (they never
+    /// existed for anyone). They were written by the last commit, so only the newest chunks
+    /// are looked at.
+    fn drop_events_of(&self, ids: &[String]) -> Result<(), StoreError> {
+        for item in self.events.iter().rev().take(256) {
+            let (k, bytes) = item?;
+            let chunk: Vec<Event> = Self::decode_many(&k, &bytes)?;
+            let kept: Vec<&Event> = chunk.iter().filter(|e| !ids.contains(&e.task_id)).collect();
+            if kept.len() == chunk.len() {
+                continue;
+            }
+            if kept.is_empty() {
+                self.events.remove(k)?;
+            } else {
+                self.events.insert(k, encode("events", &kept)?)?;
+            }
         }
         Ok(())
     }
