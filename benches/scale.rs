@@ -49,9 +49,10 @@ fn main() {
     let history = root.path().join("history");
     let started = Instant::now();
     fill(&history, &workflows, tasks, 1_000);
-    let store = SledStore::open(&history, Durability::Relaxed, "bench").unwrap();
+    let store = open(&history);
     let transitions = store.last_seq().unwrap();
     drop(store);
+    std::thread::sleep(Duration::from_millis(500));
     let bytes = dir_bytes(&history.join("store"));
     println!(
         "filled in {:.1} s: {transitions} transitions, store {:.1} MB = {:.2} KB per task",
@@ -93,7 +94,7 @@ fn main() {
 
 /// Completes `done` five-step tasks, then starts `open` tasks whose first step sleeps an hour
 /// and stops as a crash would (their steps stay `in_progress`, the rest `pending`).
-fn fill(dir: &Path, workflows: &Path, done: usize, open: usize) {
+fn fill(dir: &Path, workflows: &Path, done: usize, unfinished: usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, Durability::Relaxed, "bench").unwrap());
@@ -112,7 +113,7 @@ fn fill(dir: &Path, workflows: &Path, done: usize, open: usize) {
             )
             .unwrap(),
         );
-        for (workflow, count) in [("bench/five", done), ("bench/hold", open)] {
+        for (workflow, count) in [("bench/five", done), ("bench/hold", unfinished)] {
             let mut left = count;
             while left > 0 {
                 let n = left.min(2_000);
@@ -141,9 +142,25 @@ fn fill(dir: &Path, workflows: &Path, done: usize, open: usize) {
             }
         }
         store.flush().unwrap();
-        // No shutdown: the held steps stay in progress, as after a crash.
+        // Stopped without grace: the held steps stay in progress, as after a crash.
+        engine.shutdown(Duration::ZERO).await;
+        drop(engine);
+        drop(store);
     });
-    rt.shutdown_timeout(Duration::ZERO);
+    drop(rt);
+    drop(open(dir));
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// Opens the store once its last user has let go of it (sled's threads release the lock
+/// shortly after the last handle is dropped).
+fn open(dir: &Path) -> SledStore {
+    loop {
+        match SledStore::open(dir, Durability::Relaxed, "bench") {
+            Ok(store) => return store,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 fn binary() -> &'static str {

@@ -22,12 +22,20 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         Command::Validate { paths } => validate(&cli, paths),
         Command::Workflows => workflows(&cli),
         Command::Submit {
+            batch: Some(file),
+            workflow,
+            json,
+            ..
+        } => submit_batch(&cli, &data, file, workflow.as_deref(), *json).await,
+        Command::Submit {
             workflow,
             context,
             context_file,
             wait,
             json,
+            batch: None,
         } => {
+            let workflow = workflow.as_deref().unwrap_or_default();
             let context = read_context(context.as_deref(), context_file.as_ref(), cli.max_context_bytes)?;
             if !context.is_object() {
                 bail!("the task context must be a JSON object ({{…}})");
@@ -159,6 +167,137 @@ async fn submit(
     let result = submit_with(&*session.client, workflow, context, wait, json).await;
     session.close(data, Duration::from_secs(10)).await;
     result
+}
+
+/// `submit --batch`: every line of a JSON Lines file becomes a task (up to 1,000 per group,
+/// stored together), or is reported with why not; a bad line rejects nothing else. Exit 0
+/// when every line made a task, 2 otherwise.
+async fn submit_batch(
+    cli: &Cli,
+    data: &Path,
+    file: &Path,
+    workflow: Option<&str>,
+    json: bool,
+) -> Result<i32> {
+    use std::io::BufRead;
+    let input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let limit = cli.max_context_bytes.saturating_add(4096);
+    let session = session(cli, data, false, false).await?;
+    let result = async {
+        let client = &session.client;
+        let (mut created, mut failed) = (0usize, 0usize);
+        let mut report = |line: usize, outcome: Result<String, String>, out: &mut Vec<Value>| -> Result<()> {
+            match &outcome {
+                Ok(_) => created += 1,
+                Err(_) => failed += 1,
+            }
+            if json {
+                out.push(match outcome {
+                    Ok(id) => serde_json::json!({ "line": line, "task": id }),
+                    Err(e) => serde_json::json!({ "line": line, "error": e }),
+                });
+            } else {
+                match outcome {
+                    Ok(id) => say!("line {line}: created {id}"),
+                    Err(e) => say!("line {line}: {}", super::one_line(&e)),
+                }
+            }
+            Ok(())
+        };
+        let mut out = Vec::new();
+        let mut group: Vec<(usize, NewTask)> = Vec::new();
+        let mut lines = input.split(b'\n');
+        let mut number = 0usize;
+        loop {
+            let next = lines.next();
+            if let Some(bytes) = &next {
+                number += 1;
+                let bytes = bytes
+                    .as_ref()
+                    .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+                match parse_line(bytes, workflow, limit) {
+                    Ok(None) => {}
+                    Ok(Some(task)) => group.push((number, task)),
+                    Err(e) => report(number, Err(e), &mut out)?,
+                }
+            }
+            if group.len() >= crate::client::MAX_BATCH || (next.is_none() && !group.is_empty()) {
+                let (numbers, tasks): (Vec<usize>, Vec<NewTask>) =
+                    std::mem::take(&mut group).into_iter().unzip();
+                let items = client.submit_batch(tasks).await?;
+                for (line, item) in numbers.into_iter().zip(items) {
+                    let outcome = match item {
+                        crate::client::BatchItem::Created(t) => Ok(t.id),
+                        crate::client::BatchItem::Failed(p) => Err(p.to_string()),
+                    };
+                    report(line, outcome, &mut out)?;
+                }
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+        if json {
+            say!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            say!("{created} task(s) created, {failed} line(s) refused");
+        }
+        Ok(if failed == 0 { 0 } else { 2 })
+    }
+    .await;
+    session.close(data, Duration::ZERO).await;
+    result
+}
+
+/// One line of a batch file: a context for `workflow`, or an object naming its workflow;
+/// `None` for a blank line.
+fn parse_line(
+    bytes: &[u8],
+    workflow: Option<&str>,
+    limit: usize,
+) -> std::result::Result<Option<NewTask>, String> {
+    if bytes.len() > limit {
+        return Err(format!(
+            "{} bytes is more than a task context may have (--max-context-bytes)",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let text = text.trim_start_matches('\u{feff}').trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Value::Object(mut map) = value else {
+        return Err("expected a JSON object (a context, or {\"workflow\": …, \"context\": …})".into());
+    };
+    let named = match map.get("workflow") {
+        Some(Value::String(w)) if map.len() <= 2 && map.keys().all(|k| k == "workflow" || k == "context") => {
+            Some(w.clone())
+        }
+        _ => None,
+    };
+    match (named, workflow) {
+        (Some(w), _) => {
+            let context = map
+                .remove("context")
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            if !context.is_object() {
+                return Err("`context` must be a JSON object".into());
+            }
+            Ok(Some(NewTask { workflow: w, context }))
+        }
+        (None, Some(w)) => Ok(Some(NewTask {
+            workflow: w.to_string(),
+            context: Value::Object(map),
+        })),
+        (None, None) => Err("the line names no workflow and none was given on the command line".into()),
+    }
 }
 
 async fn submit_with(

@@ -121,8 +121,12 @@ pub enum Command {
     Workflows,
     /// Create a task from NS/NAME[@VERSION].
     Submit {
-        /// The workflow: NAMESPACE/NAME (latest version) or NAMESPACE/NAME@VERSION.
-        workflow: String,
+        /// The workflow: NAMESPACE/NAME (latest version) or NAMESPACE/NAME@VERSION (with --batch: for lines that name none).
+        #[arg(required_unless_present = "batch")]
+        workflow: Option<String>,
+        /// Create many tasks from a JSON Lines file: each line a context, or {"workflow": …, "context": …}; each line is checked on its own and reported (`-` reads stdin).
+        #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["context", "context_file", "wait"])]
+        batch: Option<PathBuf>,
         /// The task context as JSON.
         #[arg(long, conflicts_with = "context_file")]
         context: Option<String>,

@@ -24,6 +24,10 @@ pub enum Update {
     Notice(String),
     /// The connection to a remote engine came back (`Up`) or was lost (`Down`).
     Link(crate::client::Link),
+    /// A page of older tasks arrived (or the first page): whether the store has more.
+    Paged {
+        more: bool,
+    },
 }
 
 /// What the app asks of the engine; the runner carries it out.
@@ -44,6 +48,8 @@ pub enum Action {
     },
     /// The task whose transition log the detail pane shows.
     Focus(Option<String>),
+    /// Load the next page of older tasks from the store.
+    Older,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +137,8 @@ pub struct App {
     pub now: Timestamp,
     /// Why the connection to a remote engine is down (a banner while it reconnects).
     pub link_down: Option<String>,
+    /// A page of older tasks has been asked for and has not arrived.
+    pub loading_older: bool,
     pub notice: Option<(String, Timestamp)>,
     pub quit: bool,
     /// Set when something visible changed; the runner redraws and clears it.
@@ -168,6 +176,7 @@ impl App {
             identity: crate::auth::Identity::local("operator"),
             now: 0,
             link_down: None,
+            loading_older: false,
             notice: None,
             quit: false,
             dirty: true,
@@ -267,6 +276,10 @@ impl App {
                 self.open_task(id);
             }
             Update::Notice(text) => self.notify(text),
+            Update::Paged { more } => {
+                self.vm.more_older = more;
+                self.loading_older = false;
+            }
             Update::Link(crate::client::Link::Up) => self.link_down = None,
             Update::Link(crate::client::Link::Down(why)) => self.link_down = Some(why),
         }
@@ -594,6 +607,12 @@ impl App {
                 let rows = self.rows();
                 let at = step(self.selected_index(), rows.len());
                 self.selected_task = rows.get(at).map(|t| t.id.clone());
+                // Moving down past the last row loaded asks the store for older tasks.
+                let at_end = rows.is_empty() || at + 1 >= rows.len();
+                if delta > 0 && at_end && self.vm.more_older && !self.loading_older {
+                    self.loading_older = true;
+                    self.act(Action::Older);
+                }
             }
             (Focus::Main, Screen::Task(id)) => {
                 let len = self.vm.task(id).map_or(0, |t| t.steps.len());
@@ -974,6 +993,27 @@ mod tests {
 
     fn press(app: &mut App, code: KeyCode) {
         app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    #[test]
+    fn moving_past_the_last_row_asks_for_older_tasks_once() {
+        let (mut app, mut actions) = app();
+        app.focus = Focus::Main;
+        app.apply(Update::Tasks(vec![
+            crate::console::model::tests::task("01", "ns", TaskState::Complete, &[], 1),
+            crate::console::model::tests::task("02", "ns", TaskState::Complete, &[], 2),
+        ]));
+        app.apply(Update::Paged { more: true });
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok())
+            .filter(|a| *a == Action::Older)
+            .collect();
+        assert_eq!(asked.len(), 1, "one request until the page arrives");
+        app.apply(Update::Paged { more: false });
+        press(&mut app, KeyCode::Down);
+        assert!(std::iter::from_fn(|| actions.try_recv().ok()).all(|a| a != Action::Older));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Feeds the view model through the client: the first update is every task the operator may
-//! read; then it forwards events and re-reads the tasks they touched (coalesced, at most every
-//! 50 ms), off the render path. The client applies the read authorization (the engine's query
+//! Feeds the view model through the client: the first update is the newest page of tasks the
+//! operator may read (and every task waiting on a person, for the inbox), older pages when the
+//! operator scrolls past the last; then it forwards events and re-reads the tasks they touched
+//! (coalesced, at most every 50 ms), off the render path. The client applies the read authorization (the engine's query
 //! side), so the feeder shows what it is given. A remote client's connection state becomes a
 //! banner.
 
@@ -15,10 +16,14 @@ use tokio::sync::{mpsc, watch};
 /// How many task reads one tick runs at once.
 const READS_AT_ONCE: usize = 16;
 
+/// Tasks per page: the first load, and each older page.
+pub const PAGE: usize = 1000;
+
 pub async fn feed(
     client: Arc<dyn Client>,
     tx: mpsc::UnboundedSender<Update>,
     mut focus: watch::Receiver<Option<String>>,
+    mut older: mpsc::UnboundedReceiver<()>,
 ) {
     // Subscribe before the first load, so nothing between the two is missed.
     let mut events = match client.events(None).await {
@@ -28,15 +33,18 @@ pub async fn feed(
             return;
         }
     };
-    match client.all_tasks(&TaskQuery::default()).await {
-        Ok(tasks) => {
-            for chunk in tasks.chunks(1000) {
-                let _ = tx.send(Update::Tasks(chunk.to_vec()));
+    let mut cursor = page(&*client, &tx, None).await;
+    // The inbox lists every request, however old its task.
+    if let Ok(waiting) = client.approvals().await {
+        let mut ids: Vec<String> = waiting.into_iter().map(|w| w.task).collect();
+        ids.dedup();
+        let mut tasks = Vec::new();
+        for id in ids {
+            if let Ok(detail) = client.task(&id).await {
+                tasks.push(detail.task);
             }
         }
-        Err(e) => {
-            let _ = tx.send(Update::Notice(format!("cannot read tasks: {e}")));
-        }
+        let _ = tx.send(Update::Tasks(tasks));
     }
     let mut link = client.link();
     let transitions = |id: String| {
@@ -88,6 +96,16 @@ pub async fn feed(
                     return;
                 }
             }
+            asked = older.recv() => match asked {
+                Some(()) => {
+                    if let Some(c) = cursor.take() {
+                        cursor = page(&*client, &tx, Some(c)).await;
+                    } else {
+                        let _ = tx.send(Update::Paged { more: false });
+                    }
+                }
+                None => return,
+            },
             changed = focus.changed() => {
                 if changed.is_err() {
                     return;
@@ -108,6 +126,32 @@ pub async fn feed(
                 }
                 Err(_) => link = None,
             },
+        }
+    }
+}
+
+/// Loads one page of tasks (newest first, after `cursor`); returns the cursor of the next.
+async fn page(
+    client: &dyn Client,
+    tx: &mpsc::UnboundedSender<Update>,
+    cursor: Option<String>,
+) -> Option<String> {
+    let query = TaskQuery {
+        limit: Some(PAGE),
+        cursor,
+        ..TaskQuery::default()
+    };
+    match client.tasks(&query).await {
+        Ok(page) => {
+            let more = page.next_cursor.is_some();
+            let _ = tx.send(Update::Tasks(page.tasks));
+            let _ = tx.send(Update::Paged { more });
+            page.next_cursor
+        }
+        Err(e) => {
+            let _ = tx.send(Update::Notice(format!("cannot read tasks: {e}")));
+            let _ = tx.send(Update::Paged { more: false });
+            None
         }
     }
 }
@@ -146,12 +190,13 @@ mod tests {
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (_focus_tx, focus_rx) = watch::channel(None);
+        let (_older_tx, older_rx) = mpsc::unbounded_channel();
         let engine = Arc::new(engine);
         let client = Arc::new(crate::client::Local::new(
             engine.clone(),
             Identity::new("vic", "ours", Role::Viewer),
         ));
-        let feeder = tokio::spawn(feed(client, tx, focus_rx));
+        let feeder = tokio::spawn(feed(client, tx, focus_rx, older_rx));
         tokio::task::yield_now().await;
         let ours = engine
             .submit(SubmitRequest::new("ours/wf", json!({}), admin.clone()))

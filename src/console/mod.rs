@@ -127,12 +127,18 @@ pub async fn run(client: Arc<dyn Client>, options: Options) -> io::Result<()> {
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (actions_tx, mut actions) = mpsc::unbounded_channel();
     let (focus_tx, focus_rx) = watch::channel(None);
+    let (older_tx, older_rx) = mpsc::unbounded_channel();
     let vm = ViewModel::new(workflow_entries(&catalog));
     let mut app = App::new(vm, options.theme, options.info, catalog, actions_tx);
     app.identity = client.identity().clone();
     app.now = client.now();
 
-    let feeder = tokio::spawn(feeder::feed(client.clone(), updates_tx.clone(), focus_rx));
+    let feeder = tokio::spawn(feeder::feed(
+        client.clone(),
+        updates_tx.clone(),
+        focus_rx,
+        older_rx,
+    ));
     let demo = options.demo.map(|demo| {
         let notices = updates_tx.clone();
         tokio::spawn(async move {
@@ -191,7 +197,7 @@ pub async fn run(client: Arc<dyn Client>, options: Options) -> io::Result<()> {
             }
             action = actions.recv() => {
                 if let Some(a) = action {
-                    perform(&client, a, &updates_tx, &focus_tx);
+                    perform(&client, a, &updates_tx, &focus_tx, &older_tx);
                 }
             }
             _ = signals.next() => app.quit = true,
@@ -262,11 +268,15 @@ fn perform(
     action: Action,
     updates: &mpsc::UnboundedSender<Update>,
     focus: &watch::Sender<Option<String>>,
+    older: &mpsc::UnboundedSender<()>,
 ) {
     let (client, updates) = (client.clone(), updates.clone());
     match action {
         Action::Focus(id) => {
             let _ = focus.send(id);
+        }
+        Action::Older => {
+            let _ = older.send(());
         }
         Action::Submit { workflow, context } => {
             tokio::spawn(async move {

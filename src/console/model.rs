@@ -126,7 +126,14 @@ pub struct ViewModel {
     pub workflows: Vec<WorkflowEntry>,
     /// Bumped on every change to tasks, so views can cache what they derive.
     pub generation: u64,
+    /// The store holds tasks older than the oldest loaded (moving down past the last row
+    /// loads the next page).
+    pub more_older: bool,
 }
+
+/// The most finished tasks the console holds; past it the oldest are let go (the store keeps
+/// them, and paging or a search brings them back), so a console left open all day stays small.
+pub const MAX_FINISHED_HELD: usize = 5_000;
 
 fn state_index(state: TaskState) -> usize {
     TaskState::ALL.iter().position(|s| *s == state).unwrap_or(0)
@@ -173,6 +180,39 @@ impl ViewModel {
             self.awaiting.remove(&task.id);
         }
         self.tasks.insert(task.id.clone(), Arc::new(task));
+        if self.tasks.len() > MAX_FINISHED_HELD + MAX_FINISHED_HELD / 10 {
+            self.let_go_of_old_finished();
+        }
+    }
+
+    /// Drops the oldest finished tasks until at most `MAX_FINISHED_HELD` tasks are held
+    /// (unfinished ones and those waiting on a person always stay).
+    fn let_go_of_old_finished(&mut self) {
+        let mut excess = self.tasks.len().saturating_sub(MAX_FINISHED_HELD);
+        let mut gone = std::collections::HashSet::new();
+        for id in &self.ids {
+            if excess == 0 {
+                break;
+            }
+            let Some(task) = self.tasks.get(id) else { continue };
+            if task.state.is_active() || self.awaiting.contains(id) {
+                continue;
+            }
+            gone.insert(id.clone());
+            excess -= 1;
+        }
+        for id in &gone {
+            if let Some(old) = self.tasks.remove(id) {
+                self.counts.add(Counts::of(&old), -1);
+                if let Some(c) = self.by_namespace.get_mut(&old.namespace) {
+                    c[state_index(old.state)] = c[state_index(old.state)].saturating_sub(1);
+                }
+                self.failed.remove(id);
+            }
+        }
+        self.ids.retain(|id| !gone.contains(id));
+        self.more_older = true;
+        self.generation += 1;
     }
 
     pub fn push_event(&mut self, event: Arc<Event>) {
@@ -296,6 +336,41 @@ pub(crate) mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_long_session_holds_a_bounded_number_of_finished_tasks() {
+        let mut vm = ViewModel::default();
+        vm.upsert(task(
+            "0-running",
+            "ns",
+            TaskState::InProgress,
+            &[StepState::InProgress],
+            0,
+        ));
+        for i in 0..MAX_FINISHED_HELD * 2 {
+            vm.upsert(task(
+                &format!("{i:08}"),
+                "ns",
+                TaskState::Complete,
+                &[StepState::Complete],
+                i as i64,
+            ));
+        }
+        assert!(
+            vm.len() <= MAX_FINISHED_HELD + MAX_FINISHED_HELD / 10,
+            "{}",
+            vm.len()
+        );
+        assert!(vm.task("0-running").is_some(), "unfinished work always stays");
+        assert!(
+            vm.task(&format!("{:08}", MAX_FINISHED_HELD * 2 - 1)).is_some(),
+            "the newest stay"
+        );
+        assert!(vm.task("00000000").is_none(), "the oldest went");
+        assert!(vm.more_older, "and the store can page them back");
+        let held: usize = vm.namespace_counts("ns").iter().sum();
+        assert_eq!(held, vm.len(), "counts follow what is held");
     }
 
     #[test]

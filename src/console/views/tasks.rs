@@ -65,6 +65,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     if !app.task_filter.text.is_empty() {
         title.push_str(&format!(" · /{}", app.task_filter.text));
     }
+    if app.loading_older {
+        title.push_str(" · loading older…");
+    } else if app.vm.more_older {
+        title.push_str(" · older below ↓");
+    }
     let header = Row::new(["ID", "WORKFLOW", "STATE", "STEPS", "AGE", "HEALTH"])
         .style(t.base().fg(t.accent).add_modifier(Modifier::BOLD));
     let table = Table::new(
