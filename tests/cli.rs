@@ -440,3 +440,94 @@ fn tokens_select_the_operator_and_bad_ones_exit_1() {
     assert_eq!(out.status.code(), Some(2), "clap rejects the role");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role `emperor`"));
 }
+
+#[test]
+fn a_batch_file_makes_a_task_per_good_line_then_prune_archives_the_finished_ones() {
+    let data = tempfile::tempdir().unwrap();
+    let order = std::fs::read_to_string(format!(
+        "{}/samples/process_order.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let order: Value = serde_json::from_str(&order).unwrap();
+    let lines = [
+        order.to_string(),
+        "{not json".to_string(),
+        String::new(),
+        r#"{"workflow": "crash/fails", "context": {}}"#.to_string(),
+        r#"{"customer_info": "not an object"}"#.to_string(),
+        "[1, 2]".to_string(),
+        order.to_string(),
+    ];
+    let file = data.path().join("batch.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = taskdeck(
+        data.path(),
+        &[
+            "submit",
+            "ecommerce/process_order",
+            "--batch",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    let report = report.as_array().unwrap();
+    let created: Vec<u64> = report
+        .iter()
+        .filter(|r| r["task"].is_string())
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    let refused: Vec<u64> = report
+        .iter()
+        .filter(|r| r["error"].is_string())
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(created, [1, 4, 7], "{report:?}");
+    assert_eq!(refused, [2, 5, 6], "{report:?}");
+    let bad_schema = report.iter().find(|r| r["line"] == 5).unwrap();
+    assert!(
+        bad_schema["error"].as_str().unwrap().contains("customer_info"),
+        "{bad_schema}"
+    );
+    let listed = json(&taskdeck(data.path(), &["tasks", "--all", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+
+    // Run them to their ends, then archive and remove what finished.
+    assert!(taskdeck(data.path(), &["run", "--until-idle", "--no-api"])
+        .status
+        .success());
+    let dry = taskdeck(data.path(), &["prune", "--before", "0s", "--dry-run"]);
+    assert!(stdout(&dry).contains("3 finished task(s)"), "{}", stdout(&dry));
+    assert_eq!(
+        json(&taskdeck(data.path(), &["tasks", "--all", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let pruned = taskdeck(data.path(), &["prune", "--before", "0s"]);
+    assert!(
+        stdout(&pruned).contains("archived 3 finished task(s)"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(stdout(&taskdeck(data.path(), &["tasks", "--json"])).trim(), "[]");
+    let archive = std::fs::read_dir(data.path().join("archive"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(archive.path()).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        assert!(line["transitions"].as_array().unwrap().len() > 3);
+    }
+}

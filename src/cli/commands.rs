@@ -211,6 +211,8 @@ async fn submit_batch(
         };
         let mut out = Vec::new();
         let mut group: Vec<(usize, NewTask)> = Vec::new();
+        // Outcomes wait for their group, so the report follows the file's order.
+        let mut outcomes: Vec<(usize, std::result::Result<String, String>)> = Vec::new();
         let mut lines = input.split(b'\n');
         let mut number = 0usize;
         loop {
@@ -223,7 +225,7 @@ async fn submit_batch(
                 match parse_line(bytes, workflow, limit) {
                     Ok(None) => {}
                     Ok(Some(task)) => group.push((number, task)),
-                    Err(e) => report(number, Err(e), &mut out)?,
+                    Err(e) => outcomes.push((number, Err(e))),
                 }
             }
             if group.len() >= crate::client::MAX_BATCH || (next.is_none() && !group.is_empty()) {
@@ -235,6 +237,12 @@ async fn submit_batch(
                         crate::client::BatchItem::Created(t) => Ok(t.id),
                         crate::client::BatchItem::Failed(p) => Err(p.to_string()),
                     };
+                    outcomes.push((line, outcome));
+                }
+            }
+            if group.is_empty() && (next.is_none() || outcomes.len() >= crate::client::MAX_BATCH) {
+                outcomes.sort_by_key(|(line, _)| *line);
+                for (line, outcome) in outcomes.drain(..) {
                     report(line, outcome, &mut out)?;
                 }
             }
