@@ -458,6 +458,8 @@ fn a_batch_file_makes_a_task_per_good_line_then_prune_archives_the_finished_ones
         r#"{"customer_info": "not an object"}"#.to_string(),
         "[1, 2]".to_string(),
         order.to_string(),
+        r#"{"workflow": "crash/fails@9", "context": {}}"#.to_string(),
+        r#"{"workflow": "crash/fails", "contxt": {}}"#.to_string(),
     ];
     let file = data.path().join("batch.jsonl");
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -490,7 +492,15 @@ fn a_batch_file_makes_a_task_per_good_line_then_prune_archives_the_finished_ones
         .map(|r| r["line"].as_u64().unwrap())
         .collect();
     assert_eq!(created, [1, 4, 7], "{report:?}");
-    assert_eq!(refused, [2, 5, 6], "{report:?}");
+    assert_eq!(refused, [2, 5, 6, 8, 9], "{report:?}");
+    let line = |n: u64| {
+        report.iter().find(|r| r["line"] == n).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(line(8).contains("is not NAMESPACE/NAME"), "{}", line(8));
+    assert!(line(9).contains("unknown field `contxt`"), "{}", line(9));
     let bad_schema = report.iter().find(|r| r["line"] == 5).unwrap();
     assert!(
         bad_schema["error"].as_str().unwrap().contains("customer_info"),
@@ -503,6 +513,18 @@ fn a_batch_file_makes_a_task_per_good_line_then_prune_archives_the_finished_ones
     assert!(taskdeck(data.path(), &["run", "--until-idle", "--no-api"])
         .status
         .success());
+    let bare = taskdeck(data.path(), &["prune", "--before", "2026"]);
+    assert_eq!(
+        bare.status.code(),
+        Some(2),
+        "a bare number is refused, not read as seconds"
+    );
+    let garbage = taskdeck(data.path(), &["tasks", "--cursor", "garbage"]);
+    assert!(
+        String::from_utf8_lossy(&garbage.stderr).contains("is not a cursor a listing printed"),
+        "{}",
+        String::from_utf8_lossy(&garbage.stderr)
+    );
     let dry = taskdeck(data.path(), &["prune", "--before", "0s", "--dry-run"]);
     assert!(stdout(&dry).contains("3 finished task(s)"), "{}", stdout(&dry));
     assert_eq!(

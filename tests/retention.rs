@@ -154,3 +154,30 @@ impl RunOne for common::Harness {
         self.engine.wait_for(&task.id).await.unwrap().id
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_archive_that_is_no_regular_file_removes_nothing_and_never_blocks() {
+    let archive = tempfile::tempdir().unwrap();
+    let h = common::start(&[CHAIN], Registry::builtin(), common::config());
+    h.run("keep/chain", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A FIFO where today's archive goes: opening it must not wait for a reader.
+    let day = chrono::DateTime::from_timestamp_millis(h.engine.clock().now())
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let fifo = archive.path().join(format!("tasks-{day}.jsonl"));
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let policy = Retention {
+        max_age: Some(Duration::from_secs(1)),
+        max_finished: None,
+        archive_dir: archive.path().to_path_buf(),
+    };
+    let err = h.engine.prune(policy, false).await.unwrap_err();
+    assert!(err.to_string().contains("nothing was removed"), "{err}");
+    assert_eq!(all_tasks(&*h.store).unwrap().len(), 1);
+}

@@ -213,16 +213,19 @@ async fn submit_batch(
         let mut group: Vec<(usize, NewTask)> = Vec::new();
         // Outcomes wait for their group, so the report follows the file's order.
         let mut outcomes: Vec<(usize, std::result::Result<String, String>)> = Vec::new();
-        let mut lines = input.split(b'\n');
+        let mut input = input;
         let mut number = 0usize;
         loop {
-            let next = lines.next();
-            if let Some(bytes) = &next {
+            let next = read_line(&mut input, limit).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+            if let Some(line) = &next {
                 number += 1;
-                let bytes = bytes
-                    .as_ref()
-                    .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
-                match parse_line(bytes, workflow, limit) {
+                let parsed = match line {
+                    Line::Text(bytes) => parse_line(bytes, workflow),
+                    Line::TooLong(n) => Err(format!(
+                        "{n} bytes or more is more than a task context may have (--max-context-bytes)"
+                    )),
+                };
+                match parsed {
                     Ok(None) => {}
                     Ok(Some(task)) => group.push((number, task)),
                     Err(e) => outcomes.push((number, Err(e))),
@@ -231,7 +234,23 @@ async fn submit_batch(
             if group.len() >= crate::client::MAX_BATCH || (next.is_none() && !group.is_empty()) {
                 let (numbers, tasks): (Vec<usize>, Vec<NewTask>) =
                     std::mem::take(&mut group).into_iter().unzip();
-                let items = client.submit_batch(tasks).await?;
+                let items = match client.submit_batch(tasks).await {
+                    Ok(items) => items,
+                    Err(e) => {
+                        // Lost mid-request: some of these may have been stored. Say which lines.
+                        outcomes.sort_by_key(|(line, _)| *line);
+                        for (line, outcome) in outcomes.drain(..) {
+                            report(line, outcome, &mut out)?;
+                        }
+                        if json {
+                            say!("{}", serde_json::to_string_pretty(&out)?);
+                        }
+                        let (first, last) = (numbers.first().copied().unwrap_or(0), numbers.last().copied().unwrap_or(0));
+                        bail!(
+                            "lines {first}–{last} were sent but not answered ({e}): some of them may have been created, so check with `taskdeck tasks` before sending them again; later lines were not sent"
+                        );
+                    }
+                };
                 for (line, item) in numbers.into_iter().zip(items) {
                     let outcome = match item {
                         crate::client::BatchItem::Created(t) => Ok(t.id),
@@ -262,19 +281,48 @@ async fn submit_batch(
     result
 }
 
-/// One line of a batch file: a context for `workflow`, or an object naming its workflow;
-/// `None` for a blank line.
-fn parse_line(
-    bytes: &[u8],
-    workflow: Option<&str>,
-    limit: usize,
-) -> std::result::Result<Option<NewTask>, String> {
-    if bytes.len() > limit {
-        return Err(format!(
-            "{} bytes is more than a task context may have (--max-context-bytes)",
-            bytes.len()
-        ));
+/// A line of a batch file, or how long it was past the limit (it is not kept).
+enum Line {
+    Text(Vec<u8>),
+    TooLong(usize),
+}
+
+/// The next line (without its newline), holding at most `limit` bytes of it in memory; `None`
+/// at the end of the input.
+fn read_line(input: &mut dyn std::io::BufRead, limit: usize) -> std::io::Result<Option<Line>> {
+    let mut line = Vec::new();
+    let mut seen = 0usize;
+    let mut any = false;
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        any = true;
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (&buf[..at], Some(at + 1)),
+            None => (buf, None),
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            line.extend_from_slice(chunk);
+        }
+        let used = done.unwrap_or(buf.len());
+        input.consume(used);
+        if done.is_some() {
+            break;
+        }
     }
+    Ok(match (any, seen > limit) {
+        (false, _) => None,
+        (true, true) => Some(Line::TooLong(seen)),
+        (true, false) => Some(Line::Text(line)),
+    })
+}
+
+/// One line of a batch file: a context for `workflow`, or `{"workflow": …, "context": …}` (a
+/// line with a `workflow` key is always the latter); `None` for a blank line.
+fn parse_line(bytes: &[u8], workflow: Option<&str>) -> std::result::Result<Option<NewTask>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let text = text.trim_start_matches('\u{feff}').trim();
     if text.is_empty() {
@@ -285,11 +333,28 @@ fn parse_line(
         return Err("expected a JSON object (a context, or {\"workflow\": …, \"context\": …})".into());
     };
     let named = match map.get("workflow") {
-        Some(Value::String(w)) if map.len() <= 2 && map.keys().all(|k| k == "workflow" || k == "context") => {
+        None => None,
+        Some(Value::String(w)) => {
+            if let Some(other) = map.keys().find(|k| *k != "workflow" && *k != "context") {
+                return Err(format!(
+                    "unknown field `{}` beside `workflow` (a line naming its workflow has `workflow` and `context` only)",
+                    crate::model::clip(other, 64)
+                ));
+            }
             Some(w.clone())
         }
-        _ => None,
+        Some(_) => {
+            return Err("`workflow` must be a string: NAMESPACE/NAME or NAMESPACE/NAME@VERSION".into())
+        }
     };
+    if let Some(w) = named.as_deref().or(workflow) {
+        if !crate::workflow::well_formed_reference(w) {
+            return Err(format!(
+                "`{}` is not NAMESPACE/NAME or NAMESPACE/NAME@MAJOR.MINOR.PATCH",
+                crate::model::clip(w, 80)
+            ));
+        }
+    }
     match (named, workflow) {
         (Some(w), _) => {
             let context = map
@@ -304,7 +369,7 @@ fn parse_line(
             workflow: w.to_string(),
             context: Value::Object(map),
         })),
-        (None, None) => Err("the line names no workflow and none was given on the command line".into()),
+        (None, None) => Err("the line names no workflow (add \"workflow\": \"NS/NAME\") and none was given on the command line".into()),
     }
 }
 
@@ -455,12 +520,14 @@ async fn tasks(cli: &Cli, data: &Path, listing: Listing) -> Result<i32> {
         };
         if listing.json {
             super::write_raw(if first { "]\n" } else { "\n]\n" })?;
-        } else if let Some(cursor) = more {
+        }
+        if let Some(cursor) = more {
+            // On stderr, so stdout stays the listing (or valid JSON); the cursor ends the line.
             let shown = listing.limit.unwrap_or_default();
             use std::io::Write as _;
             let _ = writeln!(
                 std::io::stderr(),
-                "(the newest {shown} shown; more with --cursor {cursor}, or --all)"
+                "{shown} shown (--all for every one); the next page: --cursor {cursor}"
             );
         }
         Ok(0)

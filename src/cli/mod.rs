@@ -89,7 +89,7 @@ pub struct Cli {
     pub rate_limit: u32,
     /// Archive then remove finished tasks whose last change is older than this (e.g. 30d, 12h);
     /// default: keep everything (`--demo` and `demo` keep 10 minutes or 2,000 finished tasks).
-    #[arg(long, global = true, value_name = "AGE", value_parser = crate::demo::parse_duration, env = "TASKDECK_RETAIN")]
+    #[arg(long, global = true, value_name = "AGE", value_parser = parse_age, env = "TASKDECK_RETAIN")]
     pub retain: Option<std::time::Duration>,
     /// Where retention and `prune` archive removed tasks (JSON Lines). Default: DATA/archive.
     #[arg(long, global = true, value_name = "DIR", env = "TASKDECK_ARCHIVE_DIR")]
@@ -482,9 +482,18 @@ fn parse_before(text: &str) -> Result<Before, String> {
             .map(Before::At)
             .ok_or_else(|| format!("`{text}` is not a date"));
     }
-    crate::demo::parse_duration(text).map(Before::Ago).map_err(|_| {
-        format!("`{text}` is not a date (2026-11-01), a time (2026-11-01T12:00:00Z) or an age (30d, 12h)")
+    parse_age(text).map(Before::Ago).map_err(|_| {
+        format!("`{text}` is not a date (2026-11-01), a time (2026-11-01T12:00:00Z) or an age with its unit (30d, 12h)")
     })
+}
+
+/// An age for what removes data (`--retain`, `prune --before`): a unit is required, so a bare
+/// `30` or `2026` is never taken for seconds.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{text}` needs a unit: 30d, 12h, 45m or 90s"));
+    }
+    crate::demo::parse_duration(text)
 }
 
 /// What the running engine keeps: `--retain`, else the demo's 10 minutes or 2,000 finished

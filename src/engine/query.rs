@@ -134,6 +134,19 @@ impl Query {
             None => None,
         };
         let limit = limit.clamp(1, MAX_PAGE);
+        // A cursor is the last task id of the page before; anything else would list from an
+        // arbitrary place.
+        if let Some(after) = after {
+            if uuid::Uuid::try_parse(after).is_err() {
+                return Err(EngineError::Invalid {
+                    field: "cursor".into(),
+                    message: format!(
+                        "`{}` is not a cursor a listing printed; start again without it",
+                        crate::model::clip(after, 64)
+                    ),
+                });
+            }
+        }
         let accept =
             |t: &Task| workflow.as_ref().is_none_or(|w| w.matches(t)) && self.coordinator.may_read(who, t);
         let listing = Listing {
@@ -310,6 +323,18 @@ impl WorkflowMatch {
             Some((p, v)) => (p, Some(v.to_string())),
             None => (text, None),
         };
+        if version
+            .as_deref()
+            .is_some_and(|v| semver::Version::parse(v).is_err())
+        {
+            return Err(EngineError::Invalid {
+                field: "workflow".into(),
+                message: format!(
+                    "`{}` is not NAMESPACE/NAME@MAJOR.MINOR.PATCH",
+                    crate::model::clip(text, 80)
+                ),
+            });
+        }
         match path.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() => Ok(WorkflowMatch {
                 namespace: ns.into(),

@@ -165,9 +165,18 @@ fn append(dir: &Path, now: Timestamp, lines: &[Vec<u8>]) -> std::io::Result<Path
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        // Never follow a link, never wait on a FIFO planted there.
+        options
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     let mut file = options.open(&path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
     let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
         buf.extend_from_slice(line);
