@@ -344,6 +344,14 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
         (422, Some("limit")),
         "{body}"
     );
+    let (status, body) = s.call("GET", "/v1/tasks?since=-1", Some(&t), None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (422, Some("since")),
+        "{body}"
+    );
+    let (status, body) = s.call("GET", "/v1/tasks?cursor=x", Some(&t), None).await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = s.call("GET", "/v1/tasks?namespace=nowhere", Some(&t), None).await;
     assert_eq!(status, 422, "{body}");
     let (status, _) = s.call("GET", "/v1/events?after=-1", Some(&t), None).await;

@@ -134,6 +134,14 @@ impl Query {
             None => None,
         };
         let limit = limit.clamp(1, MAX_PAGE);
+        if let Some(since) = filter.since.filter(|s| *s < 0) {
+            return Err(EngineError::Invalid {
+                field: "since".into(),
+                message: format!(
+                    "{since} is before 1970: `since` is milliseconds since the Unix epoch, 0 or more"
+                ),
+            });
+        }
         // A cursor is the last task id of the page before; anything else would list from an
         // arbitrary place.
         if let Some(after) = after {
