@@ -16,8 +16,7 @@ pub(super) struct Entry {
     pub task: Task,
     /// The task's context, shared with the handlers it runs.
     pub context: Arc<Value>,
-    /// Per step: the indices of its parents and children.
-    parents: Vec<Vec<u32>>,
+    /// Per step: the indices of its children.
     pub children: Vec<Vec<u32>>,
     /// Per step: parents not yet complete or resolved.
     unmet: Vec<u32>,
@@ -45,22 +44,23 @@ impl Entry {
             .map(|(i, s)| (s.name.as_str(), i as u32))
             .collect();
         let n = task.steps.len();
-        let mut parents = vec![Vec::new(); n];
         let mut children = vec![Vec::new(); n];
+        let mut unmet = vec![0u32; n];
         for (i, step) in task.steps.iter().enumerate() {
             for parent in &step.depends_on {
                 if let Some(&p) = index.get(parent.as_str()) {
-                    parents[i].push(p);
                     children[p as usize].push(i as u32);
+                    if !task.steps[p as usize].state.satisfies_dependency() {
+                        unmet[i] += 1;
+                    }
                 }
             }
         }
         let mut entry = Entry {
             task,
             context,
-            parents,
             children,
-            unmet: vec![0; n],
+            unmet,
             by_state: [0; StepState::ALL.len()],
             ready: 0,
             stored: None,
@@ -72,10 +72,6 @@ impl Entry {
             if let (true, Some(r)) = (step.state.satisfies_dependency(), &step.results) {
                 entry.results.insert(&step.name, r.clone());
             }
-            entry.unmet[i] = entry.parents[i]
-                .iter()
-                .filter(|&&p| !entry.task.steps[p as usize].state.satisfies_dependency())
-                .count() as u32;
         }
         entry.ready = (0..n).filter(|&i| entry.is_ready(i)).count() as u32;
         entry
@@ -190,10 +186,7 @@ impl Entry {
 
     /// Indices of every step downstream of step `i`.
     pub fn descendants(&self, i: usize) -> Vec<usize> {
-        self.reach(i, &self.children)
-    }
-
-    fn reach(&self, i: usize, edges: &[Vec<u32>]) -> Vec<usize> {
+        let edges = &self.children;
         let mut seen = vec![false; self.task.steps.len()];
         let mut out = Vec::new();
         let mut stack: Vec<u32> = edges[i].clone();

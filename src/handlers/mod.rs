@@ -113,14 +113,6 @@ impl Results {
         self.0.remove(step);
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// All of them as one JSON object, by step name.
     pub fn to_json(&self) -> Value {
         let sorted: BTreeMap<&str, &Value> = self.0.iter().map(|(k, v)| (k.as_str(), &**v)).collect();

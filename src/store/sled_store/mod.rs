@@ -204,6 +204,15 @@ impl SledStore {
         }
     }
 
+    /// The whole task of `header` if `accept` admits it (judged on the header, so a task the
+    /// caller may not read is never loaded); an unreadable one is skipped (logged).
+    fn admitted(&self, header: Header, accept: &dyn Fn(&Task) -> bool) -> Result<Option<Task>, StoreError> {
+        if !readable(self.light(header.clone()))?.is_some_and(|t| accept(&t)) {
+            return Ok(None);
+        }
+        readable(self.load(header))
+    }
+
     /// A whole task from its records, brought up to date with the transitions logged after
     /// its header.
     fn load(&self, header: Header) -> Result<Task, StoreError> {
@@ -412,10 +421,8 @@ impl SledStore {
             }
         }
         self.index.remove(key::short(id))?;
-        for prefix in [key::waiting_of(id)] {
-            for k in self.index.scan_prefix(prefix).keys() {
-                self.index.remove(k?)?;
-            }
+        for k in self.index.scan_prefix(key::waiting_of(id)).keys() {
+            self.index.remove(k?)?;
         }
         for k in self.steps.scan_prefix(key::steps_of(id)).keys() {
             self.steps.remove(k?)?;
@@ -705,28 +712,22 @@ impl Store for SledStore {
                     continue;
                 }
             };
-            if readable(self.light(header.clone()))?.is_some_and(|t| accept(&t)) {
-                if let Some(task) = readable(self.load(header))? {
-                    found.push(task);
-                }
-                if found.len() >= limit {
-                    return Ok(found);
-                }
+            found.extend(self.admitted(header, accept)?);
+            if found.len() >= limit {
+                return Ok(found);
             }
         }
         if found.is_empty() && text.len() >= 4 {
-            let prefix = key::short_prefix(text);
+            let prefix = key::short(text);
             for k in self.index.scan_prefix(&prefix).keys() {
                 let k = k?;
                 let id: String = k[2..].iter().rev().map(|&b| b as char).collect();
-                let Some(header) = self.header(&id)? else { continue };
-                if readable(self.light(header.clone()))?.is_some_and(|t| accept(&t)) {
-                    if let Some(task) = readable(self.load(header))? {
-                        found.push(task);
-                    }
-                    if found.len() >= limit {
-                        break;
-                    }
+                let Some(header) = self.readable_header(&id)? else {
+                    continue;
+                };
+                found.extend(self.admitted(header, accept)?);
+                if found.len() >= limit {
+                    break;
                 }
             }
         }

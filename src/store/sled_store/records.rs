@@ -164,10 +164,6 @@ pub(super) mod key {
         key
     }
 
-    pub fn short_prefix(tail: &str) -> Vec<u8> {
-        short(tail)
-    }
-
     pub const FINISHED: &[u8] = b"f\0";
 
     /// Finished tasks by the time of their last change (retention's order).
