@@ -87,6 +87,7 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
             catalog(&registry),
             registry,
         )
+        .await
         .unwrap(),
     );
     let start = Instant::now();
@@ -111,7 +112,7 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
     }
     engine.when_idle().await.unwrap();
     let elapsed = start.elapsed();
-    let tasks_done = taskdeck::store::all_tasks(&**engine.store()).unwrap();
+    let tasks_done = taskdeck::store::all_tasks(&**engine.store()).await.unwrap();
     assert_eq!(tasks_done.len(), tasks);
     assert!(tasks_done
         .iter()

@@ -50,7 +50,8 @@ fn main() {
     let started = Instant::now();
     fill(&history, &workflows, tasks, 1_000);
     let store = open(&history);
-    let transitions = store.last_seq().unwrap();
+    // sled's futures never wait: no runtime needed to read one number.
+    let transitions = futures::executor::block_on(store.last_seq()).unwrap();
     drop(store);
     std::thread::sleep(Duration::from_millis(500));
     let bytes = dir_bytes(&history.join("store"));
@@ -111,6 +112,7 @@ fn fill(dir: &Path, workflows: &Path, done: usize, unfinished: usize) {
                 catalog,
                 registry,
             )
+            .await
             .unwrap(),
         );
         for (workflow, count) in [("bench/five", done), ("bench/hold", unfinished)] {
@@ -141,7 +143,7 @@ fn fill(dir: &Path, workflows: &Path, done: usize, unfinished: usize) {
                 }
             }
         }
-        store.flush().unwrap();
+        store.flush().await.unwrap();
         // Stopped without grace: the held steps stay in progress, as after a crash.
         engine.shutdown(Duration::ZERO).await;
         drop(engine);

@@ -28,7 +28,8 @@ async fn serve(options: ServerOptions) -> Server {
     let h = common::start_blog(
         Arc::new(taskdeck::services::Services::new(false)),
         common::temp_store(),
-    );
+    )
+    .await;
     let engine = Arc::new(h.engine);
     let listener = Listener::bind(&options).await.unwrap();
     let url = listener.url();
@@ -758,7 +759,7 @@ async fn a_stream_cannot_start_after_events_that_have_not_happened_and_last_even
     let s = serve(loopback()).await;
     s.waiting_refund().await;
     let t = token(&admin());
-    let head = s.engine.store().last_event_seq().unwrap();
+    let head = s.engine.store().last_event_seq().await.unwrap();
     let (status, answer) = s
         .call("GET", &format!("/v1/events?after={}", head + 5), Some(&t), None)
         .await;

@@ -15,7 +15,7 @@ const EXTRACTS: [&str; 3] = ["extract_orders", "extract_users", "extract_product
 #[tokio::test(start_paused = true)]
 async fn the_pipeline_computes_the_insights_from_the_data() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let task = h.run(WF, sample("customer_analytics", json!({}))).await;
     assert_eq!(task.state, TaskState::Complete);
     assert_eq!(task.steps.len(), 8);
@@ -109,7 +109,7 @@ async fn the_pipeline_computes_the_insights_from_the_data() {
 
 #[tokio::test(start_paused = true)]
 async fn the_three_extracts_overlap_in_time() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h.run(WF, sample("customer_analytics", json!({}))).await;
     let events = h.drain();
     let start = |s: &str| times(&events, "step.execution_requested", s, task.created_at)[0];
@@ -128,7 +128,7 @@ async fn the_three_extracts_overlap_in_time() {
 
 #[tokio::test(start_paused = true)]
 async fn custom_events_reach_subscribers() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     h.run(WF, sample("customer_analytics", json!({}))).await;
     let custom: Vec<_> = h.drain().into_iter().filter(|e| e.custom).collect();
     let count = |name: &str| custom.iter().filter(|e| e.name == name).count();
@@ -157,7 +157,7 @@ async fn custom_events_reach_subscribers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_flaky_crm_retries_only_the_user_extract() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h.run(WF, sample("customer_analytics_crm_flaky", json!({}))).await;
     assert_eq!(task.state, TaskState::Complete);
     let attempts: Vec<u32> = task.steps.iter().map(|s| s.attempts).collect();
@@ -172,7 +172,7 @@ async fn a_flaky_crm_retries_only_the_user_extract() {
 
 #[tokio::test(start_paused = true)]
 async fn a_transform_timeout_recovers_within_its_limit() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let scenario =
         json!({ "warehouse": { "transform_customer_metrics": { "fail_times": 1, "status": "timeout" } } });
     let task = h
@@ -184,7 +184,7 @@ async fn a_transform_timeout_recovers_within_its_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dashboard_auth_failure_stops_after_six_steps() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .run(
             WF,
@@ -208,7 +208,7 @@ async fn a_dashboard_auth_failure_stops_after_six_steps() {
 
 #[tokio::test(start_paused = true)]
 async fn a_chat_rate_limit_waits_60_seconds_then_delivers() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .run(
             WF,
@@ -224,7 +224,7 @@ async fn a_chat_rate_limit_waits_60_seconds_then_delivers() {
 
 #[tokio::test(start_paused = true)]
 async fn notifications_that_never_get_through_leave_seven_steps_complete() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let scenario = json!({ "chat": { "always": true, "status": "service_unavailable" } });
     let task = h
         .run(WF, sample("customer_analytics", json!({ "scenario": scenario })))
@@ -236,7 +236,7 @@ async fn notifications_that_never_get_through_leave_seven_steps_complete() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_date_range_is_rejected_and_a_bad_one_is_permanent() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let err = reject(&h, WF, json!({ "notification_channels": ["#data-team"] })).await;
     assert!(err.contains("$.date_range: required field is missing"), "{err}");
     let err = reject(
@@ -246,7 +246,7 @@ async fn a_missing_date_range_is_rejected_and_a_bad_one_is_permanent() {
     )
     .await;
     assert!(err.contains("$.date_range.start_date"), "{err}");
-    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).await.unwrap().is_empty());
 
     let backwards = json!({ "date_range": { "start_date": "2024-02-01", "end_date": "2024-01-01" } });
     let task = h.run(WF, backwards).await;
@@ -260,7 +260,7 @@ async fn a_missing_date_range_is_rejected_and_a_bad_one_is_permanent() {
 
 #[tokio::test(start_paused = true)]
 async fn high_memory_mode_and_strict_thresholds_are_accepted() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let context = sample(
         "customer_analytics",
         json!({ "processing_mode": "high_memory", "quality_thresholds": { "min_customer_records": 1, "max_null_percentage": 0.01 } }),
@@ -270,14 +270,14 @@ async fn high_memory_mode_and_strict_thresholds_are_accepted() {
 
 #[tokio::test(start_paused = true)]
 async fn a_database_timeout_on_the_order_extract_recovers() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let scenario = json!({ "warehouse": { "extract_orders": { "fail_times": 2, "status": "timeout", "message": "Database connection timeout" } } });
     let task = h
         .run(WF, sample("customer_analytics", json!({ "scenario": scenario })))
         .await;
     assert_eq!(task.state, TaskState::Complete);
     assert_eq!(task.step("extract_orders").unwrap().attempts, 3);
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let first = log.iter().find(|t| t.to == "waiting_for_retry").unwrap();
     assert!(first
         .error

@@ -15,7 +15,7 @@ const WF: &str = "ecommerce/process_order";
 #[tokio::test(start_paused = true)]
 async fn the_sample_cart_checks_out_for_124_76() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let task = h.run(WF, sample("process_order", json!({}))).await;
     assert_eq!(task.state, TaskState::Complete);
     assert!(task
@@ -69,7 +69,7 @@ async fn the_sample_cart_checks_out_for_124_76() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_limits_and_timeouts_follow_the_story() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h.run(WF, sample("process_order", json!({}))).await;
     let limits: Vec<(u32, Option<u64>)> = task.steps.iter().map(|s| (s.retry.limit, s.timeout_ms)).collect();
     assert_eq!(
@@ -86,7 +86,7 @@ async fn retry_limits_and_timeouts_follow_the_story() {
 
 #[tokio::test(start_paused = true)]
 async fn express_orders_get_a_short_payment_timeout_and_fewer_retries() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .run(WF, sample("process_order", json!({ "priority": "express" })))
         .await;
@@ -102,7 +102,7 @@ async fn express_orders_get_a_short_payment_timeout_and_fewer_retries() {
 
 #[tokio::test(start_paused = true)]
 async fn express_payment_gives_up_after_one_retry() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let scenario = json!({ "payment": { "always": true, "status": "service_unavailable" } });
     let task = h
         .run(
@@ -120,7 +120,7 @@ async fn express_payment_gives_up_after_one_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn premium_customers_get_priority_and_faster_retries() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut context = sample(
         "process_order",
         json!({ "scenario": { "payment": { "fail_times": 1, "status": "timeout" } } }),
@@ -151,7 +151,7 @@ async fn premium_customers_get_priority_and_faster_retries() {
 #[tokio::test(start_paused = true)]
 async fn a_transient_gateway_fault_recovers_and_charges_once() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let scenario = json!({ "payment": { "fail_times": 2, "status": "service_unavailable" } });
     let task = h
         .run(WF, sample("process_order", json!({ "scenario": scenario })))
@@ -160,7 +160,7 @@ async fn a_transient_gateway_fault_recovers_and_charges_once() {
     let payment = task.step("process_payment").unwrap();
     assert_eq!(payment.attempts, 3);
     assert_eq!(services.payment.ledger().len(), 1);
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let waits: Vec<_> = log.iter().filter(|t| t.to == "waiting_for_retry").collect();
     assert_eq!(waits.len(), 2);
     let error = waits[0].error.as_ref().unwrap();
@@ -178,7 +178,7 @@ async fn a_transient_gateway_fault_recovers_and_charges_once() {
 #[tokio::test(start_paused = true)]
 async fn a_declined_card_stops_at_once_and_nothing_downstream_starts() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let task = h.run(WF, sample("process_order_card_declined", json!({}))).await;
     assert_eq!(task.state, TaskState::Error);
     let payment = task.step("process_payment").unwrap();
@@ -198,7 +198,7 @@ async fn a_declined_card_stops_at_once_and_nothing_downstream_starts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_waits_the_retry_after_the_gateway_asks_for() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h.run(WF, sample("process_order_black_friday", json!({}))).await;
     assert_eq!(task.state, TaskState::Complete);
     assert_eq!(task.step("process_payment").unwrap().attempts, 3);
@@ -223,7 +223,7 @@ async fn a_rate_limit_waits_the_retry_after_the_gateway_asks_for() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_without_retry_after_waits_the_documented_30_seconds() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let scenario = json!({ "payment": { "fail_times": 1, "status": "rate_limited" } });
     let task = h
         .run(WF, sample("process_order", json!({ "scenario": scenario })))
@@ -237,7 +237,7 @@ async fn a_rate_limit_without_retry_after_waits_the_documented_30_seconds() {
 
 #[tokio::test(start_paused = true)]
 async fn missing_context_fields_are_rejected_with_their_paths() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut context = sample("process_order", json!({}));
     context.as_object_mut().unwrap().remove("payment_info");
     context["customer_info"].as_object_mut().unwrap().remove("email");
@@ -247,12 +247,12 @@ async fn missing_context_fields_are_rejected_with_their_paths() {
         err.contains("$.customer_info.email: required field is missing"),
         "{err}"
     );
-    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn bad_input_is_a_permanent_error_with_the_documented_code() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let cases = [
         (
             json!({ "cart_items": [{ "product_id": 5000, "quantity": 1, "price": 1.0 }] }),
@@ -287,6 +287,9 @@ async fn bad_input_is_a_permanent_error_with_the_documented_code() {
 /// has charged the card. The re-run uses the same idempotency key: one charge in the ledger.
 #[test]
 fn process_payment_killed_mid_call_and_rerun_charges_exactly_once() {
+    // Two runtimes, one after the other; the store is read between them (sled's reads never
+    // wait, so a plain executor serves).
+    use futures::executor::block_on;
     let services = Arc::new(Services::new(true));
     let store = temp_store();
     let first = tokio::runtime::Builder::new_current_thread()
@@ -295,7 +298,7 @@ fn process_payment_killed_mid_call_and_rerun_charges_exactly_once() {
         .build()
         .unwrap();
     let task_id = first.block_on(async {
-        let h = start_blog(services.clone(), store.clone());
+        let h = start_blog(services.clone(), store.clone()).await;
         let task = h.submit(WF, sample("process_order", json!({}))).await;
         while services.payment.ledger().is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -303,7 +306,7 @@ fn process_payment_killed_mid_call_and_rerun_charges_exactly_once() {
         task.id
     });
     drop(first); // the crash: orchestrator and handler vanish mid-call
-    let stored = store.task(&task_id).unwrap().unwrap();
+    let stored = block_on(store.task(&task_id)).unwrap().unwrap();
     assert_eq!(
         stored.step("process_payment").unwrap().state,
         StepState::InProgress
@@ -320,10 +323,10 @@ fn process_payment_killed_mid_call_and_rerun_charges_exactly_once() {
         .build()
         .unwrap();
     second.block_on(async {
-        let h = start_blog(services.clone(), store.clone());
+        let h = start_blog(services.clone(), store.clone()).await;
         h.engine.when_idle().await.unwrap();
     });
-    let task = store.task(&task_id).unwrap().unwrap();
+    let task = block_on(store.task(&task_id)).unwrap().unwrap();
     assert_eq!(task.state, TaskState::Complete);
     let payment = task.step("process_payment").unwrap();
     assert_eq!(payment.attempts, 2);
@@ -338,7 +341,7 @@ fn process_payment_killed_mid_call_and_rerun_charges_exactly_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stock_shortage_is_retried_then_fails_the_cart() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let cart = json!({
         "cart_items": [{ "product_id": 1, "quantity": 150, "price": 29.99 }],
         "payment_info": { "method": "credit_card", "amount": 4863.37, "currency": "USD", "token": "tok_visa_valid" },

@@ -21,7 +21,7 @@ fn with_plan(plan: &str) -> serde_json::Value {
 #[tokio::test(start_paused = true)]
 async fn a_registration_completes_every_step() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let task = h.run(WF, sample("user_registration", json!({}))).await;
     assert_eq!(
         task.state,
@@ -61,7 +61,7 @@ async fn a_registration_completes_every_step() {
 
 #[tokio::test(start_paused = true)]
 async fn the_diamond_runs_billing_and_preferences_in_parallel() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h.run(WF, sample("user_registration", json!({}))).await;
     let events = h.drain();
     let start = |s: &str| times(&events, "step.execution_requested", s, task.created_at)[0];
@@ -79,7 +79,7 @@ async fn the_diamond_runs_billing_and_preferences_in_parallel() {
 
 #[tokio::test(start_paused = true)]
 async fn the_welcome_sequence_is_personalised_by_plan() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let expected = [
         ("free", json!(["basic_features", "community_support"]), 3),
         ("pro", json!(["analytics", "priority_support", "integrations"]), 3),
@@ -123,14 +123,14 @@ async fn the_welcome_sequence_is_personalised_by_plan() {
 
 #[tokio::test(start_paused = true)]
 async fn a_billing_outage_is_waited_out_without_intervention() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .run(WF, sample("user_registration_billing_outage", json!({})))
         .await;
     assert_eq!(task.state, TaskState::Complete);
     let billing = task.step("setup_billing_profile").unwrap();
     assert_eq!(billing.attempts, 3);
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let codes: Vec<_> = log
         .iter()
         .filter(|t| t.to == "waiting_for_retry")
@@ -141,7 +141,7 @@ async fn a_billing_outage_is_waited_out_without_intervention() {
 
 #[tokio::test(start_paused = true)]
 async fn a_429_waits_the_services_retry_after_or_30_seconds() {
-    let mut h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .run(
             WF,
@@ -166,7 +166,7 @@ async fn a_429_waits_the_services_retry_after_or_30_seconds() {
 
 #[tokio::test(start_paused = true)]
 async fn client_errors_are_permanent_with_their_codes() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     for (status, code) in [
         (422, "CLIENT_VALIDATION_ERROR"),
         (401, "AUTH_ERROR"),
@@ -188,7 +188,7 @@ async fn client_errors_are_permanent_with_their_codes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_paid_plan_without_a_payment_method_is_not_retried() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut context = with_plan("enterprise");
     context.as_object_mut().unwrap().remove("billing_info");
     let task = h.run(WF, context).await;
@@ -208,7 +208,7 @@ async fn a_paid_plan_without_a_payment_method_is_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_409_for_the_same_user_is_success_and_for_another_is_a_conflict() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let first = h.run(WF, sample("user_registration", json!({}))).await;
     // The same registration again: every create answers 409 and is checked, not failed.
     let again = h.run(WF, sample("user_registration", json!({}))).await;
@@ -251,11 +251,11 @@ async fn a_409_for_the_same_user_is_success_and_for_another_is_a_conflict() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_email_is_rejected_with_its_path() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let err = reject(&h, WF, json!({ "user_info": { "name": "No Email" } })).await;
     assert!(
         err.contains("$.user_info.email: required field is missing"),
         "{err}"
     );
-    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).await.unwrap().is_empty());
 }

@@ -23,8 +23,9 @@ async fn submit(
     h.engine.submit(SubmitRequest::new(workflow, context, who)).await
 }
 
-fn children(h: &common::Harness, parent: &str) -> Vec<Task> {
+async fn children(h: &common::Harness, parent: &str) -> Vec<Task> {
     taskdeck::store::all_tasks(&*h.store)
+        .await
         .unwrap()
         .into_iter()
         .filter(|t| t.parent.as_deref() == Some(parent))
@@ -34,10 +35,10 @@ fn children(h: &common::Harness, parent: &str) -> Vec<Task> {
 #[tokio::test(start_paused = true)]
 async fn a_small_refund_is_auto_approved_and_both_workflows_complete() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let task = submit(&h, agent(), CS, refund(7500)).await.unwrap();
     h.engine.when_idle().await.unwrap();
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Complete);
     let approval = task
         .step("get_manager_approval")
@@ -50,7 +51,7 @@ async fn a_small_refund_is_auto_approved_and_both_workflows_complete() {
         (&json!("system"), &json!("auto_approval"))
     );
 
-    let kids = children(&h, &task.id);
+    let kids = children(&h, &task.id).await;
     assert_eq!(kids.len(), 1);
     let child = &kids[0];
     assert_eq!(
@@ -88,7 +89,7 @@ async fn a_small_refund_is_auto_approved_and_both_workflows_complete() {
 
 #[tokio::test(start_paused = true)]
 async fn payments_versions_coexist_and_resolve_as_described() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let payments = Identity::new("jake", "payments", Role::Operator);
     let context =
         json!({ "payment_id": "pay_123456789", "refund_amount": 7500, "customer_email": "a@example.com" });
@@ -99,8 +100,8 @@ async fn payments_versions_coexist_and_resolve_as_described() {
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let latest = h.store.task(&latest.id).unwrap().unwrap();
-    let pinned = h.store.task(&pinned.id).unwrap().unwrap();
+    let latest = h.store.task(&latest.id).await.unwrap().unwrap();
+    let pinned = h.store.task(&pinned.id).await.unwrap().unwrap();
     assert_eq!((latest.version.as_str(), latest.steps.len()), ("2.2.0", 5));
     assert_eq!(latest.steps[1].name, "check_fraud_indicators");
     assert_eq!((pinned.version.as_str(), pinned.steps.len()), ("2.1.0", 4));
@@ -114,10 +115,10 @@ async fn payments_versions_coexist_and_resolve_as_described() {
 async fn a_large_refund_waits_survives_a_restart_and_completes_after_a_manager_approves() {
     let services = Arc::new(Services::new(true));
     let store = temp_store();
-    let first = start_blog(services.clone(), store.clone());
+    let first = start_blog(services.clone(), store.clone()).await;
     let task = submit(&first, agent(), CS, refund(12000)).await.unwrap();
     first.engine.when_idle().await.unwrap();
-    let waiting = store.task(&task.id).unwrap().unwrap();
+    let waiting = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(waiting.state, TaskState::InProgress);
     let gate = waiting.step("get_manager_approval").unwrap();
     assert_eq!(gate.state, StepState::AwaitingApproval);
@@ -131,15 +132,15 @@ async fn a_large_refund_waits_survives_a_restart_and_completes_after_a_manager_a
         ("manager", 300)
     );
     assert!(
-        children(&first, &task.id).is_empty(),
+        children(&first, &task.id).await.is_empty(),
         "nothing is refunded before the decision"
     );
     first.engine.shutdown(Duration::ZERO).await;
 
     // A new engine on the same store: the request is still there and still decidable.
-    let second = start_blog(services.clone(), store.clone());
+    let second = start_blog(services.clone(), store.clone()).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let still = store.task(&task.id).unwrap().unwrap();
+    let still = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(
         still.step("get_manager_approval").unwrap().state,
         StepState::AwaitingApproval
@@ -157,7 +158,7 @@ async fn a_large_refund_waits_survives_a_restart_and_completes_after_a_manager_a
         .unwrap();
     second.engine.when_idle().await.unwrap();
 
-    let done = store.task(&task.id).unwrap().unwrap();
+    let done = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
     let results = done
         .step("get_manager_approval")
@@ -170,7 +171,7 @@ async fn a_large_refund_waits_survives_a_restart_and_completes_after_a_manager_a
         (&json!("jane"), &json!("defect confirmed"))
     );
     assert!(results["approval_id"].as_str().unwrap().starts_with("APPR-"));
-    let log = store.transitions(&task.id).unwrap();
+    let log = store.transitions(&task.id).await.unwrap();
     let approved = log
         .iter()
         .find(|t| t.from.as_deref() == Some("awaiting_approval"))
@@ -179,7 +180,7 @@ async fn a_large_refund_waits_survives_a_restart_and_completes_after_a_manager_a
         (approved.to.as_str(), approved.actor.as_str()),
         ("complete", "jane")
     );
-    let child = &children(&second, &task.id)[0];
+    let child = &children(&second, &task.id).await[0];
     assert_eq!(child.state, TaskState::Complete);
     assert_eq!(child.context["approved_by"], json!("jane"));
     assert_eq!(child.context["approval_id"], results["approval_id"]);
@@ -187,7 +188,7 @@ async fn a_large_refund_waits_survives_a_restart_and_completes_after_a_manager_a
 
 #[tokio::test(start_paused = true)]
 async fn a_denial_ends_the_task_in_error_with_the_reason() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = submit(&h, agent(), CS, refund(15000)).await.unwrap();
     h.engine.when_idle().await.unwrap();
     let err = h
@@ -207,7 +208,7 @@ async fn a_denial_ends_the_task_in_error_with_the_reason() {
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Error);
     let error = task
         .step("get_manager_approval")
@@ -224,21 +225,21 @@ async fn a_denial_ends_the_task_in_error_with_the_reason() {
         "{}",
         error.message
     );
-    assert!(children(&h, &task.id).is_empty());
+    assert!(children(&h, &task.id).await.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_decision_within_300_seconds_expires_the_request() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = submit(&h, agent(), CS, refund(15000)).await.unwrap();
     h.engine.when_idle().await.unwrap();
     tokio::time::sleep(Duration::from_secs(299)).await;
     assert_eq!(
-        h.store.task(&task.id).unwrap().unwrap().state,
+        h.store.task(&task.id).await.unwrap().unwrap().state,
         TaskState::InProgress
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Error);
     let error = task
         .step("get_manager_approval")
@@ -252,7 +253,7 @@ async fn no_decision_within_300_seconds_expires_the_request() {
 
 #[tokio::test(start_paused = true)]
 async fn only_a_manager_of_the_namespace_other_than_the_requester_may_decide() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = submit(&h, manager(), CS, refund(15000)).await.unwrap();
     h.engine.when_idle().await.unwrap();
     let refused = [
@@ -295,14 +296,14 @@ async fn only_a_manager_of_the_namespace_other_than_the_requester_may_decide() {
         .unwrap();
     h.engine.when_idle().await.unwrap();
     assert_eq!(
-        h.store.task(&task.id).unwrap().unwrap().state,
+        h.store.task(&task.id).await.unwrap().unwrap().state,
         TaskState::Complete
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn submitting_into_another_teams_namespace_needs_a_grant() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let context =
         json!({ "payment_id": "pay_123456789", "refund_amount": 100, "customer_email": "a@example.com" });
     let err = submit(&h, agent(), "payments/process_refund", context.clone())
@@ -335,7 +336,7 @@ async fn submitting_into_another_teams_namespace_needs_a_grant() {
         .await
         .is_err());
     assert_eq!(
-        taskdeck::store::all_tasks(&*h.store).unwrap().len(),
+        taskdeck::store::all_tasks(&*h.store).await.unwrap().len(),
         1,
         "refused submissions store nothing"
     );
@@ -353,13 +354,15 @@ async fn a_delegation_refused_by_policy_is_a_permanent_error_with_the_original_m
     let registry = Registry::standard(services);
     let catalog = Arc::new(Catalog::load(&sources, &|h| registry.contains(h)).unwrap());
     let store = temp_store();
-    let engine = taskdeck::engine::Engine::start(common::config(), store.clone(), catalog, registry).unwrap();
+    let engine = taskdeck::engine::Engine::start(common::config(), store.clone(), catalog, registry)
+        .await
+        .unwrap();
     let task = engine
         .submit(SubmitRequest::new(CS, refund(5000), agent()))
         .await
         .unwrap();
     engine.when_idle().await.unwrap();
-    let task = store.task(&task.id).unwrap().unwrap();
+    let task = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Error);
     let step = task.step("execute_refund_workflow").unwrap();
     assert_eq!(step.attempts, 1);
@@ -379,7 +382,7 @@ async fn a_delegation_refused_by_policy_is_a_permanent_error_with_the_original_m
 
 #[tokio::test(start_paused = true)]
 async fn a_repeated_delegation_finds_the_task_it_created() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut request = SubmitRequest::new(
         "payments/process_refund@2.1.0",
         json!({ "payment_id": "pay_1a", "refund_amount": 100, "customer_email": "a@example.com" }),
@@ -390,5 +393,5 @@ async fn a_repeated_delegation_finds_the_task_it_created() {
     h.engine.when_idle().await.unwrap();
     let again = h.engine.submit(request).await.unwrap();
     assert_eq!(first.id, again.id);
-    assert_eq!(taskdeck::store::all_tasks(&*h.store).unwrap().len(), 1);
+    assert_eq!(taskdeck::store::all_tasks(&*h.store).await.unwrap().len(), 1);
 }

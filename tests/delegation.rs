@@ -20,7 +20,7 @@ use taskdeck::services::Services;
 async fn waiting_refund_then_admin_engine() -> (Arc<dyn taskdeck::store::Store>, Task, common::Harness) {
     let services = Arc::new(Services::new(true));
     let store = temp_store();
-    let first = start_blog(services.clone(), store.clone());
+    let first = start_blog(services.clone(), store.clone()).await;
     let clock = first.engine.clock();
     let mut events = first.engine.subscribe();
     let task = first
@@ -38,12 +38,14 @@ async fn waiting_refund_then_admin_engine() -> (Arc<dyn taskdeck::store::Store>,
             clock: Some(clock),
             ..common::config()
         },
-    );
+    )
+    .await;
     (store, task, admin)
 }
 
-fn child_of(store: &Arc<dyn taskdeck::store::Store>, parent: &str) -> Task {
+async fn child_of(store: &Arc<dyn taskdeck::store::Store>, parent: &str) -> Task {
     let kids: Vec<Task> = taskdeck::store::all_tasks(&**store)
+        .await
         .unwrap()
         .into_iter()
         .filter(|t| t.parent.as_deref() == Some(parent))
@@ -54,7 +56,7 @@ fn child_of(store: &Arc<dyn taskdeck::store::Store>, parent: &str) -> Task {
 
 #[tokio::test(start_paused = true)]
 async fn a_refund_without_the_email_the_payments_team_needs_is_refused_at_submit() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut context = refund(5000);
     context.as_object_mut().unwrap().remove("customer_email");
     let err = refunds::refused(&h, context).await;
@@ -62,12 +64,12 @@ async fn a_refund_without_the_email_the_payments_team_needs_is_refused_at_submit
         err.contains("$.customer_email: required field is missing"),
         "{err}"
     );
-    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_delegating_step_waits_for_the_payments_task_and_completes_with_its_results() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut events = h.engine.subscribe();
     let task = h
         .engine
@@ -82,10 +84,10 @@ async fn the_delegating_step_waits_for_the_payments_task_and_completes_with_its_
             break;
         }
     }
-    let waiting = h.store.task(&task.id).unwrap().unwrap();
+    let waiting = h.store.task(&task.id).await.unwrap().unwrap();
     let step = waiting.step("execute_refund_workflow").unwrap();
     assert_eq!(step.state, StepState::WaitingForChild);
-    let child = child_of(&h.store, &task.id);
+    let child = child_of(&h.store, &task.id).await;
     assert_eq!(step.child.as_ref().unwrap().task_id, child.id);
     assert!(child.state.is_active(), "the child was still running");
     assert_eq!(
@@ -95,7 +97,7 @@ async fn the_delegating_step_waits_for_the_payments_task_and_completes_with_its_
     );
 
     h.engine.when_idle().await.unwrap();
-    let done = h.store.task(&task.id).unwrap().unwrap();
+    let done = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
     let results = done
         .step("execute_refund_workflow")
@@ -109,7 +111,7 @@ async fn the_delegating_step_waits_for_the_payments_task_and_completes_with_its_
         results["delegated_results"]["notify_customer"]["customer_email"],
         json!("customer@example.com")
     );
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let completed = log
         .iter()
         .position(|t| {
@@ -117,19 +119,19 @@ async fn the_delegating_step_waits_for_the_payments_task_and_completes_with_its_
                 && t.subject == taskdeck::model::Subject::Step("execute_refund_workflow".into())
         })
         .unwrap();
-    let child_done = h.store.task(&child.id).unwrap().unwrap().updated_at;
+    let child_done = h.store.task(&child.id).await.unwrap().unwrap().updated_at;
     assert!(log[completed].at >= child_done);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_refund_fails_the_delegating_step_with_the_payments_error() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     // 16,000 cents of a 15,000-cent payment: a manager approves, payments refuses.
     let task = submitted_and_approved(&h, 16000).await;
-    let child = child_of(&h.store, &task.id);
+    let child = child_of(&h.store, &task.id).await;
     assert_eq!(child.state, TaskState::Error);
-    let parent = h.store.task(&task.id).unwrap().unwrap();
+    let parent = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(
         parent.state,
         TaskState::Error,
@@ -159,7 +161,7 @@ async fn a_failed_refund_fails_the_delegating_step_with_the_payments_error() {
 #[tokio::test(start_paused = true)]
 async fn the_wait_survives_a_restart_and_a_child_cancelled_elsewhere_fails_it() {
     let (store, task, admin) = waiting_refund_then_admin_engine().await;
-    let child = child_of(&store, &task.id);
+    let child = child_of(&store, &task.id).await;
     let payments = Identity::new("jake", "payments", Role::Operator);
     admin
         .engine
@@ -168,7 +170,7 @@ async fn the_wait_survives_a_restart_and_a_child_cancelled_elsewhere_fails_it() 
         .unwrap();
     admin.engine.shutdown(Duration::ZERO).await;
 
-    let parent = store.task(&task.id).unwrap().unwrap();
+    let parent = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(parent.state, TaskState::Error);
     let step = parent.step("execute_refund_workflow").unwrap();
     assert_eq!(
@@ -181,7 +183,7 @@ async fn the_wait_survives_a_restart_and_a_child_cancelled_elsewhere_fails_it() 
 async fn the_wait_is_resumed_after_a_restart_and_the_refund_goes_out_once() {
     let services = Arc::new(Services::new(true));
     let store = temp_store();
-    let first = start_blog(services.clone(), store.clone());
+    let first = start_blog(services.clone(), store.clone()).await;
     let mut events = first.engine.subscribe();
     let task = first
         .engine
@@ -192,11 +194,11 @@ async fn the_wait_is_resumed_after_a_restart_and_the_refund_goes_out_once() {
     first.engine.shutdown(Duration::ZERO).await;
 
     // The next engine resumes both; the child completes and the parent follows.
-    let second = start_blog(services.clone(), store.clone());
+    let second = start_blog(services.clone(), store.clone()).await;
     second.engine.when_idle().await.unwrap();
-    let done = store.task(&task.id).unwrap().unwrap();
+    let done = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
-    assert_eq!(child_of(&store, &task.id).state, TaskState::Complete);
+    assert_eq!(child_of(&store, &task.id).await.state, TaskState::Complete);
     assert_eq!(
         services.refunds.all().len(),
         1,
@@ -206,7 +208,7 @@ async fn the_wait_is_resumed_after_a_restart_and_the_refund_goes_out_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_delegation_cannot_be_resolved_into_a_completed_refund() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = submitted_and_approved(&h, 16000).await;
     let err = h
         .engine
@@ -221,12 +223,15 @@ async fn a_failed_delegation_cannot_be_resolved_into_a_completed_refund() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("delegated its work to task"), "{err}");
-    assert_eq!(h.store.task(&task.id).unwrap().unwrap().state, TaskState::Error);
+    assert_eq!(
+        h.store.task(&task.id).await.unwrap().unwrap().state,
+        TaskState::Error
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_address_the_email_service_cannot_deliver_to_is_refused_before_money_moves() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut context = refund(5000);
     context["customer_email"] = json!("a@b");
     let err = refunds::refused(&h, context).await;
@@ -246,13 +251,15 @@ async fn a_delegation_refused_for_its_context_is_permanent_and_cannot_be_resolve
         max_context_bytes: limit,
         ..common::config()
     };
-    let engine = taskdeck::engine::Engine::start(config, store.clone(), catalog, registry).unwrap();
+    let engine = taskdeck::engine::Engine::start(config, store.clone(), catalog, registry)
+        .await
+        .unwrap();
     let task = engine
         .submit(SubmitRequest::new(CS, refund(5000), agent()))
         .await
         .unwrap();
     engine.when_idle().await.unwrap();
-    let failed = store.task(&task.id).unwrap().unwrap();
+    let failed = store.task(&task.id).await.unwrap().unwrap();
     let step = failed.step("execute_refund_workflow").unwrap();
     assert_eq!(step.state, StepState::Error);
     assert_eq!(
@@ -282,7 +289,7 @@ async fn a_delegation_refused_for_its_context_is_permanent_and_cannot_be_resolve
 #[tokio::test(start_paused = true)]
 async fn cancelling_the_request_cancels_the_payments_task_it_delegated() {
     let store = temp_store();
-    let h = start_blog(Arc::new(Services::new(true)), store.clone());
+    let h = start_blog(Arc::new(Services::new(true)), store.clone()).await;
     let mut events = h.engine.subscribe();
     let task = h
         .engine
@@ -295,13 +302,13 @@ async fn cancelling_the_request_cancels_the_payments_task_it_delegated() {
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let child = child_of(&store, &task.id);
+    let child = child_of(&store, &task.id).await;
     assert_eq!(child.state, TaskState::Cancelled, "{:?}", child.steps);
     assert!(child
         .steps
         .iter()
         .all(|s| s.name != "process_gateway_refund" || s.state != StepState::Complete));
-    let log = store.transitions(&child.id).unwrap();
+    let log = store.transitions(&child.id).await.unwrap();
     let last = log.last().unwrap();
     assert_eq!(last.actor, "engine");
     assert!(
@@ -311,7 +318,10 @@ async fn cancelling_the_request_cancels_the_payments_task_it_delegated() {
             .contains("customer withdrew the ticket"),
         "{last:?}"
     );
-    assert_eq!(store.task(&task.id).unwrap().unwrap().state, TaskState::Cancelled);
+    assert_eq!(
+        store.task(&task.id).await.unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
 }
 
 /// The same from `taskdeck cancel` (an engine that runs nothing and holds nothing in memory),
@@ -337,7 +347,7 @@ async fn an_administrative_cancel_reaches_the_child_in_the_store() {
         .await
         .unwrap_err();
     admin.engine.shutdown(Duration::ZERO).await;
-    assert_eq!(child_of(&store, &task.id).state, TaskState::Cancelled);
+    assert_eq!(child_of(&store, &task.id).await.state, TaskState::Cancelled);
     assert!(
         matches!(late, taskdeck::engine::EngineError::Conflict(_)),
         "{late}"
@@ -349,7 +359,7 @@ async fn an_administrative_cancel_reaches_the_child_in_the_store() {
 #[tokio::test(start_paused = true)]
 async fn a_request_whose_payments_task_has_done_work_cannot_be_cancelled() {
     let store = temp_store();
-    let h = start_blog(Arc::new(Services::new(true)), store.clone());
+    let h = start_blog(Arc::new(Services::new(true)), store.clone()).await;
     let mut events = h.engine.subscribe();
     let task = h
         .engine
@@ -370,6 +380,9 @@ async fn a_request_whose_payments_task_has_done_work_cannot_be_cancelled() {
     assert!(matches!(err, taskdeck::engine::EngineError::Conflict(_)), "{err}");
     assert!(err.to_string().contains("already completed"), "{err}");
     h.engine.when_idle().await.unwrap();
-    assert_eq!(store.task(&task.id).unwrap().unwrap().state, TaskState::Complete);
-    assert_eq!(child_of(&store, &task.id).state, TaskState::Complete);
+    assert_eq!(
+        store.task(&task.id).await.unwrap().unwrap().state,
+        TaskState::Complete
+    );
+    assert_eq!(child_of(&store, &task.id).await.state, TaskState::Complete);
 }

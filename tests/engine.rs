@@ -26,7 +26,7 @@ fn one_step(config: &str) -> String {
 #[tokio::test(start_paused = true)]
 async fn retryable_failures_back_off_one_then_two_seconds() {
     let yaml = one_step("    retry: { limit: 3 }\n    handler_config: { fail_times: 2 }\n");
-    let mut h = start(&[&yaml], Registry::builtin(), config());
+    let mut h = start(&[&yaml], Registry::builtin(), config()).await;
     let task = h.run("t/one", json!({})).await;
     assert_eq!(task.state, TaskState::Complete);
     assert_eq!(task.steps[0].attempts, 3);
@@ -52,7 +52,7 @@ async fn jitter_keeps_attempts_within_ten_percent_of_the_schedule() {
             jitter_seed: Some(seed),
             ..config()
         };
-        let mut h = start(&[&yaml], Registry::builtin(), cfg);
+        let mut h = start(&[&yaml], Registry::builtin(), cfg).await;
         let task = h.run("t/one", json!({})).await;
         let starts = times(&h.drain(), "step.execution_requested", "work", task.created_at);
         assert_eq!(starts[0], 0);
@@ -65,7 +65,7 @@ async fn jitter_keeps_attempts_within_ten_percent_of_the_schedule() {
 #[tokio::test(start_paused = true)]
 async fn retry_after_from_the_service_wins_over_the_schedule() {
     let yaml = one_step("    handler_config: { fail_times: 1, retry_after_seconds: 7 }\n");
-    let mut h = start(&[&yaml], Registry::builtin(), config());
+    let mut h = start(&[&yaml], Registry::builtin(), config()).await;
     let task = h.run("t/one", json!({})).await;
     assert_eq!(task.state, TaskState::Complete);
     let events = h.drain();
@@ -82,7 +82,7 @@ async fn retry_after_is_capped_at_the_maximum_backoff() {
     let yaml = one_step(
         "    retry: { max_backoff_ms: 5000 }\n    handler_config: { fail_times: 1, retry_after_seconds: 3600 }\n",
     );
-    let mut h = start(&[&yaml], Registry::builtin(), config());
+    let mut h = start(&[&yaml], Registry::builtin(), config()).await;
     let task = h.run("t/one", json!({})).await;
     assert_eq!(
         times(&h.drain(), "step.execution_requested", "work", task.created_at),
@@ -106,7 +106,7 @@ steps:
 
 #[tokio::test(start_paused = true)]
 async fn a_permanent_error_stops_after_one_attempt_and_nothing_downstream_starts() {
-    let mut h = start(&[CHAIN], Registry::builtin(), config());
+    let mut h = start(&[CHAIN], Registry::builtin(), config()).await;
     let task = h.run("t/chain", json!({})).await;
     assert_eq!(task.state, TaskState::Error);
     let first = task.step("first").unwrap();
@@ -126,7 +126,7 @@ async fn a_permanent_error_stops_after_one_attempt_and_nothing_downstream_starts
 #[tokio::test(start_paused = true)]
 async fn an_exhausted_retry_limit_leaves_step_and_task_in_error() {
     let yaml = CHAIN.replace("error: permanent, ", "");
-    let mut h = start(&[&yaml], Registry::builtin(), config());
+    let mut h = start(&[&yaml], Registry::builtin(), config()).await;
     let task = h.run("t/chain", json!({})).await;
     assert_eq!(task.state, TaskState::Error);
     let first = task.step("first").unwrap();
@@ -139,7 +139,7 @@ async fn an_exhausted_retry_limit_leaves_step_and_task_in_error() {
         [0, 1000, 3000, 7000]
     );
     assert!(times(&events, "step.execution_requested", "second", 0).is_empty());
-    let transitions = h.store.transitions(&task.id).unwrap();
+    let transitions = h.store.transitions(&task.id).await.unwrap();
     let last = transitions.last().unwrap();
     assert_eq!(
         (last.from.as_deref(), last.to.as_str()),
@@ -151,7 +151,7 @@ async fn an_exhausted_retry_limit_leaves_step_and_task_in_error() {
 #[tokio::test(start_paused = true)]
 async fn a_non_retryable_step_is_not_retried_after_a_retryable_error() {
     let yaml = one_step("    retry: { retryable: false }\n    handler_config: { fail_times: 1 }\n");
-    let h = start(&[&yaml], Registry::builtin(), config());
+    let h = start(&[&yaml], Registry::builtin(), config()).await;
     let task = h.run("t/one", json!({})).await;
     assert_eq!((task.state, task.steps[0].attempts), (TaskState::Error, 1));
 }
@@ -169,7 +169,7 @@ steps:
 
 #[tokio::test(start_paused = true)]
 async fn parallel_branches_overlap_and_the_join_waits_for_both() {
-    let mut h = start(&[DIAMOND], Registry::builtin(), config());
+    let mut h = start(&[DIAMOND], Registry::builtin(), config()).await;
     let task = h.run("t/diamond", json!({})).await;
     assert_eq!(task.state, TaskState::Complete);
     let events = h.drain();
@@ -205,7 +205,7 @@ steps:
         concurrency: 2,
         ..config()
     };
-    let mut h = start(&[yaml], Registry::builtin(), cfg);
+    let mut h = start(&[yaml], Registry::builtin(), cfg).await;
     let task = h.run("t/wide", json!({})).await;
     assert_eq!(task.state, TaskState::Complete);
     let mut running = 0i32;
@@ -226,7 +226,7 @@ steps:
 async fn a_step_timeout_is_a_retryable_timeout_error() {
     let yaml =
         one_step("    timeout_seconds: 1\n    retry: { limit: 2 }\n    handler_config: { sleep_ms: 5000 }\n");
-    let mut h = start(&[&yaml], Registry::builtin(), config());
+    let mut h = start(&[&yaml], Registry::builtin(), config()).await;
     let task = h.run("t/one", json!({})).await;
     let step = &task.steps[0];
     assert_eq!(
@@ -285,7 +285,7 @@ steps:
     };
     let mut registry = Registry::builtin();
     registry.register("echo", echo.clone());
-    let mut h = start(&[yaml], registry, config());
+    let mut h = start(&[yaml], registry, config()).await;
     let task = h.run("t/pass", json!({ "order": 7 })).await;
     assert_eq!(task.state, TaskState::Complete);
     let results = task.step("use").unwrap().results.as_ref().unwrap();
@@ -316,7 +316,7 @@ steps:
     handler_config: { fail_times: 3 }
   - { name: after, handler: simulate, depends_on: [work] }
 "#;
-    let h = start(&[yaml], Registry::builtin(), config());
+    let h = start(&[yaml], Registry::builtin(), config()).await;
     let task = h.run("t/flaky", json!({})).await;
     assert_eq!(task.state, TaskState::Error);
     assert_eq!(task.steps[0].attempts, 2);
@@ -328,11 +328,11 @@ steps:
         .unwrap();
     assert_eq!(retried.state, TaskState::Pending);
     h.engine.when_idle().await.unwrap();
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Complete);
     // Attempt numbers keep counting (3 failed, 4 succeeded); the budget restarted at 2.
     assert_eq!((task.steps[0].attempts, task.steps[0].attempts_used()), (4, 2));
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let by_alice: Vec<_> = log.iter().filter(|t| t.actor == "alice").collect();
     assert_eq!(by_alice.len(), 2, "task error->pending and step error->pending");
     assert!(by_alice
@@ -342,7 +342,7 @@ steps:
 
 #[tokio::test(start_paused = true)]
 async fn retry_is_refused_for_a_task_that_is_not_in_error() {
-    let h = start(&[DIAMOND], Registry::builtin(), config());
+    let h = start(&[DIAMOND], Registry::builtin(), config()).await;
     let task = h.run("t/diamond", json!({})).await;
     let err = h
         .engine
@@ -358,7 +358,7 @@ async fn retry_is_refused_for_a_task_that_is_not_in_error() {
 
 #[tokio::test(start_paused = true)]
 async fn cancel_stops_running_steps_and_everything_downstream() {
-    let h = start(&[DIAMOND], Registry::builtin(), config());
+    let h = start(&[DIAMOND], Registry::builtin(), config()).await;
     let task = h.submit("t/diamond", json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cancelled = h
@@ -368,7 +368,7 @@ async fn cancel_stops_running_steps_and_everything_downstream() {
         .unwrap();
     assert_eq!(cancelled.state, TaskState::Cancelled);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Cancelled);
     let states: Vec<StepState> = task.steps.iter().map(|s| s.state).collect();
     assert_eq!(
@@ -380,7 +380,7 @@ async fn cancel_stops_running_steps_and_everything_downstream() {
             StepState::Cancelled
         ]
     );
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     assert!(!log
         .iter()
         .any(|t| t.to == "complete" && t.subject != taskdeck::model::Subject::Step("root".into())));
@@ -402,7 +402,7 @@ steps:
 "#;
     let mut registry = Registry::builtin();
     registry.register("echo", Echo::default());
-    let h = start(&[yaml], registry, config());
+    let h = start(&[yaml], registry, config()).await;
     let task = h.run("t/manual", json!({})).await;
     assert_eq!(task.state, TaskState::Error);
 
@@ -417,12 +417,12 @@ steps:
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Complete);
     assert_eq!(task.steps[0].state, StepState::ResolvedManually);
     let seen = &task.steps[1].results.as_ref().unwrap()["seen"];
     assert_eq!(seen["charge"]["charge_id"], json!("ch_manual"));
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let resolved = log.iter().find(|t| t.to == "resolved_manually").unwrap();
     assert_eq!(
         (resolved.actor.as_str(), resolved.reason.as_deref()),
@@ -454,7 +454,7 @@ input_schema:
 steps:
   - { name: a, handler: simulate }
 "#;
-    let h = start(&[yaml], Registry::builtin(), config());
+    let h = start(&[yaml], Registry::builtin(), config()).await;
     let err = h
         .engine
         .submit(taskdeck::engine::SubmitRequest::new(
@@ -472,7 +472,7 @@ steps:
         .iter()
         .any(|v| v == "$.customer_info.email: required field is missing"));
     assert!(violations.iter().any(|v| v.starts_with("$.cart_items: ")));
-    assert!(taskdeck::store::all_tasks(&*h.store).unwrap().is_empty());
+    assert!(taskdeck::store::all_tasks(&*h.store).await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -481,7 +481,7 @@ async fn lagging_and_failing_subscribers_never_affect_a_workflow() {
         event_capacity: 4,
         ..config()
     };
-    let h = start(&[DIAMOND], Registry::builtin(), cfg);
+    let h = start(&[DIAMOND], Registry::builtin(), cfg).await;
     let mut never_reads = h.engine.subscribe();
     let mut panics = h.engine.subscribe();
     let crashed = tokio::spawn(async move {
@@ -493,7 +493,7 @@ async fn lagging_and_failing_subscribers_never_affect_a_workflow() {
     }
     h.engine.when_idle().await.unwrap();
     assert!(crashed.await.unwrap_err().is_panic());
-    let tasks = taskdeck::store::all_tasks(&*h.store).unwrap();
+    let tasks = taskdeck::store::all_tasks(&*h.store).await.unwrap();
     assert_eq!(tasks.len(), 5);
     assert!(tasks.iter().all(|t| t.state == TaskState::Complete));
     assert!(matches!(
@@ -506,7 +506,7 @@ async fn lagging_and_failing_subscribers_never_affect_a_workflow() {
 async fn versions_coexist_and_running_tasks_keep_theirs() {
     let v1 = one_step("    handler_config: { output: { v: 1 } }\n");
     let v2 = v1.replace("1.0.0", "1.1.0").replace("v: 1", "v: 2");
-    let h = start(&[&v1, &v2], Registry::builtin(), config());
+    let h = start(&[&v1, &v2], Registry::builtin(), config()).await;
     let latest = h.run("t/one", json!({})).await;
     let pinned = h.run("t/one@1.0.0", json!({})).await;
     assert_eq!(latest.version, "1.1.0");

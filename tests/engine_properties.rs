@@ -79,9 +79,9 @@ proptest! {
     fn random_workflows_end_as_the_rules_predict(steps in workflow()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         let (task, log) = rt.block_on(async {
-            let h = common::start(&[&yaml(&steps)], Registry::builtin(), common::config());
+            let h = common::start(&[&yaml(&steps)], Registry::builtin(), common::config()).await;
             let task = h.run("p/random", json!({})).await;
-            let log = h.store.transitions(&task.id).unwrap();
+            let log = h.store.transitions(&task.id).await.unwrap();
             (task, log)
         });
 

@@ -33,7 +33,7 @@ async fn resolve_err(h: &common::Harness, task: &str, step: &str, results: Value
 #[tokio::test(start_paused = true)]
 async fn resolve_cannot_decide_a_gate_whether_pending_awaiting_or_denied() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let task = h
         .engine
         .submit(SubmitRequest::new(CS, refund(12000), agent()))
@@ -54,7 +54,7 @@ async fn resolve_cannot_decide_a_gate_whether_pending_awaiting_or_denied() {
     assert!(err.contains("waits on `validate_refund_request`"), "{err}");
 
     h.engine.when_idle().await.unwrap();
-    let waiting = h.store.task(&task.id).unwrap().unwrap();
+    let waiting = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(
         waiting.step("get_manager_approval").unwrap().state,
         StepState::AwaitingApproval
@@ -82,14 +82,14 @@ async fn resolve_cannot_decide_a_gate_whether_pending_awaiting_or_denied() {
     let err = resolve_err(&h, &task.id, "execute_refund_workflow", json!({}), &agent()).await;
     assert!(err.contains("waits on `get_manager_approval`"), "{err}");
     assert!(services.refunds.all().is_empty(), "no refund went out");
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Error);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_policy_check_that_feeds_the_gate_cannot_be_resolved() {
     let services = Arc::new(Services::new(true));
-    let h = start_blog(services.clone(), temp_store());
+    let h = start_blog(services.clone(), temp_store()).await;
     let mut context = refund(12000);
     context["scenario"] = json!({ "refund_policy": { "always": true, "status": "authentication_failed" } });
     let task = h
@@ -98,7 +98,7 @@ async fn a_failed_policy_check_that_feeds_the_gate_cannot_be_resolved() {
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let failed = h.store.task(&task.id).unwrap().unwrap();
+    let failed = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(
         failed.step("check_refund_policy").unwrap().state,
         StepState::Error
@@ -120,7 +120,7 @@ async fn a_failed_policy_check_that_feeds_the_gate_cannot_be_resolved() {
 
 #[tokio::test(start_paused = true)]
 async fn resolve_never_lets_children_run_before_their_parents() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .submit(
             "demo/release_pipeline",
@@ -139,9 +139,9 @@ async fn resolve_never_lets_children_run_before_their_parents() {
         assert!(err.contains("waits on `build`"), "{err}");
     }
     h.engine.when_idle().await.unwrap();
-    let done = h.store.task(&task.id).unwrap().unwrap();
+    let done = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
-    let log = h.store.transitions(&task.id).unwrap();
+    let log = h.store.transitions(&task.id).await.unwrap();
     let seq_of = |step: &str, to: &str| {
         log.iter()
             .find(|t| matches!(&t.subject, taskdeck::model::Subject::Step(s) if s == step) && t.to == to)
@@ -155,7 +155,7 @@ async fn resolve_never_lets_children_run_before_their_parents() {
 async fn an_expired_request_cannot_be_approved_even_if_no_timer_ran() {
     let services = Arc::new(Services::new(true));
     let store = temp_store();
-    let first = start_blog(services.clone(), store.clone());
+    let first = start_blog(services.clone(), store.clone()).await;
     let task = first
         .engine
         .submit(SubmitRequest::new(CS, refund(12000), agent()))
@@ -175,7 +175,8 @@ async fn an_expired_request_cannot_be_approved_even_if_no_timer_ran() {
             clock: Some(clock),
             ..common::config()
         },
-    );
+    )
+    .await;
     let err = admin
         .engine
         .decide(&task.id, "get_manager_approval", true, &manager(), None)
@@ -183,7 +184,7 @@ async fn an_expired_request_cannot_be_approved_even_if_no_timer_ran() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("expired at"), "{err}");
-    let task = store.task(&task.id).unwrap().unwrap();
+    let task = store.task(&task.id).await.unwrap().unwrap();
     let gate = task.step("get_manager_approval").unwrap();
     assert_eq!(gate.state, StepState::Error);
     assert_eq!(
@@ -196,7 +197,7 @@ async fn an_expired_request_cannot_be_approved_even_if_no_timer_ran() {
 
 #[tokio::test(start_paused = true)]
 async fn a_denied_gate_is_reopened_only_by_a_manager_and_asks_anew() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .engine
         .submit(SubmitRequest::new(CS, refund(12000), agent()))
@@ -227,7 +228,7 @@ async fn a_denied_gate_is_reopened_only_by_a_manager_and_asks_anew() {
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let again = h.store.task(&task.id).unwrap().unwrap();
+    let again = h.store.task(&task.id).await.unwrap().unwrap();
     let gate = again.step("get_manager_approval").unwrap();
     assert_eq!(gate.state, StepState::AwaitingApproval);
     let approval = gate.approval.as_ref().unwrap();
@@ -237,7 +238,7 @@ async fn a_denied_gate_is_reopened_only_by_a_manager_and_asks_anew() {
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_token_acts_no_more() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let now = h.engine.clock().now();
     let soon = agent().expiring_at(now + 60_000);
     let task = h
@@ -262,12 +263,12 @@ async fn an_expired_token_acts_no_more() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("the token expired at"), "{err}");
-    assert!(h.engine.find_task(&soon, &task.id).is_err());
+    assert!(h.engine.find_task(&soon, &task.id).await.is_err());
 }
 
 #[tokio::test(start_paused = true)]
 async fn other_teams_tasks_are_not_found_rather_than_described() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .engine
         .submit(SubmitRequest::new(CS, refund(12000), agent()))
@@ -285,13 +286,14 @@ async fn other_teams_tasks_are_not_found_rather_than_described() {
     assert!(!err.contains("awaiting"), "{err}");
     // A prefix that matches every task lists none of them to an outsider.
     for text in ["", "0", &task.id[..4]] {
-        let err = h.engine.find_task(&outsider, text).unwrap_err().to_string();
+        let err = h.engine.find_task(&outsider, text).await.unwrap_err().to_string();
         assert!(err.starts_with("no task matches"), "{text:?}: {err}");
     }
     // The team sees its own task by its short id.
     assert_eq!(
         h.engine
             .find_task(&agent(), taskdeck::model::short_id(&task.id))
+            .await
             .unwrap()
             .id,
         task.id
@@ -300,7 +302,7 @@ async fn other_teams_tasks_are_not_found_rather_than_described() {
 
 #[tokio::test(start_paused = true)]
 async fn a_prefix_finds_your_task_however_many_of_others_share_it() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let payments = Identity::new("jake", "payments", Role::Operator);
     for i in 0..80 {
         let context = json!({ "payment_id": format!("pay_{i}"), "refund_amount": 100, "customer_email": "a@example.com" });
@@ -319,11 +321,12 @@ async fn a_prefix_finds_your_task_however_many_of_others_share_it() {
         .await
         .unwrap();
     // UUIDv7: the first characters are a timestamp every task here shares.
-    let found = h.engine.find_task(&agent(), &mine.id[..8]).unwrap();
+    let found = h.engine.find_task(&agent(), &mine.id[..8]).await.unwrap();
     assert_eq!(found.id, mine.id);
     let err = h
         .engine
         .find_task(&payments, &mine.id[..8])
+        .await
         .unwrap_err()
         .to_string();
     assert!(
@@ -338,7 +341,7 @@ async fn a_prefix_finds_your_task_however_many_of_others_share_it() {
 
 #[tokio::test(start_paused = true)]
 async fn an_amount_written_as_a_float_still_goes_to_a_manager_and_absurd_ones_are_refused() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store());
+    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let mut context = refund(0);
     context["refund_amount"] = json!(12000.0);
     let task = h
@@ -347,7 +350,7 @@ async fn an_amount_written_as_a_float_still_goes_to_a_manager_and_absurd_ones_ar
         .await
         .unwrap();
     h.engine.when_idle().await.unwrap();
-    let task = h.store.task(&task.id).unwrap().unwrap();
+    let task = h.store.task(&task.id).await.unwrap().unwrap();
     let gate = task.step("get_manager_approval").unwrap();
     assert_eq!(
         gate.state,

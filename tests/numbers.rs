@@ -65,14 +65,14 @@ fn backoffs_attempts_and_timeouts_beyond_their_maxima_are_refused_at_load() {
 #[tokio::test(start_paused = true)]
 async fn an_enormous_retry_after_waits_the_maximum_backoff_instead_of_panicking() {
     let yaml = "namespace: t\nname: one\nversion: 1.0.0\nsteps:\n  - name: work\n    handler: simulate\n    retry: { limit: 2, max_backoff_ms: 60000 }\n    handler_config: { fail_times: 1, retry_after_seconds: 1e30 }\n";
-    let mut h = start(&[yaml], Registry::builtin(), config());
+    let mut h = start(&[yaml], Registry::builtin(), config()).await;
     let task = h.submit("t/one", json!({})).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let waiting = h.store.task(&task.id).unwrap().unwrap();
+    let waiting = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(waiting.steps[0].state, StepState::WaitingForRetry);
     assert_eq!(waiting.steps[0].next_attempt_at, Some(task.created_at + 60_000));
     h.engine.when_idle().await.unwrap();
-    let done = h.store.task(&task.id).unwrap().unwrap();
+    let done = h.store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
     let retried = h
         .drain()

@@ -162,7 +162,8 @@ async fn created_not_run(store: &Arc<dyn Store>) -> taskdeck::model::Task {
             dispatch: false,
             ..common::config()
         },
-    );
+    )
+    .await;
     let task = admin.submit("t/fork", json!({})).await;
     admin.engine.shutdown(std::time::Duration::ZERO).await;
     task
@@ -185,7 +186,7 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
     // Create the task without running it, then shape its stored state as a crash left it.
     let task = created_not_run(&store).await;
 
-    let mut crashed = store.task(&task.id).unwrap().unwrap();
+    let mut crashed = store.task(&task.id).await.unwrap().unwrap();
     let deadline = Clock::new().now() + 5_000;
     crashed.state = TaskState::InProgress;
     crashed.steps[0].state = StepState::Complete;
@@ -225,13 +226,14 @@ async fn restart_reruns_interrupted_steps_with_the_same_key_and_keeps_retry_dead
             &log,
             &[],
         )
+        .await
         .unwrap();
 
-    let mut h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config());
+    let mut h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config()).await;
     // Resumption needs no prompt: wait for the task to complete without sending a command.
     let mut events = h.engine.subscribe();
     while events.recv().await.unwrap().name != "task.completed" {}
-    let done = store.task(&task.id).unwrap().unwrap();
+    let done = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Complete);
 
     let a = &done.steps[0];
@@ -281,7 +283,7 @@ fn completed(step: &taskdeck::model::Step, results: Value) -> taskdeck::model::S
 async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_step_never_reruns() {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
     let task = created_not_run(&store).await;
-    let snapshot = store.task(&task.id).unwrap().unwrap();
+    let snapshot = store.task(&task.id).await.unwrap().unwrap();
 
     // What 588 kill -9 cycles once produced: `a → complete` is in the log, but the crash
     // came before the task's snapshot was written.
@@ -326,23 +328,25 @@ async fn a_snapshot_a_crash_left_behind_its_log_is_replayed_and_the_completed_st
             ],
             &[],
         )
+        .await
         .unwrap();
 
     // Every reader sees what the log says, before any engine runs.
-    let read = store.task(&task.id).unwrap().unwrap();
+    let read = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(read.state, TaskState::InProgress);
     assert_eq!(read.steps[0].state, StepState::Complete);
     assert_eq!(read.steps[0].results, Some(json!({ "charged": "once" })));
-    assert_eq!(store.active_tasks().unwrap().len(), 1);
+    assert_eq!(store.active_tasks().await.unwrap().len(), 1);
 
-    let h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config());
+    let h = common::start_on(store.clone(), &[FORK], Registry::builtin(), common::config()).await;
     h.engine.when_idle().await.unwrap();
-    let after = store.task(&task.id).unwrap().unwrap();
+    let after = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(after.state, TaskState::Complete);
     assert_eq!(after.steps[0].attempts, 1, "a never ran again");
     assert_eq!(after.steps[0].results, Some(json!({ "charged": "once" })));
     let starts_of_a = store
         .transitions(&task.id)
+        .await
         .unwrap()
         .iter()
         .filter(|t| t.subject == Subject::Step("a".into()) && t.to == "in_progress")
@@ -369,7 +373,8 @@ async fn attempts_cut_short_by_a_crash_do_not_spend_the_retry_budget() {
         &[SLOW_FAILING],
         Registry::builtin(),
         common::config(),
-    );
+    )
+    .await;
     let task = first.submit("t/slow", json!({})).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     first.engine.shutdown(std::time::Duration::ZERO).await; // killed mid-attempt 1
@@ -378,10 +383,11 @@ async fn attempts_cut_short_by_a_crash_do_not_spend_the_retry_budget() {
         &[SLOW_FAILING],
         Registry::builtin(),
         common::config(),
-    );
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     second.engine.shutdown(std::time::Duration::ZERO).await; // killed mid-attempt 2
-    let killed = store.task(&task.id).unwrap().unwrap();
+    let killed = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(killed.steps[0].state, StepState::InProgress);
     assert_eq!(killed.steps[0].attempts, 2);
 
@@ -390,9 +396,10 @@ async fn attempts_cut_short_by_a_crash_do_not_spend_the_retry_budget() {
         &[SLOW_FAILING],
         Registry::builtin(),
         common::config(),
-    );
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_secs(11)).await; // attempt 3 fails
-    let failed_once = store.task(&task.id).unwrap().unwrap();
+    let failed_once = store.task(&task.id).await.unwrap().unwrap();
     let step = &failed_once.steps[0];
     assert_eq!(
         step.state,
@@ -401,7 +408,7 @@ async fn attempts_cut_short_by_a_crash_do_not_spend_the_retry_budget() {
     );
     assert_eq!((step.attempts, step.attempts_used()), (3, 1));
     last.engine.when_idle().await.unwrap();
-    let done = store.task(&task.id).unwrap().unwrap();
+    let done = store.task(&task.id).await.unwrap().unwrap();
     let step = &done.steps[0];
     assert_eq!(done.state, TaskState::Error);
     assert_eq!((step.attempts, step.attempts_used(), step.retry.limit), (5, 3, 3));
@@ -415,7 +422,8 @@ async fn a_step_that_takes_the_engine_down_every_time_fails_instead_of_looping()
         &[SLOW_FAILING],
         Registry::builtin(),
         common::config(),
-    );
+    )
+    .await;
     let task = first.submit("t/slow", json!({})).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     first.engine.shutdown(std::time::Duration::ZERO).await;
@@ -425,7 +433,8 @@ async fn a_step_that_takes_the_engine_down_every_time_fails_instead_of_looping()
             &[SLOW_FAILING],
             Registry::builtin(),
             common::config(),
-        );
+        )
+        .await;
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         again.engine.shutdown(std::time::Duration::ZERO).await;
     }
@@ -434,9 +443,10 @@ async fn a_step_that_takes_the_engine_down_every_time_fails_instead_of_looping()
         &[SLOW_FAILING],
         Registry::builtin(),
         common::config(),
-    );
+    )
+    .await;
     last.engine.when_idle().await.unwrap();
-    let done = store.task(&task.id).unwrap().unwrap();
+    let done = store.task(&task.id).await.unwrap().unwrap();
     assert_eq!(done.state, TaskState::Error);
     let error = done.steps[0].last_error.clone().unwrap();
     assert_eq!(error.code.as_deref(), Some("INTERRUPTED_REPEATEDLY"));
@@ -457,7 +467,7 @@ async fn the_simulated_services_keep_their_records_and_fault_counters_across_a_r
     };
     let id = {
         let (store, services) = open();
-        let h = common::start_blog(services.clone(), store.clone());
+        let h = common::start_blog(services.clone(), store.clone()).await;
         let mut events = h.engine.subscribe();
         let task = h
             .engine
@@ -485,9 +495,9 @@ async fn the_simulated_services_keep_their_records_and_fault_counters_across_a_r
     // Everything of the first process is gone; the services come back from the data directory.
     let (store, services) = open();
     assert_eq!(services.users.all().len(), 1, "the user outlived the process");
-    let h = common::start_blog(services.clone(), store.clone());
+    let h = common::start_blog(services.clone(), store.clone()).await;
     h.engine.when_idle().await.unwrap();
-    let done = store.task(&id).unwrap().unwrap();
+    let done = store.task(&id).await.unwrap().unwrap();
     assert_eq!(
         done.state,
         TaskState::Complete,
@@ -526,14 +536,14 @@ fn one_unreadable_record_hides_no_other_task() {
         .unwrap()
         .insert("zz-broken", &[][..])
         .unwrap();
-    let tasks = taskdeck::store::all_tasks(&sled).unwrap();
+    let tasks = rt.block_on(taskdeck::store::all_tasks(&sled)).unwrap();
     assert_eq!(
         tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         [id.as_str()]
     );
-    assert_eq!(sled.active_tasks().unwrap().len(), 1);
+    assert_eq!(rt.block_on(sled.active_tasks()).unwrap().len(), 1);
     assert!(
-        sled.task("zz-broken").is_err(),
+        rt.block_on(sled.task("zz-broken")).is_err(),
         "read by id, the damage is reported"
     );
 }

@@ -44,7 +44,7 @@ async fn old_finished_tasks_are_archived_whole_then_removed_and_recent_ones_stay
         }),
         ..common::config()
     };
-    let h = common::start(&[CHAIN], Registry::builtin(), config);
+    let h = common::start(&[CHAIN], Registry::builtin(), config).await;
     let mut old = Vec::new();
     for _ in 0..4 {
         old.push(h.run("keep/chain", json!({})).await.id);
@@ -54,12 +54,17 @@ async fn old_finished_tasks_are_archived_whole_then_removed_and_recent_ones_stay
     // The next pass (every 10 s) takes what is older than 10 minutes.
     tokio::time::sleep(Duration::from_secs(15)).await;
 
-    let left: Vec<String> = all_tasks(&*h.store).unwrap().into_iter().map(|t| t.id).collect();
+    let left: Vec<String> = all_tasks(&*h.store)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(left, std::slice::from_ref(&recent.id));
     for id in &old {
-        assert!(h.store.task(id).unwrap().is_none());
+        assert!(h.store.task(id).await.unwrap().is_none());
         assert!(
-            h.store.transitions(id).unwrap().is_empty(),
+            h.store.transitions(id).await.unwrap().is_empty(),
             "the log of {id} went too"
         );
     }
@@ -76,7 +81,7 @@ async fn old_finished_tasks_are_archived_whole_then_removed_and_recent_ones_stay
         assert_eq!(line["task"]["steps"].as_array().unwrap().len(), 2);
     }
     // Events of the removed tasks went; the recent task's stayed.
-    let events = h.store.events_after(0, 10_000).unwrap();
+    let events = h.store.events_after(0, 10_000).await.unwrap();
     assert!(events.iter().all(|e| e.task_id == recent.id), "{events:?}");
     assert!(!events.is_empty());
 }
@@ -84,7 +89,7 @@ async fn old_finished_tasks_are_archived_whole_then_removed_and_recent_ones_stay
 #[tokio::test(start_paused = true)]
 async fn a_cap_keeps_the_most_recently_finished_and_a_dry_run_changes_nothing() {
     let archive = tempfile::tempdir().unwrap();
-    let h = common::start(&[CHAIN], Registry::builtin(), common::config());
+    let h = common::start(&[CHAIN], Registry::builtin(), common::config()).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(h.run("keep/chain", json!({})).await.id);
@@ -101,7 +106,7 @@ async fn a_cap_keeps_the_most_recently_finished_and_a_dry_run_changes_nothing() 
     would_sorted.sort();
     assert_eq!(would_sorted, ids[..3].to_vec());
     assert_eq!(
-        all_tasks(&*h.store).unwrap().len(),
+        all_tasks(&*h.store).await.unwrap().len(),
         5,
         "a dry run removes nothing"
     );
@@ -109,7 +114,12 @@ async fn a_cap_keeps_the_most_recently_finished_and_a_dry_run_changes_nothing() 
 
     let (report, _) = h.engine.prune(cap, false).await.unwrap();
     assert_eq!(report.removed, 3);
-    let left: Vec<String> = all_tasks(&*h.store).unwrap().into_iter().map(|t| t.id).collect();
+    let left: Vec<String> = all_tasks(&*h.store)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(left, ids[3..].to_vec());
     assert_eq!(archived(archive.path()).len(), 3);
 }
@@ -127,7 +137,7 @@ steps:
       sleep_ms: 3600000
 "#;
     let archive = tempfile::tempdir().unwrap();
-    let h = common::start(&[CHAIN, GATE], Registry::builtin(), common::config());
+    let h = common::start(&[CHAIN, GATE], Registry::builtin(), common::config()).await;
     let running = h.submit("keep/gated", json!({})).await;
     let done = h.run_one("keep/chain").await;
     tokio::time::sleep(Duration::from_secs(1200)).await;
@@ -138,8 +148,8 @@ steps:
     };
     let (report, _) = h.engine.prune(policy, false).await.unwrap();
     assert_eq!(report.removed, 1);
-    assert!(h.store.task(&done).unwrap().is_none());
-    let kept = h.store.task(&running.id).unwrap().unwrap();
+    assert!(h.store.task(&done).await.unwrap().is_none());
+    let kept = h.store.task(&running.id).await.unwrap().unwrap();
     assert_eq!(kept.state, TaskState::InProgress);
 }
 
@@ -158,7 +168,7 @@ impl RunOne for common::Harness {
 #[tokio::test(start_paused = true)]
 async fn an_archive_that_is_no_regular_file_removes_nothing_and_never_blocks() {
     let archive = tempfile::tempdir().unwrap();
-    let h = common::start(&[CHAIN], Registry::builtin(), common::config());
+    let h = common::start(&[CHAIN], Registry::builtin(), common::config()).await;
     h.run("keep/chain", json!({})).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     // A FIFO where today's archive goes: opening it must not wait for a reader.
@@ -179,5 +189,53 @@ async fn an_archive_that_is_no_regular_file_removes_nothing_and_never_blocks() {
     };
     let err = h.engine.prune(policy, false).await.unwrap_err();
     assert!(err.to_string().contains("nothing was removed"), "{err}");
-    assert_eq!(all_tasks(&*h.store).unwrap().len(), 1);
+    assert_eq!(all_tasks(&*h.store).await.unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_simulated_systems_forget_what_removed_tasks_wrote() {
+    // A demo runs for hours: the charges, orders and mail of tasks retention removed must go
+    // too, or the simulated systems grow without bound in memory and on disk.
+    let archive = tempfile::tempdir().unwrap();
+    let services = std::sync::Arc::new(taskdeck::services::Services::new(false));
+    let config = EngineConfig {
+        retention: Some(Retention {
+            max_age: None,
+            max_finished: Some(2),
+            archive_dir: archive.path().to_path_buf(),
+        }),
+        ..common::config()
+    };
+    let h = common::start_blog_with(services.clone(), common::temp_store(), config).await;
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let t = h
+            .run(
+                "ecommerce/process_order",
+                common::sample("process_order", json!({})),
+            )
+            .await;
+        assert_eq!(t.state, TaskState::Complete);
+        tasks.push(t);
+    }
+    assert_eq!(services.payment.ledger().len(), 5);
+    assert_eq!(services.email.outbox().len(), 5);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    let left: Vec<String> = all_tasks(&*h.store)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(left, [tasks[3].id.clone(), tasks[4].id.clone()]);
+    // What the two tasks left wrote stays (their charges are still found); the rest went.
+    let ledger = services.payment.ledger();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    for (task, charge) in tasks[3..].iter().zip(&ledger) {
+        let payment = task.step("process_payment").unwrap().results.clone().unwrap();
+        assert_eq!(payment["payment_id"], json!(charge.payment_id));
+    }
+    assert_eq!(services.email.outbox().len(), 2);
+    assert_eq!(services.orders.all().len(), 2);
 }

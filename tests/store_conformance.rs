@@ -1,5 +1,5 @@
 //! The store conformance suite: every operation of the `Store` trait, against any backend.
-//! `conformance(make)` runs it all on stores `make` opens; sled runs it here, on a temporary
+//! `conformance(make).await` runs it all on stores `make` opens; sled runs it here, on a temporary
 //! store and on one in a data directory (reopened between writes and reads), and a second
 //! backend adds one line. The crash test commits random groups in a child process, kills it
 //! with SIGKILL at a random moment, reopens, and checks the store holds exactly a prefix of
@@ -127,7 +127,7 @@ impl Sim {
     }
 
     /// Creates `task` in its own commit.
-    fn create(&mut self, store: &dyn Store, task: &mut Task) {
+    async fn create(&mut self, store: &dyn Store, task: &mut Task) {
         self.seq += 1;
         task.seq = self.seq;
         let t = Transition {
@@ -155,33 +155,34 @@ impl Sim {
                 &[t],
                 &[e],
             )
+            .await
             .unwrap();
     }
 
     /// Runs a created task to `complete` (or `error` at step `fail_at`), one commit per step.
-    fn run(&mut self, store: &dyn Store, task: &mut Task, fail_at: Option<usize>) {
+    async fn run(&mut self, store: &dyn Store, task: &mut Task, fail_at: Option<usize>) {
         let start = self.transition(task, Subject::Task, "in_progress");
-        commit(store, task, vec![start], vec![]);
+        commit(store, task, vec![start], vec![]).await;
         for i in 0..task.steps.len() {
             let name = task.steps[i].name.clone();
             let a = self.transition(task, Subject::Step(name.clone()), "in_progress");
             let end = if fail_at == Some(i) { "error" } else { "complete" };
             let b = self.transition(task, Subject::Step(name), end);
             let e = self.event(task, "step.done");
-            commit(store, task, vec![a, b], vec![e]);
+            commit(store, task, vec![a, b], vec![e]).await;
             if end == "error" {
                 let f = self.transition(task, Subject::Task, "error");
-                commit(store, task, vec![f], vec![]);
+                commit(store, task, vec![f], vec![]).await;
                 return;
             }
         }
         let done = self.transition(task, Subject::Task, "complete");
         let e = self.event(task, "task.completed");
-        commit(store, task, vec![done], vec![e]);
+        commit(store, task, vec![done], vec![e]).await;
     }
 }
 
-fn commit(store: &dyn Store, task: &Task, transitions: Vec<Transition>, events: Vec<Event>) {
+async fn commit(store: &dyn Store, task: &Task, transitions: Vec<Transition>, events: Vec<Event>) {
     store
         .commit(
             &[TaskWrite {
@@ -192,6 +193,7 @@ fn commit(store: &dyn Store, task: &Task, transitions: Vec<Transition>, events: 
             &transitions,
             &events,
         )
+        .await
         .unwrap();
 }
 
@@ -204,12 +206,13 @@ fn ids(tasks: &[Task]) -> Vec<&str> {
 /// A fresh store, and how to get the same store back (reopened where the backend allows).
 type Opened = (Arc<dyn Store>, Box<dyn Fn() -> Arc<dyn Store>>);
 
-fn conformance(make: &dyn Fn() -> Opened) {
+async fn conformance(make: &dyn Fn() -> Opened) {
     let (mut store, reopen) = make();
     let mut sim = Sim::new();
-    assert_eq!(store.last_seq().unwrap(), 0);
-    assert_eq!(store.last_event_seq().unwrap(), 0);
-    assert!(store.task("nope").unwrap().is_none());
+    assert_eq!(store.last_seq().await.unwrap(), 0);
+    assert_eq!(store.last_event_seq().await.unwrap(), 0);
+    assert!(store.task("nope").await.unwrap().is_none());
+    assert_eq!(store.oldest_task_id().await.unwrap(), None);
 
     // Tasks in two namespaces and workflows; some complete, one in error, one running.
     let mut done = Vec::new();
@@ -220,21 +223,21 @@ fn conformance(make: &dyn Fn() -> Opened) {
             ("data", "etl")
         };
         let mut t = sim.task(ns, name, 3);
-        sim.create(&*store, &mut t);
-        sim.run(&*store, &mut t, (i == 3).then_some(1));
+        sim.create(&*store, &mut t).await;
+        sim.run(&*store, &mut t, (i == 3).then_some(1)).await;
         done.push(t);
     }
     let mut running = sim.task("shop", "order", 3);
-    sim.create(&*store, &mut running);
+    sim.create(&*store, &mut running).await;
     let start = sim.transition(&mut running, Subject::Task, "in_progress");
     let s0 = sim.transition(&mut running, Subject::Step("s0".into()), "in_progress");
-    commit(&*store, &running, vec![start, s0], vec![]);
+    commit(&*store, &running, vec![start, s0], vec![]).await;
     let mut waiting = sim.task("data", "etl", 2);
-    sim.create(&*store, &mut waiting);
+    sim.create(&*store, &mut waiting).await;
     let start = sim.transition(&mut waiting, Subject::Task, "in_progress");
     let s0 = sim.transition(&mut waiting, Subject::Step("s0".into()), "in_progress");
     let gate = sim.transition(&mut waiting, Subject::Step("s0".into()), "awaiting_approval");
-    commit(&*store, &waiting, vec![start, s0, gate], vec![]);
+    commit(&*store, &waiting, vec![start, s0, gate], vec![]).await;
 
     store = {
         drop(store);
@@ -242,20 +245,24 @@ fn conformance(make: &dyn Fn() -> Opened) {
     };
     // Whole tasks read back as written, context included.
     for t in done.iter().chain([&running, &waiting]) {
-        let read = store.task(&t.id).unwrap().unwrap();
+        let read = store.task(&t.id).await.unwrap().unwrap();
         assert_eq!(&read, t, "task {} reads back as committed", t.id);
     }
-    assert_eq!(store.last_seq().unwrap(), sim.seq);
-    assert_eq!(store.last_event_seq().unwrap(), sim.event_seq);
+    assert_eq!(store.last_seq().await.unwrap(), sim.seq);
+    assert_eq!(store.last_event_seq().await.unwrap(), sim.event_seq);
+    assert_eq!(
+        store.oldest_task_id().await.unwrap().as_deref(),
+        Some(done[0].id.as_str())
+    );
 
     // Transitions of a task in order, all of them.
-    let log = store.transitions(&done[0].id).unwrap();
+    let log = store.transitions(&done[0].id).await.unwrap();
     assert_eq!(log.len(), 1 + 1 + 3 * 2 + 1);
     assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(log.last().unwrap().to, "complete");
 
     // Listings: newest first, filters, cursors, time, headers only, permissions.
-    let all = store.list(&Listing::default(), &|_| true, 100).unwrap();
+    let all = store.list(&Listing::default(), &|_| true, 100).await.unwrap();
     let mut want: Vec<&str> = done
         .iter()
         .chain([&running, &waiting])
@@ -263,8 +270,8 @@ fn conformance(make: &dyn Fn() -> Opened) {
         .collect();
     want.reverse();
     assert_eq!(ids(&all), want);
-    assert_eq!(ids(&all_tasks(&*store).unwrap()).len(), 8);
-    let page = store.list(&Listing::default(), &|_| true, 3).unwrap();
+    assert_eq!(ids(&all_tasks(&*store).await.unwrap()).len(), 8);
+    let page = store.list(&Listing::default(), &|_| true, 3).await.unwrap();
     let next = store
         .list(
             &Listing {
@@ -274,6 +281,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
             &|_| true,
             100,
         )
+        .await
         .unwrap();
     assert_eq!(
         [ids(&page), ids(&next)].concat(),
@@ -289,6 +297,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
             &|_| true,
             100,
         )
+        .await
         .unwrap();
     assert!(shop.len() == 4 && shop.iter().all(|t| t.namespace == "shop"));
     let errors = store
@@ -300,6 +309,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
             &|_| true,
             100,
         )
+        .await
         .unwrap();
     assert_eq!(ids(&errors), [done[3].id.as_str()]);
     let data_complete = store
@@ -312,6 +322,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
             &|_| true,
             100,
         )
+        .await
         .unwrap();
     assert_eq!(ids(&data_complete), [done[5].id.as_str(), done[1].id.as_str()]);
     let etl = store
@@ -323,6 +334,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
             &|_| true,
             100,
         )
+        .await
         .unwrap();
     assert_eq!(etl.len(), 4);
     let recent = store
@@ -335,6 +347,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
             &|_| true,
             100,
         )
+        .await
         .unwrap();
     assert_eq!(ids(&recent), [waiting.id.as_str(), running.id.as_str()]);
     assert!(
@@ -343,27 +356,28 @@ fn conformance(make: &dyn Fn() -> Opened) {
     );
     let readable = store
         .list(&Listing::default(), &|t| t.namespace == "data", 100)
+        .await
         .unwrap();
     assert!(readable.len() == 4 && readable.iter().all(|t| t.namespace == "data"));
 
     // Finding by what a person types.
-    let exact = store.find_tasks(&running.id, &|_| true, 6).unwrap();
+    let exact = store.find_tasks(&running.id, &|_| true, 6).await.unwrap();
     assert_eq!(ids(&exact), [running.id.as_str()]);
     let tail = &waiting.id[waiting.id.len() - 8..];
     assert_eq!(
-        ids(&store.find_tasks(tail, &|_| true, 6).unwrap()),
+        ids(&store.find_tasks(tail, &|_| true, 6).await.unwrap()),
         [waiting.id.as_str()]
     );
     assert!(
-        store.find_tasks(tail, &|_| false, 6).unwrap().is_empty(),
+        store.find_tasks(tail, &|_| false, 6).await.unwrap().is_empty(),
         "others' tasks are not found"
     );
-    assert!(store.find_tasks("", &|_| true, 6).unwrap().is_empty());
+    assert!(store.find_tasks("", &|_| true, 6).await.unwrap().is_empty());
     let prefix = &done[0].id[..8];
-    assert!(!store.find_tasks(prefix, &|_| true, 6).unwrap().is_empty());
+    assert!(!store.find_tasks(prefix, &|_| true, 6).await.unwrap().is_empty());
 
     // Unfinished work and the approvals index.
-    let mut active = ids(&store.active_tasks().unwrap())
+    let mut active = ids(&store.active_tasks().await.unwrap())
         .into_iter()
         .map(str::to_string)
         .collect::<Vec<_>>();
@@ -371,7 +385,7 @@ fn conformance(make: &dyn Fn() -> Opened) {
     let mut want_active = vec![running.id.clone(), waiting.id.clone()];
     want_active.sort();
     assert_eq!(active, want_active);
-    let decisions = store.waiting_for_decision().unwrap();
+    let decisions = store.waiting_for_decision().await.unwrap();
     assert_eq!(decisions.len(), 1);
     assert_eq!(
         (decisions[0].task_id.as_str(), decisions[0].step.as_str()),
@@ -379,28 +393,29 @@ fn conformance(make: &dyn Fn() -> Opened) {
     );
 
     // Events: in order, from any point, across chunks.
-    let events = store.events_after(0, 10_000).unwrap();
+    let events = store.events_after(0, 10_000).await.unwrap();
     assert_eq!(events.len() as u64, sim.event_seq);
     assert!(events.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
-    let tail = store.events_after(5, 3).unwrap();
+    let tail = store.events_after(5, 3).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 7, 8]);
-    assert!(store.events_after(sim.event_seq, 10).unwrap().is_empty());
+    assert!(store.events_after(sim.event_seq, 10).await.unwrap().is_empty());
 
     // Origins (idempotent delegation).
     let mut child = sim.task("payments", "refund", 1);
     child.origin_key = Some(format!("{}/s0", running.id));
     child.parent = Some(running.id.clone());
-    sim.create(&*store, &mut child);
+    sim.create(&*store, &mut child).await;
     let found = store
         .task_by_origin(&format!("{}/s0", running.id))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(found.id, child.id);
-    assert!(store.task_by_origin("nobody/s0").unwrap().is_none());
+    assert!(store.task_by_origin("nobody/s0").await.unwrap().is_none());
 
     // Retention: finished tasks by age and beyond a count; removal takes every record.
     let cutoff = done[2].updated_at + 1;
-    let old = store.finished_before(cutoff, 100).unwrap();
+    let old = store.finished_before(cutoff, 100).await.unwrap();
     assert_eq!(
         old,
         ids(&done[..3])
@@ -408,27 +423,33 @@ fn conformance(make: &dyn Fn() -> Opened) {
             .map(str::to_string)
             .collect::<Vec<_>>()
     );
-    assert_eq!(store.finished_before(cutoff, 2).unwrap().len(), 2);
-    let beyond = store.finished_beyond(4, 100).unwrap();
+    assert_eq!(store.finished_before(cutoff, 2).await.unwrap().len(), 2);
+    let beyond = store.finished_beyond(4, 100).await.unwrap();
     assert_eq!(beyond, [done[1].id.clone(), done[0].id.clone()]);
-    let removed = store.remove(&old, done[2].updated_at + 1).unwrap();
+    let removed = store.remove(&old, done[2].updated_at + 1).await.unwrap();
     assert_eq!(removed, 3);
-    let removed_again = store.remove(&[running.id.clone()], 0).unwrap();
+    let removed_again = store.remove(&[running.id.clone()], 0).await.unwrap();
     assert_eq!(removed_again, 0, "an unfinished task is never removed");
     store = {
         drop(store);
         reopen()
     };
     for t in &done[..3] {
-        assert!(store.task(&t.id).unwrap().is_none());
-        assert!(store.transitions(&t.id).unwrap().is_empty());
+        assert!(store.task(&t.id).await.unwrap().is_none());
+        assert!(store.transitions(&t.id).await.unwrap().is_empty());
         assert!(store
             .find_tasks(&t.id[t.id.len() - 8..], &|_| true, 6)
+            .await
             .unwrap()
             .is_empty());
     }
-    assert_eq!(all_tasks(&*store).unwrap().len(), 6);
-    let events = store.events_after(0, 10_000).unwrap();
+    assert_eq!(all_tasks(&*store).await.unwrap().len(), 6);
+    assert_eq!(
+        store.oldest_task_id().await.unwrap().as_deref(),
+        Some(done[3].id.as_str()),
+        "the oldest task left"
+    );
+    let events = store.events_after(0, 10_000).await.unwrap();
     let gone: Vec<&str> = ids(&done[..3]);
     assert!(
         !events
@@ -437,24 +458,25 @@ fn conformance(make: &dyn Fn() -> Opened) {
         "the removed tasks' events went with them"
     );
     assert_eq!(
-        store.last_seq().unwrap(),
+        store.last_seq().await.unwrap(),
         sim.seq,
         "sequence numbers are never reused"
     );
-    assert!(store.last_event_seq().unwrap() <= sim.event_seq);
+    assert!(store.last_event_seq().await.unwrap() <= sim.event_seq);
 }
 
-#[test]
-fn sled_temporary_passes_the_suite() {
+#[tokio::test]
+async fn sled_temporary_passes_the_suite() {
     conformance(&|| {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
         let same = store.clone();
         (store, Box::new(move || same.clone()))
-    });
+    })
+    .await;
 }
 
-#[test]
-fn sled_on_disk_passes_the_suite_across_reopens() {
+#[tokio::test]
+async fn sled_on_disk_passes_the_suite_across_reopens() {
     let dirs = std::sync::Mutex::new(Vec::new());
     conformance(&|| {
         let dir = tempfile::tempdir().unwrap();
@@ -479,7 +501,8 @@ fn sled_on_disk_passes_the_suite_across_reopens() {
                 }
             }),
         )
-    });
+    })
+    .await;
 }
 
 // ----- crash atomicity -----------------------------------------------------------------------
@@ -504,7 +527,7 @@ impl World {
     }
 
     /// One commit: a new task, or one more step of an unfinished one.
-    fn step(&mut self, store: &dyn Store) {
+    async fn step(&mut self, store: &dyn Store) {
         let unfinished: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| self.tasks[i].0.state.is_active())
             .collect();
@@ -512,7 +535,7 @@ impl World {
             let ns = if self.rng.random_bool(0.5) { "shop" } else { "data" };
             let steps = self.rng.random_range(1..5);
             let mut t = self.sim.task(ns, "flow", steps);
-            self.sim.create(store, &mut t);
+            self.sim.create(store, &mut t).await;
             self.tasks.push((t, 0));
             return;
         }
@@ -522,7 +545,7 @@ impl World {
         let sim = &mut self.sim;
         if t.state == TaskState::Pending {
             let start = sim.transition(&mut t, Subject::Task, "in_progress");
-            commit(store, &t, vec![start], vec![]);
+            commit(store, &t, vec![start], vec![]).await;
         } else if at < t.steps.len() {
             let name = t.steps[at].name.clone();
             let a = sim.transition(&mut t, Subject::Step(name.clone()), "in_progress");
@@ -536,32 +559,29 @@ impl World {
                 log.push(sim.transition(&mut t, Subject::Task, "error"));
             }
             let e = sim.event(&t, "step.done");
-            commit(store, &t, log, vec![e]);
+            commit(store, &t, log, vec![e]).await;
             self.tasks[i] = (t, at + 1);
             return;
         } else {
             let done = sim.transition(&mut t, Subject::Task, "complete");
             let e = sim.event(&t, "task.completed");
-            commit(store, &t, vec![done], vec![e]);
+            commit(store, &t, vec![done], vec![e]).await;
         }
         self.tasks[i] = (t, at);
     }
 }
 
 /// What a store holds, comparable: every task with its transitions, and the events.
-fn dump(store: &dyn Store) -> Value {
-    let tasks: Vec<Value> = all_tasks(store)
-        .unwrap()
-        .into_iter()
-        .map(|t| {
-            let log = store.transitions(&t.id).unwrap();
-            json!({ "task": t, "log": log })
-        })
-        .collect();
+async fn dump(store: &dyn Store) -> Value {
+    let mut tasks: Vec<Value> = Vec::new();
+    for t in all_tasks(store).await.unwrap() {
+        let log = store.transitions(&t.id).await.unwrap();
+        tasks.push(json!({ "task": t, "log": log }));
+    }
     json!({
         "tasks": tasks,
-        "events": store.events_after(0, usize::MAX).unwrap(),
-        "active": ids(&store.active_tasks().unwrap()),
+        "events": store.events_after(0, usize::MAX).await.unwrap(),
+        "active": ids(&store.active_tasks().await.unwrap()),
     })
 }
 
@@ -583,8 +603,8 @@ fn normalize(mut v: Value) -> Value {
     v
 }
 
-#[test]
-fn crash_child() {
+#[tokio::test]
+async fn crash_child() {
     // The child half of the crash test: commits, announcing each, until killed.
     let Ok(spec) = std::env::var(CHILD) else { return };
     let (dir, seed) = spec.split_once(';').unwrap();
@@ -592,7 +612,7 @@ fn crash_child() {
     let mut world = World::new(seed.parse().unwrap());
     let mut out = std::io::stdout();
     for n in 1..=COMMITS {
-        world.step(&store);
+        world.step(&store).await;
         writeln!(out, "committed {n}").unwrap();
         out.flush().unwrap();
     }
@@ -601,8 +621,8 @@ fn crash_child() {
 /// Commits one child makes at most.
 const COMMITS: usize = 600;
 
-#[test]
-fn a_store_killed_at_random_points_holds_exactly_a_committed_prefix() {
+#[tokio::test]
+async fn a_store_killed_at_random_points_holds_exactly_a_committed_prefix() {
     let mut rng = SmallRng::seed_from_u64(0x5eed);
     for round in 0..8 {
         let seed: u64 = rng.random();
@@ -644,22 +664,22 @@ fn a_store_killed_at_random_points_holds_exactly_a_committed_prefix() {
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
         };
-        let got = normalize(dump(&crashed));
+        let got = normalize(dump(&crashed).await);
         // The reference: the same commits, on a store nothing kills, compared after each one
         // from the last acknowledged on.
         let reference = SledStore::temporary(Durability::Immediate).unwrap();
         let mut world = World::new(seed);
         for _ in 0..acknowledged {
-            world.step(&reference);
+            world.step(&reference).await;
         }
         let mut matched = None;
         for n in acknowledged..=COMMITS {
-            if normalize(dump(&reference)) == got {
+            if normalize(dump(&reference).await) == got {
                 matched = Some(n);
                 break;
             }
             if n < COMMITS {
-                world.step(&reference);
+                world.step(&reference).await;
             }
         }
         eprintln!("round {round}: {acknowledged} commits acknowledged, the store holds {matched:?}");

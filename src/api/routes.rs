@@ -460,7 +460,7 @@ pub async fn events(
     // the connection before any event resumes from here.
     let start = match after {
         Some(seq) => seq,
-        None => state.engine.query().newest_event()?,
+        None => state.engine.query().newest_event().await?,
     };
     let guard = state.streams.open(&who)?;
     let feed = client(&state, Caller(who)).events(Some(start)).await?;

@@ -573,7 +573,7 @@ async fn prune(cli: &Cli, data: &Path, before: super::Before, dry_run: bool) -> 
         if dry_run {
             let mut tasks = Vec::new();
             for id in &ids {
-                if let Some(t) = engine.store().task(id)? {
+                if let Some(t) = engine.store().task(id).await? {
                     tasks.push(t);
                 }
             }

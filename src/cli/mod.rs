@@ -551,7 +551,7 @@ fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     })
 }
 
-fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<Engine> {
+async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<Engine> {
     let config = EngineConfig {
         concurrency: cli.concurrency.max(1),
         dispatch,
@@ -564,7 +564,8 @@ fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<Engine
         ctx.store.clone(),
         ctx.catalog.clone(),
         ctx.registry.clone(),
-    )?)
+    )
+    .await?)
 }
 
 /// `--durability` takes the store's modes by name (the store itself knows nothing of clap).

@@ -104,7 +104,7 @@ async fn local(
     serve: bool,
     strict: bool,
 ) -> Result<Session> {
-    let engine = Arc::new(engine(cli, data, &opened, dispatch)?);
+    let engine = Arc::new(engine(cli, data, &opened, dispatch).await?);
     let client: Arc<dyn Client> = Arc::new(Local::new(engine.clone(), opened.identity.clone()));
     let server = if serve {
         Some(Server::start(cli, data, engine.clone(), strict).await?)

@@ -59,12 +59,16 @@ impl Client for Local {
             workflow: query.workflow.clone(),
             since: query.since,
         };
-        let (tasks, next) = self.engine.query().tasks(
-            &self.identity,
-            &filter,
-            query.cursor.as_deref(),
-            query.limit.unwrap_or(DEFAULT_PAGE),
-        )?;
+        let (tasks, next) = self
+            .engine
+            .query()
+            .tasks(
+                &self.identity,
+                &filter,
+                query.cursor.as_deref(),
+                query.limit.unwrap_or(DEFAULT_PAGE),
+            )
+            .await?;
         Ok(TaskPage {
             tasks,
             next_cursor: next,
@@ -72,7 +76,7 @@ impl Client for Local {
     }
 
     async fn task(&self, id: &str) -> Result<TaskDetail, Problem> {
-        let (task, transitions) = self.engine.query().task(&self.identity, id)?;
+        let (task, transitions) = self.engine.query().task(&self.identity, id).await?;
         Ok(TaskDetail { task, transitions })
     }
 
@@ -129,15 +133,15 @@ impl Client for Local {
     }
 
     async fn approvals(&self) -> Result<Vec<PendingApproval>, Problem> {
-        Ok(self.engine.query().approvals(&self.identity)?)
+        Ok(self.engine.query().approvals(&self.identity).await?)
     }
 
     async fn status(&self) -> Result<Status, Problem> {
-        Ok(self.engine.query().status(&self.identity)?)
+        Ok(self.engine.query().status(&self.identity).await?)
     }
 
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
-        let events = self.engine.events(&self.identity, after)?;
+        let events = self.engine.events(&self.identity, after).await?;
         // An error (an identity that expired mid-stream) is delivered once and ends the feed.
         Ok(Box::pin(futures::stream::unfold(
             Some(events),

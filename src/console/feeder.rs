@@ -179,8 +179,9 @@ mod tests {
         let catalog =
             Arc::new(Catalog::load(&[yaml("ours"), yaml("theirs")], &|h| registry.contains(h)).unwrap());
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
-        let engine =
-            Engine::start(EngineConfig::default(), store.clone(), catalog.clone(), registry).unwrap();
+        let engine = Engine::start(EngineConfig::default(), store.clone(), catalog.clone(), registry)
+            .await
+            .unwrap();
         let admin = Identity::local("root");
         let early = engine
             .submit(SubmitRequest::new("theirs/wf", json!({}), admin.clone()))

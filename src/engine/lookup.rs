@@ -17,7 +17,7 @@ const CANDIDATES: usize = 6;
 ///
 /// Errors: `Denied` when `who`'s token has expired; `NoSuchTask` when nothing readable
 /// matches (including an empty `text`); `Ambiguous` listing the readable matches.
-pub fn find_readable(
+pub async fn find_readable(
     store: &dyn Store,
     coordinator: &Coordinator,
     who: &Identity,
@@ -29,7 +29,9 @@ pub fn find_readable(
     if text.len() > MAX_LOOKUP_BYTES {
         return Err(StoreError::NoSuchTask(crate::model::clip(text, MAX_LOOKUP_BYTES)).into());
     }
-    let mut found: Vec<Task> = store.find_tasks(text, &|t| coordinator.may_read(who, t), CANDIDATES)?;
+    let mut found: Vec<Task> = store
+        .find_tasks(text, &|t| coordinator.may_read(who, t), CANDIDATES)
+        .await?;
     match found.len() {
         0 => Err(StoreError::NoSuchTask(text.to_string()).into()),
         1 => Ok(found.remove(0)),

@@ -109,7 +109,7 @@ pub struct Engine {
 impl Engine {
     /// Starts the orchestrator on the current tokio runtime. With `dispatch`, it resumes every
     /// unfinished task found in the store.
-    pub fn start(
+    pub async fn start(
         config: EngineConfig,
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
@@ -119,10 +119,10 @@ impl Engine {
         let bus = EventBus::new(config.event_capacity);
         let clock = config.clock.unwrap_or_default();
         let query = Query::new(store.clone(), catalog.clone(), clock, registry.names());
-        let seq = store.last_seq()?;
-        let event_seq = store.last_event_seq()?;
+        let seq = store.last_seq().await?;
+        let event_seq = store.last_event_seq().await?;
         let resume = if config.dispatch {
-            store.active_tasks()?
+            store.active_tasks().await?
         } else {
             Vec::new()
         };
@@ -141,7 +141,7 @@ impl Engine {
         if !resume.is_empty() {
             tracing::info!(tasks = resume.len(), "resuming unfinished tasks");
         }
-        orchestrator.recover(resume);
+        orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
         Ok(Engine {
             tx,
@@ -171,8 +171,8 @@ impl Engine {
 
     /// The events `who` may read after the sequence number `after` (`None`: from now), then
     /// live ones: in order, none missed, none twice, across lag and restarts.
-    pub fn events(&self, who: &Identity, after: Option<u64>) -> Result<ReadableEvents, EngineError> {
-        self.query.events(who, self.bus.subscribe(), after)
+    pub async fn events(&self, who: &Identity, after: Option<u64>) -> Result<ReadableEvents, EngineError> {
+        self.query.events(who, self.bus.subscribe(), after).await
     }
 
     /// Reads go to the store directly; they never wait on the orchestrator.
@@ -279,8 +279,8 @@ impl Engine {
 
     /// The one task `text` (a full id, prefix or short id) names among those `who` may read.
     /// A task `who` may not read is "not found".
-    pub fn find_task(&self, who: &Identity, text: &str) -> Result<Task, EngineError> {
-        lookup::find_readable(&**self.store(), &self.coordinator(), who, text)
+    pub async fn find_task(&self, who: &Identity, text: &str) -> Result<Task, EngineError> {
+        lookup::find_readable(&**self.store(), &self.coordinator(), who, text).await
     }
 
     /// Archives and removes the finished tasks `policy` lets go (all of them, pass after
@@ -315,7 +315,8 @@ impl Engine {
         loop {
             let task = self
                 .store
-                .task(task_id)?
+                .task(task_id)
+                .await?
                 .ok_or_else(|| crate::store::StoreError::NoSuchTask(task_id.to_string()))?;
             let waits_on_person = task.execution_status() == crate::model::ExecutionStatus::AwaitingDecision;
             if !task.state.is_active() || waits_on_person {

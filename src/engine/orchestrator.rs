@@ -75,6 +75,8 @@ pub(crate) struct Orchestrator {
     after_commit: Vec<AfterCommit>,
     idle_waiters: Vec<oneshot::Sender<()>>,
     finished: Vec<String>,
+    /// Child tasks that ended this turn, whose parents `tell_parents` has not told yet.
+    children_ended: Vec<String>,
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
     /// When the next retention pass runs (with `config.retention`).
     next_prune: Option<tokio::time::Instant>,
@@ -127,6 +129,7 @@ impl Orchestrator {
             after_commit: Vec::new(),
             idle_waiters: Vec::new(),
             finished: Vec::new(),
+            children_ended: Vec::new(),
             next_prune,
             stopping: None,
         }
@@ -137,7 +140,7 @@ impl Orchestrator {
     /// idempotency key, without spending its retry budget (the attempt never reported); a
     /// step interrupted `MAX_INTERRUPTIONS` times in a row fails instead. A step waiting for
     /// retry keeps its stored deadline.
-    pub fn recover(&mut self, tasks: Vec<Task>) {
+    pub async fn recover(&mut self, tasks: Vec<Task>) {
         for task in tasks {
             let id = task.id.clone();
             self.tasks.insert(id.clone(), Entry::loaded(task));
@@ -204,15 +207,15 @@ impl Orchestrator {
             })
             .collect();
         for (id, i) in waiting {
-            self.check_child(&id, i);
+            self.check_child(&id, i).await;
         }
     }
 
     pub async fn run(mut self) {
         // Start what recovery found ready before waiting for the first message.
         self.fire_due_timers();
-        self.dispatch();
-        self.commit();
+        self.tell_parents().await;
+        self.commit().await;
         loop {
             let next_timer = [self.timers.first(), self.approval_timers.first()]
                 .into_iter()
@@ -224,7 +227,7 @@ impl Orchestrator {
             let prune_at = self.next_prune;
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
-                    Some(msg) => self.handle(msg),
+                    Some(msg) => self.handle(msg).await,
                     None => break,
                 },
                 _ = sleep_until(next_timer), if next_timer.is_some() => {}
@@ -235,13 +238,13 @@ impl Orchestrator {
             // the latency of one turn small under heavy load).
             for _ in 0..4096 {
                 match self.inbox.try_recv() {
-                    Ok(msg) => self.handle(msg),
+                    Ok(msg) => self.handle(msg).await,
                     Err(_) => break,
                 }
             }
             self.fire_due_timers();
-            self.dispatch();
-            if !self.commit() {
+            self.tell_parents().await;
+            if !self.commit().await {
                 break;
             }
             self.forget_finished();
@@ -249,7 +252,7 @@ impl Orchestrator {
                 .next_prune
                 .is_some_and(|at| tokio::time::Instant::now() >= at)
             {
-                self.retention_pass();
+                self.retention_pass().await;
             }
             if self.is_idle() {
                 for waiter in self.idle_waiters.drain(..) {
@@ -265,9 +268,23 @@ impl Orchestrator {
         for (_, handle) in self.inflight.drain() {
             handle.abort();
         }
-        let _ = self.store.flush();
+        let _ = self.store.flush().await;
         if let Some((_, reply)) = self.stopping.take() {
             let _ = reply.send(());
+        }
+    }
+
+    /// Tells the parents of the children that ended this turn, then starts what is ready;
+    /// again while that ends more children (a parent told may end and tell its own parent).
+    async fn tell_parents(&mut self) {
+        loop {
+            while let Some(child) = self.children_ended.pop() {
+                self.notify_parent(&child).await;
+            }
+            self.dispatch();
+            if self.children_ended.is_empty() {
+                return;
+            }
         }
     }
 
@@ -275,18 +292,18 @@ impl Orchestrator {
         self.inflight.is_empty() && self.timers.is_empty() && (self.ready.is_empty() || !self.config.dispatch)
     }
 
-    fn handle(&mut self, msg: Message) {
+    async fn handle(&mut self, msg: Message) {
         match msg {
-            Message::Outcome(attempt, result) => self.on_outcome(attempt, result),
-            Message::Command(cmd) => self.on_command(cmd),
+            Message::Outcome(attempt, result) => self.on_outcome(attempt, result).await,
+            Message::Command(cmd) => self.on_command(cmd).await,
             Message::Custom(event) => self.events.push(event),
         }
     }
 
-    fn on_command(&mut self, cmd: Command) {
+    async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit(req, reply) => {
-                let result = self.submit(req);
+                let result = self.submit(req).await;
                 self.reply_after_commit(reply, result);
             }
             Command::Retry {
@@ -295,7 +312,7 @@ impl Orchestrator {
                 reason,
                 reply,
             } => {
-                let result = self.retry(&task, &actor, &reason);
+                let result = self.retry(&task, &actor, &reason).await;
                 self.reply_after_commit(reply, result);
             }
             Command::Cancel {
@@ -304,7 +321,7 @@ impl Orchestrator {
                 reason,
                 reply,
             } => {
-                let result = self.cancel(&task, &actor, &reason);
+                let result = self.cancel(&task, &actor, &reason).await;
                 self.reply_after_commit(reply, result);
             }
             Command::Resolve {
@@ -315,7 +332,7 @@ impl Orchestrator {
                 reason,
                 reply,
             } => {
-                let result = self.resolve(&task, &step, results, &actor, &reason);
+                let result = self.resolve(&task, &step, results, &actor, &reason).await;
                 self.reply_after_commit(reply, result);
             }
             Command::Decide {
@@ -326,7 +343,7 @@ impl Orchestrator {
                 note,
                 reply,
             } => {
-                let result = self.decide(&task, &step, approve, &actor, note);
+                let result = self.decide(&task, &step, approve, &actor, note).await;
                 self.reply_after_commit(reply, result);
             }
             Command::Prune {
@@ -334,7 +351,7 @@ impl Orchestrator {
                 dry_run,
                 reply,
             } => {
-                let _ = reply.send(self.prune_all(&policy, dry_run));
+                let _ = reply.send(self.prune_all(&policy, dry_run).await);
             }
             Command::WhenIdle(reply) => self.idle_waiters.push(reply),
             Command::Shutdown { grace, reply } => {
@@ -369,7 +386,7 @@ impl Orchestrator {
 
     // ----- commands --------------------------------------------------------------------------
 
-    fn submit(&mut self, req: SubmitRequest) -> Result<String, EngineError> {
+    async fn submit(&mut self, req: SubmitRequest) -> Result<String, EngineError> {
         if let Some(key) = &req.origin_key {
             let in_memory = self
                 .tasks
@@ -378,7 +395,7 @@ impl Orchestrator {
             if let Some(existing) = in_memory {
                 return Ok(existing.task.id.clone());
             }
-            if let Some(existing) = self.store.task_by_origin(key)? {
+            if let Some(existing) = self.store.task_by_origin(key).await? {
                 let id = existing.id.clone();
                 if !existing.state.is_active() {
                     self.finished.push(id.clone());
@@ -395,7 +412,7 @@ impl Orchestrator {
         if let Some(parent) = &req.parent {
             let state = match self.tasks.get(parent) {
                 Some(e) => Some(e.task.state),
-                None => self.store.task(parent)?.map(|t| t.state),
+                None => self.store.task(parent).await?.map(|t| t.state),
             };
             if let Some(state) = state.filter(|s| s.is_terminal()) {
                 return Err(EngineError::Conflict(format!(
@@ -495,7 +512,7 @@ impl Orchestrator {
     /// Finds the task `text` names among those `who` may read, and brings it into memory
     /// (commands may name one the engine is not driving). Nothing about a task `who` may
     /// not read is revealed: it is "not found".
-    fn load(&mut self, text: &str, who: &Identity) -> Result<String, EngineError> {
+    async fn load(&mut self, text: &str, who: &Identity) -> Result<String, EngineError> {
         if let Some(entry) = self.tasks.get(text) {
             self.coordinator.authenticate(who)?;
             if !self.coordinator.may_read(who, &entry.task) {
@@ -503,7 +520,7 @@ impl Orchestrator {
             }
             return Ok(text.to_string());
         }
-        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text)?;
+        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text).await?;
         let id = task.id.clone();
         self.tasks
             .entry(id.clone())
@@ -538,9 +555,9 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn retry(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
+    async fn retry(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
         check_text("reason", reason, MAX_REASON_BYTES)?;
-        let id = self.load(task, who)?;
+        let id = self.load(task, who).await?;
         self.authorize_operation(&id, who, "retry")?;
         let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
@@ -572,9 +589,9 @@ impl Orchestrator {
         Ok(id)
     }
 
-    fn cancel(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
+    async fn cancel(&mut self, task: &str, who: &Identity, reason: &str) -> Result<String, EngineError> {
         check_text("reason", reason, MAX_REASON_BYTES)?;
-        let id = self.load(task, who)?;
+        let id = self.load(task, who).await?;
         self.authorize_operation(&id, who, "cancel")?;
         let actor = who.sub.as_str();
         let state = self.tasks[&id].task.state;
@@ -583,11 +600,11 @@ impl Orchestrator {
         }
         // Cancelling cancels the delegated work too; work a child has already done (a refund
         // the gateway has paid) cannot be undone by it, so such a cancel is refused whole.
-        let children = self.active_children(&id)?;
+        let children = self.active_children(&id).await?;
         for child in &children {
             let done = match self.tasks.get(child) {
                 Some(e) => e.task.done_steps(),
-                None => self.store.task(child)?.map_or(0, |t| t.done_steps()),
+                None => self.store.task(child).await?.map_or(0, |t| t.done_steps()),
             };
             if done > 0 {
                 return Err(EngineError::Conflict(format!(
@@ -610,11 +627,14 @@ impl Orchestrator {
         // The work it delegated goes with it: a cancelled refund request must not pay out.
         for child in children {
             let why = format!("task {id}, which asked for it, was cancelled: {reason}");
-            match self.cancel(
+            // Boxed: an async call to itself.
+            match Box::pin(self.cancel(
                 &child,
                 &Identity::engine(),
                 &crate::model::clip(&why, MAX_REASON_BYTES - 8),
-            ) {
+            ))
+            .await
+            {
                 Ok(_) | Err(EngineError::Conflict(_)) => {}
                 Err(e) => tracing::warn!(%child, "cannot cancel the child of a cancelled task: {e}"),
             }
@@ -624,7 +644,7 @@ impl Orchestrator {
 
     /// Unfinished tasks that `id` delegated to: those in memory, and (for an engine that does
     /// not hold every unfinished task, e.g. an administrative command's) those in the store.
-    fn active_children(&self, id: &str) -> Result<Vec<String>, EngineError> {
+    async fn active_children(&mut self, id: &str) -> Result<Vec<String>, EngineError> {
         let mut children: Vec<String> = self
             .tasks
             .values()
@@ -632,7 +652,7 @@ impl Orchestrator {
             .map(|e| e.task.id.clone())
             .collect();
         if !self.config.dispatch {
-            for t in self.store.active_tasks()? {
+            for t in self.store.active_tasks().await? {
                 if t.parent.as_deref() == Some(id) && !children.contains(&t.id) {
                     children.push(t.id);
                 }
@@ -641,7 +661,7 @@ impl Orchestrator {
         Ok(children)
     }
 
-    fn resolve(
+    async fn resolve(
         &mut self,
         task: &str,
         step: &str,
@@ -650,7 +670,7 @@ impl Orchestrator {
         reason: &str,
     ) -> Result<String, EngineError> {
         check_text("reason", reason, MAX_REASON_BYTES)?;
-        let id = self.load(task, who)?;
+        let id = self.load(task, who).await?;
         self.authorize_operation(&id, who, "resolve")?;
         let actor = who.sub.as_str();
         let index = self.step_of(&id, step)?;
@@ -874,18 +894,18 @@ impl Orchestrator {
 
     /// A step created a task to do its work (delegation): it waits, durably, for that task
     /// to end, and ends with it (see `conclude_child`).
-    fn await_child(&mut self, id: &str, i: usize, child: String, results: Value) {
+    async fn await_child(&mut self, id: &str, i: usize, child: String, results: Value) {
         let reason = Some(format!("waiting on child task {child}"));
         self.step_mut(id, i).child = Some(crate::model::ChildWait {
             task_id: child,
             results,
         });
         self.step_change(id, i, StepEvent::AwaitChild, ENGINE, reason, None);
-        self.check_child(id, i);
+        self.check_child(id, i).await;
     }
 
     /// Ends a step waiting on a child task if the child has ended.
-    fn check_child(&mut self, id: &str, i: usize) {
+    async fn check_child(&mut self, id: &str, i: usize) {
         let Some(child_id) = self.tasks[id].task.steps[i]
             .child
             .as_ref()
@@ -895,7 +915,7 @@ impl Orchestrator {
         };
         let child = match self.tasks.get(&child_id) {
             Some(entry) => Some(entry.task.clone()),
-            None => self.store.task(&child_id).unwrap_or_else(|e| {
+            None => self.store.task(&child_id).await.unwrap_or_else(|e| {
                 tracing::warn!(task = id, child = %child_id, "cannot read the child task: {e}");
                 None
             }),
@@ -917,7 +937,7 @@ impl Orchestrator {
     /// Tells the step that created `child_id` (if it waits on it) that the child has ended.
     /// The parent is found through the child's `parent` and `origin_key`, so this works in
     /// any engine, including one that had not loaded the parent.
-    fn notify_parent(&mut self, child_id: &str) {
+    async fn notify_parent(&mut self, child_id: &str) {
         let Some(child) = self.tasks.get(child_id).map(|e| e.task.clone()) else {
             return;
         };
@@ -928,7 +948,7 @@ impl Orchestrator {
             return;
         };
         if !self.tasks.contains_key(parent) {
-            match self.store.task(parent) {
+            match self.store.task(parent).await {
                 Ok(Some(task)) => {
                     // Held only for this turn unless it is still being driven.
                     if !task.state.is_active() {
@@ -1040,7 +1060,7 @@ impl Orchestrator {
         self.evaluate(id);
     }
 
-    fn decide(
+    async fn decide(
         &mut self,
         task: &str,
         step: &str,
@@ -1049,7 +1069,7 @@ impl Orchestrator {
         note: Option<String>,
     ) -> Result<String, EngineError> {
         check_text("note", note.as_deref().unwrap_or(""), MAX_REASON_BYTES)?;
-        let id = self.load(task, who)?;
+        let id = self.load(task, who).await?;
         let i = self.step_of(&id, step)?;
         let entry = &self.tasks[&id];
         let s = &entry.task.steps[i];
@@ -1188,7 +1208,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_outcome(&mut self, attempt: Attempt, result: Result<Value, StepError>) {
+    async fn on_outcome(&mut self, attempt: Attempt, result: Result<Value, StepError>) {
         let key = (attempt.task_id, attempt.step);
         self.inflight.remove(&key);
         let (id, i) = key;
@@ -1217,7 +1237,9 @@ impl Orchestrator {
                 self.schedule_children(&id, i);
             }
             Err(StepError::AwaitApproval(request)) => self.await_approval(&id, i, *request),
-            Err(StepError::AwaitChild { task_id, results }) => self.await_child(&id, i, task_id, results),
+            Err(StepError::AwaitChild { task_id, results }) => {
+                self.await_child(&id, i, task_id, results).await
+            }
             Err(error) => self.on_failure(&id, i, attempt.attempt, error, duration_ms),
         }
         self.evaluate(&id);
@@ -1414,7 +1436,8 @@ impl Orchestrator {
         };
         self.emit(id, name, None, json!({ "actor": actor, "reason": reason }));
         if notify {
-            self.notify_parent(id);
+            // Told at the end of the turn (`tell_parents`): finding the parent may read the store.
+            self.children_ended.push(id.to_string());
         }
     }
 
@@ -1467,7 +1490,7 @@ impl Orchestrator {
 
     /// Makes this turn durable, then publishes, answers and spawns. Returns false when the
     /// store failed: the engine stops rather than run on state it could not save.
-    fn commit(&mut self) -> bool {
+    async fn commit(&mut self) -> bool {
         for event in &mut self.events {
             self.event_seq += 1;
             event.seq = self.event_seq;
@@ -1485,7 +1508,7 @@ impl Orchestrator {
                     before: e.stored,
                 })
                 .collect();
-            match self.store.commit(&writes, &self.transitions, &self.events) {
+            match self.store.commit(&writes, &self.transitions, &self.events).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!("store commit failed, stopping the engine: {e}");
@@ -1582,21 +1605,27 @@ impl Orchestrator {
 
     /// One periodic pass of the configured retention; the next comes in 10 s, or in 1 s while
     /// a backlog remains.
-    fn retention_pass(&mut self) {
+    async fn retention_pass(&mut self) {
         let Some(policy) = self.config.retention.clone() else {
             self.next_prune = None;
             return;
         };
         let now = self.clock.now();
         let held = |id: &str| self.tasks.contains_key(id);
-        let outcome = retention::candidates(&*self.store, &policy, now, retention::PASS).and_then(|ids| {
-            let full = ids.len() >= retention::PASS;
-            retention::prune(&*self.store, &ids, &policy.archive_dir, now, &held).map(|r| (r, full))
-        });
+        let outcome = match retention::candidates(&*self.store, &policy, now, retention::PASS).await {
+            Ok(ids) => {
+                let full = ids.len() >= retention::PASS;
+                retention::prune(&*self.store, &ids, &policy.archive_dir, now, &held)
+                    .await
+                    .map(|r| (r, full))
+            }
+            Err(e) => Err(e),
+        };
         let backlog = match outcome {
             Ok((report, full)) => {
                 if report.removed > 0 {
                     tracing::info!(removed = report.removed, archive = ?report.archive, "retention archived and removed finished tasks");
+                    self.forget_removed().await;
                 }
                 full && report.removed > 0
             }
@@ -1610,7 +1639,7 @@ impl Orchestrator {
     }
 
     /// Every pass a policy needs (`taskdeck prune`), or with `dry_run` the ids it would take.
-    fn prune_all(
+    async fn prune_all(
         &mut self,
         policy: &retention::Retention,
         dry_run: bool,
@@ -1619,23 +1648,39 @@ impl Orchestrator {
         if dry_run {
             return Ok((
                 retention::PruneReport::default(),
-                retention::candidates(&*self.store, policy, now, usize::MAX)?,
+                retention::candidates(&*self.store, policy, now, usize::MAX).await?,
             ));
         }
         let mut total = retention::PruneReport::default();
         loop {
-            let ids = retention::candidates(&*self.store, policy, now, retention::PASS)?;
+            let ids = retention::candidates(&*self.store, policy, now, retention::PASS).await?;
             if ids.is_empty() {
                 return Ok((total, Vec::new()));
             }
             let held = |id: &str| self.tasks.contains_key(id);
-            let report = retention::prune(&*self.store, &ids, &policy.archive_dir, now, &held)?;
+            let report = retention::prune(&*self.store, &ids, &policy.archive_dir, now, &held).await?;
             total.removed += report.removed;
             total.kept += report.kept;
             total.archive = report.archive.or(total.archive);
-            if report.removed == 0 {
+            if report.removed > 0 {
+                self.forget_removed().await;
+            } else {
                 return Ok((total, Vec::new())); // only tasks that must stay are left
             }
+        }
+    }
+
+    /// After retention removed tasks: the simulated systems forget what tasks older than the
+    /// oldest one left wrote, so they keep what the store keeps.
+    async fn forget_removed(&mut self) {
+        match self.store.oldest_task_id().await {
+            Ok(oldest) => {
+                let forgotten = self.registry.forget_before(oldest.as_deref());
+                if forgotten > 0 {
+                    tracing::debug!(forgotten, "simulated systems forgot the records of removed tasks");
+                }
+            }
+            Err(e) => tracing::warn!("simulated systems keep their records this pass: {e}"),
         }
     }
 

@@ -101,7 +101,7 @@ impl Query {
     ///
     /// Errors: `Denied` for an expired identity; `Invalid` for an unknown namespace or a bad
     /// workflow reference.
-    pub fn tasks(
+    pub async fn tasks(
         &self,
         who: &Identity,
         filter: &TaskFilter,
@@ -166,7 +166,7 @@ impl Query {
             headers_only: false,
         };
         // One more than asked says whether another page exists.
-        let mut tasks = self.store.list(&listing, &accept, limit + 1)?;
+        let mut tasks = self.store.list(&listing, &accept, limit + 1).await?;
         // A page also ends at `MAX_PAGE_BYTES` of tasks (contexts can be a MiB each).
         let mut bytes = 0usize;
         let fits = tasks
@@ -213,27 +213,28 @@ impl Query {
 
     /// The task `text` names (full id, prefix or short id) with its transitions, if `who` may
     /// read it; another team's task is "not found".
-    pub fn task(&self, who: &Identity, text: &str) -> Result<(Task, Vec<Transition>), EngineError> {
-        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text)?;
-        let transitions = self.store.transitions(&task.id)?;
+    pub async fn task(&self, who: &Identity, text: &str) -> Result<(Task, Vec<Transition>), EngineError> {
+        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text).await?;
+        let transitions = self.store.transitions(&task.id).await?;
         Ok((task, transitions))
     }
 
     /// The steps waiting for a decision in tasks `who` may read, oldest task first. A request
     /// past its deadline can no longer be decided, so it is not listed.
-    pub fn approvals(&self, who: &Identity) -> Result<Vec<PendingApproval>, EngineError> {
+    pub async fn approvals(&self, who: &Identity) -> Result<Vec<PendingApproval>, EngineError> {
         self.coordinator.authenticate(who)?;
         let now = self.clock.now();
         let mut waiting = Vec::new();
         let mut ids: Vec<String> = self
             .store
-            .waiting_for_decision()?
+            .waiting_for_decision()
+            .await?
             .into_iter()
             .map(|w| w.task_id)
             .collect();
         ids.dedup();
         for id in ids {
-            let Some(task) = self.store.task(&id)? else {
+            let Some(task) = self.store.task(&id).await? else {
                 continue;
             };
             if !self.coordinator.may_read(who, &task) {
@@ -260,21 +261,22 @@ impl Query {
     }
 
     /// Health counts over the tasks `who` may read.
-    pub fn status(&self, who: &Identity) -> Result<Status, EngineError> {
+    pub async fn status(&self, who: &Identity) -> Result<Status, EngineError> {
         self.coordinator.authenticate(who)?;
         let hour_ago = self.clock.now().saturating_sub(3_600_000);
-        let count = |state: TaskState, keep: &dyn Fn(&Task) -> bool| -> Result<usize, EngineError> {
-            let listing = Listing {
-                state: Some(state),
-                headers_only: true,
-                ..Listing::default()
+        let count =
+            async |state: TaskState, keep: &(dyn Fn(&Task) -> bool + Sync)| -> Result<usize, EngineError> {
+                let listing = Listing {
+                    state: Some(state),
+                    headers_only: true,
+                    ..Listing::default()
+                };
+                let accept = |t: &Task| keep(t) && self.coordinator.may_read(who, t);
+                Ok(self.store.list(&listing, &accept, usize::MAX).await?.len())
             };
-            let accept = |t: &Task| keep(t) && self.coordinator.may_read(who, t);
-            Ok(self.store.list(&listing, &accept, usize::MAX)?.len())
-        };
-        let active = count(TaskState::InProgress, &|_| true)?;
-        let pending = count(TaskState::Pending, &|_| true)?;
-        let failed = count(TaskState::Error, &|t| t.updated_at >= hour_ago)?;
+        let active = count(TaskState::InProgress, &|_| true).await?;
+        let pending = count(TaskState::Pending, &|_| true).await?;
+        let failed = count(TaskState::Error, &|t| t.updated_at >= hour_ago).await?;
         Ok(Status {
             active,
             pending,
@@ -285,12 +287,12 @@ impl Query {
     }
 
     /// The newest event's sequence number (0 when none): where a stream "from now" starts.
-    pub fn newest_event(&self) -> Result<u64, EngineError> {
-        Ok(self.store.last_event_seq()?)
+    pub async fn newest_event(&self) -> Result<u64, EngineError> {
+        Ok(self.store.last_event_seq().await?)
     }
 
     /// The events `who` may read, after the sequence number `after` (`None`: from now).
-    pub fn events(
+    pub async fn events(
         &self,
         who: &Identity,
         live: tokio::sync::broadcast::Receiver<Arc<Event>>,
@@ -298,7 +300,7 @@ impl Query {
     ) -> Result<ReadableEvents, EngineError> {
         self.coordinator.authenticate(who)?;
         if let Some(after) = after {
-            let head = self.store.last_event_seq()?;
+            let head = self.store.last_event_seq().await?;
             if after > head {
                 return Err(EngineError::Invalid {
                     field: "after".into(),
@@ -309,7 +311,7 @@ impl Query {
             }
         }
         Ok(ReadableEvents {
-            stream: EventStream::new(self.store.clone(), live, after)?,
+            stream: EventStream::new(self.store.clone(), live, after).await?,
             who: who.clone(),
             query: self.clone(),
             visible: HashSet::new(),
@@ -388,7 +390,7 @@ impl ReadableEvents {
             if let Err(d) = self.query.coordinator.authenticate(&self.who) {
                 return Err(EngineError::Unauthenticated(d.0));
             }
-            if self.admits(&event)? {
+            if self.admits(&event).await? {
                 return Ok(Some(event));
             }
         }
@@ -399,7 +401,7 @@ impl ReadableEvents {
         self.stream.last_seq()
     }
 
-    fn admits(&mut self, event: &Event) -> Result<bool, EngineError> {
+    async fn admits(&mut self, event: &Event) -> Result<bool, EngineError> {
         let namespace = event.workflow.split('/').next().unwrap_or("");
         let coordinator = &self.query.coordinator;
         if coordinator.check(&self.who, Request::Read { namespace }).is_ok() {
@@ -420,7 +422,8 @@ impl ReadableEvents {
         let readable = self
             .query
             .store
-            .task(&event.task_id)?
+            .task(&event.task_id)
+            .await?
             .is_some_and(|t| coordinator.may_read(&self.who, &t));
         if readable {
             self.visible.insert(event.task_id.clone());

@@ -68,7 +68,7 @@ struct Archived<'a> {
 }
 
 /// Finished tasks `policy` lets go at `now`, at most `limit`, changed longest ago first.
-pub fn candidates(
+pub async fn candidates(
     store: &dyn Store,
     policy: &Retention,
     now: Timestamp,
@@ -76,10 +76,10 @@ pub fn candidates(
 ) -> Result<Vec<String>, EngineError> {
     let mut ids = Vec::new();
     if let Some(before) = policy.cutoff(now) {
-        ids = store.finished_before(before, limit)?;
+        ids = store.finished_before(before, limit).await?;
     }
     if let Some(keep) = policy.max_finished {
-        for id in store.finished_beyond(keep, limit)? {
+        for id in store.finished_beyond(keep, limit).await? {
             if ids.len() >= limit {
                 break;
             }
@@ -93,12 +93,12 @@ pub fn candidates(
 
 /// Archives then removes the tasks `ids` names, skipping any `held` says a command holds and
 /// any child of an unfinished task (its parent reads its outcome). `now` dates the archive.
-pub fn prune(
+pub async fn prune(
     store: &dyn Store,
     ids: &[String],
     archive_dir: &Path,
     now: Timestamp,
-    held: &dyn Fn(&str) -> bool,
+    held: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<PruneReport, EngineError> {
     let mut report = PruneReport::default();
     let mut lines = Vec::new();
@@ -106,7 +106,7 @@ pub fn prune(
     let mut newest_change = Timestamp::MIN;
     let stamp = crate::model::format_timestamp(now);
     for id in ids {
-        let task = match store.task(id) {
+        let task = match store.task(id).await {
             Ok(Some(task)) if !task.state.is_active() && !held(id) => task,
             Ok(_) => {
                 report.kept += 1;
@@ -119,12 +119,12 @@ pub fn prune(
             }
         };
         if let Some(parent) = &task.parent {
-            if store.task(parent)?.is_some_and(|p| p.state.is_active()) || held(parent) {
+            if store.task(parent).await?.is_some_and(|p| p.state.is_active()) || held(parent) {
                 report.kept += 1;
                 continue;
             }
         }
-        let transitions = store.transitions(id)?;
+        let transitions = store.transitions(id).await?;
         let line = serde_json::to_vec(&Archived {
             archived_at: stamp.clone(),
             task: &task,
@@ -145,7 +145,7 @@ pub fn prune(
         )))
     })?;
     // Their events go with them (and any older ones).
-    report.removed = store.remove(&chosen, newest_change.saturating_add(1))?;
+    report.removed = store.remove(&chosen, newest_change.saturating_add(1)).await?;
     report.kept += chosen.len() - report.removed;
     report.archive = Some(path);
     Ok(report)

@@ -28,14 +28,14 @@ pub struct EventStream {
 impl EventStream {
     /// Subscribes first, then reads from the store, so nothing committed in between is lost.
     /// `after`: the last sequence number the caller saw; `None` starts with what comes next.
-    pub(super) fn new(
+    pub(super) async fn new(
         store: Arc<dyn Store>,
         live: broadcast::Receiver<Arc<Event>>,
         after: Option<u64>,
     ) -> Result<Self, EngineError> {
         let last = match after {
             Some(seq) => seq,
-            None => store.last_event_seq()?,
+            None => store.last_event_seq().await?,
         };
         Ok(EventStream {
             store,
@@ -59,7 +59,7 @@ impl EventStream {
                 return Ok(Some(event));
             }
             if self.catching_up {
-                let page = self.store.events_after(self.last, PAGE)?;
+                let page = self.store.events_after(self.last, PAGE).await?;
                 if page.is_empty() {
                     self.catching_up = false;
                 } else {

@@ -155,6 +155,8 @@ pub trait TaskHook: Send + Sync {
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn StepHandler>>,
     hooks: HashMap<String, Arc<dyn TaskHook>>,
+    /// The simulated systems the handlers call, told to forget what removed tasks wrote.
+    services: Option<Arc<Services>>,
 }
 
 impl Registry {
@@ -173,7 +175,15 @@ impl Registry {
         microservices::register(&mut r, &services);
         payments::register(&mut r, &services);
         customer_success::register(&mut r, &services);
+        r.services = Some(services);
         r
+    }
+
+    /// Tells the simulated systems to forget the records of tasks older than `oldest` (the
+    /// oldest task id the store still holds; `None`: it holds none, forget them all), so
+    /// they keep what the engine keeps. Returns how many records went.
+    pub fn forget_before(&self, oldest: Option<&str>) -> usize {
+        self.services.as_ref().map_or(0, |s| s.forget_before(oldest))
     }
 
     pub fn register(&mut self, name: &str, handler: impl StepHandler + 'static) {

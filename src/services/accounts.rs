@@ -27,7 +27,7 @@ impl HttpResponse {
 #[derive(Default)]
 pub struct UserService {
     /// Users by email.
-    users: Table<Value>,
+    pub(super) users: Table<Value>,
 }
 
 impl UserService {
@@ -45,7 +45,7 @@ impl UserService {
 #[derive(Default)]
 pub struct BillingService {
     /// Profiles by user id.
-    profiles: Table<Value>,
+    pub(super) profiles: Table<Value>,
 }
 
 impl BillingService {
@@ -63,7 +63,7 @@ impl BillingService {
 #[derive(Default)]
 pub struct PreferencesService {
     /// Preferences by user id.
-    prefs: Table<Value>,
+    pub(super) prefs: Table<Value>,
 }
 
 impl PreferencesService {
@@ -81,7 +81,7 @@ impl PreferencesService {
 #[derive(Default)]
 pub struct NotificationService {
     /// Welcome sequences by idempotency key.
-    sequences: Table<Value>,
+    pub(super) sequences: Table<Value>,
 }
 
 impl NotificationService {
@@ -115,7 +115,7 @@ impl Services {
         if let Err(r) = self.http_gate(call, "users", "create_user", 90).await {
             return r;
         }
-        self.users.users.with(|users| {
+        self.users.users.with(call.task_id, |users| {
             if let Some(existing) = users.get(email) {
                 return HttpResponse::new(
                     409,
@@ -151,7 +151,7 @@ impl Services {
         if let Err(r) = self.http_gate(call, "users", "update_status", 50).await {
             return r;
         }
-        self.users.users.with(|users| {
+        self.users.users.with(call.task_id, |users| {
             let found = users
                 .iter()
                 .find(|(_, u)| u["id"] == user_id)
@@ -186,7 +186,7 @@ impl Services {
             );
         }
         let key = user_id.to_string();
-        self.billing.profiles.with(|profiles| {
+        self.billing.profiles.with(call.task_id, |profiles| {
             if let Some(existing) = profiles.get(&key) {
                 return HttpResponse::new(409, existing.clone());
             }
@@ -207,7 +207,7 @@ impl Services {
             return r;
         }
         let key = user_id.to_string();
-        self.preferences.prefs.with(|prefs| {
+        self.preferences.prefs.with(call.task_id, |prefs| {
             if let Some(existing) = prefs.get(&key) {
                 return HttpResponse::new(409, existing.clone());
             }
@@ -231,7 +231,7 @@ impl Services {
         if let Err(r) = self.http_gate(call, "notifications", "send_welcome", 100).await {
             return r;
         }
-        self.notifications.sequences.with(|sequences| {
+        self.notifications.sequences.with(call.task_id, |sequences| {
         if let Some(existing) = sequences.get(call.key) {
             return HttpResponse::new(200, existing.clone());
         }

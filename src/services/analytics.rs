@@ -48,7 +48,7 @@ impl DataWarehouse {
 #[derive(Default)]
 pub struct Dashboard {
     /// `(dashboard_id, content)` by idempotency key.
-    published: Table<(String, Value)>,
+    pub(super) published: Table<(String, Value)>,
 }
 
 impl Dashboard {
@@ -68,7 +68,7 @@ impl Dashboard {
 #[derive(Default)]
 pub struct Chat {
     /// `(channel, text)` by `<idempotency key>#<channel>`.
-    messages: Table<(String, String)>,
+    pub(super) messages: Table<(String, String)>,
 }
 
 impl Chat {
@@ -134,7 +134,7 @@ impl Services {
         self.gate(call, "dashboard", "update", 120).await?;
         self.dashboard
             .published
-            .insert(call.key, (dashboard_id.to_string(), content));
+            .insert(call.task_id, call.key, (dashboard_id.to_string(), content));
         Ok(())
     }
 
@@ -156,7 +156,7 @@ impl Services {
             ));
         }
         let key = format!("{}#{channel}", call.key);
-        self.chat.messages.with(|messages| {
+        self.chat.messages.with(call.task_id, |messages| {
             if messages.get(&key).is_none() {
                 messages.insert(&key, (channel.to_string(), text.to_string()));
             }

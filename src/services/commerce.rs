@@ -23,7 +23,7 @@ pub struct Charge {
 #[derive(Default)]
 pub struct PaymentGateway {
     /// Charges by idempotency key.
-    ledger: Table<Charge>,
+    pub(super) ledger: Table<Charge>,
 }
 
 impl PaymentGateway {
@@ -64,7 +64,7 @@ pub struct Reservation {
 pub struct Inventory {
     state: Mutex<InventoryState>,
     /// Reservations by `<idempotency key>#<product id>`.
-    reservations: Table<Reservation>,
+    pub(super) reservations: Table<Reservation>,
 }
 
 #[derive(Default)]
@@ -133,7 +133,7 @@ pub struct SentEmail {
 #[derive(Default)]
 pub struct Email {
     /// Sent mail by idempotency key.
-    outbox: Table<SentEmail>,
+    pub(super) outbox: Table<SentEmail>,
 }
 
 impl Email {
@@ -186,22 +186,25 @@ impl Services {
                 format!("card was declined: {}", kind.replace('_', " ")),
             ));
         }
-        let charge = self.payment.ledger.with(|ledger| match ledger.get(call.key) {
-            Some(existing) => existing.clone(),
-            None => {
-                let charge = Charge {
-                    payment_id: hex_id("pay_", call.key),
-                    transaction_id: hex_id("txn_", &format!("{}#txn", call.key)),
-                    amount,
-                    currency: currency.to_string(),
-                    method: method.to_string(),
-                    fees: round2(amount * 0.029 + 0.30),
-                    idempotency_key: call.key.to_string(),
-                };
-                ledger.insert(call.key, charge.clone());
-                charge
-            }
-        });
+        let charge = self
+            .payment
+            .ledger
+            .with(call.task_id, |ledger| match ledger.get(call.key) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let charge = Charge {
+                        payment_id: hex_id("pay_", call.key),
+                        transaction_id: hex_id("txn_", &format!("{}#txn", call.key)),
+                        amount,
+                        currency: currency.to_string(),
+                        method: method.to_string(),
+                        fees: round2(amount * 0.029 + 0.30),
+                        idempotency_key: call.key.to_string(),
+                    };
+                    ledger.insert(call.key, charge.clone());
+                    charge
+                }
+            });
         tokio::time::sleep(wait).await;
         Ok(charge)
     }
@@ -226,7 +229,7 @@ impl Services {
     ) -> Result<Reservation, ServiceError> {
         self.gate(call, "inventory", "reserve_inventory", 60).await?;
         let key = format!("{}#{product_id}", call.key);
-        self.inventory.reservations.with(|reservations| {
+        self.inventory.reservations.with(call.task_id, |reservations| {
             if let Some(existing) = reservations.get(&key) {
                 return Ok(existing.clone());
             }
@@ -288,7 +291,7 @@ impl Services {
                 format!("`{to}` is not a deliverable address"),
             ));
         }
-        Ok(self.email.outbox.with(|outbox| {
+        Ok(self.email.outbox.with(call.task_id, |outbox| {
             if let Some(sent) = outbox.get(call.key) {
                 return sent.clone();
             }
@@ -308,7 +311,7 @@ impl Services {
 #[derive(Default)]
 pub struct Orders {
     /// Orders by idempotency key.
-    orders: Table<serde_json::Value>,
+    pub(super) orders: Table<serde_json::Value>,
 }
 
 impl Orders {
@@ -331,7 +334,7 @@ impl Services {
         make: impl FnOnce(&str) -> serde_json::Value,
     ) -> Result<serde_json::Value, ServiceError> {
         self.gate(call, "orders", "create_order", 50).await?;
-        Ok(self.orders.orders.with(|orders| {
+        Ok(self.orders.orders.with(call.task_id, |orders| {
             if let Some(existing) = orders.get(call.key) {
                 return existing.clone();
             }
@@ -361,7 +364,7 @@ pub struct Refund {
 #[derive(Default)]
 pub struct Refunds {
     /// Refunds by idempotency key.
-    refunds: Table<Refund>,
+    pub(super) refunds: Table<Refund>,
 }
 
 impl Refunds {
@@ -427,7 +430,7 @@ impl Services {
             return Err(err);
         }
         let original = self.payment_amount_cents(payment_id);
-        let refund = self.refunds.refunds.with(|refunds| {
+        let refund = self.refunds.refunds.with(call.task_id, |refunds| {
             if let Some(existing) = refunds.get(call.key) {
                 Ok(existing.clone())
             } else {

@@ -225,7 +225,7 @@ pub fn catalog() -> Vec<(String, String)> {
 pub struct Faults {
     injected: Mutex<HashMap<(String, String), (Fault, u32)>>,
     /// Calls so far by `<task>/<service>/<method>`.
-    task_calls: super::table::Table<u32>,
+    pub(super) task_calls: super::table::Table<u32>,
 }
 
 /// What a call should suffer: a delay, and possibly a failure.
@@ -276,7 +276,7 @@ impl Faults {
         }
         if let Some(fault) = scenario.and_then(|s| s.fault(service, method)) {
             let key = format!("{task_id}/{service}/{method}");
-            let calls = self.task_calls.with(|counts| {
+            let calls = self.task_calls.with(task_id, |counts| {
                 let calls = counts.get(&key).copied().unwrap_or(0).saturating_add(1);
                 counts.insert(&key, calls);
                 calls

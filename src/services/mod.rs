@@ -67,6 +67,28 @@ pub struct Services {
 }
 
 impl Services {
+    /// Forgets every record written by a task whose id sorts before `oldest` (ids are
+    /// UUIDv7: created before it) or, with `None`, every record a task wrote. Retention calls
+    /// this with the oldest task the store still holds, so a simulated system keeps the
+    /// records of the tasks the engine keeps (a `--demo` stays bounded). Returns how many went.
+    pub fn forget_before(&self, oldest: Option<&str>) -> usize {
+        // "~" sorts after every UUID: with no task left, everything goes.
+        let oldest = oldest.unwrap_or("~");
+        self.faults.task_calls.forget_before(oldest)
+            + self.payment.ledger.forget_before(oldest)
+            + self.inventory.reservations.forget_before(oldest)
+            + self.email.outbox.forget_before(oldest)
+            + self.orders.orders.forget_before(oldest)
+            + self.refunds.refunds.forget_before(oldest)
+            + self.tickets.updates.forget_before(oldest)
+            + self.dashboard.published.forget_before(oldest)
+            + self.chat.messages.forget_before(oldest)
+            + self.users.users.forget_before(oldest)
+            + self.billing.profiles.forget_before(oldest)
+            + self.preferences.prefs.forget_before(oldest)
+            + self.notifications.sequences.forget_before(oldest)
+    }
+
     /// Systems that keep their records in memory. `latency`: answer after a realistic delay
     /// (tens to hundreds of ms).
     pub fn new(latency: bool) -> Self {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 #[derive(Default)]
 pub struct Tickets {
     /// The last update of each ticket, by ticket id.
-    updates: Table<Value>,
+    pub(super) updates: Table<Value>,
 }
 
 impl Tickets {
@@ -82,7 +82,9 @@ impl Services {
         self.gate(call, "tickets", "update_ticket", 60).await?;
         let mut record = update;
         record["status"] = json!("resolved");
-        self.tickets.updates.insert(ticket_id, record.clone());
+        self.tickets
+            .updates
+            .insert(call.task_id, ticket_id, record.clone());
         Ok(record)
     }
 

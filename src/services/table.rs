@@ -9,7 +9,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 /// Where the systems keep their records: in memory (tests, benches) or in sled trees.
@@ -43,9 +43,20 @@ impl Backing {
 struct Stored<T> {
     key: String,
     value: T,
+    /// The task whose call last wrote the row (absent in rows of older builds).
+    #[serde(default)]
+    writer: Option<String>,
 }
 
-/// Rows by key in insertion order; a key inserted again replaces its row in place.
+struct Row<T> {
+    key: String,
+    value: T,
+    writer: Option<String>,
+}
+
+/// Rows by key in insertion order; a key inserted again replaces its row in place. Each row
+/// remembers the task whose call wrote it, so the records of tasks retention removed can be
+/// forgotten (`forget_before`): a simulated system keeps what the engine keeps.
 pub struct Table<T> {
     rows: Mutex<Rows<T>>,
     tree: Option<sled::Tree>,
@@ -55,9 +66,11 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
             rows: Mutex::new(Rows {
-                rows: Vec::new(),
+                rows: BTreeMap::new(),
                 index: HashMap::new(),
+                next: 0,
                 dirty: Vec::new(),
+                writer: None,
             }),
             tree: None,
         }
@@ -66,14 +79,21 @@ impl<T> Default for Table<T> {
 
 /// The rows of a table, as a closure passed to `Table::with` sees them.
 pub struct Rows<T> {
-    rows: Vec<(String, T)>,
-    index: HashMap<String, usize>,
-    dirty: Vec<usize>,
+    /// By position (insertion order; the row's key in the tree).
+    rows: BTreeMap<u64, Row<T>>,
+    index: HashMap<String, u64>,
+    next: u64,
+    dirty: Vec<u64>,
+    /// The task on whose behalf `insert` writes.
+    writer: Option<String>,
 }
 
 impl<T> Rows<T> {
     pub fn get(&self, key: &str) -> Option<&T> {
-        self.index.get(key).map(|&i| &self.rows[i].1)
+        self.index
+            .get(key)
+            .and_then(|at| self.rows.get(at))
+            .map(|row| &row.value)
     }
 
     pub fn len(&self) -> usize {
@@ -82,22 +102,29 @@ impl<T> Rows<T> {
 
     /// `(key, value)` in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.rows.iter().map(|(k, v)| (k.as_str(), v))
+        self.rows.values().map(|row| (row.key.as_str(), &row.value))
     }
 
-    /// Inserts or replaces the row of `key`.
+    /// Inserts or replaces the row of `key`, written by the task the table was entered for.
     pub fn insert(&mut self, key: &str, value: T) {
-        let at = match self.index.get(key) {
-            Some(&i) => {
-                self.rows[i].1 = value;
-                i
-            }
-            None => {
-                self.rows.push((key.to_string(), value));
-                self.index.insert(key.to_string(), self.rows.len() - 1);
-                self.rows.len() - 1
+        let writer = self.writer.clone();
+        let at = match self.index.get(key).copied() {
+            Some(at) if self.rows.contains_key(&at) => at,
+            _ => {
+                let at = self.next;
+                self.next = self.next.saturating_add(1);
+                self.index.insert(key.to_string(), at);
+                at
             }
         };
+        self.rows.insert(
+            at,
+            Row {
+                key: key.to_string(),
+                value,
+                writer,
+            },
+        );
         self.dirty.push(at);
     }
 }
@@ -108,14 +135,19 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         {
             let mut rows = table.lock();
             for item in tree.iter() {
-                let row = item.map_err(|e| e.to_string()).and_then(|(_, bytes)| {
-                    serde_json::from_slice::<Stored<T>>(&bytes).map_err(|e| e.to_string())
+                let row = item.map_err(|e| e.to_string()).and_then(|(k, bytes)| {
+                    let at = <[u8; 8]>::try_from(k.as_ref())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| format!("a row key of {} bytes, not 8", k.len()))?;
+                    serde_json::from_slice::<Stored<T>>(&bytes)
+                        .map(|stored| (at, stored))
+                        .map_err(|e| e.to_string())
                 });
                 match row {
-                    Ok(Stored { key, value }) => {
-                        let at = rows.rows.len();
+                    Ok((at, Stored { key, value, writer })) => {
                         rows.index.insert(key.clone(), at);
-                        rows.rows.push((key, value));
+                        rows.rows.insert(at, Row { key, value, writer });
+                        rows.next = rows.next.max(at.saturating_add(1));
                     }
                     Err(e) => tracing::warn!("simulated service table {name}: skipping a row: {e}"),
                 }
@@ -129,27 +161,30 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
 
     fn lock(&self) -> MutexGuard<'_, Rows<T>> {
         // A panic elsewhere while holding the lock leaves rows that are still whole (every
-        // change is one push or one assignment), so poisoning is ignored.
+        // change is one insert), so poisoning is ignored.
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the rows under the table's lock (so a check and an insert are atomic), then
-    /// writes the rows it inserted through to the tree.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Rows<T>) -> R) -> R {
+    /// Runs `f` on the rows under the table's lock (so a check and an insert are atomic), on
+    /// behalf of the task `writer` (the id of the task whose call this is), then writes the
+    /// rows it inserted through to the tree.
+    pub fn with<R>(&self, writer: &str, f: impl FnOnce(&mut Rows<T>) -> R) -> R {
         let mut rows = self.lock();
+        rows.writer = Some(writer.to_string());
         let result = f(&mut rows);
+        rows.writer = None;
         let dirty = std::mem::take(&mut rows.dirty);
         if let Some(tree) = &self.tree {
-            for i in dirty {
-                let (key, value) = &rows.rows[i];
+            for at in dirty {
+                let Some(row) = rows.rows.get(&at) else { continue };
                 let stored = Stored {
-                    key: key.clone(),
-                    value: value.clone(),
+                    key: row.key.clone(),
+                    value: row.value.clone(),
+                    writer: row.writer.clone(),
                 };
-                let position = u64::try_from(i).unwrap_or(u64::MAX).to_be_bytes();
                 match serde_json::to_vec(&stored) {
                     Ok(bytes) => {
-                        if let Err(e) = tree.insert(position, bytes) {
+                        if let Err(e) = tree.insert(at.to_be_bytes(), bytes) {
                             tracing::warn!("simulated service write failed: {e}");
                         }
                     }
@@ -166,11 +201,38 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
 
     /// Every value, in insertion order.
     pub fn all(&self) -> Vec<T> {
-        self.lock().rows.iter().map(|(_, v)| v.clone()).collect()
+        self.lock().rows.values().map(|row| row.value.clone()).collect()
     }
 
-    pub fn insert(&self, key: &str, value: T) {
-        self.with(|rows| rows.insert(key, value));
+    /// Inserts or replaces the row of `key`, written by the task `writer`.
+    pub fn insert(&self, writer: &str, key: &str, value: T) {
+        self.with(writer, |rows| rows.insert(key, value));
+    }
+
+    /// Forgets every row last written by a task whose id sorts before `oldest` (task ids are
+    /// UUIDv7, so: created before it), and rows of older builds that name no writer. Returns
+    /// how many went.
+    pub fn forget_before(&self, oldest: &str) -> usize {
+        let mut rows = self.lock();
+        let gone: Vec<u64> = rows
+            .rows
+            .iter()
+            .filter(|(_, row)| row.writer.as_deref().is_none_or(|w| w < oldest))
+            .map(|(&at, _)| at)
+            .collect();
+        for at in &gone {
+            if let Some(row) = rows.rows.remove(at) {
+                if rows.index.get(&row.key) == Some(at) {
+                    rows.index.remove(&row.key);
+                }
+            }
+            if let Some(tree) = &self.tree {
+                if let Err(e) = tree.remove(at.to_be_bytes()) {
+                    tracing::warn!("simulated service row not removed: {e}");
+                }
+            }
+        }
+        gone.len()
     }
 }
 
@@ -184,9 +246,9 @@ mod tests {
         {
             let db = sled::open(dir.path()).unwrap();
             let t: Table<u32> = Backing::sled(db.clone()).table("counts");
-            t.insert("a", 1);
-            t.insert("b", 2);
-            t.insert("a", 3);
+            t.insert("task-1", "a", 1);
+            t.insert("task-2", "b", 2);
+            t.insert("task-3", "a", 3);
             db.flush().unwrap();
         }
         // sled's threads let go of the lock shortly after the last handle is dropped.
@@ -196,8 +258,17 @@ mod tests {
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
         };
-        let t: Table<u32> = Backing::sled(db).table("counts");
+        let t: Table<u32> = Backing::sled(db.clone()).table("counts");
         assert_eq!(t.all(), [3, 2]);
         assert_eq!(t.get("b"), Some(2));
+        // `a` was last written by task-3: only `b` is older than task-3.
+        assert_eq!(t.forget_before("task-3"), 1);
+        assert_eq!(t.all(), [3]);
+        assert_eq!(t.get("b"), None);
+        t.insert("task-4", "c", 4);
+        assert_eq!(t.all(), [3, 4]);
+        drop(t);
+        let t: Table<u32> = Backing::sled(db).table("counts");
+        assert_eq!(t.all(), [3, 4], "forgotten rows are gone from the tree too");
     }
 }

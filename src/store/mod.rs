@@ -91,6 +91,9 @@ pub struct Listing {
     pub headers_only: bool,
 }
 
+/// A listing's read permission: whether the caller may see a task (shown its header only).
+pub type Accept<'a> = dyn for<'t> Fn(&'t Task) -> bool + Sync + 'a;
+
 /// A step waiting for a person's decision, as the approvals index finds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
@@ -98,8 +101,9 @@ pub struct Waiting {
     pub step: String,
 }
 
-/// The store. Every method is a short synchronous call on the embedded store; the engine calls
-/// `commit` from its own task, once per turn.
+/// The store. Async so a backend may wait on a server (PostgreSQL); sled's methods do short
+/// synchronous work and never wait. The engine calls `commit` from its own task, once per turn.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Writes task headers (and, for new tasks, contexts and step definitions), the
     /// transitions and the events that announce them as one group. Atomic to every reader of
@@ -107,65 +111,68 @@ pub trait Store: Send + Sync {
     /// a state every later read brings up to date from the log. With `Immediate` durability
     /// the group is on stable storage when this returns. Events carry their sequence numbers
     /// (`Event::seq`, increasing, assigned by the engine).
-    fn commit(
+    async fn commit(
         &self,
         tasks: &[TaskWrite<'_>],
         transitions: &[Transition],
         events: &[Event],
     ) -> Result<(), StoreError>;
     /// The whole task (header, steps, context), or `None`.
-    fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
+    async fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
     /// Tasks `accept`s whose id is `text`, or else starts with it, or else (4 characters or
     /// more) ends with it (the short id): at most `limit`. `accept` is the caller's read
     /// permission (see `engine::lookup`), shown the task's header only, so others' tasks neither
     /// show nor count; an empty `text` matches nothing.
-    fn find_tasks(
+    async fn find_tasks(
         &self,
         text: &str,
-        accept: &dyn Fn(&Task) -> bool,
+        accept: &Accept<'_>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
     /// The task created by the step whose idempotency key is `key`, if any.
-    fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError>;
+    async fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError>;
     /// Up to `limit` tasks matching `listing` that `accept`s (shown the header only), newest
     /// first, read through the narrowest index the listing allows.
-    fn list(
+    async fn list(
         &self,
         listing: &Listing,
-        accept: &dyn Fn(&Task) -> bool,
+        accept: &Accept<'_>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
     /// Tasks in `pending` or `in_progress`: what the engine resumes on start.
-    fn active_tasks(&self) -> Result<Vec<Task>, StoreError>;
+    async fn active_tasks(&self) -> Result<Vec<Task>, StoreError>;
     /// Steps waiting for a person's decision, oldest task first.
-    fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError>;
+    async fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError>;
     /// One task's transitions in the order they were made.
-    fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError>;
+    async fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError>;
     /// Up to `limit` stored events with a sequence number above `after`, in order.
-    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// The highest event sequence number stored (0 when none).
-    fn last_event_seq(&self) -> Result<u64, StoreError>;
+    async fn last_event_seq(&self) -> Result<u64, StoreError>;
+    /// The id of the oldest stored task (ids are UUIDv7, so they sort by creation), or `None`
+    /// when the store holds no task.
+    async fn oldest_task_id(&self) -> Result<Option<String>, StoreError>;
     /// The highest transition sequence number stored (0 when none).
-    fn last_seq(&self) -> Result<u64, StoreError>;
+    async fn last_seq(&self) -> Result<u64, StoreError>;
     /// Up to `limit` ids of tasks the engine no longer drives (complete, error, cancelled,
     /// resolved) whose last change is before `before`, oldest change first: what retention
     /// may archive and remove.
-    fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError>;
+    async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Up to `limit` ids of finished tasks beyond the `keep` changed most recently, most
     /// recently changed first: what a cap on finished tasks lets go.
-    fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError>;
+    async fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Removes finished tasks with every record of theirs (header, context, steps,
     /// transitions, index entries), and events older than `events_before`; returns how many
     /// tasks it removed. A task that is active again (retried since it was chosen) is kept.
-    fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError>;
+    async fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError>;
     fn durability(&self) -> Durability;
     /// Writes everything to stable storage now.
-    fn flush(&self) -> Result<(), StoreError>;
+    async fn flush(&self) -> Result<(), StoreError>;
 }
 
 /// Every task, oldest first (tests, tools and the retention report; listings page instead).
-pub fn all_tasks(store: &dyn Store) -> Result<Vec<Task>, StoreError> {
-    let mut tasks = store.list(&Listing::default(), &|_| true, usize::MAX)?;
+pub async fn all_tasks(store: &dyn Store) -> Result<Vec<Task>, StoreError> {
+    let mut tasks = store.list(&Listing::default(), &|_| true, usize::MAX).await?;
     tasks.reverse();
     Ok(tasks)
 }

@@ -36,14 +36,21 @@ pub fn config() -> EngineConfig {
 }
 
 /// An engine on a temporary store running `yaml` workflows.
-pub fn start(yaml: &[&str], registry: Registry, config: EngineConfig) -> Harness {
+pub async fn start(yaml: &[&str], registry: Registry, config: EngineConfig) -> Harness {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
-    start_on(store, yaml, registry, config)
+    start_on(store, yaml, registry, config).await
 }
 
-pub fn start_on(store: Arc<dyn Store>, yaml: &[&str], registry: Registry, config: EngineConfig) -> Harness {
+pub async fn start_on(
+    store: Arc<dyn Store>,
+    yaml: &[&str],
+    registry: Registry,
+    config: EngineConfig,
+) -> Harness {
     let catalog = catalog(yaml, &registry);
-    let engine = Engine::start(config, store.clone(), catalog, registry).unwrap();
+    let engine = Engine::start(config, store.clone(), catalog, registry)
+        .await
+        .unwrap();
     let events = engine.subscribe();
     Harness {
         engine,
@@ -68,7 +75,7 @@ impl Harness {
     pub async fn run(&self, workflow: &str, context: Value) -> Task {
         let task = self.submit(workflow, context).await;
         self.engine.when_idle().await.unwrap();
-        self.store.task(&task.id).unwrap().unwrap()
+        self.store.task(&task.id).await.unwrap().unwrap()
     }
 
     /// Every event received so far.
@@ -91,20 +98,22 @@ pub fn times(events: &[Arc<Event>], name: &str, step: &str, origin: i64) -> Vec<
 }
 
 /// An engine over the bundled workflows with the standard handlers on `services`.
-pub fn start_blog(services: Arc<taskdeck::services::Services>, store: Arc<dyn Store>) -> Harness {
-    start_blog_with(services, store, config())
+pub async fn start_blog(services: Arc<taskdeck::services::Services>, store: Arc<dyn Store>) -> Harness {
+    start_blog_with(services, store, config()).await
 }
 
 /// `start_blog` with an engine configuration (e.g. `dispatch: false`, as the CLI's
 /// administrative commands run it).
-pub fn start_blog_with(
+pub async fn start_blog_with(
     services: Arc<taskdeck::services::Services>,
     store: Arc<dyn Store>,
     config: EngineConfig,
 ) -> Harness {
     let registry = Registry::standard(services);
     let catalog = Arc::new(Catalog::load(&[Source::Bundled], &|h| registry.contains(h)).unwrap());
-    let engine = Engine::start(config, store.clone(), catalog, registry).unwrap();
+    let engine = Engine::start(config, store.clone(), catalog, registry)
+        .await
+        .unwrap();
     let events = engine.subscribe();
     Harness {
         engine,

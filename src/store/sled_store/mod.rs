@@ -39,7 +39,7 @@ mod migrate;
 mod records;
 
 use super::sync::DiskSync;
-use super::{Durability, Listing, Store, StoreError, TaskWrite, Waiting};
+use super::{Accept, Durability, Listing, Store, StoreError, TaskWrite, Waiting};
 use crate::model::{Event, Step, StepStatus, Subject, Task, TaskState, Timestamp, Transition};
 use records::{awaits_decision, key, Header, StepDef};
 use serde_json::Value;
@@ -206,7 +206,7 @@ impl SledStore {
 
     /// The whole task of `header` if `accept` admits it (judged on the header, so a task the
     /// caller may not read is never loaded); an unreadable one is skipped (logged).
-    fn admitted(&self, header: Header, accept: &dyn Fn(&Task) -> bool) -> Result<Option<Task>, StoreError> {
+    fn admitted(&self, header: Header, accept: &Accept<'_>) -> Result<Option<Task>, StoreError> {
         if !readable(self.light(header.clone()))?.is_some_and(|t| accept(&t)) {
             return Ok(None);
         }
@@ -550,8 +550,9 @@ fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreEr
     serde_json::to_vec(value).map_err(|e| StoreError::Encode(format!("{what}: {e}")))
 }
 
-impl Store for SledStore {
-    fn commit(
+/// The `Store` operations, done synchronously (sled never waits on anything but the disk).
+impl SledStore {
+    fn commit_now(
         &self,
         tasks: &[TaskWrite<'_>],
         transitions: &[Transition],
@@ -675,19 +676,14 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+    fn task_now(&self, id: &str) -> Result<Option<Task>, StoreError> {
         match self.header(id)? {
             Some(header) => Ok(Some(self.load(header)?)),
             None => Ok(None),
         }
     }
 
-    fn find_tasks(
-        &self,
-        text: &str,
-        accept: &dyn Fn(&Task) -> bool,
-        limit: usize,
-    ) -> Result<Vec<Task>, StoreError> {
+    fn find_tasks_now(&self, text: &str, accept: &Accept<'_>, limit: usize) -> Result<Vec<Task>, StoreError> {
         if text.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -734,17 +730,17 @@ impl Store for SledStore {
         Ok(found)
     }
 
-    fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError> {
+    fn task_by_origin_now(&self, key: &str) -> Result<Option<Task>, StoreError> {
         match self.origins.get(key.as_bytes())? {
-            Some(id) => self.task(&String::from_utf8_lossy(&id)),
+            Some(id) => self.task_now(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
-    fn list(
+    fn list_now(
         &self,
         listing: &Listing,
-        accept: &dyn Fn(&Task) -> bool,
+        accept: &Accept<'_>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError> {
         let before = listing.before.as_deref();
@@ -805,7 +801,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
+    fn active_tasks_now(&self) -> Result<Vec<Task>, StoreError> {
         let mut tasks = Vec::new();
         for k in self.active.iter().keys() {
             let k = k?;
@@ -821,7 +817,7 @@ impl Store for SledStore {
         Ok(tasks)
     }
 
-    fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError> {
+    fn waiting_for_decision_now(&self) -> Result<Vec<Waiting>, StoreError> {
         let mut out = Vec::new();
         for k in self.index.scan_prefix(key::WAITING).keys() {
             let k = k?;
@@ -837,7 +833,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError> {
+    fn transitions_now(&self, task_id: &str) -> Result<Vec<Transition>, StoreError> {
         let mut out = Vec::new();
         for item in self.transitions.scan_prefix(key::transitions_of(task_id)) {
             let (k, bytes) = item?;
@@ -846,7 +842,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    fn events_after_now(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::new();
         let first = after.saturating_add(1);
         for item in self.events.range(self.chunk_start(first)?..) {
@@ -865,7 +861,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn last_event_seq(&self) -> Result<u64, StoreError> {
+    fn last_event_seq_now(&self) -> Result<u64, StoreError> {
         Ok(match self.events.last()? {
             Some((k, bytes)) => Self::decode_many::<Event>(&k, &bytes)?
                 .last()
@@ -875,14 +871,21 @@ impl Store for SledStore {
         })
     }
 
-    fn last_seq(&self) -> Result<u64, StoreError> {
+    fn oldest_task_id_now(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .headers
+            .first()?
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned()))
+    }
+
+    fn last_seq_now(&self) -> Result<u64, StoreError> {
         Ok(match self.meta.get(LAST_SEQ)? {
             Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref()).map_or(0, u64::from_be_bytes),
             None => 0,
         })
     }
 
-    fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+    fn finished_before_now(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
         let end = key::finished(before, "");
         let mut out = Vec::new();
         for k in self.index.range(key::FINISHED.to_vec()..end).keys() {
@@ -902,7 +905,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError> {
+    fn finished_beyond_now(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let mut seen = 0usize;
         for k in self.index.scan_prefix(key::FINISHED).keys().rev() {
@@ -925,7 +928,7 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError> {
+    fn remove_now(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError> {
         let mut removed = 0;
         for id in ids {
             let Some(header) = self.header(id)? else { continue };
@@ -955,11 +958,93 @@ impl Store for SledStore {
         Ok(removed)
     }
 
-    fn durability(&self) -> Durability {
-        self.durability
+    fn flush_now(&self) -> Result<(), StoreError> {
+        self.sync()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SledStore {
+    async fn commit(
+        &self,
+        tasks: &[TaskWrite<'_>],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.commit_now(tasks, transitions, events)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
-        self.sync()
+    async fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.task_now(id)
+    }
+
+    async fn find_tasks(
+        &self,
+        text: &str,
+        accept: &Accept<'_>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.find_tasks_now(text, accept, limit)
+    }
+
+    async fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError> {
+        self.task_by_origin_now(key)
+    }
+
+    async fn list(
+        &self,
+        listing: &Listing,
+        accept: &Accept<'_>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.list_now(listing, accept, limit)
+    }
+
+    async fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.active_tasks_now()
+    }
+
+    async fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError> {
+        self.waiting_for_decision_now()
+    }
+
+    async fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError> {
+        self.transitions_now(task_id)
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.events_after_now(after, limit)
+    }
+
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.last_event_seq_now()
+    }
+
+    async fn oldest_task_id(&self) -> Result<Option<String>, StoreError> {
+        self.oldest_task_id_now()
+    }
+
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.last_seq_now()
+    }
+
+    async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.finished_before_now(before, limit)
+    }
+
+    async fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.finished_beyond_now(keep, limit)
+    }
+
+    async fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError> {
+        self.remove_now(ids, events_before)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_now()
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 }
