@@ -461,7 +461,13 @@ async fn the_simulated_services_keep_their_records_and_fault_counters_across_a_r
         json!({ "scenario": { "preferences": { "fail_times": 1, "status": "service_unavailable" } } }),
     );
     let open = || {
-        let sled = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
+        // Reopened after a drop: sled lets go of its lock a moment later.
+        let sled = loop {
+            match SledStore::open(data.path(), Durability::Immediate, "test") {
+                Ok(s) => break s,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        };
         let services = Arc::new(Services::durable(true, &Backing::sled(sled.db())));
         (Arc::new(sled) as Arc<dyn Store>, services)
     };
@@ -525,7 +531,13 @@ fn one_unreadable_record_hides_no_other_task() {
     let store: Arc<dyn Store> = Arc::new(store);
     let id = rt.block_on(async { created_not_run(&store).await.id });
     drop(store);
-    let sled = SledStore::open(data.path(), Durability::Immediate, "test").unwrap();
+    // sled lets go of its lock shortly after the last handle is dropped (its threads end).
+    let sled = loop {
+        match SledStore::open(data.path(), Durability::Immediate, "test") {
+            Ok(s) => break s,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
     sled.db()
         .open_tree("headers")
         .unwrap()

@@ -41,6 +41,7 @@ async fn old_finished_tasks_are_archived_whole_then_removed_and_recent_ones_stay
             max_age: Some(Duration::from_secs(600)),
             max_finished: None,
             archive_dir: archive.path().to_path_buf(),
+            archive_cap: None,
         }),
         ..common::config()
     };
@@ -99,6 +100,7 @@ async fn a_cap_keeps_the_most_recently_finished_and_a_dry_run_changes_nothing() 
         max_age: None,
         max_finished: Some(2),
         archive_dir: archive.path().to_path_buf(),
+        archive_cap: None,
     };
     let (report, would) = h.engine.prune(cap.clone(), true).await.unwrap();
     assert_eq!(report.removed, 0);
@@ -145,6 +147,7 @@ steps:
         max_age: Some(Duration::from_secs(60)),
         max_finished: Some(0),
         archive_dir: archive.path().to_path_buf(),
+        archive_cap: None,
     };
     let (report, _) = h.engine.prune(policy, false).await.unwrap();
     assert_eq!(report.removed, 1);
@@ -186,6 +189,7 @@ async fn an_archive_that_is_no_regular_file_removes_nothing_and_never_blocks() {
         max_age: Some(Duration::from_secs(1)),
         max_finished: None,
         archive_dir: archive.path().to_path_buf(),
+        archive_cap: None,
     };
     let err = h.engine.prune(policy, false).await.unwrap_err();
     assert!(err.to_string().contains("nothing was removed"), "{err}");
@@ -203,6 +207,7 @@ async fn the_simulated_systems_forget_what_removed_tasks_wrote() {
             max_age: None,
             max_finished: Some(2),
             archive_dir: archive.path().to_path_buf(),
+            archive_cap: None,
         }),
         ..common::config()
     };

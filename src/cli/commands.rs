@@ -567,6 +567,7 @@ async fn prune(cli: &Cli, data: &Path, before: super::Before, dry_run: bool) -> 
             max_age: Some(Duration::from_millis(age)),
             max_finished: None,
             archive_dir: cli.archive_dir.clone().unwrap_or_else(|| data.join("archive")),
+            archive_cap: None,
         };
         let when = crate::model::format_timestamp(cutoff);
         let (report, ids) = engine.prune(policy.clone(), dry_run).await?;

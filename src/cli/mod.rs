@@ -506,6 +506,7 @@ fn retention(cli: &Cli, data: &Path) -> Option<Retention> {
             max_age: Some(age),
             max_finished: None,
             archive_dir,
+            archive_cap: None,
         }),
         None if demo => Some(Retention::demo(archive_dir)),
         None => None,

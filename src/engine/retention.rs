@@ -19,6 +19,14 @@ use std::time::Duration;
 /// Most tasks one pass archives and removes.
 pub const PASS: usize = 256;
 
+/// An archive file is continued up to this size (bytes); then the day's next part begins
+/// (`tasks-YYYY-MM-DD.2.jsonl`, …).
+pub const ARCHIVE_PART: u64 = 64 * 1024 * 1024;
+
+/// The archive bytes a demo keeps (four parts): at 20 tasks/s it archives about 250 KB/s,
+/// 21 GB a day, which a booth laptop should not collect.
+pub const DEMO_ARCHIVE_CAP: u64 = 4 * ARCHIVE_PART;
+
 /// What the engine keeps (`--retain`, `--archive-dir`; `--demo` keeps 10 minutes or 2,000).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retention {
@@ -28,6 +36,9 @@ pub struct Retention {
     pub max_finished: Option<usize>,
     /// Where archives are written.
     pub archive_dir: PathBuf,
+    /// At most this many bytes of archive files are kept, the oldest files deleted first
+    /// (`None`: archives are never deleted). Only demo traffic sets it: its tasks are synthetic.
+    pub archive_cap: Option<u64>,
 }
 
 impl Retention {
@@ -37,6 +48,7 @@ impl Retention {
             max_age: Some(Duration::from_secs(600)),
             max_finished: Some(2_000),
             archive_dir,
+            archive_cap: Some(DEMO_ARCHIVE_CAP),
         }
     }
 
@@ -97,6 +109,7 @@ pub async fn prune(
     store: &dyn Store,
     ids: &[String],
     archive_dir: &Path,
+    cap: Option<u64>,
     now: Timestamp,
     held: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<PruneReport, EngineError> {
@@ -138,7 +151,7 @@ pub async fn prune(
     if chosen.is_empty() {
         return Ok(report);
     }
-    let path = append(archive_dir, now, &lines).map_err(|e| {
+    let path = append(archive_dir, now, &lines, cap).map_err(|e| {
         EngineError::Store(crate::store::StoreError::Backend(format!(
             "cannot write the archive in {}: {e}; nothing was removed",
             archive_dir.display()
@@ -151,14 +164,38 @@ pub async fn prune(
     Ok(report)
 }
 
-/// Appends `lines` to the day's archive file and syncs it (and the folder, for a new file).
-fn append(dir: &Path, now: Timestamp, lines: &[Vec<u8>]) -> std::io::Result<PathBuf> {
+/// Appends `lines` to the day's archive file (its newest part, or a new part once that passed
+/// `ARCHIVE_PART`) and syncs it (and the folder, for a new file); then, with a `cap`, deletes
+/// the oldest archive files while they hold more than `cap` bytes (never the one written).
+fn append(dir: &Path, now: Timestamp, lines: &[Vec<u8>], cap: Option<u64>) -> std::io::Result<PathBuf> {
+    append_parts(dir, now, lines, cap, ARCHIVE_PART)
+}
+
+/// `append` with parts of `part_size` bytes.
+fn append_parts(
+    dir: &Path,
+    now: Timestamp,
+    lines: &[Vec<u8>],
+    cap: Option<u64>,
+    part_size: u64,
+) -> std::io::Result<PathBuf> {
     crate::fsutil::create_private_dir(dir)?;
     let day = chrono::DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
         .format("%Y-%m-%d")
         .to_string();
-    let path = dir.join(format!("tasks-{day}.jsonl"));
+    let parts = archive_files(dir)?;
+    let (part, size) = parts
+        .iter()
+        .filter(|f| f.day == day)
+        .max_by_key(|f| f.part)
+        .map_or((1, 0), |f| (f.part, f.size));
+    let part = if size >= part_size {
+        part.saturating_add(1)
+    } else {
+        part
+    };
+    let path = dir.join(part_name(&day, part));
     let new = !path.exists();
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
@@ -187,5 +224,112 @@ fn append(dir: &Path, now: Timestamp, lines: &[Vec<u8>]) -> std::io::Result<Path
     if new {
         std::fs::File::open(dir)?.sync_all()?;
     }
+    if let Some(cap) = cap {
+        let mut files = archive_files(dir)?;
+        files.sort_by(|a, b| (&a.day, a.part).cmp(&(&b.day, b.part)));
+        let mut total: u64 = files.iter().map(|f| f.size).sum();
+        for f in files {
+            if total <= cap {
+                break;
+            }
+            let old = dir.join(part_name(&f.day, f.part));
+            if old != path && std::fs::remove_file(&old).is_ok() {
+                tracing::info!(file = %old.display(), "demo archive over its cap: deleted the oldest file");
+                total = total.saturating_sub(f.size);
+            }
+        }
+    }
     Ok(path)
+}
+
+/// One archive file: `tasks-DAY.jsonl` (part 1) or `tasks-DAY.N.jsonl`.
+struct ArchiveFile {
+    day: String,
+    part: u32,
+    size: u64,
+}
+
+fn part_name(day: &str, part: u32) -> String {
+    if part <= 1 {
+        format!("tasks-{day}.jsonl")
+    } else {
+        format!("tasks-{day}.{part}.jsonl")
+    }
+}
+
+/// The archive files in `dir` (regular files with archive names; anything else is left alone).
+fn archive_files(dir: &Path) -> std::io::Result<Vec<ArchiveFile>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(stem) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("tasks-"))
+            .and_then(|n| n.strip_suffix(".jsonl"))
+        else {
+            continue;
+        };
+        let (day, part) = match stem.split_once('.') {
+            Some((day, part)) => match part.parse::<u32>() {
+                Ok(part) if part >= 2 => (day, part),
+                _ => continue,
+            },
+            None => (stem, 1),
+        };
+        // Not followed: a link or FIFO planted here is no archive of ours.
+        let meta = entry.metadata()?;
+        if day.len() == 10 && meta.is_file() {
+            out.push(ArchiveFile {
+                day: day.to_string(),
+                part,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn archives_continue_in_parts_and_a_cap_deletes_the_oldest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let day1 = 1_764_000_000_000; // 2025-11-24
+        let line = vec![b'x'; 60];
+        // Parts of 100 bytes: two 61-byte lines fill a part.
+        for _ in 0..5 {
+            append_parts(dir.path(), day1, std::slice::from_ref(&line), None, 100).unwrap();
+        }
+        assert_eq!(
+            names(dir.path()),
+            [
+                "tasks-2025-11-24.2.jsonl",
+                "tasks-2025-11-24.3.jsonl",
+                "tasks-2025-11-24.jsonl"
+            ]
+        );
+        // A stray file with another name is never counted or deleted.
+        std::fs::write(dir.path().join("notes.txt"), "keep").unwrap();
+        // A cap of 200 bytes keeps the newest files that fit (the one written always stays).
+        let next_day = day1 + 86_400_000;
+        let written =
+            append_parts(dir.path(), next_day, std::slice::from_ref(&line), Some(200), 100).unwrap();
+        assert_eq!(written, dir.path().join("tasks-2025-11-25.jsonl"));
+        assert_eq!(
+            names(dir.path()),
+            ["notes.txt", "tasks-2025-11-24.3.jsonl", "tasks-2025-11-25.jsonl"]
+        );
+    }
 }
