@@ -553,3 +553,44 @@ fn a_batch_file_makes_a_task_per_good_line_then_prune_archives_the_finished_ones
         assert!(line["transitions"].as_array().unwrap().len() > 3);
     }
 }
+
+#[test]
+fn a_batch_whose_reader_goes_away_still_submits_every_line() {
+    // `submit --batch big.jsonl | head -1`: the report stops, the tasks do not.
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("many.jsonl");
+    let lines: Vec<String> = (0..2_500)
+        .map(|i| format!(r#"{{"service": "s{i}", "git_ref": "r"}}"#))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["submit", "demo/release_pipeline", "--batch"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("line 1: created "), "{first}");
+    // The reader is gone (stdout dropped with the BufReader).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["tasks", "--all", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&listed).as_array().unwrap().len(), 2_500);
+}

@@ -191,25 +191,14 @@ async fn submit_batch(
     let result = async {
         let client = &session.client;
         let (mut created, mut failed) = (0usize, 0usize);
-        let mut report = |line: usize, outcome: Result<String, String>, out: &mut Vec<Value>| -> Result<()> {
+        let mut out = BatchReport::new(json);
+        let mut report = |line: usize, outcome: Result<String, String>, out: &mut BatchReport| -> Result<()> {
             match &outcome {
                 Ok(_) => created += 1,
                 Err(_) => failed += 1,
             }
-            if json {
-                out.push(match outcome {
-                    Ok(id) => serde_json::json!({ "line": line, "task": id }),
-                    Err(e) => serde_json::json!({ "line": line, "error": e }),
-                });
-            } else {
-                match outcome {
-                    Ok(id) => say!("line {line}: created {id}"),
-                    Err(e) => say!("line {line}: {}", super::one_line(&e)),
-                }
-            }
-            Ok(())
+            out.line(line, outcome)
         };
-        let mut out = Vec::new();
         let mut group: Vec<(usize, NewTask)> = Vec::new();
         // Outcomes wait for their group, so the report follows the file's order.
         let mut outcomes: Vec<(usize, std::result::Result<String, String>)> = Vec::new();
@@ -242,9 +231,7 @@ async fn submit_batch(
                         for (line, outcome) in outcomes.drain(..) {
                             report(line, outcome, &mut out)?;
                         }
-                        if json {
-                            say!("{}", serde_json::to_string_pretty(&out)?);
-                        }
+                        out.end()?;
                         let (first, last) = (numbers.first().copied().unwrap_or(0), numbers.last().copied().unwrap_or(0));
                         bail!(
                             "lines {first}–{last} were sent but not answered ({e}): some of them may have been created, so check with `taskdeck tasks` before sending them again; later lines were not sent"
@@ -269,16 +256,74 @@ async fn submit_batch(
                 break;
             }
         }
-        if json {
-            say!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
-            say!("{created} task(s) created, {failed} line(s) refused");
+        out.end()?;
+        if !json {
+            out.say(&format!("{created} task(s) created, {failed} line(s) refused"))?;
         }
         Ok(if failed == 0 { 0 } else { 2 })
     }
     .await;
     session.close(data, Duration::ZERO).await;
     result
+}
+
+/// The report of `submit --batch`, written as it goes (a line per outcome, or the elements of
+/// one JSON array), so a million lines never sit in memory. Once the reader is gone (`| head`)
+/// the report stops and the submission goes on: the tasks are the point, the report is not.
+struct BatchReport {
+    json: bool,
+    started: bool,
+    closed: bool,
+}
+
+impl BatchReport {
+    fn new(json: bool) -> Self {
+        BatchReport {
+            json,
+            started: false,
+            closed: false,
+        }
+    }
+
+    fn say(&mut self, text: &str) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match super::write_line(format_args!("{text}")) {
+            Ok(()) => Ok(()),
+            Err(e) if super::is_broken_pipe(&e) => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn line(&mut self, line: usize, outcome: std::result::Result<String, String>) -> Result<()> {
+        if !self.json {
+            return match outcome {
+                Ok(id) => self.say(&format!("line {line}: created {id}")),
+                Err(e) => self.say(&format!("line {line}: {}", super::one_line(&e))),
+            };
+        }
+        let item = match outcome {
+            Ok(id) => serde_json::json!({ "line": line, "task": id }),
+            Err(e) => serde_json::json!({ "line": line, "error": e }),
+        };
+        let lead = if self.started { "," } else { "[" };
+        self.started = true;
+        self.say(&format!("{lead}{}", serde_json::to_string(&item)?))
+    }
+
+    /// Closes the JSON array (`[]` when nothing was reported).
+    fn end(&mut self) -> Result<()> {
+        if !self.json {
+            return Ok(());
+        }
+        let close = if self.started { "]" } else { "[]" };
+        self.started = false;
+        self.say(close)
+    }
 }
 
 /// A line of a batch file, or how long it was past the limit (it is not kept).
@@ -861,7 +906,13 @@ async fn demo_traffic(
     let outcome: Result<()> = async {
         loop {
             tokio::select! {
-                _ = submit.tick() => submit_next(&*client, &mut traffic, &mut summary).await?,
+                at = submit.tick() => {
+                    // The tick due at the very end is not part of the run (rate × duration).
+                    if stop_at.is_some_and(|stop| at >= stop) {
+                        break;
+                    }
+                    submit_next(&*client, &mut traffic, &mut summary).await?
+                }
                 _ = report.tick() => say!("{}", line(&summary)),
                 event = events.next() => match event {
                     Some(Ok(e)) => summary.observe(&e),
@@ -914,11 +965,24 @@ async fn demo_traffic(
     while let Some(Some(Ok(e))) = futures::FutureExt::now_or_never(events.next()) {
         summary.observe(&e);
     }
+    // In-process, this process's retention archived what the demo no longer keeps (through a
+    // server, the server's own policy applies).
+    let archive = session
+        .engine
+        .as_ref()
+        .and(super::retention(cli, data))
+        .map(|policy| policy.archive_dir);
     // However the loop ended (a closed pipe included), the engine stops cleanly.
     session.close(data, Duration::from_secs(5)).await;
     outcome?;
     say!("{}", line(&summary));
     say!("inspect with: taskdeck tasks --state error   |   taskdeck show ID");
+    if let Some(archive) = archive {
+        say!(
+            "(the demo keeps the last 10 minutes or 2,000 finished tasks; older ones are archived in {})",
+            archive.display()
+        );
+    }
     Ok(0)
 }
 

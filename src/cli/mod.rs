@@ -204,7 +204,7 @@ pub enum Command {
         #[arg(long, value_name = "NS/NAME")]
         workflow: Option<String>,
         /// Only tasks created within this long, e.g. 30m, 2h, 7d.
-        #[arg(long, value_name = "AGE", value_parser = crate::demo::parse_duration)]
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
         since: Option<std::time::Duration>,
         /// Most tasks to list, newest first.
         #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -334,16 +334,19 @@ pub fn main() -> i32 {
 /// Prints an error once, on stderr, and gives the exit code. A closed output pipe (`| head`)
 /// ends quietly with 0: the reader has what it wanted.
 fn report(e: &anyhow::Error) -> i32 {
-    let broken_pipe = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
-    if broken_pipe {
+    if is_broken_pipe(e) {
         return 0;
     }
     tracing::error!("{e:#}");
     let _ = writeln!(std::io::stderr(), "error: {}", visible(&format!("{e:#}")));
     1
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The line `say!` writes, with control characters made visible (see `visible`). Errors name
@@ -497,8 +500,9 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// What the running engine keeps: `--retain`, else the demo's 10 minutes or 2,000 finished
-/// tasks for `--demo` and `demo`, else everything.
-fn retention(cli: &Cli, data: &Path) -> Option<Retention> {
+/// tasks for `--demo` and `demo`, else everything (`None`); archives go to `--archive-dir` or
+/// `data/archive`.
+pub(crate) fn retention(cli: &Cli, data: &Path) -> Option<Retention> {
     let archive_dir = cli.archive_dir.clone().unwrap_or_else(|| data.join("archive"));
     let demo = cli.demo || matches!(cli.command, Some(Command::Demo { .. }));
     match cli.retain {

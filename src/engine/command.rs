@@ -36,6 +36,9 @@ pub enum EngineError {
     Unauthenticated(String),
     #[error("the engine has stopped")]
     Stopped,
+    /// Retention could not write its archive (`dir`), so it removed nothing.
+    #[error("cannot write the archive in {dir}: {cause}; nothing was removed")]
+    Archive { dir: String, cause: String },
 }
 
 /// What kind of failure an error is: one-to-one with the HTTP status the API answers and the
@@ -96,7 +99,7 @@ impl EngineError {
             EngineError::Invalid { .. } => ErrorKind::Invalid,
             EngineError::Denied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthenticated,
-            EngineError::Stopped => ErrorKind::Unavailable,
+            EngineError::Stopped | EngineError::Archive { .. } => ErrorKind::Unavailable,
         }
     }
 

@@ -36,8 +36,9 @@ pub struct Retention {
     pub max_finished: Option<usize>,
     /// Where archives are written.
     pub archive_dir: PathBuf,
-    /// At most this many bytes of archive files are kept, the oldest files deleted first
-    /// (`None`: archives are never deleted). Only demo traffic sets it: its tasks are synthetic.
+    /// Demo traffic's archive: its files are named `demo-tasks-…` and at most this many bytes
+    /// of them are kept, the oldest deleted first. `None` (everything but the demo): archives
+    /// are `tasks-…` and never deleted. No other file is ever counted or deleted.
     pub archive_cap: Option<u64>,
 }
 
@@ -151,11 +152,9 @@ pub async fn prune(
     if chosen.is_empty() {
         return Ok(report);
     }
-    let path = append(archive_dir, now, &lines, cap).map_err(|e| {
-        EngineError::Store(crate::store::StoreError::Backend(format!(
-            "cannot write the archive in {}: {e}; nothing was removed",
-            archive_dir.display()
-        )))
+    let path = append(archive_dir, now, &lines, cap).map_err(|e| EngineError::Archive {
+        dir: archive_dir.display().to_string(),
+        cause: e.to_string(),
     })?;
     // Their events go with them (and any older ones).
     report.removed = store.remove(&chosen, newest_change.saturating_add(1)).await?;
@@ -179,12 +178,22 @@ fn append_parts(
     cap: Option<u64>,
     part_size: u64,
 ) -> std::io::Result<PathBuf> {
+    // Like every file of ours, the folder is not followed if someone swapped in a link (name
+    // the real folder with --archive-dir instead).
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(std::io::Error::other(format!(
+            "{} is a symbolic link; give the folder it points to with --archive-dir",
+            dir.display()
+        )));
+    }
     crate::fsutil::create_private_dir(dir)?;
     let day = chrono::DateTime::from_timestamp_millis(now)
         .unwrap_or_default()
         .format("%Y-%m-%d")
         .to_string();
-    let parts = archive_files(dir)?;
+    // Demo traffic's files are apart: its cap must never touch real archives.
+    let prefix = if cap.is_some() { DEMO_PREFIX } else { PREFIX };
+    let parts = archive_files(dir, prefix)?;
     let (part, size) = parts
         .iter()
         .filter(|f| f.day == day)
@@ -195,7 +204,13 @@ fn append_parts(
     } else {
         part
     };
-    let path = dir.join(part_name(&day, part));
+    if part > MAX_PART {
+        return Err(std::io::Error::other(format!(
+            "{} already has {MAX_PART} parts",
+            dir.join(part_name(prefix, &day, 1)).display()
+        )));
+    }
+    let path = dir.join(part_name(prefix, &day, part));
     let new = !path.exists();
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
@@ -225,14 +240,14 @@ fn append_parts(
         std::fs::File::open(dir)?.sync_all()?;
     }
     if let Some(cap) = cap {
-        let mut files = archive_files(dir)?;
+        let mut files = archive_files(dir, prefix)?;
         files.sort_by(|a, b| (&a.day, a.part).cmp(&(&b.day, b.part)));
         let mut total: u64 = files.iter().map(|f| f.size).sum();
         for f in files {
             if total <= cap {
                 break;
             }
-            let old = dir.join(part_name(&f.day, f.part));
+            let old = dir.join(part_name(prefix, &f.day, f.part));
             if old != path && std::fs::remove_file(&old).is_ok() {
                 tracing::info!(file = %old.display(), "demo archive over its cap: deleted the oldest file");
                 total = total.saturating_sub(f.size);
@@ -242,44 +257,55 @@ fn append_parts(
     Ok(path)
 }
 
-/// One archive file: `tasks-DAY.jsonl` (part 1) or `tasks-DAY.N.jsonl`.
+/// Archive files: `tasks-DAY.jsonl`, then `tasks-DAY.N.jsonl` (N from 2 to `MAX_PART`).
+const PREFIX: &str = "tasks-";
+/// Demo traffic's archive files, the only ones a cap deletes.
+const DEMO_PREFIX: &str = "demo-tasks-";
+/// The most parts a day's archive has (6.4 TB at `ARCHIVE_PART`).
+const MAX_PART: u32 = 99_999;
+
+/// One archive file of a kind (`PREFIX` or `DEMO_PREFIX`).
 struct ArchiveFile {
     day: String,
     part: u32,
     size: u64,
 }
 
-fn part_name(day: &str, part: u32) -> String {
+fn part_name(prefix: &str, day: &str, part: u32) -> String {
     if part <= 1 {
-        format!("tasks-{day}.jsonl")
+        format!("{prefix}{day}.jsonl")
     } else {
-        format!("tasks-{day}.{part}.jsonl")
+        format!("{prefix}{day}.{part}.jsonl")
     }
 }
 
-/// The archive files in `dir` (regular files with archive names; anything else is left alone).
-fn archive_files(dir: &Path) -> std::io::Result<Vec<ArchiveFile>> {
+/// The archive files named with `prefix` in `dir`: regular files named exactly as
+/// `part_name` names a real date's part. Anything else is neither counted nor touched.
+fn archive_files(dir: &Path, prefix: &str) -> std::io::Result<Vec<ArchiveFile>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(stem) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("tasks-"))
-            .and_then(|n| n.strip_suffix(".jsonl"))
-        else {
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_prefix(prefix).and_then(|n| n.strip_suffix(".jsonl")) else {
             continue;
         };
         let (day, part) = match stem.split_once('.') {
             Some((day, part)) => match part.parse::<u32>() {
-                Ok(part) if part >= 2 => (day, part),
+                Ok(part) if (2..=MAX_PART).contains(&part) => (day, part),
                 _ => continue,
             },
             None => (stem, 1),
         };
+        // A real date, written as we write it ("2026-1-5" or "+2026-01-05" are not ours).
+        let real_day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .is_ok_and(|d| d.format("%Y-%m-%d").to_string() == day);
+        if !real_day || part_name(prefix, day, part) != name {
+            continue;
+        }
         // Not followed: a link or FIFO planted here is no archive of ours.
         let meta = entry.metadata()?;
-        if day.len() == 10 && meta.is_file() {
+        if meta.is_file() {
             out.push(ArchiveFile {
                 day: day.to_string(),
                 part,
@@ -304,13 +330,14 @@ mod tests {
     }
 
     #[test]
-    fn archives_continue_in_parts_and_a_cap_deletes_the_oldest_files() {
+    fn archives_continue_in_parts_and_a_demo_cap_deletes_only_the_oldest_demo_files() {
         let dir = tempfile::tempdir().unwrap();
         let day1 = 1_764_000_000_000; // 2025-11-24
         let line = vec![b'x'; 60];
+        let one = std::slice::from_ref(&line);
         // Parts of 100 bytes: two 61-byte lines fill a part.
         for _ in 0..5 {
-            append_parts(dir.path(), day1, std::slice::from_ref(&line), None, 100).unwrap();
+            append_parts(dir.path(), day1, one, None, 100).unwrap();
         }
         assert_eq!(
             names(dir.path()),
@@ -320,16 +347,35 @@ mod tests {
                 "tasks-2025-11-24.jsonl"
             ]
         );
-        // A stray file with another name is never counted or deleted.
-        std::fs::write(dir.path().join("notes.txt"), "keep").unwrap();
-        // A cap of 200 bytes keeps the newest files that fit (the one written always stays).
+        // Demo traffic (a cap) writes its own files, and its cap counts and deletes only
+        // those: real archives and anything else named like one stay, whatever their size.
+        for stray in [
+            "notes.txt",
+            "tasks-!important.jsonl",
+            "tasks-0000000000.jsonl",
+            "demo-tasks-2025-13-01.jsonl",
+        ] {
+            std::fs::write(dir.path().join(stray), vec![b'x'; 500]).unwrap();
+        }
+        for _ in 0..4 {
+            append_parts(dir.path(), day1, one, Some(200), 100).unwrap();
+        }
         let next_day = day1 + 86_400_000;
-        let written =
-            append_parts(dir.path(), next_day, std::slice::from_ref(&line), Some(200), 100).unwrap();
-        assert_eq!(written, dir.path().join("tasks-2025-11-25.jsonl"));
+        let written = append_parts(dir.path(), next_day, one, Some(200), 100).unwrap();
+        assert_eq!(written, dir.path().join("demo-tasks-2025-11-25.jsonl"));
         assert_eq!(
             names(dir.path()),
-            ["notes.txt", "tasks-2025-11-24.3.jsonl", "tasks-2025-11-25.jsonl"]
+            [
+                "demo-tasks-2025-11-24.2.jsonl",
+                "demo-tasks-2025-11-25.jsonl",
+                "demo-tasks-2025-13-01.jsonl",
+                "notes.txt",
+                "tasks-!important.jsonl",
+                "tasks-0000000000.jsonl",
+                "tasks-2025-11-24.2.jsonl",
+                "tasks-2025-11-24.3.jsonl",
+                "tasks-2025-11-24.jsonl",
+            ]
         );
     }
 }

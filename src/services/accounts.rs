@@ -123,7 +123,7 @@ impl Services {
                 );
             }
             let user = json!({
-                "id": users.len() + 1,
+                "id": users.next_serial(),
                 "email": email,
                 "name": name,
                 "plan": plan,

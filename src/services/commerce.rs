@@ -345,7 +345,7 @@ impl Services {
                 hex[hex.len().saturating_sub(8)..].to_uppercase()
             );
             let mut order = make(&number);
-            order["order_id"] = serde_json::json!(orders.len() + 1);
+            order["order_id"] = serde_json::json!(orders.next_serial());
             orders.insert(call.key, order.clone());
             order
         }))

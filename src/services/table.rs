@@ -39,6 +39,9 @@ impl Backing {
     }
 }
 
+/// The tree key that keeps the next position once rows were forgotten (row keys are 8 bytes).
+const NEXT: &[u8] = b"next";
+
 #[derive(Serialize, Deserialize)]
 struct Stored<T> {
     key: String,
@@ -96,8 +99,10 @@ impl<T> Rows<T> {
             .map(|row| &row.value)
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
+    /// A serial for the next new row (1, 2, …): never handed out twice, even after rows were
+    /// forgotten or the process restarted (a simulated system's ids: users, orders).
+    pub fn next_serial(&self) -> u64 {
+        self.next.saturating_add(1)
     }
 
     /// `(key, value)` in insertion order.
@@ -135,6 +140,13 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         {
             let mut rows = table.lock();
             for item in tree.iter() {
+                if let Ok((k, v)) = &item {
+                    if k.as_ref() == NEXT {
+                        let next = <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes);
+                        rows.next = rows.next.max(next);
+                        continue;
+                    }
+                }
                 let row = item.map_err(|e| e.to_string()).and_then(|(k, bytes)| {
                     let at = <[u8; 8]>::try_from(k.as_ref())
                         .map(u64::from_be_bytes)
@@ -220,6 +232,16 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
             .filter(|(_, row)| row.writer.as_deref().is_none_or(|w| w < oldest))
             .map(|(&at, _)| at)
             .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        if let Some(tree) = &self.tree {
+            // Positions are serials (`next_serial`): the next one must survive the rows that
+            // held the highest ones.
+            if let Err(e) = tree.insert(NEXT, &rows.next.to_be_bytes()) {
+                tracing::warn!("simulated service counter not written: {e}");
+            }
+        }
         for at in &gone {
             if let Some(row) = rows.rows.remove(at) {
                 if rows.index.get(&row.key) == Some(at) {
@@ -267,8 +289,16 @@ mod tests {
         assert_eq!(t.get("b"), None);
         t.insert("task-4", "c", 4);
         assert_eq!(t.all(), [3, 4]);
+        assert_eq!(t.forget_before("~"), 2, "every row");
+        let serial = t.with("task-5", |rows| rows.next_serial());
+        assert_eq!(serial, 4, "serials go on after the rows that held them are gone");
         drop(t);
         let t: Table<u32> = Backing::sled(db).table("counts");
-        assert_eq!(t.all(), [3, 4], "forgotten rows are gone from the tree too");
+        assert!(t.all().is_empty(), "forgotten rows are gone from the tree too");
+        assert_eq!(
+            t.with("task-6", |rows| rows.next_serial()),
+            4,
+            "and across a restart"
+        );
     }
 }
