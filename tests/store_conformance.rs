@@ -254,6 +254,11 @@ async fn conformance(make: &dyn Fn() -> Opened) {
         store.oldest_task_id().await.unwrap().as_deref(),
         Some(done[0].id.as_str())
     );
+    // Counts by state, from the index (the "waiting" task is in progress, at a gate).
+    assert_eq!(store.count(TaskState::Complete).await.unwrap(), 5);
+    assert_eq!(store.count(TaskState::Error).await.unwrap(), 1);
+    assert_eq!(store.count(TaskState::InProgress).await.unwrap(), 2);
+    assert_eq!(store.count(TaskState::Pending).await.unwrap(), 0);
 
     // Transitions of a task in order, all of them.
     let log = store.transitions(&done[0].id).await.unwrap();
@@ -448,6 +453,11 @@ async fn conformance(make: &dyn Fn() -> Opened) {
         store.oldest_task_id().await.unwrap().as_deref(),
         Some(done[3].id.as_str()),
         "the oldest task left"
+    );
+    assert_eq!(
+        store.count(TaskState::Complete).await.unwrap(),
+        2,
+        "removal counts"
     );
     let events = store.events_after(0, 10_000).await.unwrap();
     let gone: Vec<&str> = ids(&done[..3]);

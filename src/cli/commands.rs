@@ -777,11 +777,11 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
     } else {
         shutdown_signal().await;
     }
-    let client = session.client.clone();
+    let store = engine.store().clone();
     session.close(data, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     printer.abort();
-    summary(&*client).await
+    summary(&*store).await
 }
 
 /// Prints every event the client may read, one line each, until aborted. A closed output
@@ -802,16 +802,14 @@ async fn print_events(client: &dyn Client) -> Result<tokio::task::JoinHandle<()>
     }))
 }
 
-async fn summary(client: &dyn Client) -> Result<i32> {
-    let tasks = client.all_tasks(&TaskQuery::default()).await?;
-    let count = |s: TaskState| tasks.iter().filter(|t| t.state == s).count();
-    say!(
-        "tasks: {} complete, {} error, {} cancelled, {} unfinished",
-        count(TaskState::Complete),
-        count(TaskState::Error),
-        count(TaskState::Cancelled),
-        count(TaskState::Pending) + count(TaskState::InProgress)
-    );
+/// `run`'s closing line: the store's tasks by state, counted from its index (`run` owns the
+/// store, so its operator reads every task), never loaded.
+async fn summary(store: &dyn crate::store::Store) -> Result<i32> {
+    let complete = store.count(TaskState::Complete).await?;
+    let error = store.count(TaskState::Error).await?;
+    let cancelled = store.count(TaskState::Cancelled).await?;
+    let unfinished = store.count(TaskState::Pending).await? + store.count(TaskState::InProgress).await?;
+    say!("tasks: {complete} complete, {error} error, {cancelled} cancelled, {unfinished} unfinished");
     Ok(0)
 }
 

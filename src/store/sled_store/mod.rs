@@ -1000,6 +1000,15 @@ impl Store for SledStore {
         self.list_now(listing, accept, limit)
     }
 
+    async fn count(&self, state: TaskState) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for k in self.index.scan_prefix(key::state(state)).keys() {
+            k?;
+            n = n.saturating_add(1);
+        }
+        Ok(n)
+    }
+
     async fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
         self.active_tasks_now()
     }
