@@ -777,11 +777,11 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
     } else {
         shutdown_signal().await;
     }
-    let store = engine.store().clone();
+    let who = session.client.identity().clone();
     session.close(data, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     printer.abort();
-    summary(&*store).await
+    summary(engine.query(), &who).await
 }
 
 /// Prints every event the client may read, one line each, until aborted. A closed output
@@ -802,13 +802,13 @@ async fn print_events(client: &dyn Client) -> Result<tokio::task::JoinHandle<()>
     }))
 }
 
-/// `run`'s closing line: the store's tasks by state, counted from its index (`run` owns the
-/// store, so its operator reads every task), never loaded.
-async fn summary(store: &dyn crate::store::Store) -> Result<i32> {
-    let complete = store.count(TaskState::Complete).await?;
-    let error = store.count(TaskState::Error).await?;
-    let cancelled = store.count(TaskState::Cancelled).await?;
-    let unfinished = store.count(TaskState::Pending).await? + store.count(TaskState::InProgress).await?;
+/// `run`'s closing line: the tasks `who` may read, by state, counted (never loaded).
+async fn summary(query: &crate::engine::Query, who: &Identity) -> Result<i32> {
+    let count = async |state| query.count(who, state).await;
+    let complete = count(TaskState::Complete).await?;
+    let error = count(TaskState::Error).await?;
+    let cancelled = count(TaskState::Cancelled).await?;
+    let unfinished = count(TaskState::Pending).await? + count(TaskState::InProgress).await?;
     say!("tasks: {complete} complete, {error} error, {cancelled} cancelled, {unfinished} unfinished");
     Ok(0)
 }

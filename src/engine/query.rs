@@ -286,6 +286,23 @@ impl Query {
         })
     }
 
+    /// How many tasks in `state` `who` may read: from the store's index when `who` reads
+    /// everything, else over the headers of that state's tasks.
+    pub async fn count(&self, who: &Identity, state: TaskState) -> Result<u64, EngineError> {
+        self.coordinator.authenticate(who)?;
+        if self.coordinator.may_read_all(who) {
+            return Ok(self.store.count(state).await?);
+        }
+        let listing = Listing {
+            state: Some(state),
+            headers_only: true,
+            ..Listing::default()
+        };
+        let accept = |t: &Task| self.coordinator.may_read(who, t);
+        let n = self.store.list(&listing, &accept, usize::MAX).await?.len();
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
     /// The newest event's sequence number (0 when none): where a stream "from now" starts.
     pub async fn newest_event(&self) -> Result<u64, EngineError> {
         Ok(self.store.last_event_seq().await?)

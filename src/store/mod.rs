@@ -139,8 +139,9 @@ pub trait Store: Send + Sync {
         accept: &Accept<'_>,
         limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
-    /// How many stored tasks are in `state`, whoever may read them (for the operator who owns
-    /// the store, e.g. `run`'s closing summary), counted from the state index.
+    /// How many stored tasks are in `state`, counted from the state index without reading
+    /// them; it knows nothing of permissions (the query side uses it for callers who may read
+    /// every task).
     async fn count(&self, state: TaskState) -> Result<u64, StoreError>;
     /// Tasks in `pending` or `in_progress`: what the engine resumes on start.
     async fn active_tasks(&self) -> Result<Vec<Task>, StoreError>;
