@@ -16,5 +16,6 @@ pub mod logging;
 pub mod model;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod workflow;
 pub mod yaml;

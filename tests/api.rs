@@ -856,3 +856,138 @@ async fn a_page_of_large_tasks_is_cut_by_size_and_continues_with_the_cursor() {
         .await;
     assert_eq!(first + rest["tasks"].as_array().unwrap().len(), 10);
 }
+
+/// `/metrics` over loopback: what the engine committed, counted once; only admins and monitor
+/// tokens (which read nothing else) may scrape; Prometheus's own checker accepts the scrape.
+#[tokio::test]
+async fn metrics_count_committed_work_for_admins_and_monitors_only() {
+    let server = serve(loopback()).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let context = common::sample("process_order", json!({}));
+        let task = server
+            .engine
+            .submit(SubmitRequest::new("ecommerce/process_order", context, admin()))
+            .await
+            .unwrap();
+        ids.push(task.id);
+    }
+    for id in &ids {
+        let done = server.engine.wait_for(id).await.unwrap();
+        assert_eq!(done.state, taskdeck::model::TaskState::Complete);
+    }
+    let scrape = |bearer: Option<String>| {
+        let mut request = server.http.get(format!("{}/metrics", server.url));
+        if let Some(t) = bearer {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+    let response = scrape(Some(token(&admin()))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let labels = r#"namespace="ecommerce",workflow="process_order",version="1.0.0""#;
+    assert_eq!(
+        value(&format!(
+            "tasker_tasks_total{{{labels},status=\"created\",business_tier=\"standard\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "tasker_tasks_total{{{labels},status=\"completed\",business_tier=\"standard\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(r#"checkout_conversions_total{namespace="ecommerce",version="1.0.0"}"#),
+        3.0
+    );
+    let revenue = value(r#"revenue_processed_dollars_total{namespace="ecommerce",customer_tier="standard"}"#);
+    assert!((revenue - 3.0 * 124.76).abs() < 1e-6, "{revenue}");
+    assert_eq!(
+        value(r#"payments_processed_total{namespace="ecommerce",payment_method="credit_card"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(r#"sla_compliance_total{namespace="ecommerce",workflow="process_order",sla_met="true"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(
+            r#"tasker_step_attempts_total{namespace="ecommerce",workflow="process_order",step="process_payment",outcome="success"}"#
+        ),
+        3.0
+    );
+    assert!(value("tasker_store_commit_seconds_count") >= 3.0);
+
+    // Prometheus's checker reads the scrape as Prometheus would.
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's `prometheus` package; .ci/run installs it)");
+    use std::io::Write;
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // Who may scrape: not without a token, not a team's viewer; a monitor token may, and reads
+    // nothing else.
+    assert_eq!(scrape(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        scrape(Some(token(&viewer()))).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let monitor = token(&Identity::new("prometheus", "customer_success", Role::Monitor));
+    assert_eq!(
+        scrape(Some(monitor.clone())).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (status, body) = server.call("GET", "/v1/tasks", Some(&monitor), None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "tasks": [] })),
+        "it reads no task"
+    );
+    let (status, _) = server
+        .call(
+            "POST",
+            "/v1/tasks",
+            Some(&monitor),
+            Some(json!({ "workflow": "customer_success/process_refund", "context": refund(100) })),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "nor creates one in its own team's namespace"
+    );
+    let (status, _) = server
+        .call("GET", &format!("/v1/tasks/{}", ids[0]), Some(&monitor), None)
+        .await;
+    assert!(
+        matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+        "{status}"
+    );
+    let _ = server.stop.send(true);
+}

@@ -117,6 +117,7 @@ pub fn router(
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/health/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/whoami", get(whoami))
         .route("/v1/proof", get(proof))

@@ -66,7 +66,7 @@ impl Modify for Bearer {
 #[openapi(
     info(title = "Taskdeck API", description = "Tasks, steps, approvals and events of a Taskdeck engine. Authenticate with `Authorization: Bearer <JWT>` (`taskdeck token issue`)."),
     paths(
-        routes::live, routes::ready, routes::status, routes::whoami, routes::proof, routes::workflows,
+        routes::live, routes::ready, routes::status, routes::metrics, routes::whoami, routes::proof, routes::workflows,
         routes::workflow_files, routes::list_tasks, routes::create_task, routes::create_batch,
         routes::show_task, routes::retry_task, routes::cancel_task, routes::resolve_step,
         routes::approve_step, routes::deny_step, routes::approvals, routes::events,

@@ -71,6 +71,30 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> Answer<Sta
     Ok(Json(client(&state, caller).status().await?))
 }
 
+/// The engine's Prometheus metrics (text format 0.0.4): counts over every namespace, revenue
+/// included, so only an admin or a `monitor` token (made for scrapers: it reads nothing else)
+/// may read them.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Result<axum::response::Response, ApiError> {
+    state
+        .engine
+        .coordinator()
+        .check(&who, crate::auth::Request::Metrics)
+        .map_err(crate::engine::EngineError::from)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::telemetry::metrics::CONTENT_TYPE,
+        )],
+        state.engine.metrics().encode(),
+    )
+        .into_response())
+}
+
 /// Where a proof is asked for: a client's random nonce.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

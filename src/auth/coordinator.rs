@@ -15,6 +15,8 @@ pub enum Request<'a> {
     Submit { namespace: &'a str, workflow: &'a str },
     /// Retry, cancel or resolve a task of `namespace`.
     Operate { namespace: &'a str, action: &'a str },
+    /// Read the engine's metrics (`/metrics`): counts over every namespace, revenue included.
+    Metrics,
     /// Approve or deny a request of `namespace` that `requester` made.
     Decide { namespace: &'a str, requester: &'a str },
     /// Retry a task whose approval a person denied: asks for a new decision, so only someone
@@ -82,6 +84,9 @@ impl Coordinator {
     /// Whether `who` may see `task`: its namespace is readable to them, or their team's
     /// workflows created it (a delegated child stays visible to the team that asked for it).
     pub fn may_read(&self, who: &Identity, task: &crate::model::Task) -> bool {
+        if who.role == Role::Monitor {
+            return false;
+        }
         self.check(
             who,
             Request::Read {
@@ -113,8 +118,25 @@ impl Coordinator {
     /// Decides one request. Every request is refused once `who`'s token has expired.
     pub fn check(&self, who: &Identity, request: Request<'_>) -> Result<(), Denied> {
         self.authenticate(who)?;
+        // A scraper's token reads metrics and nothing else, whatever its team or grants say.
+        if who.role == Role::Monitor && !matches!(request, Request::Metrics) {
+            return Err(Denied(format!(
+                "{} is a monitor: it may read /metrics and nothing else",
+                who.describe()
+            )));
+        }
         let own = |ns: &str| who.team == ns;
         match request {
+            Request::Metrics => {
+                if matches!(who.role, Role::Admin | Role::Monitor) {
+                    Ok(())
+                } else {
+                    Err(Denied(format!(
+                        "{} cannot read metrics (they count every namespace's tasks and revenue): it takes an admin or a monitor token (`taskdeck token issue --role monitor`)",
+                        who.describe()
+                    )))
+                }
+            }
             Request::Read { namespace } => {
                 if who.role == Role::Admin
                     || own(namespace)

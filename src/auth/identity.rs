@@ -15,13 +15,15 @@ pub enum Role {
     Manager,
     /// Everything, everywhere.
     Admin,
+    /// Reads `/metrics` and nothing else: what a Prometheus scraper is given.
+    Monitor,
     /// A team's workflows acting on its behalf (e.g. delegating to another namespace).
     Service,
 }
 
 impl Role {
     /// The roles a person can hold first, then `service` (the engine's own, never in a token).
-    pub const NAMES: [&'static str; 5] = ["viewer", "operator", "manager", "admin", "service"];
+    pub const NAMES: [&'static str; 6] = ["viewer", "operator", "manager", "admin", "monitor", "service"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,6 +31,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Manager => "manager",
             Role::Admin => "admin",
+            Role::Monitor => "monitor",
             Role::Service => "service",
         }
     }
@@ -48,11 +51,12 @@ impl FromStr for Role {
             "operator" | "agent" => Role::Operator,
             "manager" => Role::Manager,
             "admin" => Role::Admin,
+            "monitor" => Role::Monitor,
             "service" => Role::Service,
             _ => {
                 return Err(format!(
                     "unknown role `{s}`; expected one of: {} (or agent)",
-                    Role::NAMES[..4].join(", ")
+                    Role::NAMES[..5].join(", ")
                 ))
             }
         })

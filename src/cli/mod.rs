@@ -278,7 +278,7 @@ pub enum TokenCommand {
         /// Their team, which is also the namespace they work in.
         #[arg(long)]
         team: String,
-        /// viewer, operator (or agent), manager or admin.
+        /// viewer, operator (or agent), manager, admin, or monitor (reads /metrics and nothing else: for a Prometheus scraper).
         #[arg(long)]
         role: crate::auth::Role,
         /// Lifetime, e.g. 8h, 30m; at most 720h (30 days).

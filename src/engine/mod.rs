@@ -103,6 +103,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     clock: Clock,
     query: Query,
+    metrics: Arc<crate::telemetry::Metrics>,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -121,6 +122,7 @@ impl Engine {
         let query = Query::new(store.clone(), catalog.clone(), clock, registry.names());
         let seq = store.last_seq().await?;
         let event_seq = store.last_event_seq().await?;
+        let metrics = Arc::new(crate::telemetry::Metrics::new());
         let resume = if config.dispatch {
             store.active_tasks().await?
         } else {
@@ -137,6 +139,7 @@ impl Engine {
             rx,
             seq,
             event_seq,
+            metrics.clone(),
         );
         if !resume.is_empty() {
             tracing::info!(tasks = resume.len(), "resuming unfinished tasks");
@@ -150,8 +153,14 @@ impl Engine {
             catalog,
             clock,
             query,
+            metrics,
             join: std::sync::Mutex::new(Some(join)),
         })
+    }
+
+    /// The engine's Prometheus metrics (served at `/metrics`).
+    pub fn metrics(&self) -> &Arc<crate::telemetry::Metrics> {
+        &self.metrics
     }
 
     /// The live events, from now on (they may lag; see `events` for a lossless stream).

@@ -80,6 +80,8 @@ pub(crate) struct Orchestrator {
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
     /// When the next retention pass runs (with `config.retention`).
     next_prune: Option<tokio::time::Instant>,
+    /// Moved by every committed transition (see `commit`).
+    metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl Orchestrator {
@@ -95,6 +97,7 @@ impl Orchestrator {
         inbox: UnboundedReceiver<Message>,
         seq: u64,
         event_seq: u64,
+        metrics: Arc<crate::telemetry::Metrics>,
     ) -> Self {
         let tx_for_delegation = tx.clone();
         let next_prune = config_prune_start(&config);
@@ -132,6 +135,7 @@ impl Orchestrator {
             children_ended: Vec::new(),
             next_prune,
             stopping: None,
+            metrics,
         }
     }
 
@@ -143,6 +147,11 @@ impl Orchestrator {
     pub async fn recover(&mut self, tasks: Vec<Task>) {
         for task in tasks {
             let id = task.id.clone();
+            for step in &task.steps {
+                if step.state == StepState::AwaitingApproval {
+                    self.metrics.recovered_approval(&task.namespace);
+                }
+            }
             self.tasks.insert(id.clone(), Entry::loaded(task));
             let interrupted: Vec<usize> = self.tasks[&id]
                 .task
@@ -1508,8 +1517,12 @@ impl Orchestrator {
                     before: e.stored,
                 })
                 .collect();
+            let started = std::time::Instant::now();
             match self.store.commit(&writes, &self.transitions, &self.events).await {
-                Ok(()) => true,
+                Ok(()) => {
+                    self.metrics.commit_took(started.elapsed().as_secs_f64());
+                    true
+                }
                 Err(e) => {
                     tracing::error!("store commit failed, stopping the engine: {e}");
                     false
@@ -1522,6 +1535,7 @@ impl Orchestrator {
                     e.stored = Some((e.task.state, e.task.updated_at));
                 }
             }
+            self.count_committed();
         }
         self.dirty.clear();
         self.created.clear();
@@ -1541,6 +1555,41 @@ impl Orchestrator {
             f(ok);
         }
         ok
+    }
+
+    /// Moves the metrics by the transitions just committed: once each, only once durable.
+    fn count_committed(&mut self) {
+        let mut config: Option<(&str, Arc<crate::workflow::Workflow>)> = None;
+        for t in &self.transitions {
+            let Some(entry) = self.tasks.get(&t.task_id) else {
+                continue;
+            };
+            let task = &entry.task;
+            let reference = match &config {
+                Some((id, _)) if *id == t.task_id => None,
+                _ => Some(task.workflow_ref()),
+            };
+            if let Some(reference) = reference {
+                match self.catalog.resolve(&reference) {
+                    Ok(workflow) => config = Some((t.task_id.as_str(), workflow)),
+                    Err(_) => continue, // a version no longer loaded: no workflow-level metrics
+                }
+            }
+            let Some((_, workflow)) = &config else { continue };
+            self.metrics.committed(
+                t,
+                &crate::telemetry::metrics::TaskFacts {
+                    namespace: &task.namespace,
+                    workflow: &task.name,
+                    version: &task.version,
+                    created_at: task.created_at,
+                    context: &entry.context,
+                    config: &workflow.template.handler_config,
+                    steps: &task.steps,
+                },
+            );
+        }
+        self.metrics.queue(self.ready.len(), self.inflight.len());
     }
 
     fn spawn(&mut self, id: String, i: usize) {

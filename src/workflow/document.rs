@@ -21,6 +21,9 @@ pub(crate) struct WorkflowDoc {
     /// Names of custom events the handlers publish (documentation; Tasker's `custom_events`).
     #[serde(default)]
     pub custom_events: Vec<CustomEventDoc>,
+    /// The workflow's own configuration (business metrics, monitoring).
+    #[serde(default)]
+    pub handler_config: Option<Value>,
     #[serde(alias = "step_templates")]
     pub steps: Vec<StepDoc>,
 }

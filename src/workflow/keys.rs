@@ -16,6 +16,7 @@ const WORKFLOW: &[&str] = &[
     "schema",
     "sample_context",
     "custom_events",
+    "handler_config",
     "steps",
     "step_templates",
 ];

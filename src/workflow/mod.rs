@@ -4,6 +4,7 @@ mod catalog;
 pub mod dag;
 mod document;
 mod error;
+pub mod handler_config;
 mod keys;
 mod manifest;
 mod template;

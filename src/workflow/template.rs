@@ -42,6 +42,8 @@ pub struct Template {
     pub input_schema: Option<Value>,
     pub sample_context: Option<Value>,
     pub custom_events: Vec<String>,
+    /// The workflow's `handler_config`: business metrics and monitoring (post 05).
+    pub handler_config: super::handler_config::HandlerConfig,
     pub steps: Vec<StepTemplate>,
     /// The file it came from, for error messages.
     pub source: String,
@@ -112,6 +114,13 @@ fn from_doc(
     if doc.steps.is_empty() {
         errors.push(err("steps".into(), "a workflow needs at least one step".into()));
     }
+    let handler_config = match &doc.handler_config {
+        Some(value) => super::handler_config::HandlerConfig::parse(value).unwrap_or_else(|e| {
+            errors.push(err("handler_config".into(), e));
+            Default::default()
+        }),
+        None => Default::default(),
+    };
     // Copied into every task: deeper than the store can read back would lose the task.
     let too_deep = |v: &Value| crate::model::json_depth(v) > crate::model::MAX_JSON_DEPTH;
     for (field, value) in [
@@ -216,6 +225,7 @@ fn from_doc(
             input_schema: doc.input_schema,
             sample_context: doc.sample_context,
             custom_events: doc.custom_events.iter().map(|e| e.name().to_string()).collect(),
+            handler_config,
             steps,
             source: file.to_string(),
         }),

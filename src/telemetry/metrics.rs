@@ -1,0 +1,661 @@
+//! Prometheus metrics (`prometheus-client`), served at `/metrics`.
+//!
+//! Every counter moves from the engine's commit path: once per transition, after the group
+//! holding it is durable (`Metrics::committed`), never from the lossy event broadcast, so a
+//! count equals what the store holds and never drifts under load. Names follow post 05 with
+//! the `tasker_` prefix for the engine's own (`tasker_tasks_total`, `tasker_step_duration_seconds`,
+//! …); the business counters keep the names of the post's subscribers
+//! (`checkout_conversions_total`, `checkout_failures_total`, `sla_compliance_total`, …;
+//! `../shared/reference/tasker-blog-facts.md` §7). Labels are bounded: namespaces, workflows,
+//! versions and steps come from the catalog, tiers and payment methods are clipped, and no
+//! label ever holds an id, a name or an email.
+
+use crate::model::{Step, StepState, Subject, Timestamp, Transition};
+use crate::workflow::handler_config::{BusinessFacts, HandlerConfig};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use std::sync::atomic::AtomicU64;
+
+/// The `Content-Type` of `/metrics` (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Seconds, from 5 ms to about 10 minutes: step attempts, approval waits and tasks.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Seconds a store commit takes, from 50 µs to 1 s.
+const COMMIT_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    namespace: String,
+    workflow: String,
+    version: String,
+    /// `created`, `completed`, `failed`, `cancelled`, `resolved_manually`, `retried`.
+    status: String,
+    /// The customer's tier when the workflow tracks it, else `none`.
+    business_tier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkflowLabels {
+    namespace: String,
+    workflow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    namespace: String,
+    workflow: String,
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    namespace: String,
+    workflow: String,
+    step: String,
+    /// `success`, `retryable`, `permanent`, `timeout`.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConversionLabels {
+    namespace: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    namespace: String,
+    failed_step: String,
+    /// `timeout`, `connection`, `validation`, `payment`, `inventory`, `other`.
+    error_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    namespace: String,
+    customer_tier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    namespace: String,
+    payment_method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlaLabels {
+    namespace: String,
+    workflow: String,
+    /// `true` or `false`.
+    sla_met: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type Amount = Counter<f64, AtomicU64>;
+
+fn durations() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// What the metrics need to know of the task a transition belongs to.
+pub struct TaskFacts<'a> {
+    pub namespace: &'a str,
+    pub workflow: &'a str,
+    pub version: &'a str,
+    pub created_at: Timestamp,
+    pub context: &'a Value,
+    /// The workflow's `handler_config`.
+    pub config: &'a HandlerConfig,
+    /// The task's steps as they stand (a failed task's first step in error is the one blamed).
+    pub steps: &'a [Step],
+}
+
+/// The engine's metrics and their registry (one per engine).
+pub struct Metrics {
+    registry: Registry,
+    tasks: Family<TaskLabels, Counter>,
+    task_duration: Histograms<WorkflowLabels>,
+    step_duration: Histograms<StepLabels>,
+    step_attempts: Family<AttemptLabels, Counter>,
+    step_retries: Family<StepLabels, Counter>,
+    approvals_pending: Family<NamespaceLabels, Gauge>,
+    approval_wait: Histograms<StepLabels>,
+    commit_seconds: Histogram,
+    queue_depth: Gauge,
+    in_flight: Gauge,
+    conversions: Family<ConversionLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    revenue_processed: Family<TierLabels, Amount>,
+    revenue_loss: Family<TierLabels, Amount>,
+    payments: Family<MethodLabels, Counter>,
+    payment_volume: Family<MethodLabels, Amount>,
+    sla: Family<SlaLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let tasks = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "tasker_tasks",
+            "Tasks by what happened to them: created, completed, failed, cancelled, resolved_manually, retried",
+            tasks.clone(),
+        );
+        let task_duration: Histograms<WorkflowLabels> = Family::new_with_constructor(durations);
+        registry.register(
+            "tasker_task_duration_seconds",
+            "Seconds from a task's creation to its end (completed or failed)",
+            task_duration.clone(),
+        );
+        let step_duration: Histograms<StepLabels> = Family::new_with_constructor(durations);
+        registry.register(
+            "tasker_step_duration_seconds",
+            "Seconds each step attempt ran, whatever its outcome",
+            step_duration.clone(),
+        );
+        let step_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "tasker_step_attempts",
+            "Step attempts by outcome: success, retryable, permanent, timeout",
+            step_attempts.clone(),
+        );
+        let step_retries = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "tasker_step_retries",
+            "Step attempts that failed and were scheduled to run again after a backoff",
+            step_retries.clone(),
+        );
+        let approvals_pending = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "tasker_approvals_pending",
+            "Steps waiting for a person's decision",
+            approvals_pending.clone(),
+        );
+        let approval_wait: Histograms<StepLabels> = Family::new_with_constructor(durations);
+        registry.register(
+            "tasker_approval_wait_seconds",
+            "Seconds from an approval request to its decision or expiry",
+            approval_wait.clone(),
+        );
+        let commit_seconds = Histogram::new(COMMIT_BUCKETS);
+        registry.register(
+            "tasker_store_commit_seconds",
+            "Seconds each durable store commit (one per engine turn) took",
+            commit_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "tasker_queue_depth",
+            "Steps ready to run, waiting for a free slot (--concurrency)",
+            queue_depth.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "tasker_steps_in_flight",
+            "Step attempts running now",
+            in_flight.clone(),
+        );
+        let conversions = Family::<ConversionLabels, Counter>::default();
+        registry.register(
+            "checkout_conversions",
+            "Checkouts completed (workflows with business_metrics.track_conversion)",
+            conversions.clone(),
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "checkout_failures",
+            "Checkouts failed, by the step that failed and the kind of error",
+            failures.clone(),
+        );
+        let revenue_processed = Family::<TierLabels, Amount>::default();
+        registry.register(
+            "revenue_processed_dollars",
+            "Order value of completed checkouts (business_metrics.track_revenue)",
+            revenue_processed.clone(),
+        );
+        let revenue_loss = Family::<TierLabels, Amount>::default();
+        registry.register(
+            "revenue_loss_dollars",
+            "Order value of failed checkouts",
+            revenue_loss.clone(),
+        );
+        let payments = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "payments_processed",
+            "Completed checkouts by payment method",
+            payments.clone(),
+        );
+        let payment_volume = Family::<MethodLabels, Amount>::default();
+        registry.register(
+            "payment_volume_dollars",
+            "Order value of completed checkouts by payment method",
+            payment_volume.clone(),
+        );
+        let sla = Family::<SlaLabels, Counter>::default();
+        registry.register(
+            "sla_compliance",
+            "Completed tasks of workflows with monitoring.sla_seconds, by whether they met it",
+            sla.clone(),
+        );
+        Metrics {
+            registry,
+            tasks,
+            task_duration,
+            step_duration,
+            step_attempts,
+            step_retries,
+            approvals_pending,
+            approval_wait,
+            commit_seconds,
+            queue_depth,
+            in_flight,
+            conversions,
+            failures,
+            revenue_processed,
+            revenue_loss,
+            payments,
+            payment_volume,
+            sla,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// One committed transition of the task `task` describes. Called once per transition,
+    /// after the commit that holds it succeeded.
+    pub fn committed(&self, t: &Transition, task: &TaskFacts<'_>) {
+        match &t.subject {
+            Subject::Task => self.task_changed(t, task),
+            Subject::Step(step) => self.step_changed(t, step, task),
+        }
+    }
+
+    fn task_changed(&self, t: &Transition, task: &TaskFacts<'_>) {
+        let status = match (t.from.as_deref(), t.to.as_str()) {
+            (None, _) => "created",
+            (_, "complete") => "completed",
+            (_, "error") => "failed",
+            (_, "cancelled") => "cancelled",
+            (_, "resolved_manually") => "resolved_manually",
+            (Some("error"), "pending") => "retried",
+            _ => return, // pending → in_progress: nothing to count
+        };
+        let business = task.config.business_metrics.as_ref();
+        let facts = business.map(|b| b.facts(task.context)).unwrap_or_default();
+        let tier = business
+            .filter(|b| b.customer_tier_tracking)
+            .and(facts.customer_tier.clone())
+            .unwrap_or_else(|| "none".into());
+        self.tasks
+            .get_or_create(&TaskLabels {
+                namespace: task.namespace.into(),
+                workflow: task.workflow.into(),
+                version: task.version.into(),
+                status: status.into(),
+                business_tier: tier,
+            })
+            .inc();
+        if !matches!(status, "completed" | "failed") {
+            return;
+        }
+        let seconds = seconds_between(task.created_at, t.at);
+        self.task_duration
+            .get_or_create(&WorkflowLabels {
+                namespace: task.namespace.into(),
+                workflow: task.workflow.into(),
+            })
+            .observe(seconds);
+        if status == "completed" {
+            if let Some(sla) = task.config.monitoring.as_ref().and_then(|m| m.sla_seconds) {
+                self.sla
+                    .get_or_create(&SlaLabels {
+                        namespace: task.namespace.into(),
+                        workflow: task.workflow.into(),
+                        sla_met: (seconds <= sla as f64).to_string(),
+                    })
+                    .inc();
+            }
+        }
+        if let Some(b) = business {
+            self.business(
+                status == "completed",
+                b.track_conversion,
+                b.track_revenue,
+                &facts,
+                task,
+            );
+        }
+    }
+
+    fn business(
+        &self,
+        completed: bool,
+        conversion: bool,
+        revenue: bool,
+        facts: &BusinessFacts,
+        task: &TaskFacts<'_>,
+    ) {
+        let tier = TierLabels {
+            namespace: task.namespace.into(),
+            customer_tier: facts.customer_tier.clone().unwrap_or_else(|| "unknown".into()),
+        };
+        let method = MethodLabels {
+            namespace: task.namespace.into(),
+            payment_method: facts.payment_method.clone().unwrap_or_else(|| "unknown".into()),
+        };
+        let value = facts.order_value.unwrap_or(0.0);
+        if completed {
+            if conversion {
+                self.conversions
+                    .get_or_create(&ConversionLabels {
+                        namespace: task.namespace.into(),
+                        version: task.version.into(),
+                    })
+                    .inc();
+            }
+            if revenue {
+                self.revenue_processed.get_or_create(&tier).inc_by(value);
+                self.payments.get_or_create(&method).inc();
+                self.payment_volume.get_or_create(&method).inc_by(value);
+            }
+        } else {
+            if conversion {
+                let (step, error_type) = failed_step(task.steps);
+                self.failures
+                    .get_or_create(&FailureLabels {
+                        namespace: task.namespace.into(),
+                        failed_step: step,
+                        error_type,
+                    })
+                    .inc();
+            }
+            if revenue {
+                self.revenue_loss.get_or_create(&tier).inc_by(value);
+            }
+        }
+    }
+
+    fn step_changed(&self, t: &Transition, step: &str, task: &TaskFacts<'_>) {
+        let labels = || StepLabels {
+            namespace: task.namespace.into(),
+            workflow: task.workflow.into(),
+            step: step.into(),
+        };
+        let from = t.from.as_deref();
+        let status = t.step.as_deref();
+        // An attempt ended: it ran from its start to this transition.
+        if from == Some("in_progress") {
+            let outcome = match t.to.as_str() {
+                "complete" => Some("success"),
+                "waiting_for_retry" | "error" => Some(match t.error.as_ref().map(|e| e.kind.as_str()) {
+                    Some("timeout") => "timeout",
+                    Some("permanent") => "permanent",
+                    _ => "retryable",
+                }),
+                _ => None, // awaiting approval or a child: the attempt goes on
+            };
+            if let Some(outcome) = outcome {
+                if let Some(started) = status.and_then(|s| s.started_at) {
+                    self.step_duration
+                        .get_or_create(&labels())
+                        .observe(seconds_between(started, t.at));
+                }
+                self.step_attempts
+                    .get_or_create(&AttemptLabels {
+                        namespace: task.namespace.into(),
+                        workflow: task.workflow.into(),
+                        step: step.into(),
+                        outcome: outcome.into(),
+                    })
+                    .inc();
+            }
+        }
+        if t.to == "waiting_for_retry" {
+            self.step_retries.get_or_create(&labels()).inc();
+        }
+        let namespace = || NamespaceLabels {
+            namespace: task.namespace.into(),
+        };
+        if t.to == "awaiting_approval" && from != Some("awaiting_approval") {
+            self.approvals_pending.get_or_create(&namespace()).inc();
+        }
+        if from == Some("awaiting_approval") && t.to != "awaiting_approval" {
+            self.approvals_pending.get_or_create(&namespace()).dec();
+            if let Some(asked) = status.and_then(|s| s.approval.as_ref()).map(|a| a.requested_at) {
+                self.approval_wait
+                    .get_or_create(&labels())
+                    .observe(seconds_between(asked, t.at));
+            }
+        }
+    }
+
+    /// Steps found waiting for a decision when the engine started (the gauge counts from them).
+    pub fn recovered_approval(&self, namespace: &str) {
+        self.approvals_pending
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.into(),
+            })
+            .inc();
+    }
+
+    /// How long one store commit took.
+    pub fn commit_took(&self, seconds: f64) {
+        self.commit_seconds.observe(seconds);
+    }
+
+    /// Steps ready but waiting for a slot, and attempts running, after a turn.
+    pub fn queue(&self, ready: usize, in_flight: usize) {
+        self.queue_depth.set(i64::try_from(ready).unwrap_or(i64::MAX));
+        self.in_flight.set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+}
+
+/// Seconds from `from` to `to` (ms), never negative.
+fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
+    to.saturating_sub(from).max(0) as f64 / 1000.0
+}
+
+/// The step a failed task blames (its first step in error) and the kind of that step's error.
+fn failed_step(steps: &[Step]) -> (String, String) {
+    match steps.iter().find(|s| s.state == StepState::Error) {
+        Some(step) => {
+            let text = step.last_error.as_ref().map_or(String::new(), |e| {
+                format!("{} {} {}", e.kind, e.code.as_deref().unwrap_or(""), e.message)
+            });
+            (crate::model::clip(&step.name, 64), error_type(&text).into())
+        }
+        None => ("unknown".into(), "other".into()),
+    }
+}
+
+/// Post 05's classification of an error by its text: timeout, connection, validation,
+/// payment, inventory or other.
+pub fn error_type(text: &str) -> &'static str {
+    let t = text.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    if has(&["timeout", "timed out"]) {
+        "timeout"
+    } else if has(&["connection", "unavailable", "unreachable", "refused"]) {
+        "connection"
+    } else if has(&["valid", "missing", "required", "empty"]) {
+        "validation"
+    } else if has(&["payment", "card", "declined", "funds"]) {
+        "payment"
+    } else if has(&["inventory", "stock"]) {
+        "inventory"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ErrorInfo, StepStatus};
+    use crate::workflow::handler_config::HandlerConfig;
+    use serde_json::json;
+
+    fn transition(subject: Subject, from: Option<&str>, to: &str, at: Timestamp) -> Transition {
+        Transition {
+            seq: 0,
+            task_id: "t1".into(),
+            at,
+            actor: "engine".into(),
+            subject,
+            from: from.map(str::to_string),
+            to: to.into(),
+            attempt: 1,
+            reason: None,
+            error: None,
+            step: None,
+        }
+    }
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn committed_transitions_move_the_engine_and_business_metrics_once_each() {
+        let metrics = Metrics::new();
+        let config = HandlerConfig::parse(&json!({
+            "business_metrics": { "track_revenue": true, "track_conversion": true, "customer_tier_tracking": true },
+            "monitoring": { "sla_seconds": 45 }
+        }))
+        .unwrap();
+        let context = json!({ "order_value": 200.5, "customer_tier": "premium", "payment_method": "paypal" });
+        let mut failed_step = Step::new("update_inventory", "h", Vec::new());
+        failed_step.state = StepState::Error;
+        failed_step.last_error = Some(ErrorInfo {
+            kind: "timeout".into(),
+            code: Some("TIMEOUT".into()),
+            message: "no answer within 15 s".into(),
+        });
+        let steps = vec![failed_step];
+        let facts = TaskFacts {
+            namespace: "blog_examples",
+            workflow: "monitored_checkout",
+            version: "1.0.0",
+            created_at: 1_000,
+            context: &context,
+            config: &config,
+            steps: &steps,
+        };
+        let step = |from: Option<&str>, to: &str, at: Timestamp, started: Timestamp| {
+            let mut t = transition(Subject::Step("update_inventory".into()), from, to, at);
+            let mut status: StepStatus = Step::new("update_inventory", "h", Vec::new()).status();
+            status.started_at = Some(started);
+            t.step = Some(Box::new(status));
+            t
+        };
+        let mut retry = step(Some("in_progress"), "waiting_for_retry", 16_000, 1_000);
+        retry.error = steps[0].last_error.clone();
+        for t in [
+            transition(Subject::Task, None, "pending", 1_000),
+            transition(Subject::Task, Some("pending"), "in_progress", 1_000),
+            retry,
+            step(Some("in_progress"), "complete", 18_000, 17_000),
+            transition(Subject::Task, Some("in_progress"), "complete", 30_000),
+            transition(Subject::Task, Some("in_progress"), "error", 60_000),
+        ] {
+            metrics.committed(&t, &facts);
+        }
+        let text = metrics.encode();
+        let task = |status: &str| {
+            format!("tasker_tasks_total{{namespace=\"blog_examples\",workflow=\"monitored_checkout\",version=\"1.0.0\",status=\"{status}\",business_tier=\"premium\"}} 1")
+        };
+        for status in ["created", "completed", "failed"] {
+            assert!(text.contains(&task(status)), "{status}: {text}");
+        }
+        assert!(line(&text, "tasker_tasks_total{namespace=\"blog_examples\",workflow=\"monitored_checkout\",version=\"1.0.0\",status=\"in_progress\"").is_none());
+        assert!(text.contains("tasker_step_retries_total{namespace=\"blog_examples\",workflow=\"monitored_checkout\",step=\"update_inventory\"} 1"), "{text}");
+        assert!(text.contains("outcome=\"timeout\"} 1"), "{text}");
+        assert!(text.contains("outcome=\"success\"} 1"), "{text}");
+        // Two attempts of 15 s and 1 s.
+        assert!(text.contains("tasker_step_duration_seconds_sum{namespace=\"blog_examples\",workflow=\"monitored_checkout\",step=\"update_inventory\"} 16.0"), "{text}");
+        assert!(
+            text.contains("checkout_conversions_total{namespace=\"blog_examples\",version=\"1.0.0\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("checkout_failures_total{namespace=\"blog_examples\",failed_step=\"update_inventory\",error_type=\"timeout\"} 1"), "{text}");
+        assert!(text.contains("revenue_processed_dollars_total{namespace=\"blog_examples\",customer_tier=\"premium\"} 200.5"), "{text}");
+        assert!(
+            text.contains(
+                "revenue_loss_dollars_total{namespace=\"blog_examples\",customer_tier=\"premium\"} 200.5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "payments_processed_total{namespace=\"blog_examples\",payment_method=\"paypal\"} 1"
+            ),
+            "{text}"
+        );
+        // 29 s from creation to completion: within the 45 s SLA.
+        assert!(text.contains("sla_compliance_total{namespace=\"blog_examples\",workflow=\"monitored_checkout\",sla_met=\"true\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn approvals_pending_counts_up_and_down_and_errors_are_classified() {
+        let metrics = Metrics::new();
+        let config = HandlerConfig::default();
+        let context = json!({});
+        let facts = TaskFacts {
+            namespace: "payments",
+            workflow: "process_refund",
+            version: "1.0.0",
+            created_at: 0,
+            context: &context,
+            config: &config,
+            steps: &[],
+        };
+        metrics.recovered_approval("payments");
+        let gate = |from, to| transition(Subject::Step("approve".into()), Some(from), to, 5_000);
+        metrics.committed(&gate("in_progress", "awaiting_approval"), &facts);
+        assert!(metrics
+            .encode()
+            .contains("tasker_approvals_pending{namespace=\"payments\"} 2"));
+        metrics.committed(&gate("awaiting_approval", "in_progress"), &facts);
+        assert!(metrics
+            .encode()
+            .contains("tasker_approvals_pending{namespace=\"payments\"} 1"));
+        assert_eq!(
+            error_type("retryable SERVICE_UNAVAILABLE inventory.reserve: service_unavailable"),
+            "connection"
+        );
+        assert_eq!(error_type("permanent CARD_DECLINED card was declined"), "payment");
+        assert_eq!(
+            error_type("permanent MISSING_CART_ITEMS the cart has no items"),
+            "validation"
+        );
+        assert_eq!(error_type("retryable OUT_OF_STOCK not enough stock"), "inventory");
+        assert_eq!(error_type("retryable X something else"), "other");
+    }
+}
