@@ -2,6 +2,7 @@
 //! earlier steps' results, its `handler_config` and a stable idempotency key (design.md,
 //! principle 5). It returns results or a `StepError` saying whether a retry could help.
 
+pub mod blog_examples;
 pub mod customer_success;
 pub mod data_pipeline;
 pub mod ecommerce;
@@ -175,6 +176,7 @@ impl Registry {
         microservices::register(&mut r, &services);
         payments::register(&mut r, &services);
         customer_success::register(&mut r, &services);
+        blog_examples::register(&mut r, &services);
         r.services = Some(services);
         r
     }
