@@ -1590,6 +1590,8 @@ impl Orchestrator {
             );
         }
         self.metrics.queue(self.ready.len(), self.inflight.len());
+        self.metrics
+            .next_approval_expiry(self.approval_timers.first().map(|(at, _, _)| *at));
     }
 
     fn spawn(&mut self, id: String, i: usize) {

@@ -105,6 +105,45 @@ struct SlaLabels {
     sla_met: String,
 }
 
+/// Every metric family this registry exports, as Prometheus names it (counters end in
+/// `_total`), with its type: what dashboards and alert rules may query (tests hold the rules,
+/// the dashboards and the registry to this list).
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("tasker_tasks_total", "counter"),
+    ("tasker_task_duration_seconds", "histogram"),
+    ("tasker_step_duration_seconds", "histogram"),
+    ("tasker_step_attempts_total", "counter"),
+    ("tasker_step_retries_total", "counter"),
+    ("tasker_approvals_pending", "gauge"),
+    ("tasker_approval_wait_seconds", "histogram"),
+    ("tasker_approval_next_expiry_timestamp_seconds", "gauge"),
+    ("tasker_store_commit_seconds", "histogram"),
+    ("tasker_queue_depth", "gauge"),
+    ("tasker_steps_in_flight", "gauge"),
+    ("checkout_conversions_total", "counter"),
+    ("checkout_failures_total", "counter"),
+    ("revenue_processed_dollars_total", "counter"),
+    ("revenue_loss_dollars_total", "counter"),
+    ("payments_processed_total", "counter"),
+    ("payment_volume_dollars_total", "counter"),
+    ("sla_compliance_total", "counter"),
+];
+
+/// The series names a query may use: counters and gauges as named, and a histogram's
+/// `_bucket`, `_sum` and `_count`.
+pub fn series_names() -> Vec<String> {
+    FAMILIES
+        .iter()
+        .flat_map(|(name, kind)| match *kind {
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|suffix| format!("{name}{suffix}"))
+                .collect::<Vec<_>>(),
+            _ => vec![name.to_string()],
+        })
+        .collect()
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 type Amount = Counter<f64, AtomicU64>;
 
@@ -135,6 +174,7 @@ pub struct Metrics {
     step_retries: Family<StepLabels, Counter>,
     approvals_pending: Family<NamespaceLabels, Gauge>,
     approval_wait: Histograms<StepLabels>,
+    next_expiry: Gauge,
     commit_seconds: Histogram,
     queue_depth: Gauge,
     in_flight: Gauge,
@@ -197,6 +237,12 @@ impl Metrics {
             "tasker_approval_wait_seconds",
             "Seconds from an approval request to its decision or expiry",
             approval_wait.clone(),
+        );
+        let next_expiry = Gauge::default();
+        registry.register(
+            "tasker_approval_next_expiry_timestamp_seconds",
+            "When the soonest waiting approval request expires (Unix seconds; 0 when none waits)",
+            next_expiry.clone(),
         );
         let commit_seconds = Histogram::new(COMMIT_BUCKETS);
         registry.register(
@@ -267,6 +313,7 @@ impl Metrics {
             step_retries,
             approvals_pending,
             approval_wait,
+            next_expiry,
             commit_seconds,
             queue_depth,
             in_flight,
@@ -470,6 +517,11 @@ impl Metrics {
         self.commit_seconds.observe(seconds);
     }
 
+    /// When the soonest waiting approval expires (ms since the epoch), or `None`.
+    pub fn next_approval_expiry(&self, at: Option<Timestamp>) {
+        self.next_expiry.set(at.map_or(0, |ms| ms.div_euclid(1000)));
+    }
+
     /// Steps ready but waiting for a slot, and attempts running, after a turn.
     pub fn queue(&self, ready: usize, in_flight: usize) {
         self.queue_depth.set(i64::try_from(ready).unwrap_or(i64::MAX));
@@ -637,6 +689,8 @@ mod tests {
             steps: &[],
         };
         metrics.recovered_approval("payments");
+        metrics.next_approval_expiry(Some(7_200_500));
+        assert!(metrics.encode().contains("tasker_approval_next_expiry_timestamp_seconds 7200"));
         let gate = |from, to| transition(Subject::Step("approve".into()), Some(from), to, 5_000);
         metrics.committed(&gate("in_progress", "awaiting_approval"), &facts);
         assert!(metrics
@@ -657,5 +711,80 @@ mod tests {
         );
         assert_eq!(error_type("retryable OUT_OF_STOCK not enough stock"), "inventory");
         assert_eq!(error_type("retryable X something else"), "other");
+    }
+
+    #[test]
+    fn the_registry_exports_exactly_the_listed_families() {
+        // The first test's transitions touch every family but the gauges and the approval
+        // histogram, which this one adds.
+        let metrics = Metrics::new();
+        let config = HandlerConfig::parse(&json!({
+            "business_metrics": { "track_revenue": true, "track_conversion": true },
+            "monitoring": { "sla_seconds": 45 }
+        }))
+        .unwrap();
+        let context = json!({ "order_value": 1.0 });
+        let facts = TaskFacts {
+            namespace: "n",
+            workflow: "w",
+            version: "1.0.0",
+            created_at: 0,
+            context: &context,
+            config: &config,
+            steps: &[],
+        };
+        let mut attempt = transition(Subject::Step("s".into()), Some("in_progress"), "complete", 2_000);
+        let mut status = Step::new("s", "h", Vec::new()).status();
+        status.started_at = Some(1_000);
+        attempt.step = Some(Box::new(status));
+        let mut decided = transition(Subject::Step("s".into()), Some("awaiting_approval"), "in_progress", 900);
+        let mut gate = Step::new("s", "h", Vec::new()).status();
+        gate.approval = Some(crate::model::Approval {
+            request: crate::model::ApprovalRequest {
+                summary: "refund".into(),
+                amount: None,
+                ticket: None,
+                customer: None,
+                policy_notes: None,
+                requester: "priya".into(),
+                required_role: "manager".into(),
+                timeout_seconds: 60,
+            },
+            requested_at: 500,
+            expires_at: 60_500,
+            decision: None,
+        });
+        decided.step = Some(Box::new(gate));
+        for t in [
+            transition(Subject::Task, None, "pending", 0),
+            transition(Subject::Step("s".into()), Some("in_progress"), "awaiting_approval", 500),
+            decided,
+            transition(Subject::Step("s".into()), Some("in_progress"), "waiting_for_retry", 950),
+            attempt,
+            transition(Subject::Task, Some("in_progress"), "complete", 3_000),
+            transition(Subject::Task, Some("in_progress"), "error", 3_000),
+        ] {
+            metrics.committed(&t, &facts);
+        }
+        metrics.commit_took(0.001);
+        metrics.queue(1, 2);
+        metrics.next_approval_expiry(None);
+        let text = metrics.encode();
+        let exported: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| {
+                let (name, kind) = l.split_once(' ').unwrap();
+                (name.to_string(), kind.to_string())
+            })
+            .collect();
+        let listed: Vec<(String, String)> =
+            FAMILIES.iter().map(|(n, k)| (n.to_string(), k.to_string())).collect();
+        for family in &listed {
+            assert!(exported.contains(family), "{family:?} is listed but not exported:\n{text}");
+        }
+        for family in &exported {
+            assert!(listed.contains(family), "{family:?} is exported but not in FAMILIES");
+        }
     }
 }
