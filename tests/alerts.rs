@@ -45,7 +45,11 @@ fn promtool_accepts_every_rule_file_and_passes_their_unit_tests() {
     promtool(&args, &root());
 
     let tests = files(&root().join("alerts/tests"), "yml");
-    assert_eq!(tests.len(), rules.len(), "a unit test file per rule file: {tests:?}");
+    assert_eq!(
+        tests.len(),
+        rules.len(),
+        "a unit test file per rule file: {tests:?}"
+    );
     let mut args = vec!["test", "rules"];
     let names: Vec<String> = tests.iter().map(|p| p.display().to_string()).collect();
     args.extend(names.iter().map(String::as_str));
@@ -83,7 +87,11 @@ fn rules_query_only_exported_metrics_and_point_at_runbooks_that_exist() {
                 }
                 exprs.push(r["expr"].as_str().unwrap().to_string());
                 if let Some(url) = r["annotations"]["runbook_url"].as_str() {
-                    assert!(root().join(url).is_file(), "{}: runbook {url} is missing", rule.display());
+                    assert!(
+                        root().join(url).is_file(),
+                        "{}: runbook {url} is missing",
+                        rule.display()
+                    );
                 }
             }
         }

@@ -690,7 +690,9 @@ mod tests {
         };
         metrics.recovered_approval("payments");
         metrics.next_approval_expiry(Some(7_200_500));
-        assert!(metrics.encode().contains("tasker_approval_next_expiry_timestamp_seconds 7200"));
+        assert!(metrics
+            .encode()
+            .contains("tasker_approval_next_expiry_timestamp_seconds 7200"));
         let gate = |from, to| transition(Subject::Step("approve".into()), Some(from), to, 5_000);
         metrics.committed(&gate("in_progress", "awaiting_approval"), &facts);
         assert!(metrics
@@ -737,7 +739,12 @@ mod tests {
         let mut status = Step::new("s", "h", Vec::new()).status();
         status.started_at = Some(1_000);
         attempt.step = Some(Box::new(status));
-        let mut decided = transition(Subject::Step("s".into()), Some("awaiting_approval"), "in_progress", 900);
+        let mut decided = transition(
+            Subject::Step("s".into()),
+            Some("awaiting_approval"),
+            "in_progress",
+            900,
+        );
         let mut gate = Step::new("s", "h", Vec::new()).status();
         gate.approval = Some(crate::model::Approval {
             request: crate::model::ApprovalRequest {
@@ -757,9 +764,19 @@ mod tests {
         decided.step = Some(Box::new(gate));
         for t in [
             transition(Subject::Task, None, "pending", 0),
-            transition(Subject::Step("s".into()), Some("in_progress"), "awaiting_approval", 500),
+            transition(
+                Subject::Step("s".into()),
+                Some("in_progress"),
+                "awaiting_approval",
+                500,
+            ),
             decided,
-            transition(Subject::Step("s".into()), Some("in_progress"), "waiting_for_retry", 950),
+            transition(
+                Subject::Step("s".into()),
+                Some("in_progress"),
+                "waiting_for_retry",
+                950,
+            ),
             attempt,
             transition(Subject::Task, Some("in_progress"), "complete", 3_000),
             transition(Subject::Task, Some("in_progress"), "error", 3_000),
@@ -778,13 +795,21 @@ mod tests {
                 (name.to_string(), kind.to_string())
             })
             .collect();
-        let listed: Vec<(String, String)> =
-            FAMILIES.iter().map(|(n, k)| (n.to_string(), k.to_string())).collect();
+        let listed: Vec<(String, String)> = FAMILIES
+            .iter()
+            .map(|(n, k)| (n.to_string(), k.to_string()))
+            .collect();
         for family in &listed {
-            assert!(exported.contains(family), "{family:?} is listed but not exported:\n{text}");
+            assert!(
+                exported.contains(family),
+                "{family:?} is listed but not exported:\n{text}"
+            );
         }
         for family in &exported {
-            assert!(listed.contains(family), "{family:?} is exported but not in FAMILIES");
+            assert!(
+                listed.contains(family),
+                "{family:?} is exported but not in FAMILIES"
+            );
         }
     }
 }
