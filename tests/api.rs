@@ -255,10 +255,31 @@ async fn reads_show_each_operator_only_what_they_may_read() {
         .call("GET", "/health/status", Some(&token(&viewer())), None)
         .await;
     assert_eq!(
-        status["active"],
+        status["checks"]["task_processing"]["active_tasks"],
         json!(1),
         "only the refund counts for a viewer: {status}"
     );
+    // Post 05's shape: checks and the engine's performance.
+    assert_eq!(status["status"], "healthy", "{status}");
+    assert_eq!(status["checks"]["database"], "ok");
+    assert_eq!(status["checks"]["engine"], "ok");
+    assert_eq!(status["checks"]["task_processing"]["pending_tasks"], json!(0));
+    assert!(status["checks"]["step_handlers"]["registered_handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h == "blog_examples.update_inventory"));
+    assert!(status["checks"]["step_handlers"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("customer_success")));
+    assert!(
+        status["performance"]["store_commit_p99_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(status["performance"]["commits_sampled"].as_u64().unwrap() >= 1);
 }
 
 #[tokio::test]

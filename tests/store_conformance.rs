@@ -213,6 +213,7 @@ async fn conformance(make: &dyn Fn() -> Opened) {
     assert_eq!(store.last_event_seq().await.unwrap(), 0);
     assert!(store.task("nope").await.unwrap().is_none());
     assert_eq!(store.oldest_task_id().await.unwrap(), None);
+    store.check_writable().await.unwrap();
 
     // Tasks in two namespaces and workflows; some complete, one in error, one running.
     let mut done = Vec::new();

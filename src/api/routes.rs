@@ -29,8 +29,11 @@ fn client(state: &AppState, Caller(who): Caller) -> Local {
 /// The body of `/health/live` and `/health/ready`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `live`, `ready` or `stopping`.
+    /// `live`, `ready`, `unavailable` (the store takes no write) or `stopping`.
     pub status: String,
+    /// Why it is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The process is up.
@@ -39,27 +42,34 @@ pub struct Health {
 pub async fn live() -> Json<Health> {
     Json(Health {
         status: "live".into(),
+        reason: None,
     })
 }
 
-/// The engine is running and accepts work.
+/// The engine loop is running and its store takes a write (503 otherwise, saying which).
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    if state.engine.is_running() {
-        (
+    match state.engine.query().ready().await {
+        Ok(()) => (
             StatusCode::OK,
             Json(Health {
                 status: "ready".into(),
+                reason: None,
             }),
-        )
-    } else {
-        (
+        ),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
-                status: "stopping".into(),
+                status: if state.engine.is_running() {
+                    "unavailable"
+                } else {
+                    "stopping"
+                }
+                .into(),
+                reason: Some(reason),
             }),
-        )
+        ),
     }
 }
 

@@ -20,7 +20,9 @@ mod stream;
 pub use clock::Clock;
 pub use command::{EngineError, ErrorKind, SubmitRequest};
 pub use events::{names as event_names, Event, EventBus};
-pub use query::{PendingApproval, Query, ReadableEvents, Status, TaskFilter};
+pub use query::{
+    PendingApproval, Query, ReadableEvents, Status, StatusChecks, StepHandlers, TaskFilter, TaskProcessing,
+};
 pub use stream::EventStream;
 
 use crate::auth::Identity;
@@ -119,10 +121,18 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let bus = EventBus::new(config.event_capacity);
         let clock = config.clock.unwrap_or_default();
-        let query = Query::new(store.clone(), catalog.clone(), clock, registry.names());
+        let metrics = Arc::new(crate::telemetry::Metrics::new());
+        let loop_tx = tx.clone();
+        let query = Query::new(
+            store.clone(),
+            catalog.clone(),
+            clock,
+            registry.names(),
+            metrics.clone(),
+            Arc::new(move || !loop_tx.is_closed()),
+        );
         let seq = store.last_seq().await?;
         let event_seq = store.last_event_seq().await?;
-        let metrics = Arc::new(crate::telemetry::Metrics::new());
         let resume = if config.dispatch {
             store.active_tasks().await?
         } else {

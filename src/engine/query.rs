@@ -48,17 +48,41 @@ pub struct PendingApproval {
     pub expires_at: Timestamp,
 }
 
-/// Counts for `/health/status`, over the tasks the caller may read.
+/// `/health/status`, in post 05's shape: checks (the store, the engine loop, the work the
+/// caller may read, the handlers) and the engine's performance figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
+    /// `healthy`, or `unhealthy` when a check failed.
+    pub status: String,
+    pub checks: StatusChecks,
+    pub performance: crate::telemetry::metrics::Performance,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusChecks {
+    /// `ok`, or why the store cannot be written.
+    pub database: String,
+    /// `ok`, or `stopped` once the engine loop has ended.
+    pub engine: String,
+    pub task_processing: TaskProcessing,
+    pub step_handlers: StepHandlers,
+}
+
+/// Counts over the tasks the caller may read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskProcessing {
     /// Tasks in progress.
-    pub active: usize,
+    pub active_tasks: usize,
     /// Tasks waiting to start.
-    pub pending: usize,
+    pub pending_tasks: usize,
     /// Tasks that went into error within the last hour.
-    pub failed_last_hour: usize,
+    pub failed_tasks_last_hour: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepHandlers {
     /// Handler names the engine can run.
-    pub handlers: Vec<String>,
+    pub registered_handlers: Vec<String>,
     /// Namespaces of the loaded workflows.
     pub namespaces: Vec<String>,
 }
@@ -71,6 +95,9 @@ pub struct Query {
     coordinator: Coordinator,
     clock: Clock,
     handlers: Arc<Vec<String>>,
+    metrics: Arc<crate::telemetry::Metrics>,
+    /// Whether the engine loop still runs.
+    alive: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Query {
@@ -79,6 +106,8 @@ impl Query {
         catalog: Arc<Catalog>,
         clock: Clock,
         handlers: Vec<String>,
+        metrics: Arc<crate::telemetry::Metrics>,
+        alive: Arc<dyn Fn() -> bool + Send + Sync>,
     ) -> Self {
         let coordinator = Coordinator::new(catalog.clone()).with_clock(Arc::new(move || clock.now()));
         Query {
@@ -87,7 +116,17 @@ impl Query {
             coordinator,
             clock,
             handlers: Arc::new(handlers),
+            metrics,
+            alive,
         }
+    }
+
+    /// Whether the engine can take work: its loop runs and its store takes a write.
+    pub async fn ready(&self) -> Result<(), String> {
+        if !(self.alive)() {
+            return Err("the engine has stopped".into());
+        }
+        self.store.check_writable().await.map_err(|e| e.to_string())
     }
 
     pub fn coordinator(&self) -> &Coordinator {
@@ -277,12 +316,28 @@ impl Query {
         let active = count(TaskState::InProgress, &|_| true).await?;
         let pending = count(TaskState::Pending, &|_| true).await?;
         let failed = count(TaskState::Error, &|t| t.updated_at >= hour_ago).await?;
+        let database = match self.store.check_writable().await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let engine = if (self.alive)() { "ok" } else { "stopped" };
+        let healthy = database == "ok" && engine == "ok";
         Ok(Status {
-            active,
-            pending,
-            failed_last_hour: failed,
-            handlers: self.handlers.to_vec(),
-            namespaces: self.namespaces(),
+            status: if healthy { "healthy" } else { "unhealthy" }.into(),
+            checks: StatusChecks {
+                database,
+                engine: engine.into(),
+                task_processing: TaskProcessing {
+                    active_tasks: active,
+                    pending_tasks: pending,
+                    failed_tasks_last_hour: failed,
+                },
+                step_handlers: StepHandlers {
+                    registered_handlers: self.handlers.to_vec(),
+                    namespaces: self.namespaces(),
+                },
+            },
+            performance: self.metrics.performance(),
         })
     }
 

@@ -169,6 +169,9 @@ pub trait Store: Send + Sync {
     /// transitions, index entries), and events older than `events_before`; returns how many
     /// tasks it removed. A task that is active again (retried since it was chosen) is kept.
     async fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError>;
+    /// Whether the store takes a write now (a readiness probe: a failed disk or a lost
+    /// database connection says so here). Writes a few bytes, never syncs.
+    async fn check_writable(&self) -> Result<(), StoreError>;
     fn durability(&self) -> Durability;
     /// Writes everything to stable storage now.
     async fn flush(&self) -> Result<(), StoreError>;

@@ -19,7 +19,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+/// How many recent commit latencies `/health/status` summarizes.
+const RECENT_COMMITS: usize = 1024;
 
 /// The `Content-Type` of `/metrics` (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -151,6 +156,19 @@ fn durations() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// The engine's figures in `/health/status` (post 05's `performance` section).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Performance {
+    /// Median and 99th percentile of the latest durable commits (up to 1,024), in seconds;
+    /// `null` before the first.
+    pub store_commit_p50_seconds: Option<f64>,
+    pub store_commit_p99_seconds: Option<f64>,
+    pub commits_sampled: usize,
+    /// Steps ready for a slot, and attempts running, after the last turn.
+    pub queue_depth: i64,
+    pub steps_in_flight: i64,
+}
+
 /// What the metrics need to know of the task a transition belongs to.
 pub struct TaskFacts<'a> {
     pub namespace: &'a str,
@@ -176,6 +194,8 @@ pub struct Metrics {
     approval_wait: Histograms<StepLabels>,
     next_expiry: Gauge,
     commit_seconds: Histogram,
+    /// The latest commits' latencies in seconds, newest last.
+    recent_commits: Mutex<VecDeque<f64>>,
     queue_depth: Gauge,
     in_flight: Gauge,
     conversions: Family<ConversionLabels, Counter>,
@@ -315,6 +335,7 @@ impl Metrics {
             approval_wait,
             next_expiry,
             commit_seconds,
+            recent_commits: Mutex::new(VecDeque::with_capacity(RECENT_COMMITS)),
             queue_depth,
             in_flight,
             conversions,
@@ -515,6 +536,38 @@ impl Metrics {
     /// How long one store commit took.
     pub fn commit_took(&self, seconds: f64) {
         self.commit_seconds.observe(seconds);
+        let mut recent = self.recent_commits.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_COMMITS {
+            recent.pop_front();
+        }
+        recent.push_back(seconds);
+    }
+
+    /// The engine's figures for `/health/status`.
+    pub fn performance(&self) -> Performance {
+        let mut recent: Vec<f64> = self
+            .recent_commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        recent.sort_by(f64::total_cmp);
+        let at = |q: f64| -> Option<f64> {
+            let last = recent.len().checked_sub(1)?;
+            // Nearest rank: a small sample's p99 is its slowest commit.
+            let i = ((q * recent.len() as f64).ceil() as usize)
+                .saturating_sub(1)
+                .min(last);
+            recent.get(i).copied()
+        };
+        Performance {
+            store_commit_p50_seconds: at(0.5),
+            store_commit_p99_seconds: at(0.99),
+            commits_sampled: recent.len(),
+            queue_depth: self.queue_depth.get(),
+            steps_in_flight: self.in_flight.get(),
+        }
     }
 
     /// When the soonest waiting approval expires (ms since the epoch), or `None`.

@@ -1053,7 +1053,16 @@ impl Store for SledStore {
         self.flush_now()
     }
 
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp_millis().to_be_bytes();
+        self.meta.insert(HEALTH_PROBE, &now)?;
+        Ok(())
+    }
+
     fn durability(&self) -> Durability {
         self.durability
     }
 }
+
+/// The meta key a readiness probe writes.
+const HEALTH_PROBE: &[u8] = b"health_probe";
