@@ -99,7 +99,7 @@ fn rules_query_only_exported_metrics_and_point_at_runbooks_that_exist() {
         for expr in exprs {
             for word in metric_words(&expr) {
                 assert!(
-                    exported.iter().any(|e| *e == word) || recorded.iter().any(|r| *r == word),
+                    exported.contains(&word) || recorded.contains(&word),
                     "{}: `{word}` is neither exported by the registry nor recorded by a rule",
                     rule.display()
                 );
