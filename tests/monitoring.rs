@@ -206,10 +206,7 @@ fn dashboards_are_grafana_documents_whose_queries_parse_and_use_exported_metrics
                 assert_eq!(t["datasource"]["uid"], "${datasource}", "{title}");
                 let expr = t["expr"].as_str().unwrap();
                 for word in metric_words(expr) {
-                    assert!(
-                        exported.iter().any(|e| *e == word),
-                        "{title}: `{word}` is not exported"
-                    );
+                    assert!(exported.contains(&word), "{title}: `{word}` is not exported");
                 }
                 // promtool parses PromQL offline through a recording rule.
                 rules.push_str(&format!(
