@@ -15,12 +15,13 @@ pub const MAX_LOG_BYTES: usize = 8 << 20;
 pub const KEEP_LOGS: usize = 4;
 
 /// Starts file logging under `<data>/logs/` (folder 0700, files 0600 under the process's
-/// umask). Keep the guard alive until exit so buffered lines are written. `TASKDECK_LOG` sets
-/// the filter (default `info`).
+/// umask), as text or, with `json`, one JSON object per line with the event's fields (task,
+/// step, correlation id…) at the top level. Keep the guard alive until exit so buffered lines
+/// are written. `TASKDECK_LOG` sets the filter (default `info`).
 ///
 /// Errors: the folder or file cannot be created (a read-only or full disk); the caller says
 /// so and runs without logs. Never panics.
-pub fn init(data_dir: &Path) -> Result<WorkerGuard, String> {
+pub fn init(data_dir: &Path, json: bool) -> Result<WorkerGuard, String> {
     let dir = data_dir.join("logs");
     if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(format!(
@@ -64,10 +65,18 @@ pub fn init(data_dir: &Path) -> Result<WorkerGuard, String> {
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_env("TASKDECK_LOG").unwrap_or_else(|_| EnvFilter::new("info,sled=warn"));
     // A second initialisation (tests that call `main` twice) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)
-        .with_env_filter(filter)
-        .try_init();
+        .with_env_filter(filter);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
     Ok(guard)
 }

@@ -594,3 +594,79 @@ fn a_batch_whose_reader_goes_away_still_submits_every_line() {
         .unwrap();
     assert_eq!(json(&listed).as_array().unwrap().len(), 2_500);
 }
+
+#[test]
+fn json_logs_carry_task_step_and_correlation_fields_and_never_personal_data() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+            .arg("--data")
+            .arg(data.path())
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("TASKDECK_LOG", "debug")
+            .output()
+            .unwrap()
+    };
+    let sample = format!("{}/samples/process_order.json", env!("CARGO_MANIFEST_DIR"));
+    let out = run(&["submit", "ecommerce/process_order", "--context-file", &sample]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let checkout = format!(
+        r#"{{"customer_id":"CUST-1","customer_email":"shopper@example.com","customer_tier":"premium","cart_items":[{{"sku":"A","price":10.0,"quantity":1}}],"payment_method":"paypal","order_value":10.0,"correlation_id":"checkout_0badcafe","scenario":{}}}"#,
+        r#"{"email":{"send_email":{"fail_times":1,"status":"service_unavailable"}}}"#
+    );
+    let out = run(&[
+        "submit",
+        "blog_examples/monitored_checkout",
+        "--context",
+        &checkout,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["run", "--until-idle", "--no-api"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let text = std::fs::read_to_string(data.path().join("logs/taskdeck.log")).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for secret in [
+        "customer@example.com",
+        "shopper@example.com",
+        "tok_visa_valid",
+        "123 Main St",
+    ] {
+        assert!(!text.contains(secret), "{secret} reached the log");
+    }
+    let find = |message: &str, step: Option<&str>| {
+        lines
+            .iter()
+            .find(|l| {
+                l["message"].as_str().is_some_and(|m| m.starts_with(message))
+                    && step.is_none_or(|s| l["step"] == s)
+            })
+            .unwrap_or_else(|| panic!("no `{message}` line in\n{text}"))
+            .clone()
+    };
+    // The correlation id travels with every line of the checkout.
+    let failed = find("step attempt failed", Some("send_confirmation"));
+    assert_eq!(failed["correlation_id"], "checkout_0badcafe", "{failed}");
+    assert_eq!(failed["level"], "WARN");
+    assert!(failed["task"].as_str().is_some_and(|t| t.len() == 36));
+    let created = find("task created", None);
+    assert!(
+        created["workflow"].is_string() && created["namespace"].is_string(),
+        "{created}"
+    );
+    // Contexts and results are logged, filtered.
+    let context = find("task context", None);
+    assert!(
+        context["context"].as_str().unwrap().contains("[FILTERED]"),
+        "{context}"
+    );
+    let results = find("step results", Some("send_confirmation"));
+    assert!(
+        results["results"].as_str().unwrap().contains("[FILTERED]"),
+        "{results}"
+    );
+}

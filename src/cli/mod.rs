@@ -51,6 +51,9 @@ pub struct Cli {
     /// Most steps running at once.
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
+    /// How the log file (DATA/logs/taskdeck.log) is written: `text`, or `json` (one object per line, with the task, step and correlation id as fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TASKDECK_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// Largest task context accepted, in bytes of JSON.
     #[arg(long, global = true, default_value_t = DEFAULT_MAX_CONTEXT_BYTES, env = "TASKDECK_MAX_CONTEXT_BYTES", value_name = "BYTES")]
     pub max_context_bytes: usize,
@@ -313,7 +316,7 @@ pub fn main() -> i32 {
     } else {
         PathBuf::new()
     };
-    let _log = match needs_data.then(|| crate::logging::init(&data)) {
+    let _log = match needs_data.then(|| crate::logging::init(&data, cli.log_format == LogFormat::Json)) {
         Some(Ok(guard)) => Some(guard),
         Some(Err(why)) => {
             let _ = writeln!(std::io::stderr(), "warning: {why}; running without a log file");
@@ -571,6 +574,13 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         ctx.registry.clone(),
     )
     .await?)
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `--durability` takes the store's modes by name (the store itself knows nothing of clap).

@@ -1576,6 +1576,7 @@ impl Orchestrator {
                 }
             }
             let Some((_, workflow)) = &config else { continue };
+            log_committed(t, task, &entry.context);
             self.metrics.committed(
                 t,
                 &crate::telemetry::metrics::TaskFacts {
@@ -1756,6 +1757,80 @@ impl Orchestrator {
         for id in self.finished.drain(..) {
             if self.tasks.get(&id).is_some_and(|e| !e.task.state.is_active()) {
                 self.tasks.remove(&id);
+            }
+        }
+    }
+}
+
+/// One committed transition in the log, with the task, step and correlation id as fields:
+/// task creations and ends at info, failed attempts as warnings, the rest at debug. Contexts
+/// (at creation) and results (at completion) are logged at debug only, and always through
+/// the filter: the values of `filter_parameters` keys never reach a log.
+fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
+    use crate::telemetry::filter;
+    let correlation_id = context
+        .get("correlation_id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let from = t.from.as_deref().unwrap_or("");
+    match &t.subject {
+        Subject::Task => {
+            let created = t.from.is_none();
+            let ended = matches!(
+                t.to.as_str(),
+                "complete" | "error" | "cancelled" | "resolved_manually"
+            );
+            if created || ended {
+                tracing::info!(
+                    task = %t.task_id,
+                    namespace = %task.namespace,
+                    workflow = %task.name,
+                    version = %task.version,
+                    correlation_id,
+                    from,
+                    to = %t.to,
+                    actor = %t.actor,
+                    "task {}",
+                    if created { "created" } else { t.to.as_str() }
+                );
+            }
+            if created && tracing::enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(task = %t.task_id, correlation_id, context = %filter::mask(context), "task context");
+            }
+        }
+        Subject::Step(step) => {
+            if matches!(t.to.as_str(), "error" | "waiting_for_retry") {
+                let error = t
+                    .error
+                    .as_ref()
+                    .map(|e| {
+                        format!(
+                            "{} {}: {}",
+                            e.kind,
+                            e.code.as_deref().unwrap_or(""),
+                            filter::scrub_text(&e.message)
+                        )
+                    })
+                    .unwrap_or_default();
+                tracing::warn!(
+                    task = %t.task_id,
+                    namespace = %task.namespace,
+                    workflow = %task.name,
+                    step = %step,
+                    attempt = t.attempt,
+                    correlation_id,
+                    from,
+                    to = %t.to,
+                    error = %error,
+                    "step attempt failed"
+                );
+            } else {
+                tracing::debug!(task = %t.task_id, step = %step, attempt = t.attempt, correlation_id, from, to = %t.to, "step {}", t.to);
+            }
+            if t.to == "complete" && tracing::enabled!(tracing::Level::DEBUG) {
+                if let Some(results) = t.step.as_ref().and_then(|s| s.results.as_ref()) {
+                    tracing::debug!(task = %t.task_id, step = %step, correlation_id, results = %filter::mask(results), "step results");
+                }
             }
         }
     }

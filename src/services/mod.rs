@@ -161,7 +161,11 @@ impl Services {
                 retry_after: fault.retry_after(),
                 injected: true,
             };
-            tracing::warn!(task = call.task_id, "{err}");
+            tracing::warn!(
+                task = call.task_id,
+                "{}",
+                crate::telemetry::filter::scrub_text(&err.to_string())
+            );
             err
         });
         (wait, failure)

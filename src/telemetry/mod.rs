@@ -1,5 +1,7 @@
-//! What the engine tells the outside about itself: Prometheus metrics (post 05).
+//! What the engine tells the outside about itself (post 05): Prometheus metrics, and the
+//! filter that keeps personal data out of logs.
 
+pub mod filter;
 pub mod metrics;
 
 pub use metrics::Metrics;

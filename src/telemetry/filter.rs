@@ -1,0 +1,141 @@
+//! What never reaches a log: values of the keys in post 05/06's `filter_parameters` (password,
+//! credit_card, ssn, email, phone, address, customer_email, customer_phone, billing_address,
+//! credit_card_last_four, bank_account, tax_id; `../shared/reference/tasker-blog-facts.md` §8),
+//! plus card data and payment tokens, are replaced by `[FILTERED]` (the engine's default mask)
+//! wherever a context or a result is logged. As in Rails' parameter filter, a key matches when
+//! it contains a listed word, at any depth: `customer_email`, `shipping_address` and
+//! `card_last_four` all go.
+
+use serde_json::Value;
+
+/// The words a key is filtered for (lowercase).
+pub const FILTER_PARAMETERS: &[&str] = &[
+    "password",
+    "credit_card",
+    "ssn",
+    "email",
+    "phone",
+    "address",
+    "customer_email",
+    "customer_phone",
+    "billing_address",
+    "credit_card_last_four",
+    "bank_account",
+    "tax_id",
+    // Beyond the post's list: card data and payment tokens in this project's contexts.
+    "card",
+    "token",
+];
+
+/// What a filtered value becomes.
+pub const FILTER_MASK: &str = "[FILTERED]";
+
+/// Whether the values of `key` are never logged.
+pub fn is_filtered(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    FILTER_PARAMETERS.iter().any(|word| key.contains(word))
+}
+
+/// `value` with every filtered key's value (whatever it holds) replaced by the mask.
+pub fn mask(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_filtered(k) {
+                        Value::String(FILTER_MASK.into())
+                    } else {
+                        mask(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
+        // Under any key: an address or a card number in a value is personal data too.
+        Value::String(s) => Value::String(scrub_text(s)),
+        other => other.clone(),
+    }
+}
+
+/// `text` with every word that looks like an email address (an `@` between other
+/// characters) or a card number (13 to 19 digits, spaces and dashes aside) replaced by the
+/// mask: values and error messages quote what they carry or refused.
+pub fn scrub_text(text: &str) -> String {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if !text.contains('@') && digits < 13 {
+        return text.to_string();
+    }
+    let card = |s: &str| {
+        let d = s.chars().filter(char::is_ascii_digit).count();
+        (13..=19).contains(&d) && s.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+    };
+    if card(text.trim()) {
+        return FILTER_MASK.into();
+    }
+    text.split(' ')
+        .map(|word| {
+            let core = word.trim_matches(|c: char| !c.is_alphanumeric());
+            let email = core
+                .split_once('@')
+                .is_some_and(|(user, domain)| !user.is_empty() && !domain.is_empty());
+            if email || card(core) {
+                word.replace(core, FILTER_MASK)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn listed_keys_are_masked_at_any_depth_and_the_rest_stays() {
+        let context = json!({
+            "customer_info": { "email": "jane@example.com", "name": "Jane", "phone": "+1 555 0100", "tier": "premium" },
+            "payment_info": { "card_last_four": "4242", "token": "tok_visa", "amount": 124.76 },
+            "shipping_info": { "address": "1 Main St", "city": "Anytown" },
+            "customer_email": "jane@example.com",
+            "cart_items": [{ "sku": "A", "Billing_Address": { "zip": "12345" } }],
+        });
+        let masked = mask(&context);
+        let text = masked.to_string();
+        for secret in [
+            "jane@example.com",
+            "555 0100",
+            "4242",
+            "tok_visa",
+            "1 Main St",
+            "12345",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(masked["customer_info"]["tier"], "premium");
+        assert_eq!(masked["payment_info"]["amount"], json!(124.76));
+        assert_eq!(masked["shipping_info"]["city"], "Anytown");
+        assert_eq!(masked["cart_items"][0]["Billing_Address"], FILTER_MASK);
+        assert_eq!(
+            scrub_text("email.send_email: invalid_email — `bad@example` is not a deliverable address"),
+            "email.send_email: invalid_email — `[FILTERED]` is not a deliverable address"
+        );
+        assert_eq!(scrub_text("no address here @ all"), "no address here @ all");
+        assert_eq!(
+            mask(&json!({ "recipient": "jane@example.com" }))["recipient"],
+            FILTER_MASK
+        );
+        assert_eq!(scrub_text("4242 4242 4242 4242"), FILTER_MASK);
+        assert_eq!(
+            scrub_text("card 4242424242424242 declined"),
+            "card [FILTERED] declined"
+        );
+        assert_eq!(
+            scrub_text("order 12345 of 2026-11-29"),
+            "order 12345 of 2026-11-29"
+        );
+    }
+}
