@@ -381,15 +381,21 @@ impl Metrics {
             .filter(|b| b.customer_tier_tracking)
             .and(facts.customer_tier.clone())
             .unwrap_or_else(|| "none".into());
-        self.tasks
-            .get_or_create(&TaskLabels {
-                namespace: task.namespace.into(),
-                workflow: task.workflow.into(),
-                version: task.version.into(),
-                status: status.into(),
-                business_tier: tier,
-            })
-            .inc();
+        let labels = |status: &str| TaskLabels {
+            namespace: task.namespace.into(),
+            workflow: task.workflow.into(),
+            version: task.version.into(),
+            status: status.into(),
+            business_tier: tier.clone(),
+        };
+        if status == "created" {
+            // The outcomes exist at 0 from the first task on, so `increase` and `rate` see the
+            // very first failure (a series that appears at 1 has increased by nothing).
+            for outcome in ["completed", "failed"] {
+                let _ = self.tasks.get_or_create(&labels(outcome));
+            }
+        }
+        self.tasks.get_or_create(&labels(status)).inc();
         if !matches!(status, "completed" | "failed") {
             return;
         }
