@@ -670,3 +670,71 @@ fn json_logs_carry_task_step_and_correlation_fields_and_never_personal_data() {
         "{results}"
     );
 }
+
+#[tokio::test]
+async fn run_serves_metrics_alone_at_metrics_listen() {
+    let data = tempfile::tempdir().unwrap();
+    let monitor = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data.path())
+        .args([
+            "token", "issue", "--sub", "prom", "--team", "ops", "--role", "monitor",
+        ])
+        .output()
+        .unwrap();
+    let monitor = String::from_utf8(monitor.stdout).unwrap().trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data.path())
+        .args([
+            "run",
+            "--no-api",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        match http
+            .get(format!("{url}/metrics"))
+            .bearer_auth(&monitor)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => break r.text().await.unwrap(),
+            _ => {
+                assert!(std::time::Instant::now() < deadline, "no /metrics at {url}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(text.contains("# TYPE tasker_queue_depth gauge"), "{text}");
+    let no_token = http.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(no_token.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let api = http
+        .get(format!("{url}/v1/tasks"))
+        .bearer_auth(&monitor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), reqwest::StatusCode::NOT_FOUND, "only /metrics here");
+    assert!(
+        !data.path().join("server.json").exists(),
+        "a metrics listener is no API for commands to connect to"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

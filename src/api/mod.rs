@@ -102,16 +102,7 @@ pub fn router(
     options: &ServerOptions,
     closing: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
-    let state = AppState {
-        engine,
-        cursors: cursor::Cursors::new(&key),
-        key: Arc::new(key),
-        limits: Arc::new(limits::Limits::new(options.rate_limit)),
-        streams: Arc::new(limits::Streams::default()),
-        max_body_bytes: options.max_body_bytes,
-        closing,
-        url: Arc::new(url.trim_end_matches('/').to_string()),
-    };
+    let state = app_state(engine, key, url, options, closing);
     use routes::*;
     Router::new()
         .route("/health/live", get(live))
@@ -139,6 +130,44 @@ pub fn router(
         .layer(axum::middleware::map_response(method_not_allowed_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)
+}
+
+/// Only `/metrics` (and `/health/live`), for `run --metrics-listen` when the API is off or
+/// the scraper should reach a different address: same tokens (admin or monitor), same limits.
+pub fn metrics_router(
+    engine: Arc<Engine>,
+    key: Vec<u8>,
+    url: &str,
+    options: &ServerOptions,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = app_state(engine, key, url, options, closing);
+    Router::new()
+        .route("/health/live", get(routes::live))
+        .route("/metrics", get(routes::metrics))
+        .fallback(|| async { error::ApiError::new(ErrorKind::NotFound, "this address serves /metrics only") })
+        .layer(axum::middleware::map_response(method_not_allowed_as_json))
+        .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}
+
+fn app_state(
+    engine: Arc<Engine>,
+    key: Vec<u8>,
+    url: &str,
+    options: &ServerOptions,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> AppState {
+    AppState {
+        engine,
+        cursors: cursor::Cursors::new(&key),
+        key: Arc::new(key),
+        limits: Arc::new(limits::Limits::new(options.rate_limit)),
+        streams: Arc::new(limits::Streams::default()),
+        max_body_bytes: options.max_body_bytes,
+        closing,
+        url: Arc::new(url.trim_end_matches('/').to_string()),
+    }
 }
 
 /// How long a client may take to send a request's headers: a connection that trickles them

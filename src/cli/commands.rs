@@ -42,7 +42,10 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             }
             submit(&cli, &data, workflow, context, *wait, *json).await
         }
-        Command::Run { until_idle } => run(&cli, &data, *until_idle).await,
+        Command::Run {
+            until_idle,
+            metrics_listen,
+        } => run(&cli, &data, *until_idle, metrics_listen.as_deref()).await,
         Command::Serve => serve(&cli, &data).await,
         Command::Demo {
             rate,
@@ -762,13 +765,23 @@ fn validate(cli: &Cli, paths: &[PathBuf]) -> Result<i32> {
     }
 }
 
-async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
+async fn run(cli: &Cli, data: &Path, until_idle: bool, metrics_listen: Option<&str>) -> Result<i32> {
     let session = own(cli, data, !cli.no_api, false).await?;
     if let Some(server) = &session.server {
         tracing::info!("the API is at {}", server.url);
     }
-    let printer = print_events(&*session.client).await?;
     let engine = session.engine.clone().context("run owns its engine")?;
+    let metrics = match metrics_listen {
+        Some(addr) => match super::session::Server::metrics(cli, data, engine.clone(), addr).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                session.close(data, Duration::ZERO).await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let printer = print_events(&*session.client).await?;
     if until_idle {
         tokio::select! {
             r = engine.when_idle() => r?,
@@ -778,6 +791,9 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool) -> Result<i32> {
         shutdown_signal().await;
     }
     let who = session.client.identity().clone();
+    if let Some(metrics) = metrics {
+        metrics.stop(data).await;
+    }
     session.close(data, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     printer.abort();

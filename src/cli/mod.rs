@@ -150,6 +150,9 @@ pub enum Command {
         /// Exit once no task can make progress.
         #[arg(long)]
         until_idle: bool,
+        /// Also serve /metrics (only) at this address, e.g. 127.0.0.1:9464: for a scraper when the API is off (--no-api) or elsewhere. Same tokens as /metrics (admin or monitor).
+        #[arg(long, value_name = "ADDR", env = "TASKDECK_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
     },
     /// Submit a steady, seeded mix of the blog workflows with injected faults, and run them.
     Demo {

@@ -200,6 +200,9 @@ pub(super) struct Server {
     pub listening: Option<std::net::SocketAddr>,
     stop: oneshot::Sender<()>,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Whether its address is the data directory's `server.json` (the API's, not a metrics
+    /// listener's).
+    published: bool,
 }
 
 impl Server {
@@ -243,11 +246,49 @@ impl Server {
             listening,
             stop,
             join,
+            published: true,
+        })
+    }
+
+    /// Serves only `/metrics` at `addr` (`run --metrics-listen`), with the API's TLS and
+    /// limits; its address is not published (commands never connect to it).
+    pub async fn metrics(cli: &Cli, data: &Path, engine: Arc<Engine>, addr: &str) -> Result<Server> {
+        let listen = addr.parse().map_err(|_| {
+            anyhow!("--metrics-listen `{addr}` is not an address such as 127.0.0.1:9464 or [::1]:9464")
+        })?;
+        let options = ServerOptions {
+            listen,
+            ..server_options(cli)?
+        };
+        let listener = Listener::bind(&options).await?;
+        let url = listener.url();
+        let listening = listener.local_addr();
+        let key = crate::auth::token::signing_key(data)?;
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let router = crate::api::metrics_router(engine, key, &url, &options, closed);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(listener.serve(
+            router,
+            async move {
+                let _ = stopped.await;
+                let _ = closing.send(true);
+            },
+            Duration::from_secs(5),
+        ));
+        tracing::info!(%url, "serving /metrics");
+        Ok(Server {
+            url,
+            listening,
+            stop,
+            join,
+            published: false,
         })
     }
 
     pub async fn stop(self, data: &Path) {
-        ServerFile::remove_own(data);
+        if self.published {
+            ServerFile::remove_own(data);
+        }
         let _ = self.stop.send(());
         let _ = self.join.await;
     }
