@@ -48,6 +48,7 @@ fn task(
         parent: None,
         correlation_id: None,
         origin_key: None,
+        traceparent: None,
         seq: 0,
         created_at: NOW - age_s * 1000,
         updated_at: NOW - age_s * 1000 + 500,

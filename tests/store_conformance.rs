@@ -67,6 +67,7 @@ impl Sim {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            traceparent: None,
             seq: 0,
         }
     }

@@ -265,6 +265,7 @@ mod tests {
             parent: Some("p1".into()),
             correlation_id: None,
             origin_key: None,
+            traceparent: None,
             seq: 0,
         };
         let cs = Identity::new("jane", "customer_success", Role::Manager);

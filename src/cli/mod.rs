@@ -51,6 +51,9 @@ pub struct Cli {
     /// Most steps running at once.
     #[arg(long, global = true, default_value_t = 64, value_name = "N")]
     pub concurrency: usize,
+    /// Export traces (OTLP over HTTP/protobuf) to this collector, e.g. http://127.0.0.1:4318; `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the service.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// How the log file (DATA/logs/taskdeck.log) is written: `text`, or `json` (one object per line, with the task, step and correlation id as fields).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TASKDECK_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -568,6 +571,12 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         dispatch,
         max_context_bytes: cli.max_context_bytes,
         retention: dispatch.then(|| retention(cli, data)).flatten(),
+        tracer: match (&cli.otlp_endpoint, dispatch) {
+            (Some(endpoint), true) => Some(Arc::new(
+                crate::telemetry::traces::Tracer::start(endpoint).map_err(|e| anyhow!(e))?,
+            )),
+            _ => None,
+        },
         ..EngineConfig::default()
     };
     Ok(Engine::start(

@@ -403,6 +403,7 @@ mod tests {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            traceparent: None,
             seq: 0,
             created_at: 0,
             updated_at: 0,

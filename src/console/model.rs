@@ -324,6 +324,7 @@ pub(crate) mod tests {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            traceparent: None,
             seq: 0,
             created_at: at,
             updated_at: at,

@@ -136,6 +136,9 @@ pub struct SubmitRequest {
     /// Makes the request idempotent: a second request with the same key answers the task the
     /// first one created.
     pub origin_key: Option<String>,
+    /// A W3C `traceparent` to continue (a caller's trace); a malformed one is ignored. A
+    /// delegated child gets its parent step's, whatever is given here.
+    pub traceparent: Option<String>,
 }
 
 impl SubmitRequest {
@@ -147,6 +150,7 @@ impl SubmitRequest {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            traceparent: None,
         }
     }
 }

@@ -222,6 +222,7 @@ mod tests {
             parent: None,
             correlation_id: None,
             origin_key: None,
+            traceparent: None,
             seq: 0,
         }
     }

@@ -80,6 +80,8 @@ pub struct EngineConfig {
     pub clock: Option<Clock>,
     /// What finished work the engine keeps (`None`: everything, for ever).
     pub retention: Option<retention::Retention>,
+    /// Where spans go (`--otlp-endpoint`); `None`: no traces.
+    pub tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +95,7 @@ impl Default for EngineConfig {
             max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
             clock: None,
             retention: None,
+            tracer: None,
         }
     }
 }

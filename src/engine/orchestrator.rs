@@ -473,6 +473,7 @@ impl Orchestrator {
             })
             .collect();
         let actor = req.actor.sub.clone();
+        let traceparent = self.traceparent_for(&req);
         let mut steps = steps;
         let mut context = req.context;
         if let Some(hook) = self.registry.hook(&t.namespace, &t.name) {
@@ -492,6 +493,7 @@ impl Orchestrator {
             parent: req.parent.clone(),
             correlation_id: req.correlation_id.clone(),
             origin_key: req.origin_key.clone(),
+            traceparent,
             seq: 0,
         };
         self.tasks.insert(id.clone(), Entry::new(task));
@@ -649,6 +651,23 @@ impl Orchestrator {
             }
         }
         Ok(id)
+    }
+
+    /// The trace context a new task joins: for a delegated child, its parent's step attempt
+    /// that asked for it (`origin_key` is `parent/step`); else the caller's, if well formed.
+    fn traceparent_for(&self, req: &SubmitRequest) -> Option<String> {
+        use crate::telemetry::traces;
+        if let (Some(parent), Some(origin)) = (&req.parent, &req.origin_key) {
+            let entry = self.tasks.get(parent)?;
+            let step = origin.strip_prefix(parent.as_str())?.strip_prefix('/')?;
+            let attempt = entry.task.step(step)?.attempts;
+            let trace = traces::trace_of(parent, entry.task.traceparent.as_deref());
+            return Some(traces::traceparent(trace, parent, step, attempt));
+        }
+        req.traceparent
+            .as_deref()
+            .filter(|t| traces::parse_traceparent(t).is_some())
+            .map(str::to_string)
     }
 
     /// Unfinished tasks that `id` delegated to: those in memory, and (for an engine that does
@@ -1577,6 +1596,20 @@ impl Orchestrator {
             }
             let Some((_, workflow)) = &config else { continue };
             log_committed(t, task, &entry.context);
+            if let Some(tracer) = &self.config.tracer {
+                tracer.committed(
+                    t,
+                    &crate::telemetry::traces::TaskTrace {
+                        id: &task.id,
+                        namespace: &task.namespace,
+                        workflow: &task.name,
+                        version: &task.version,
+                        created_at: task.created_at,
+                        context: &entry.context,
+                        traceparent: task.traceparent.as_deref(),
+                    },
+                );
+            }
             self.metrics.committed(
                 t,
                 &crate::telemetry::metrics::TaskFacts {

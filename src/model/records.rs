@@ -324,6 +324,11 @@ pub struct Task {
     /// this task instead of creating another.
     #[serde(default)]
     pub origin_key: Option<String>,
+    /// The W3C trace context (`traceparent`) the task was created under: a delegated child's
+    /// points at the parent's step attempt, so its spans join the parent's trace
+    /// (`telemetry::traces`). `None` for a root task (its trace id is its own id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// The sequence number of the last transition this snapshot includes. A store replays
     /// later transitions of the log over it, so a snapshot that a crash left behind the log
     /// never hides what the log says happened.

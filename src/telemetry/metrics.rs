@@ -484,8 +484,12 @@ impl Metrics {
         };
         let from = t.from.as_deref();
         let status = t.step.as_deref();
-        // An attempt ended: it ran from its start to this transition.
-        if from == Some("in_progress") {
+        // An attempt ended: it ran from its start (through any wait for a person or a child
+        // task) to this transition.
+        if matches!(
+            from,
+            Some("in_progress" | "awaiting_approval" | "waiting_for_child")
+        ) {
             let outcome = match t.to.as_str() {
                 "complete" => Some("success"),
                 "waiting_for_retry" | "error" => Some(match t.error.as_ref().map(|e| e.kind.as_str()) {

@@ -3,5 +3,6 @@
 
 pub mod filter;
 pub mod metrics;
+pub mod traces;
 
 pub use metrics::Metrics;

@@ -23,6 +23,8 @@ pub(super) struct Header {
     pub correlation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// The last transition this header (and the step records written with it) includes.
     pub seq: u64,
 }
@@ -41,6 +43,7 @@ impl Header {
             parent: task.parent.clone(),
             correlation_id: task.correlation_id.clone(),
             origin_key: task.origin_key.clone(),
+            traceparent: task.traceparent.clone(),
             seq: task.seq,
         }
     }
@@ -60,6 +63,7 @@ impl Header {
             parent: self.parent,
             correlation_id: self.correlation_id,
             origin_key: self.origin_key,
+            traceparent: self.traceparent,
             seq: self.seq,
         }
     }
