@@ -3,7 +3,8 @@
 //! the name says `relaxed`. Throughput is in steps; "time per element" is time per step.
 //!
 //! - `durable_throughput/{immediate,relaxed}`: 1,000 tasks of a 5-step chain of no-op
-//!   `simulate` steps (issue 10's target: ≥ 30,000 durable steps/s).
+//!   `simulate` steps (issue 10's target: ≥ 30,000 durable steps/s); `immediate_traced` the
+//!   same with spans exported to an OTLP receiver on loopback (issue 11: under 10% slower).
 //! - `chain/{50,300,1200}`: one task of N sequential no-op steps: the cost per sequential step,
 //!   which must not grow with the task (target: ≤ 0.3 ms/step at 1,200, as at 50).
 //! - `fan_out/{250,1000,4000}`: one root, N parallel no-op steps, one join waiting on all of
@@ -73,7 +74,12 @@ fn catalog(registry: &Registry) -> Arc<Catalog> {
 
 /// Runs `tasks` tasks of `workflow` on a fresh on-disk store; returns the time from the first
 /// submit until the engine is idle.
-async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
+async fn run(
+    durability: Durability,
+    workflow: &str,
+    tasks: usize,
+    tracer: Option<Arc<taskdeck::telemetry::traces::Tracer>>,
+) -> Duration {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), durability, "bench").unwrap());
     let registry = Registry::builtin();
@@ -81,6 +87,7 @@ async fn run(durability: Durability, workflow: &str, tasks: usize) -> Duration {
         Engine::start(
             EngineConfig {
                 concurrency: 128,
+                tracer,
                 ..EngineConfig::default()
             },
             store,
@@ -132,12 +139,38 @@ fn durable_throughput(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(durability, "bench/chain5", tasks).await;
+                    total += run(durability, "bench/chain5", tasks, None).await;
                 }
                 total
             })
         });
     }
+    // The same with traces exported (OTLP/HTTP) to a receiver on loopback that reads and
+    // drops them: issue 11's target is under 10% below `immediate`.
+    let tracer = rt.block_on(async {
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Arc::new(taskdeck::telemetry::traces::Tracer::start(&url).unwrap())
+    });
+    group.bench_function(BenchmarkId::from_parameter("immediate_traced"), |b| {
+        let tracer = tracer.clone();
+        b.to_async(&rt).iter_custom(move |iters| {
+            let tracer = tracer.clone();
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += run(Durability::Immediate, "bench/chain5", tasks, Some(tracer.clone())).await;
+                }
+                total
+            }
+        })
+    });
+    println!("spans dropped (queue full): {}", tracer.dropped());
     group.finish();
 }
 
@@ -151,7 +184,7 @@ fn chain(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(Durability::Immediate, &format!("bench/chain{n}"), 1).await;
+                    total += run(Durability::Immediate, &format!("bench/chain{n}"), 1, None).await;
                 }
                 total
             })
@@ -170,7 +203,7 @@ fn fan_out(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(Durability::Immediate, &format!("bench/fan{n}"), 1).await;
+                    total += run(Durability::Immediate, &format!("bench/fan{n}"), 1, None).await;
                 }
                 total
             })
