@@ -32,9 +32,9 @@ use tokio::sync::mpsc;
 /// Spans waiting for export at most; beyond, new ones are dropped (and counted).
 pub const QUEUE: usize = 8_192;
 /// Spans sent in one request at most.
-const BATCH: usize = 512;
-/// How long a partial batch waits for more spans.
-const LINGER: Duration = Duration::from_millis(500);
+const BATCH: usize = 2_048;
+/// How long the sender gathers spans after the first of a batch arrives.
+const LINGER: Duration = Duration::from_millis(200);
 
 /// The exporter's handle, shared with the engine.
 pub struct Tracer {
@@ -155,7 +155,7 @@ impl Tracer {
                 };
                 let status = t.step.as_deref();
                 let started = status.and_then(|s| s.started_at).unwrap_or(t.at);
-                let mut attributes = task.attributes();
+                let mut attributes = task.identity();
                 attributes.push(KeyValue::new("taskdeck.step", step.clone()));
                 attributes.push(KeyValue::new("taskdeck.attempt", i64::from(t.attempt)));
                 attributes.push(KeyValue::new("taskdeck.outcome", outcome));
@@ -253,14 +253,20 @@ impl TaskTrace<'_> {
         }
     }
 
-    /// Identity and business context, never personal data.
-    fn attributes(&self) -> Vec<KeyValue> {
-        let mut out = vec![
+    /// What every span of the task carries: which task of which workflow.
+    fn identity(&self) -> Vec<KeyValue> {
+        vec![
             KeyValue::new("taskdeck.task_id", self.id.to_string()),
             KeyValue::new("taskdeck.namespace", self.namespace.to_string()),
             KeyValue::new("taskdeck.workflow", self.workflow.to_string()),
-            KeyValue::new("taskdeck.version", self.version.to_string()),
-        ];
+        ]
+    }
+
+    /// The task span's: identity, version and business context (the attempt spans under it
+    /// carry identity only, which keeps the per-step cost small), never personal data.
+    fn attributes(&self) -> Vec<KeyValue> {
+        let mut out = self.identity();
+        out.push(KeyValue::new("taskdeck.version", self.version.to_string()));
         let text = |pointers: &[&str]| {
             pointers
                 .iter()
@@ -367,15 +373,22 @@ async fn send(
     endpoint: String,
 ) {
     let mut last_warning: Option<std::time::Instant> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        // Wait for the first span, gather for a while, then take what came (no timer per span).
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return; // the engine is gone
+        }
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(span) => batch.push(span),
+                    Err(_) => break,
+                }
             }
         }
+        let batch = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
         let n = batch.len();
         if let Err(e) = exporter.export(batch).await {
             let due = last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
