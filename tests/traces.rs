@@ -230,3 +230,48 @@ async fn a_collector_that_is_down_costs_no_step() {
         .await;
     assert_eq!(task.state, TaskState::Complete);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_its_last_spans_before_it_exits_under_the_posts_service_name() {
+    let (url, received) = receiver().await;
+    let data = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let sample = format!("{}/samples/process_order.json", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(bin)
+        .arg("--data")
+        .arg(data.path())
+        .args(["submit", "ecommerce/process_order", "--context-file", &sample])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The environment names the collector and the service, as in post 05.
+    let dir = data.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .arg("--data")
+            .arg(dir)
+            .args(["run", "--until-idle", "--no-api"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &url)
+            .env("OTEL_SERVICE_NAME", "growthcorp-workflows")
+            .env(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=test,business.domain=ecommerce",
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Received before the process exited: nothing to wait for.
+    let spans = received.lock().unwrap().clone();
+    let task = spans
+        .iter()
+        .find(|(_, s)| s.name == "task ecommerce/process_order")
+        .unwrap_or_else(|| panic!("no task span among {} spans", spans.len()));
+    assert_eq!(task.0, "growthcorp-workflows");
+    assert_eq!(
+        spans.iter().filter(|(_, s)| s.name.starts_with("step ")).count(),
+        5
+    );
+}

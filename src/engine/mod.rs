@@ -109,6 +109,8 @@ pub struct Engine {
     clock: Clock,
     query: Query,
     metrics: Arc<crate::telemetry::Metrics>,
+    /// Flushed at shutdown, so a process's last spans are sent before it exits.
+    tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -141,6 +143,7 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let tracer = config.tracer.clone();
         let mut orchestrator = Orchestrator::new(
             config,
             store.clone(),
@@ -167,6 +170,7 @@ impl Engine {
             clock,
             query,
             metrics,
+            tracer,
             join: std::sync::Mutex::new(Some(join)),
         })
     }
@@ -371,6 +375,9 @@ impl Engine {
         let join = self.join.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(join) = join {
             let _ = join.await;
+        }
+        if let Some(tracer) = &self.tracer {
+            tracer.flush(Duration::from_secs(3)).await;
         }
     }
 }

@@ -40,6 +40,8 @@ const LINGER: Duration = Duration::from_millis(200);
 pub struct Tracer {
     tx: mpsc::Sender<SpanData>,
     dropped: AtomicU64,
+    /// Spans queued or being sent.
+    pending: std::sync::Arc<AtomicU64>,
     scope: InstrumentationScope,
 }
 
@@ -79,10 +81,12 @@ impl Tracer {
             .build();
         exporter.set_resource(&resource);
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(send(exporter, rx, endpoint));
+        let pending = std::sync::Arc::new(AtomicU64::new(0));
+        tokio::spawn(send(exporter, rx, endpoint, pending.clone()));
         Ok(Tracer {
             tx,
             dropped: AtomicU64::new(0),
+            pending,
             scope: InstrumentationScope::builder("taskdeck")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
@@ -95,8 +99,19 @@ impl Tracer {
     }
 
     fn emit(&self, span: SpanData) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(span).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every queued span was sent (or failed to be), at most `limit`: what a
+    /// process does before it exits, so its last spans are not lost.
+    pub async fn flush(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -371,6 +386,7 @@ async fn send(
     exporter: opentelemetry_otlp::SpanExporter,
     mut rx: mpsc::Receiver<SpanData>,
     endpoint: String,
+    pending: std::sync::Arc<AtomicU64>,
 ) {
     let mut last_warning: Option<std::time::Instant> = None;
     let mut batch = Vec::with_capacity(BATCH);
@@ -390,7 +406,9 @@ async fn send(
         }
         let batch = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
         let n = batch.len();
-        if let Err(e) = exporter.export(batch).await {
+        let result = exporter.export(batch).await;
+        pending.fetch_sub(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if let Err(e) = result {
             let due = last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
             if due {
                 tracing::warn!(
