@@ -230,24 +230,36 @@ impl Server {
         let router = crate::api::router(engine, key, &url, &options, closed);
         ServerFile::write(data, &url, options.tls.as_ref().map(|(cert, _)| cert.as_path()))
             .with_context(|| format!("cannot write {}", data.join(crate::client::SERVER_FILE).display()))?;
+        tracing::info!(%url, "serving the API");
+        Ok(Server::spawn(listener, router, closing, url, listening, true))
+    }
+
+    /// Serves `router` on `listener` until `stop`; then tells `closing` (event streams never
+    /// finish by themselves: they end when it says so).
+    fn spawn(
+        listener: Listener,
+        router: axum::Router,
+        closing: tokio::sync::watch::Sender<bool>,
+        url: String,
+        listening: Option<std::net::SocketAddr>,
+        published: bool,
+    ) -> Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let join = tokio::spawn(listener.serve(
             router,
             async move {
                 let _ = stopped.await;
-                // Event streams never finish by themselves: end them now.
                 let _ = closing.send(true);
             },
             Duration::from_secs(5),
         ));
-        tracing::info!(%url, "serving the API");
-        Ok(Server {
+        Server {
             url,
             listening,
             stop,
             join,
-            published: true,
-        })
+            published,
+        }
     }
 
     /// Serves only `/metrics` at `addr` (`run --metrics-listen`), with the API's TLS and
@@ -266,23 +278,8 @@ impl Server {
         let key = crate::auth::token::signing_key(data)?;
         let (closing, closed) = tokio::sync::watch::channel(false);
         let router = crate::api::metrics_router(engine, key, &url, &options, closed);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let join = tokio::spawn(listener.serve(
-            router,
-            async move {
-                let _ = stopped.await;
-                let _ = closing.send(true);
-            },
-            Duration::from_secs(5),
-        ));
         tracing::info!(%url, "serving /metrics");
-        Ok(Server {
-            url,
-            listening,
-            stop,
-            join,
-            published: false,
-        })
+        Ok(Server::spawn(listener, router, closing, url, listening, false))
     }
 
     pub async fn stop(self, data: &Path) {
