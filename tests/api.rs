@@ -984,12 +984,19 @@ async fn metrics_count_committed_work_for_admins_and_monitors_only() {
         scrape(Some(monitor.clone())).await.unwrap().status(),
         StatusCode::OK
     );
-    let (status, body) = server.call("GET", "/v1/tasks", Some(&monitor), None).await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::OK, json!({ "tasks": [] })),
-        "it reads no task"
-    );
+    for path in [
+        "/v1/tasks".to_string(),
+        format!("/v1/tasks/{}", ids[0]),
+        "/v1/approvals".into(),
+        "/v1/workflows".into(),
+        "/v1/workflows/files".into(),
+        "/health/status".into(),
+        "/v1/events".into(),
+    ] {
+        let (status, body) = server.call("GET", &path, Some(&monitor), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert!(body.to_string().contains("is a monitor"), "{path}: {body}");
+    }
     let (status, _) = server
         .call(
             "POST",

@@ -182,9 +182,10 @@ pub struct Whoami {
 
 /// The workflows in the catalog.
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows", security(("bearer" = [])),
-    responses((status = 200, body = [WorkflowInfo]), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn workflows(State(state): State<AppState>, _caller: Caller) -> Json<Vec<WorkflowInfo>> {
-    Json(
+    responses((status = 200, body = [WorkflowInfo]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn workflows(State(state): State<AppState>, Caller(who): Caller) -> Answer<Vec<WorkflowInfo>> {
+    readers_only(&state, &who)?;
+    Ok(Json(
         state
             .engine
             .catalog()
@@ -201,14 +202,24 @@ pub async fn workflows(State(state): State<AppState>, _caller: Caller) -> Json<V
                 }
             })
             .collect(),
-    )
+    ))
+}
+
+/// Refuses identities that read nothing here (a monitor token reads only `/metrics`).
+fn readers_only(state: &AppState, who: &crate::auth::Identity) -> Result<(), ApiError> {
+    state
+        .engine
+        .coordinator()
+        .authenticate(who)
+        .map_err(|d| crate::engine::EngineError::from(d).into())
 }
 
 /// The catalog's files (YAML), from which a remote console loads the same catalog.
 #[utoipa::path(get, path = "/v1/workflows/files", tag = "workflows", security(("bearer" = [])),
-    responses((status = 200, body = [CatalogFile]), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn workflow_files(State(state): State<AppState>, _caller: Caller) -> Json<Vec<CatalogFile>> {
-    Json(
+    responses((status = 200, body = [CatalogFile]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn workflow_files(State(state): State<AppState>, Caller(who): Caller) -> Answer<Vec<CatalogFile>> {
+    readers_only(&state, &who)?;
+    Ok(Json(
         state
             .engine
             .catalog()
@@ -219,7 +230,7 @@ pub async fn workflow_files(State(state): State<AppState>, _caller: Caller) -> J
                 text: text.clone(),
             })
             .collect(),
-    )
+    ))
 }
 
 /// Tasks the caller may read, oldest first, one page at a time.

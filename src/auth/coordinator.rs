@@ -103,8 +103,20 @@ impl Coordinator {
         self.authenticate(who).is_ok() && who.role == Role::Admin
     }
 
-    /// Refuses an identity whose token has expired, whatever it asks.
+    /// Refuses an identity whose token has expired, whatever it asks, and a monitor token,
+    /// which may read `/metrics` (`check(who, Request::Metrics)`) and nothing else.
     pub fn authenticate(&self, who: &Identity) -> Result<(), Denied> {
+        self.not_expired(who)?;
+        if who.role == Role::Monitor {
+            return Err(Denied(format!(
+                "{} is a monitor: it may read /metrics and nothing else",
+                who.describe()
+            )));
+        }
+        Ok(())
+    }
+
+    fn not_expired(&self, who: &Identity) -> Result<(), Denied> {
         if who.is_expired((self.now)()) {
             return Err(Denied(format!(
                 "{}: the token expired at {}; issue a new one with `taskdeck token issue`",
@@ -117,13 +129,11 @@ impl Coordinator {
 
     /// Decides one request. Every request is refused once `who`'s token has expired.
     pub fn check(&self, who: &Identity, request: Request<'_>) -> Result<(), Denied> {
-        self.authenticate(who)?;
         // A scraper's token reads metrics and nothing else, whatever its team or grants say.
-        if who.role == Role::Monitor && !matches!(request, Request::Metrics) {
-            return Err(Denied(format!(
-                "{} is a monitor: it may read /metrics and nothing else",
-                who.describe()
-            )));
+        if matches!(request, Request::Metrics) {
+            self.not_expired(who)?;
+        } else {
+            self.authenticate(who)?;
         }
         let own = |ns: &str| who.team == ns;
         match request {
