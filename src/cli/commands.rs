@@ -773,7 +773,13 @@ async fn run(cli: &Cli, data: &Path, until_idle: bool, metrics_listen: Option<&s
     let engine = session.engine.clone().context("run owns its engine")?;
     let metrics = match metrics_listen {
         Some(addr) => match super::session::Server::metrics(cli, data, engine.clone(), addr).await {
-            Ok(server) => Some(server),
+            Ok(server) => {
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!("serving /metrics at {}/metrics\n", server.url),
+                );
+                Some(server)
+            }
             Err(e) => {
                 session.close(data, Duration::ZERO).await;
                 return Err(e);

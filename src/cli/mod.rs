@@ -346,7 +346,8 @@ fn report(e: &anyhow::Error) -> i32 {
     if is_broken_pipe(e) {
         return 0;
     }
-    tracing::error!("{e:#}");
+    // Printed for the user, not logged: a refusal quotes what it refused (a context's
+    // address, say), and the log never holds a context's values unfiltered.
     let _ = writeln!(std::io::stderr(), "error: {}", visible(&format!("{e:#}")));
     1
 }

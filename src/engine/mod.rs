@@ -127,6 +127,7 @@ impl Engine {
         let bus = EventBus::new(config.event_capacity);
         let clock = config.clock.unwrap_or_default();
         let metrics = Arc::new(crate::telemetry::Metrics::new());
+        metrics.namespaces(catalog.iter().map(|w| w.template.namespace.as_str()));
         let loop_tx = tx.clone();
         let query = Query::new(
             store.clone(),

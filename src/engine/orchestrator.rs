@@ -1607,6 +1607,7 @@ impl Orchestrator {
                         created_at: task.created_at,
                         context: &entry.context,
                         traceparent: task.traceparent.as_deref(),
+                        config: &workflow.template.handler_config,
                     },
                 );
             }

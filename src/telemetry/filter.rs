@@ -58,28 +58,26 @@ pub fn mask(value: &Value) -> Value {
     }
 }
 
-/// `text` with every word that looks like an email address (an `@` between other
-/// characters) or a card number (13 to 19 digits, spaces and dashes aside) replaced by the
-/// mask: values and error messages quote what they carry or refused.
+/// `text` with every email address (a word with an `@` between other characters), card
+/// number (13 to 19 digits, spaces and dashes between them allowed) and international phone
+/// number (`+` then 7 or more digits, spaces and dashes allowed) replaced by the mask: values
+/// and error messages quote what they carry or refused. Names and local phone numbers in free
+/// text cannot be told from other words; the key filter (`FILTER_PARAMETERS`) is what keeps
+/// them out.
 pub fn scrub_text(text: &str) -> String {
     let digits = text.chars().filter(char::is_ascii_digit).count();
-    if !text.contains('@') && digits < 13 {
+    if !text.contains('@') && digits < 7 {
         return text.to_string();
     }
-    let card = |s: &str| {
-        let d = s.chars().filter(char::is_ascii_digit).count();
-        (13..=19).contains(&d) && s.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
-    };
-    if card(text.trim()) {
-        return FILTER_MASK.into();
-    }
-    text.split(' ')
+    let numbers = mask_numbers(text);
+    numbers
+        .split(' ')
         .map(|word| {
             let core = word.trim_matches(|c: char| !c.is_alphanumeric());
             let email = core
                 .split_once('@')
                 .is_some_and(|(user, domain)| !user.is_empty() && !domain.is_empty());
-            if email || card(core) {
+            if email {
                 word.replace(core, FILTER_MASK)
             } else {
                 word.to_string()
@@ -87,6 +85,47 @@ pub fn scrub_text(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Masks runs of digits (with single spaces or dashes between them) that are card numbers
+/// (13–19 digits) or follow a `+` (7 or more digits: a phone number).
+fn mask_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // A run: digits, each separator followed by a digit.
+        let start = i;
+        let mut end = i;
+        let mut count = 0;
+        while end < chars.len() {
+            if chars[end].is_ascii_digit() {
+                count += 1;
+                end += 1;
+            } else if matches!(chars[end], ' ' | '-') && chars.get(end + 1).is_some_and(char::is_ascii_digit)
+            {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        let phone = start > 0 && chars[start - 1] == '+' && count >= 7;
+        if (13..=19).contains(&count) || phone {
+            if phone {
+                out.pop(); // the `+`
+            }
+            out.push_str(FILTER_MASK);
+        } else {
+            out.extend(&chars[start..end]);
+        }
+        i = end;
+    }
+    out
 }
 
 #[cfg(test)]

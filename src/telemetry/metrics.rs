@@ -169,6 +169,28 @@ pub struct Performance {
     pub steps_in_flight: i64,
 }
 
+/// Distinct values a business label (tier, payment method) may take; later ones are `other`,
+/// so a context cannot make series without bound.
+const MAX_LABEL_VALUES: usize = 32;
+
+/// The values one business label has taken.
+#[derive(Default)]
+struct Bounded(Mutex<std::collections::HashSet<String>>);
+
+impl Bounded {
+    fn admit(&self, value: String) -> String {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&value) {
+            return value;
+        }
+        if seen.len() >= MAX_LABEL_VALUES {
+            return "other".into();
+        }
+        seen.insert(value.clone());
+        value
+    }
+}
+
 /// What the metrics need to know of the task a transition belongs to.
 pub struct TaskFacts<'a> {
     pub namespace: &'a str,
@@ -196,6 +218,8 @@ pub struct Metrics {
     commit_seconds: Histogram,
     /// The latest commits' latencies in seconds, newest last.
     recent_commits: Mutex<VecDeque<f64>>,
+    tiers: Bounded,
+    methods: Bounded,
     queue_depth: Gauge,
     in_flight: Gauge,
     conversions: Family<ConversionLabels, Counter>,
@@ -336,6 +360,8 @@ impl Metrics {
             next_expiry,
             commit_seconds,
             recent_commits: Mutex::new(VecDeque::with_capacity(RECENT_COMMITS)),
+            tiers: Bounded::default(),
+            methods: Bounded::default(),
             queue_depth,
             in_flight,
             conversions,
@@ -380,7 +406,7 @@ impl Metrics {
         let tier = business
             .filter(|b| b.customer_tier_tracking)
             .and(facts.customer_tier.clone())
-            .unwrap_or_else(|| "none".into());
+            .map_or_else(|| "none".into(), |t| self.tiers.admit(t));
         let labels = |status: &str| TaskLabels {
             namespace: task.namespace.into(),
             workflow: task.workflow.into(),
@@ -390,9 +416,16 @@ impl Metrics {
         };
         if status == "created" {
             // The outcomes exist at 0 from the first task on, so `increase` and `rate` see the
-            // very first failure (a series that appears at 1 has increased by nothing).
+            // very first failure (a series that appears at 1 has increased by nothing), and a
+            // conversion ratio has a numerator even when every checkout fails.
             for outcome in ["completed", "failed"] {
                 let _ = self.tasks.get_or_create(&labels(outcome));
+            }
+            if business.is_some_and(|b| b.track_conversion) {
+                let _ = self.conversions.get_or_create(&ConversionLabels {
+                    namespace: task.namespace.into(),
+                    version: task.version.into(),
+                });
             }
         }
         self.tasks.get_or_create(&labels(status)).inc();
@@ -438,11 +471,17 @@ impl Metrics {
     ) {
         let tier = TierLabels {
             namespace: task.namespace.into(),
-            customer_tier: facts.customer_tier.clone().unwrap_or_else(|| "unknown".into()),
+            customer_tier: facts
+                .customer_tier
+                .clone()
+                .map_or_else(|| "unknown".into(), |t| self.tiers.admit(t)),
         };
         let method = MethodLabels {
             namespace: task.namespace.into(),
-            payment_method: facts.payment_method.clone().unwrap_or_else(|| "unknown".into()),
+            payment_method: facts
+                .payment_method
+                .clone()
+                .map_or_else(|| "unknown".into(), |m| self.methods.admit(m)),
         };
         let value = facts.order_value.unwrap_or(0.0);
         if completed {
@@ -531,6 +570,16 @@ impl Metrics {
                     .get_or_create(&labels())
                     .observe(seconds_between(asked, t.at));
             }
+        }
+    }
+
+    /// Every namespace of the catalog, so the approvals gauge reads 0 rather than nothing
+    /// before a namespace's first request.
+    pub fn namespaces<'a>(&self, namespaces: impl IntoIterator<Item = &'a str>) {
+        for namespace in namespaces {
+            let _ = self.approvals_pending.get_or_create(&NamespaceLabels {
+                namespace: namespace.into(),
+            });
         }
     }
 

@@ -61,6 +61,12 @@ impl Tracer {
     ///
     /// Errors: the exporter cannot be built (a malformed endpoint).
     pub fn start(endpoint: &str) -> Result<Tracer, String> {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!(
+                "--otlp-endpoint `{}` is not an http:// or https:// URL (OTLP over HTTP, e.g. http://127.0.0.1:4318)",
+                redact(endpoint)
+            ));
+        }
         let endpoint = format!(
             "{}/v1/traces",
             endpoint.trim_end_matches('/').trim_end_matches("/v1/traces")
@@ -71,7 +77,7 @@ impl Tracer {
             .with_endpoint(endpoint.clone())
             .with_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| format!("cannot export traces to {endpoint}: {e}"))?;
+            .map_err(|e| format!("cannot export traces to {}: {e}", redact(&endpoint)))?;
         let mut resource = opentelemetry_sdk::Resource::builder();
         if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("taskdeck");
@@ -82,7 +88,7 @@ impl Tracer {
         exporter.set_resource(&resource);
         let (tx, rx) = mpsc::channel(QUEUE);
         let pending = std::sync::Arc::new(AtomicU64::new(0));
-        tokio::spawn(send(exporter, rx, endpoint, pending.clone()));
+        tokio::spawn(send(exporter, rx, redact(&endpoint), pending.clone()));
         Ok(Tracer {
             tx,
             dropped: AtomicU64::new(0),
@@ -254,6 +260,8 @@ pub struct TaskTrace<'a> {
     pub context: &'a Value,
     /// The W3C `traceparent` the task was created under (a delegated child's).
     pub traceparent: Option<&'a str>,
+    /// The workflow's `handler_config`: where its business figures are, if it tracks them.
+    pub config: &'a crate::workflow::handler_config::HandlerConfig,
 }
 
 impl TaskTrace<'_> {
@@ -282,28 +290,29 @@ impl TaskTrace<'_> {
     fn attributes(&self) -> Vec<KeyValue> {
         let mut out = self.identity();
         out.push(KeyValue::new("taskdeck.version", self.version.to_string()));
-        let text = |pointers: &[&str]| {
-            pointers
-                .iter()
-                .find_map(|p| self.context.pointer(p).and_then(Value::as_str))
-                .map(|s| crate::model::clip(&super::filter::scrub_text(s), 64))
-        };
-        let number = |pointers: &[&str]| {
-            pointers
-                .iter()
-                .find_map(|p| self.context.pointer(p).and_then(Value::as_f64))
-        };
-        if let Some(v) = text(&["/correlation_id"]) {
-            out.push(KeyValue::new("taskdeck.correlation_id", v));
+        // Only short identifiers: a correlation id that is a sentence, a name or a phone
+        // number is left out.
+        if let Some(id) = self.context.get("correlation_id").and_then(Value::as_str) {
+            let ok = (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if ok {
+                out.push(KeyValue::new("taskdeck.correlation_id", id.to_string()));
+            }
         }
-        if let Some(v) = text(&["/customer_tier", "/customer_info/tier"]) {
-            out.push(KeyValue::new("business.customer_tier", v));
-        }
-        if let Some(v) = number(&["/order_value", "/payment_info/amount"]) {
-            out.push(KeyValue::new("business.order_value", v));
-        }
-        if let Some(v) = text(&["/payment_method", "/payment_info/method"]) {
-            out.push(KeyValue::new("business.payment_method", v));
+        // The workflow's own business figures, sanitized as its metric labels are.
+        if let Some(b) = &self.config.business_metrics {
+            let facts = b.facts(self.context);
+            if let Some(v) = facts.customer_tier {
+                out.push(KeyValue::new("business.customer_tier", v));
+            }
+            if let Some(v) = facts.order_value {
+                out.push(KeyValue::new("business.order_value", v));
+            }
+            if let Some(v) = facts.payment_method {
+                out.push(KeyValue::new("business.payment_method", v));
+            }
         }
         out
     }
@@ -355,6 +364,18 @@ pub fn parse_traceparent(text: &str) -> Option<(TraceId, SpanId)> {
     let trace = TraceId::from_hex(trace).ok().filter(|t| *t != TraceId::INVALID)?;
     let span = SpanId::from_hex(span).ok().filter(|s| *s != SpanId::INVALID)?;
     Some((trace, span))
+}
+
+/// `url` without the user and password it may carry (for messages and logs).
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://[credentials]@{host}{path}"),
+        None => url.to_string(),
+    }
 }
 
 /// FNV-1a over the parts, each ended by a zero byte: stable across builds and platforms.
@@ -436,6 +457,13 @@ mod tests {
         assert_eq!(trace, own_trace_id(id));
         assert_eq!(span, attempt_span_id(id, "execute_refund_workflow", 1));
         assert_eq!(trace_of("child", Some(&tp)), own_trace_id(id));
+        assert_eq!(
+            redact("http://user:secretpw@127.0.0.1:4318/v1/traces"),
+            "http://[credentials]@127.0.0.1:4318/v1/traces"
+        );
+        assert!(Tracer::start("ftp://user:pw@127.0.0.1:1")
+            .unwrap_err()
+            .contains("ftp://[credentials]@127.0.0.1:1"));
         for bad in [
             "",
             "00-0-0-01",

@@ -81,16 +81,31 @@ pub struct Monitoring {
 impl HandlerConfig {
     /// Reads and checks a workflow's `handler_config`; the error names the field at fault.
     pub fn parse(value: &Value) -> Result<HandlerConfig, String> {
-        let config: HandlerConfig = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        // The error names the field at fault (`monitoring.sla_seconds: …`), not just the file.
+        let config: HandlerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            }
+        })?;
         if let Some(b) = &config.business_metrics {
             for (name, pointer) in [
                 ("order_value", &b.fields.order_value),
                 ("customer_tier", &b.fields.customer_tier),
                 ("payment_method", &b.fields.payment_method),
             ] {
-                if !pointer.is_empty() && !pointer.starts_with('/') {
+                // RFC 6901: `/`-separated, `~` only as `~0` or `~1`; the whole context (``) is
+                // no figure.
+                let escapes_ok = pointer
+                    .split('~')
+                    .skip(1)
+                    .all(|rest| rest.starts_with('0') || rest.starts_with('1'));
+                if !pointer.starts_with('/') || !escapes_ok {
                     return Err(format!(
-                        "business_metrics.fields.{name}: `{pointer}` is not a JSON pointer (expected e.g. /{pointer})"
+                        "business_metrics.fields.{name}: `{pointer}` is not a JSON pointer (expected e.g. /{})",
+                        pointer.trim_start_matches('/')
                     ));
                 }
             }
@@ -114,24 +129,38 @@ pub struct BusinessFacts {
     pub payment_method: Option<String>,
 }
 
+/// The largest order value counted (a context may hold anything; a counter must not become
+/// infinite).
+pub const MAX_ORDER_VALUE: f64 = 1e9;
+
 impl BusinessMetrics {
-    /// The figures `fields` point at in `context` (absent or mistyped ones are `None`;
-    /// a negative or non-finite value is no order value).
+    /// The figures `fields` point at in `context`: absent or mistyped ones are `None`; an
+    /// order value outside 0 to `MAX_ORDER_VALUE` is none; a tier or payment method that is
+    /// not a short identifier (letters, digits, `_`, `-`, `.`; at most 32) is `other`, so a
+    /// label can never carry an email, a name or a card number.
     pub fn facts(&self, context: &Value) -> BusinessFacts {
-        let text = |p: &str| {
-            context
-                .pointer(p)
-                .and_then(Value::as_str)
-                .map(|s| crate::model::clip(s, 64))
-        };
+        let text = |p: &str| context.pointer(p).and_then(Value::as_str).map(identifier);
         BusinessFacts {
             order_value: context
                 .pointer(&self.fields.order_value)
                 .and_then(Value::as_f64)
-                .filter(|v| v.is_finite() && *v >= 0.0),
+                .filter(|v| v.is_finite() && (0.0..=MAX_ORDER_VALUE).contains(v)),
             customer_tier: text(&self.fields.customer_tier),
             payment_method: text(&self.fields.payment_method),
         }
+    }
+}
+
+/// `text` lowercased if it is a short identifier, else `other`.
+pub fn identifier(text: &str) -> String {
+    let ok = (1..=32).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        text.to_ascii_lowercase()
+    } else {
+        "other".into()
     }
 }
 
@@ -156,7 +185,18 @@ mod tests {
         assert_eq!(facts.customer_tier.as_deref(), Some("premium"));
 
         let e = HandlerConfig::parse(&json!({ "monitoring": { "sla_second": 45 } })).unwrap_err();
-        assert!(e.contains("unknown field `sla_second`"), "{e}");
+        assert!(
+            e.contains("unknown field `sla_second`") && e.starts_with("monitoring"),
+            "{e}"
+        );
+        let e = HandlerConfig::parse(&json!({ "monitoring": { "sla_seconds": -5 } })).unwrap_err();
+        assert!(e.starts_with("monitoring.sla_seconds: "), "{e}");
+        for bad in ["", "/a/~2"] {
+            let e =
+                HandlerConfig::parse(&json!({ "business_metrics": { "fields": { "order_value": bad } } }))
+                    .unwrap_err();
+            assert!(e.contains("not a JSON pointer"), "{bad}: {e}");
+        }
         let e = HandlerConfig::parse(&json!({ "monitoring": { "sla_seconds": 0 } })).unwrap_err();
         assert!(e.contains("monitoring.sla_seconds"), "{e}");
         let e =
@@ -165,5 +205,11 @@ mod tests {
         assert!(e.contains("not a JSON pointer"), "{e}");
         let facts = BusinessMetrics::default().facts(&json!({ "order_value": -5, "customer_tier": 3 }));
         assert_eq!(facts, BusinessFacts::default());
+        let facts = BusinessMetrics::default().facts(&json!({
+            "order_value": 1.7e308, "customer_tier": "person@example.com", "payment_method": "visa 4111 1111 1111 1111"
+        }));
+        assert_eq!(facts.order_value, None);
+        assert_eq!(facts.customer_tier.as_deref(), Some("other"));
+        assert_eq!(facts.payment_method.as_deref(), Some("other"));
     }
 }
