@@ -1578,23 +1578,23 @@ impl Orchestrator {
 
     /// Moves the metrics by the transitions just committed: once each, only once durable.
     fn count_committed(&mut self) {
-        let mut config: Option<(&str, Arc<crate::workflow::Workflow>)> = None;
+        // A version no longer in the catalog has no workflow-level configuration: its tasks
+        // still count, log and trace, without business figures.
+        let none = crate::workflow::handler_config::HandlerConfig::default();
+        let mut config: Option<(&str, Option<Arc<crate::workflow::Workflow>>)> = None;
         for t in &self.transitions {
             let Some(entry) = self.tasks.get(&t.task_id) else {
                 continue;
             };
             let task = &entry.task;
-            let reference = match &config {
-                Some((id, _)) if *id == t.task_id => None,
-                _ => Some(task.workflow_ref()),
-            };
-            if let Some(reference) = reference {
-                match self.catalog.resolve(&reference) {
-                    Ok(workflow) => config = Some((t.task_id.as_str(), workflow)),
-                    Err(_) => continue, // a version no longer loaded: no workflow-level metrics
-                }
+            if config.as_ref().is_none_or(|(id, _)| *id != t.task_id) {
+                let workflow = self.catalog.resolve(&task.workflow_ref()).ok();
+                config = Some((t.task_id.as_str(), workflow));
             }
-            let Some((_, workflow)) = &config else { continue };
+            let handler_config = match &config {
+                Some((_, Some(workflow))) => &workflow.template.handler_config,
+                _ => &none,
+            };
             log_committed(t, task, &entry.context);
             if let Some(tracer) = &self.config.tracer {
                 tracer.committed(
@@ -1607,7 +1607,7 @@ impl Orchestrator {
                         created_at: task.created_at,
                         context: &entry.context,
                         traceparent: task.traceparent.as_deref(),
-                        config: &workflow.template.handler_config,
+                        config: handler_config,
                     },
                 );
             }
@@ -1619,7 +1619,7 @@ impl Orchestrator {
                     version: &task.version,
                     created_at: task.created_at,
                     context: &entry.context,
-                    config: &workflow.template.handler_config,
+                    config: handler_config,
                     steps: &task.steps,
                 },
             );
