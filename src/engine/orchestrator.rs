@@ -1701,16 +1701,9 @@ impl Orchestrator {
         let outcome = match retention::candidates(&*self.store, &policy, now, retention::PASS).await {
             Ok(ids) => {
                 let full = ids.len() >= retention::PASS;
-                retention::prune(
-                    &*self.store,
-                    &ids,
-                    &policy.archive_dir,
-                    policy.archive_cap,
-                    now,
-                    &held,
-                )
-                .await
-                .map(|r| (r, full))
+                retention::prune(&*self.store, &ids, &policy, now, &held)
+                    .await
+                    .map(|r| (r, full))
             }
             Err(e) => Err(e),
         };
@@ -1751,15 +1744,7 @@ impl Orchestrator {
                 return Ok((total, Vec::new()));
             }
             let held = |id: &str| self.tasks.contains_key(id);
-            let report = retention::prune(
-                &*self.store,
-                &ids,
-                &policy.archive_dir,
-                policy.archive_cap,
-                now,
-                &held,
-            )
-            .await?;
+            let report = retention::prune(&*self.store, &ids, policy, now, &held).await?;
             total.removed += report.removed;
             total.kept += report.kept;
             total.archive = report.archive.or(total.archive);

@@ -105,12 +105,12 @@ pub async fn candidates(
 }
 
 /// Archives then removes the tasks `ids` names, skipping any `held` says a command holds and
-/// any child of an unfinished task (its parent reads its outcome). `now` dates the archive.
+/// any child of an unfinished task (its parent reads its outcome), into `policy`'s archive.
+/// `now` dates the archive.
 pub async fn prune(
     store: &dyn Store,
     ids: &[String],
-    archive_dir: &Path,
-    cap: Option<u64>,
+    policy: &Retention,
     now: Timestamp,
     held: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<PruneReport, EngineError> {
@@ -152,10 +152,11 @@ pub async fn prune(
     if chosen.is_empty() {
         return Ok(report);
     }
-    let path = append(archive_dir, now, &lines, cap).map_err(|e| EngineError::Archive {
-        dir: archive_dir.display().to_string(),
-        cause: e.to_string(),
-    })?;
+    let path =
+        append(&policy.archive_dir, now, &lines, policy.archive_cap).map_err(|e| EngineError::Archive {
+            dir: policy.archive_dir.display().to_string(),
+            cause: e.to_string(),
+        })?;
     // Their events go with them (and any older ones).
     report.removed = store.remove(&chosen, newest_change.saturating_add(1)).await?;
     report.kept += chosen.len() - report.removed;
