@@ -145,8 +145,12 @@ async fn every_role_against_every_endpoint() {
     ];
     // (endpoint, expected status for each person above, in order)
     type Row = (&'static str, [u16; 8]);
-    let table: [Row; 15] = [
+    let table: [Row; 16] = [
         ("GET /health/status", [200, 200, 200, 200, 200, 200, 401, 401]),
+        (
+            "GET /v1/metrics/summary",
+            [200, 200, 200, 200, 200, 200, 401, 401],
+        ),
         ("GET /v1/whoami", [200, 200, 200, 200, 200, 200, 401, 401]),
         ("GET /v1/workflows", [200, 200, 200, 200, 200, 200, 401, 401]),
         (
@@ -258,6 +262,24 @@ async fn reads_show_each_operator_only_what_they_may_read() {
         status["checks"]["task_processing"]["active_tasks"],
         json!(1),
         "only the refund counts for a viewer: {status}"
+    );
+    // The console's ten-minute summary: a namespace's figures only for those who read it.
+    let (_, summary) = s
+        .call("GET", "/v1/metrics/summary", Some(&token(&viewer())), None)
+        .await;
+    let names: Vec<&str> = summary["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["namespace"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"customer_success"), "{summary}");
+    let (_, theirs) = s
+        .call("GET", "/v1/metrics/summary", Some(&token(&outsider())), None)
+        .await;
+    assert!(
+        !theirs["namespaces"].to_string().contains("\"customer_success\""),
+        "{theirs}"
     );
     // Post 05's shape: checks and the engine's performance.
     assert_eq!(status["status"], "healthy", "{status}");
@@ -992,6 +1014,7 @@ async fn metrics_count_committed_work_for_admins_and_monitors_only() {
         "/v1/workflows/files".into(),
         "/health/status".into(),
         "/v1/events".into(),
+        "/v1/metrics/summary".into(),
     ] {
         let (status, body) = server.call("GET", &path, Some(&monitor), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");

@@ -86,7 +86,7 @@ async fn a_monitored_checkout_completes_with_its_business_context() {
 
 #[tokio::test(start_paused = true)]
 async fn the_inventory_slowdown_times_out_update_inventory_and_the_metrics_say_so() {
-    let h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
+    let mut h = start_blog(Arc::new(Services::new(true)), temp_store()).await;
     let task = h
         .run(WF, checkout(json!({ "scenario": "inventory_slowdown" })))
         .await;
@@ -139,6 +139,153 @@ async fn the_inventory_slowdown_times_out_update_inventory_and_the_metrics_say_s
             r#"tasker_tasks_total{namespace="blog_examples",workflow="monitored_checkout",version="1.0.0",status="failed",business_tier="premium"}"#
         ),
         1.0
+    );
+
+    // Post 05's signals, stored with the transitions: a bottleneck per attempt (15 s against
+    // update_inventory's 3 s, 5×) and the critical oversell risk when it failed for good.
+    let stored = h.store.events_after(0, 10_000).await.unwrap();
+    let signals: Vec<&taskdeck::model::event::Event> = stored
+        .iter()
+        .filter(|e| e.name.starts_with("business."))
+        .collect();
+    let names: Vec<(&str, Option<&str>)> = signals
+        .iter()
+        .map(|e| (e.name.as_str(), e.step.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("business.performance.bottleneck", Some("update_inventory")),
+            ("business.performance.bottleneck", Some("update_inventory")),
+            ("business.inventory.failure", Some("update_inventory")),
+        ]
+    );
+    assert_eq!(signals[0].payload["degradation_factor"], json!(5.0));
+    assert_eq!(signals[1].payload["attempt"], json!(2));
+    assert_eq!(signals[2].payload["severity"], json!("critical"));
+    assert!(
+        signals[2].line().contains("CRITICAL oversell risk (timeout)"),
+        "{}",
+        signals[2].line()
+    );
+    // Published live too, exactly as stored.
+    let live: Vec<_> = h
+        .drain()
+        .into_iter()
+        .filter(|e| e.name.starts_with("business."))
+        .collect();
+    assert_eq!(live.len(), 3);
+    assert_eq!(
+        value(&metrics, &format!("tasker_step_bottlenecks_total{{{step}}}")),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"tasker_oversell_risk_total{namespace="blog_examples",workflow="monitored_checkout"}"#
+        ),
+        1.0
+    );
+
+    // The console's summary: update_inventory is the slowest step, its slowest task this one.
+    let admin = taskdeck::auth::Identity::local("root");
+    let summary = h.engine.query().metrics_summary(&admin).unwrap();
+    let ns = summary
+        .namespaces
+        .iter()
+        .find(|n| n.namespace == "blog_examples")
+        .unwrap();
+    let slowest = &ns.slowest_steps[0];
+    assert_eq!(
+        (slowest.step.as_str(), slowest.attempts, slowest.bottlenecks),
+        ("update_inventory", 2, 2)
+    );
+    assert_eq!((slowest.max_seconds, slowest.threshold_seconds), (15.0, 3.0));
+    assert_eq!(slowest.slowest_task, task.id);
+    assert_eq!(ns.failed.iter().sum::<u32>(), 1);
+    assert_eq!(ns.revenue_lost, 129.97);
+    let latest: Vec<&str> = ns.signals.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        latest,
+        ["business.inventory.failure", "business.performance.bottleneck"]
+    );
+    // Another team sees none of it.
+    let other = taskdeck::auth::Identity::new("eve", "payments", taskdeck::auth::Role::Operator);
+    let theirs = h.engine.query().metrics_summary(&other).unwrap();
+    assert!(theirs.namespaces.iter().all(|n| n.namespace != "blog_examples"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_slower_than_its_sla_is_a_violation_and_thresholds_can_be_its_own() {
+    let yaml = r#"
+namespace: shop
+name: slow_checkout
+version: 1.0.0
+handler_config:
+  monitoring: { sla_seconds: 5, critical_workflow: true, bottleneck_seconds: { pack: 1 } }
+steps:
+  - { name: pack, handler: simulate, handler_config: { sleep_ms: 2000 } }
+  - { name: ship, handler: simulate, depends_on: [pack], handler_config: { sleep_ms: 4000 } }
+"#;
+    let mut h = common::start(&[yaml], taskdeck::handlers::Registry::builtin(), common::config()).await;
+    let task = h.run("shop/slow_checkout", json!({})).await;
+    assert_eq!(task.state, TaskState::Complete);
+    let events = h.drain();
+    let signals: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .filter(|e| e.name.contains("performance"))
+        .map(|e| (e.name.as_str(), e.step.as_deref()))
+        .collect();
+    // pack: 2 s over its own 1 s; ship: 4 s under the post's default 5 s; the task: 6 s > 5 s.
+    assert_eq!(
+        signals,
+        [
+            ("business.performance.bottleneck", Some("pack")),
+            ("performance.sla.violation", None),
+        ]
+    );
+    let violation = events
+        .iter()
+        .find(|e| e.name == "performance.sla.violation")
+        .unwrap();
+    assert_eq!(violation.payload["severity"], json!("critical"));
+    assert_eq!(violation.payload["sla_seconds"], json!(5));
+    let metrics = h.engine.metrics().encode();
+    assert_eq!(
+        value(
+            &metrics,
+            r#"tasker_sla_violations_total{namespace="shop",workflow="slow_checkout"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_threshold_for_a_step_the_workflow_lacks_is_refused_with_its_field() {
+    let yaml = r#"
+namespace: shop
+name: typo
+version: 1.0.0
+handler_config:
+  monitoring: { bottleneck_seconds: { pakc: 1 } }
+steps:
+  - { name: pack, handler: simulate }
+"#;
+    let registry = taskdeck::handlers::Registry::builtin();
+    let source = taskdeck::workflow::Source::Inline {
+        file: "typo.yaml".into(),
+        text: yaml.into(),
+    };
+    let e = taskdeck::workflow::Catalog::load(&[source], &|h| registry.contains(h))
+        .err()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        e.contains("typo.yaml") && e.contains("handler_config.monitoring.bottleneck_seconds.pakc"),
+        "{e}"
     );
 }
 

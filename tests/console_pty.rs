@@ -211,6 +211,18 @@ fn a_session_in_a_real_terminal() {
     s.send(b"r");
     s.screen.wait_for("crash/fails@1.0.0 · ✔ complete");
 
+    // `:metrics`: the last ten minutes per namespace and the slowest steps; Enter opens the
+    // task of the slowest attempt.
+    s.send(b"\x1b");
+    s.send(b":metrics\r");
+    s.screen.wait_for("metrics · last 10 min");
+    s.screen.wait_for("tasks/min");
+    s.screen.wait_for("Enter opens the slowest task");
+    s.send(b"\r");
+    s.screen.wait_for(" · ✔ complete");
+    s.send(b"\x1b");
+    s.screen.wait_for("tasks 2/2");
+
     // While the console holds the data directory, the CLI goes through its API, and prints
     // what it prints in-process once the console has quit.
     let through_console = taskdeck(data.path(), &["tasks", "--json"]);

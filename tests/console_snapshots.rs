@@ -252,6 +252,70 @@ fn both(name: &str, setup: impl Fn(&mut App)) {
     }
 }
 
+/// The incident as the engine's summary would have it: checkouts fail for the last two
+/// minutes, update_inventory runs into its 15 s timeout, the SLA is missed and revenue lost.
+fn incident_summary() -> taskdeck::telemetry::recent::MetricsSummary {
+    use taskdeck::telemetry::recent::{Recent, SignalNote};
+    let mut r = Recent::default();
+    let checkout = "monitored_checkout";
+    for slice in 0..60i64 {
+        let at = NOW - (59 - slice) * 10_000;
+        let incident = slice >= 48;
+        for n in 0..6 {
+            let failed = incident && n % 2 == 0;
+            r.task_ended(at, "blog_examples", !failed);
+            r.revenue(at, "blog_examples", !failed, 129.97);
+            if !failed {
+                r.sla(at, "blog_examples", !incident);
+            }
+            let inventory_ms = if incident { 15_000 } else { 400 + n as u64 * 10 };
+            let task = format!("01a2{slice:08x}-0000-7000-8000-0000{n:08x}");
+            r.attempt(
+                at,
+                "blog_examples",
+                checkout,
+                "update_inventory",
+                &task,
+                inventory_ms,
+                3.0,
+            );
+            r.attempt(at, "blog_examples", checkout, "process_payment", &task, 900, 5.0);
+            r.attempt(at, "blog_examples", checkout, "validate_cart", &task, 12, 2.0);
+        }
+        r.task_ended(at, "ecommerce", true);
+        r.attempt(
+            at,
+            "ecommerce",
+            "process_order",
+            "process_payment",
+            "01a20000-0000-7000-8000-0000000000e1",
+            250,
+            5.0,
+        );
+    }
+    r.signal(
+        "blog_examples",
+        SignalNote {
+            name: "business.performance.bottleneck".into(),
+            at: NOW - 4_000,
+            workflow: checkout.into(),
+            step: Some("update_inventory".into()),
+            task: "01a2000003b-0000-7000-8000-000000000000".into(),
+            degradation_factor: Some(5.0),
+        },
+    );
+    r.summary(NOW, &["customer_success".into(), "payments".into()], &|_| true)
+}
+
+#[test]
+fn metrics_view_during_the_inventory_incident() {
+    both("metrics", |app| {
+        app.apply(Update::Summary(Box::new(incident_summary())));
+        typed(app, ":metrics");
+        key(app, KeyCode::Enter);
+    });
+}
+
 #[test]
 fn tasks_screen() {
     both("tasks", |_| {});
@@ -352,7 +416,12 @@ fn the_task_view_state_of_the_countdown_is_text() {
 #[test]
 fn every_screen_draws_at_every_terminal_size() {
     type Setup<'a> = (&'a str, &'a dyn Fn(&mut App));
-    let setups: [Setup; 6] = [
+    let setups: [Setup; 7] = [
+        ("metrics", &|app| {
+            app.apply(Update::Summary(Box::new(incident_summary())));
+            typed(app, ":metrics");
+            key(app, KeyCode::Enter);
+        }),
         ("tasks", &|_| {}),
         ("approvals", &|app| {
             typed(app, ":approvals");

@@ -124,6 +124,7 @@ pub fn router(
         .route("/v1/tasks/{id}/steps/{step}/deny", post(deny_step))
         .route("/v1/approvals", get(approvals))
         .route("/v1/events", get(events))
+        .route("/v1/metrics/summary", get(metrics_summary))
         .fallback(|| async {
             error::ApiError::new(ErrorKind::NotFound, "no such endpoint; see /v1/openapi.json")
         })

@@ -81,6 +81,19 @@ pub async fn status(State(state): State<AppState>, caller: Caller) -> Answer<Sta
     Ok(Json(client(&state, caller).status().await?))
 }
 
+/// The last ten minutes of each namespace the caller may read, in 10-second slices: tasks
+/// completed and failed, p95 attempt time, SLA compliance, revenue processed and lost, the
+/// slowest steps (with the task of the slowest attempt) and the latest business signals.
+/// Kept in the engine's memory: it starts empty after a restart.
+#[utoipa::path(get, path = "/v1/metrics/summary", tag = "health", security(("bearer" = [])),
+    responses((status = 200, body = crate::telemetry::recent::MetricsSummary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn metrics_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Answer<crate::telemetry::recent::MetricsSummary> {
+    Ok(Json(client(&state, caller).metrics_summary().await?))
+}
+
 /// The engine's Prometheus metrics (text format 0.0.4): counts over every namespace, revenue
 /// included, so only an admin or a `monitor` token (made for scrapers: it reads nothing else)
 /// may read them.

@@ -480,6 +480,10 @@ impl Client for Http {
         self.conn.get("/health/status").await
     }
 
+    async fn metrics_summary(&self) -> Result<crate::telemetry::recent::MetricsSummary, Problem> {
+        self.conn.get("/v1/metrics/summary").await
+    }
+
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
         let first = self.conn.open_events(after).await?;
         let (tx, rx) = mpsc::channel::<Result<Event, Problem>>(1024);

@@ -140,6 +140,10 @@ impl Client for Local {
         Ok(self.engine.query().status(&self.identity).await?)
     }
 
+    async fn metrics_summary(&self) -> Result<crate::telemetry::recent::MetricsSummary, Problem> {
+        Ok(self.engine.query().metrics_summary(&self.identity)?)
+    }
+
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
         let events = self.engine.events(&self.identity, after).await?;
         // An error (an identity that expired mid-stream) is delivered once and ends the feed.

@@ -230,6 +230,8 @@ pub trait Client: Send + Sync {
     ) -> Result<Task, Problem>;
     async fn approvals(&self) -> Result<Vec<PendingApproval>, Problem>;
     async fn status(&self) -> Result<Status, Problem>;
+    /// The last ten minutes of the namespaces this client may read (`Query::metrics_summary`).
+    async fn metrics_summary(&self) -> Result<crate::telemetry::recent::MetricsSummary, Problem>;
     /// The events this client may read with a sequence number above `after` (`None`: from
     /// now on), then live ones. A remote feed reconnects by itself and resumes after the last
     /// event it delivered; it ends (`None`) only when the engine stops for good.

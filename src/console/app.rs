@@ -7,6 +7,7 @@ use super::model::{SortKey, TaskFilter, ViewModel};
 use super::theme::Theme;
 use crate::engine::Event;
 use crate::model::{Task, TaskState, Timestamp, Transition};
+use crate::telemetry::recent::{MetricsSummary, SlowStep};
 use crate::workflow::{Catalog, Workflow};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::Value;
@@ -28,6 +29,45 @@ pub enum Update {
     Paged {
         more: bool,
     },
+    /// The engine's last ten minutes per namespace (for `:metrics` and the header's marker).
+    Summary(Box<MetricsSummary>),
+    /// The engine did not give a summary (an older server, or a refusal): why.
+    SummaryFailed(String),
+}
+
+/// How long a bottleneck, SLA breach or oversell risk lights the header: 5 minutes.
+pub const MARKER_MS: Timestamp = 300_000;
+
+/// The latest business signal, for the header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub text: String,
+    /// When it was raised (ms since the Unix epoch).
+    pub at: Timestamp,
+}
+
+impl Marker {
+    /// The marker of a signal event or note, by its name; `None` for any other name.
+    pub fn of(
+        name: &str,
+        workflow: &str,
+        step: Option<&str>,
+        factor: Option<f64>,
+        at: Timestamp,
+    ) -> Option<Marker> {
+        use crate::telemetry::signals as s;
+        let text = match name {
+            s::BOTTLENECK => format!(
+                "bottleneck {}{}",
+                step.unwrap_or(workflow),
+                factor.map_or(String::new(), |f| format!(" {f:.1}×"))
+            ),
+            s::SLA_VIOLATION => format!("SLA breach {workflow}"),
+            s::INVENTORY_FAILURE => format!("oversell risk {}", step.unwrap_or(workflow)),
+            _ => return None,
+        };
+        Some(Marker { text, at })
+    }
 }
 
 /// What the app asks of the engine; the runner carries it out.
@@ -50,6 +90,8 @@ pub enum Action {
     Focus(Option<String>),
     /// Load the next page of older tasks from the store.
     Older,
+    /// Read one task (and its log) that the console may not hold yet.
+    Load(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +107,8 @@ pub enum Screen {
     Task(String),
     /// The approvals inbox.
     Approvals,
+    /// The last ten minutes per namespace and the slowest steps.
+    Metrics,
 }
 
 pub struct NewTaskForm {
@@ -140,6 +184,13 @@ pub struct App {
     /// A page of older tasks has been asked for and has not arrived.
     pub loading_older: bool,
     pub notice: Option<(String, Timestamp)>,
+    /// The engine's latest summary, and why there is none when it failed.
+    pub summary: Option<Arc<MetricsSummary>>,
+    pub summary_error: Option<String>,
+    /// The row of the slowest-steps table the keys act on.
+    pub selected_slow: usize,
+    /// The latest business signal (lit in the header for `MARKER_MS`).
+    pub marker: Option<Marker>,
     pub quit: bool,
     /// Set when something visible changed; the runner redraws and clears it.
     pub dirty: bool,
@@ -178,6 +229,10 @@ impl App {
             link_down: None,
             loading_older: false,
             notice: None,
+            summary: None,
+            summary_error: None,
+            selected_slow: 0,
+            marker: None,
             quit: false,
             dirty: true,
             actions,
@@ -233,7 +288,57 @@ impl App {
             Screen::Task(id) => self.vm.task(id).cloned(),
             Screen::Tasks => self.rows().get(self.selected_index()).cloned(),
             Screen::Approvals => self.current_approval().map(|(t, _)| t),
+            Screen::Metrics => None,
         }
+    }
+
+    /// The slowest-steps table of `:metrics`: every readable namespace's, slowest attempt
+    /// first, matching the `/` filter.
+    pub fn slow_rows(&self) -> Vec<(String, SlowStep)> {
+        let Some(summary) = &self.summary else {
+            return Vec::new();
+        };
+        let needle = self.task_filter.text.to_lowercase();
+        let mut rows: Vec<(String, SlowStep)> = summary
+            .namespaces
+            .iter()
+            .flat_map(|n| n.slowest_steps.iter().map(|s| (n.namespace.clone(), s.clone())))
+            .filter(|(ns, s)| {
+                needle.is_empty()
+                    || format!("{ns}/{} {}", s.workflow, s.step)
+                        .to_lowercase()
+                        .contains(&needle)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.1.max_seconds.total_cmp(&a.1.max_seconds));
+        rows
+    }
+
+    /// The marker while it is recent.
+    pub fn live_marker(&self) -> Option<&Marker> {
+        self.marker
+            .as_ref()
+            .filter(|m| self.now.saturating_sub(m.at) < MARKER_MS)
+    }
+
+    fn mark(&mut self, marker: Option<Marker>) {
+        if let Some(m) = marker {
+            if self.marker.as_ref().is_none_or(|old| m.at >= old.at) {
+                self.marker = Some(m);
+            }
+        }
+    }
+
+    fn open_slowest(&mut self) {
+        let rows = self.slow_rows();
+        let Some((_, step)) = rows.get(self.selected_slow.min(rows.len().saturating_sub(1))) else {
+            return self.notify("no step has run in the last 10 minutes");
+        };
+        let id = step.slowest_task.clone();
+        if self.vm.task(&id).is_none() {
+            self.act(Action::Load(id.clone()));
+        }
+        self.open_task(id);
     }
 
     /// Whether a retry countdown is on screen (the runner then ticks 4 times a second).
@@ -245,7 +350,7 @@ impl App {
                     .any(|s| s.next_attempt_at.is_some_and(|at| at > self.now))
             }),
             Screen::Approvals => !self.approvals().is_empty(),
-            Screen::Tasks => false,
+            Screen::Tasks | Screen::Metrics => false,
         }
     }
 
@@ -263,7 +368,27 @@ impl App {
                     self.vm.upsert(t);
                 }
             }
-            Update::Event(e) => self.vm.push_event(e),
+            Update::Event(e) => {
+                if !e.custom {
+                    let factor = e.payload["degradation_factor"].as_f64();
+                    self.mark(Marker::of(&e.name, &e.workflow, e.step.as_deref(), factor, e.at));
+                }
+                self.vm.push_event(e)
+            }
+            Update::Summary(summary) => {
+                for n in summary.namespaces.iter().flat_map(|n| &n.signals) {
+                    self.mark(Marker::of(
+                        &n.name,
+                        &n.workflow,
+                        n.step.as_deref(),
+                        n.degradation_factor,
+                        n.at,
+                    ));
+                }
+                self.summary = Some(Arc::new(*summary));
+                self.summary_error = None;
+            }
+            Update::SummaryFailed(why) => self.summary_error = Some(why),
             Update::Transitions(id, log) => self.vm.transitions = Some((id, log)),
             Update::Submitted(task) => {
                 let id = task.id.clone();
@@ -422,6 +547,7 @@ impl App {
             (Focus::Main, Screen::Tasks) => Place::TasksTable,
             (Focus::Main, Screen::Task(_)) => Place::TaskView,
             (Focus::Main, Screen::Approvals) => Place::Inbox,
+            (Focus::Main, Screen::Metrics) => Place::Metrics,
         }
     }
 
@@ -452,6 +578,7 @@ impl App {
             KeyAction::First => self.move_selection(-1_000_000),
             KeyAction::Last => self.move_selection(1_000_000),
             KeyAction::Open | KeyAction::ShowNamespace => self.enter(),
+            KeyAction::OpenSlowest => self.open_slowest(),
             KeyAction::Back => self.back(),
             KeyAction::NewTask => self.open_form(None),
             KeyAction::Retry => self.retry_current(),
@@ -548,7 +675,7 @@ impl App {
                 let i = *super::dag::reading_order(&task).get(self.selected_step)?;
                 (task.steps[i].state == crate::model::StepState::AwaitingApproval).then_some((task, i))
             }
-            Screen::Tasks => None,
+            Screen::Tasks | Screen::Metrics => None,
         }
     }
 
@@ -621,6 +748,9 @@ impl App {
             (Focus::Main, Screen::Approvals) => {
                 self.selected_approval = step(self.selected_approval, self.approvals().len());
             }
+            (Focus::Main, Screen::Metrics) => {
+                self.selected_slow = step(self.selected_slow, self.slow_rows().len());
+            }
             (Focus::Events, _) => {}
         }
     }
@@ -651,7 +781,7 @@ impl App {
     }
 
     fn back(&mut self) {
-        if let Screen::Task(_) | Screen::Approvals = self.screen {
+        if let Screen::Task(_) | Screen::Approvals | Screen::Metrics = self.screen {
             self.screen = Screen::Tasks;
             self.act(Action::Focus(None));
         } else if self.focus != Focus::Main {
@@ -752,6 +882,11 @@ impl App {
                 self.focus = Focus::Main;
             }
             "events" => self.focus = Focus::Events,
+            "metrics" => {
+                self.screen = Screen::Metrics;
+                self.focus = Focus::Main;
+                self.selected_slow = 0;
+            }
             "approvals" => {
                 self.screen = Screen::Approvals;
                 self.focus = Focus::Main;
@@ -1025,6 +1160,76 @@ mod tests {
         assert_eq!(app.complete("theme l"), ["theme light"]);
         assert_eq!(app.complete("ns eco"), ["ns ecommerce"]);
         assert_eq!(app.complete("submit demo"), ["submit demo/release_pipeline"]);
+    }
+
+    #[test]
+    fn metrics_opens_the_slowest_task_of_the_selected_step_and_a_signal_lights_the_header() {
+        let (mut app, mut actions) = app();
+        app.now = 1_000_000;
+        let mut recent = crate::telemetry::recent::Recent::default();
+        recent.attempt(
+            990_000,
+            "blog_examples",
+            "monitored_checkout",
+            "update_inventory",
+            "slow-task",
+            15_000,
+            3.0,
+        );
+        recent.attempt(
+            990_000,
+            "blog_examples",
+            "monitored_checkout",
+            "validate_cart",
+            "fast-task",
+            20,
+            2.0,
+        );
+        let summary = recent.summary(app.now, &[], &|_| true);
+        app.apply(Update::Summary(Box::new(summary)));
+        app.run_command("metrics");
+        assert_eq!(app.place(), Place::Metrics);
+        let rows = app.slow_rows();
+        assert_eq!(rows[0].1.step, "update_inventory");
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char('k'));
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Task("slow-task".into()));
+        assert_eq!(actions.try_recv().unwrap(), Action::Load("slow-task".into()));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Tasks);
+
+        assert!(app.live_marker().is_none());
+        let event = crate::engine::Event {
+            seq: 1,
+            at: app.now - 1_000,
+            name: crate::telemetry::signals::BOTTLENECK.into(),
+            task_id: "slow-task".into(),
+            workflow: "blog_examples/monitored_checkout@1.0.0".into(),
+            step: Some("update_inventory".into()),
+            custom: false,
+            payload: serde_json::json!({ "degradation_factor": 5.0 }),
+        };
+        app.apply(Update::Event(Arc::new(event.clone())));
+        assert_eq!(
+            app.live_marker().unwrap().text,
+            "bottleneck update_inventory 5.0×"
+        );
+        // A handler's own event of that name lights nothing; the marker fades after 5 min.
+        app.marker = None;
+        app.apply(Update::Event(Arc::new(crate::engine::Event {
+            custom: true,
+            ..event
+        })));
+        assert!(app.live_marker().is_none());
+        app.mark(Marker::of(
+            crate::telemetry::signals::SLA_VIOLATION,
+            "wf",
+            None,
+            None,
+            app.now - MARKER_MS,
+        ));
+        assert!(app.live_marker().is_none());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, watch};
 /// How many task reads one tick runs at once.
 const READS_AT_ONCE: usize = 16;
 
+/// How often the engine's ten-minute summary is read (`:metrics`, the header's marker).
+const SUMMARY_EVERY: Duration = Duration::from_secs(2);
+
 /// Tasks per page: the first load, and each older page.
 pub const PAGE: usize = 1000;
 
@@ -57,8 +60,26 @@ pub async fn feed(
     };
     let mut dirty: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut summary_wait = SUMMARY_EVERY;
+    let summary_due = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(summary_due);
     loop {
         tokio::select! {
+            () = &mut summary_due => {
+                match client.metrics_summary().await {
+                    Ok(summary) => {
+                        summary_wait = SUMMARY_EVERY;
+                        let _ = tx.send(Update::Summary(Box::new(summary)));
+                    }
+                    Err(e) => {
+                        // An older server without summaries, a refusal or a lost link: the
+                        // metrics view says why; ask less often until it answers.
+                        summary_wait = (summary_wait * 2).min(Duration::from_secs(60));
+                        let _ = tx.send(Update::SummaryFailed(e.to_string()));
+                    }
+                }
+                summary_due.as_mut().reset(tokio::time::Instant::now() + summary_wait);
+            },
             event = events.next() => match event {
                 Some(Ok(e)) => {
                     if !e.custom {

@@ -11,7 +11,19 @@ pub enum Place {
     Inbox,
     Namespaces,
     Events,
+    /// The `:metrics` view (its slowest-steps table).
+    Metrics,
 }
+
+/// Every place, for tests and for help.
+pub const PLACES: [Place; 6] = [
+    Place::TasksTable,
+    Place::TaskView,
+    Place::Inbox,
+    Place::Namespaces,
+    Place::Events,
+    Place::Metrics,
+];
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +41,8 @@ pub enum KeyAction {
     Last,
     Open,
     ShowNamespace,
+    /// Open the task of the selected step's slowest attempt (`:metrics`).
+    OpenSlowest,
     Back,
     NewTask,
     Retry,
@@ -113,6 +127,14 @@ pub const BINDINGS: &[Binding] = &[
         action: A::Open,
         bar: Some("open"),
         help: "open the task",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::Metrics],
+        action: A::OpenSlowest,
+        bar: Some("slowest task"),
+        help: "open the slowest task of the selected step",
     },
     Binding {
         keys: &[KeyCode::Enter],
@@ -237,7 +259,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Esc],
         label: "Esc",
-        places: &[P::TaskView, P::Inbox],
+        places: &[P::TaskView, P::Inbox, P::Metrics],
         action: A::Back,
         bar: Some("back"),
         help: "back to the tasks",
@@ -293,6 +315,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         help: "requests waiting for a decision",
     },
     CommandSpec {
+        name: "metrics",
+        args: "",
+        help: "the last 10 minutes per namespace, slowest steps",
+    },
+    CommandSpec {
         name: "events",
         args: "",
         help: "focus the event stream",
@@ -340,7 +367,7 @@ mod tests {
 
     #[test]
     fn every_place_has_help_quit_and_back_or_open() {
-        for place in [P::TasksTable, P::TaskView, P::Inbox, P::Namespaces, P::Events] {
+        for place in PLACES {
             let actions: Vec<KeyAction> = at(place).map(|b| b.action).collect();
             assert!(
                 actions.contains(&A::Help) && actions.contains(&A::Quit),
@@ -357,7 +384,7 @@ mod tests {
 
     #[test]
     fn no_key_means_two_things_in_one_place() {
-        for place in [P::TasksTable, P::TaskView, P::Inbox, P::Namespaces, P::Events] {
+        for place in PLACES {
             let mut seen = Vec::new();
             for b in at(place) {
                 for k in b.keys {

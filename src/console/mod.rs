@@ -278,6 +278,19 @@ fn perform(
         Action::Older => {
             let _ = older.send(());
         }
+        Action::Load(id) => {
+            tokio::spawn(async move {
+                match client.task(&id).await {
+                    Ok(detail) => {
+                        let _ = updates.send(Update::Tasks(vec![detail.task]));
+                        let _ = updates.send(Update::Transitions(id, detail.transitions));
+                    }
+                    Err(e) => {
+                        let _ = updates.send(Update::Notice(format!("cannot open the task: {e}")));
+                    }
+                }
+            });
+        }
         Action::Submit { workflow, context } => {
             tokio::spawn(async move {
                 let task = crate::client::NewTask { workflow, context };

@@ -128,6 +128,17 @@ impl Engine {
         let clock = config.clock.unwrap_or_default();
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         metrics.namespaces(catalog.iter().map(|w| w.template.namespace.as_str()));
+        metrics.inventory_workflows(
+            catalog
+                .iter()
+                .filter(|w| {
+                    w.template
+                        .steps
+                        .iter()
+                        .any(|s| s.name == crate::telemetry::signals::INVENTORY_STEP)
+                })
+                .map(|w| (w.template.namespace.as_str(), w.template.name.as_str())),
+        );
         let loop_tx = tx.clone();
         let query = Query::new(
             store.clone(),

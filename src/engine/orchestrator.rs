@@ -1519,6 +1519,8 @@ impl Orchestrator {
     /// Makes this turn durable, then publishes, answers and spawns. Returns false when the
     /// store failed: the engine stops rather than run on state it could not save.
     async fn commit(&mut self) -> bool {
+        let workflows = self.workflows_of_turn();
+        self.raise_signals(&workflows);
         for event in &mut self.events {
             self.event_seq += 1;
             event.seq = self.event_seq;
@@ -1554,7 +1556,7 @@ impl Orchestrator {
                     e.stored = Some((e.task.state, e.task.updated_at));
                 }
             }
-            self.count_committed();
+            self.count_committed(&workflows);
         }
         self.dirty.clear();
         self.created.clear();
@@ -1576,25 +1578,71 @@ impl Orchestrator {
         ok
     }
 
-    /// Moves the metrics by the transitions just committed: once each, only once durable.
-    fn count_committed(&mut self) {
-        // A version no longer in the catalog has no workflow-level configuration: its tasks
-        // still count, log and trace, without business figures.
-        let none = crate::workflow::handler_config::HandlerConfig::default();
-        let mut config: Option<(&str, Option<Arc<crate::workflow::Workflow>>)> = None;
+    /// The workflow of each transition of this turn (resolved once per run of transitions of
+    /// one task). A version no longer in the catalog is `None`: its tasks still count, log
+    /// and trace, without business figures or signals of their own configuration.
+    fn workflows_of_turn(&self) -> Vec<Option<Arc<crate::workflow::Workflow>>> {
+        let mut out: Vec<Option<Arc<crate::workflow::Workflow>>> = Vec::with_capacity(self.transitions.len());
+        let mut last: Option<&str> = None;
         for t in &self.transitions {
+            let same = last == Some(t.task_id.as_str());
+            let workflow = match out.last() {
+                Some(previous) if same => previous.clone(),
+                _ => self
+                    .tasks
+                    .get(&t.task_id)
+                    .and_then(|e| self.catalog.resolve(&e.task.workflow_ref()).ok()),
+            };
+            last = Some(t.task_id.as_str());
+            out.push(workflow);
+        }
+        out
+    }
+
+    /// Post 05's business signals (bottleneck, SLA violation, oversell risk) raised by this
+    /// turn's transitions, as events stored in the same commit (`telemetry::signals`).
+    fn raise_signals(&mut self, workflows: &[Option<Arc<crate::workflow::Workflow>>]) {
+        let none = crate::workflow::handler_config::HandlerConfig::default();
+        let mut raised = Vec::new();
+        for (t, workflow) in self.transitions.iter().zip(workflows) {
             let Some(entry) = self.tasks.get(&t.task_id) else {
                 continue;
             };
             let task = &entry.task;
-            if config.as_ref().is_none_or(|(id, _)| *id != t.task_id) {
-                let workflow = self.catalog.resolve(&task.workflow_ref()).ok();
-                config = Some((t.task_id.as_str(), workflow));
-            }
-            let handler_config = match &config {
-                Some((_, Some(workflow))) => &workflow.template.handler_config,
-                _ => &none,
+            let facts = crate::telemetry::metrics::TaskFacts {
+                namespace: &task.namespace,
+                workflow: &task.name,
+                version: &task.version,
+                created_at: task.created_at,
+                context: &entry.context,
+                config: workflow.as_ref().map_or(&none, |w| &w.template.handler_config),
+                steps: &task.steps,
             };
+            for signal in crate::telemetry::signals::of(t, &facts) {
+                raised.push(Event {
+                    seq: 0,
+                    at: t.at,
+                    name: signal.name.to_string(),
+                    task_id: task.id.clone(),
+                    workflow: task.workflow_ref(),
+                    step: signal.step,
+                    custom: false,
+                    payload: signal.payload,
+                });
+            }
+        }
+        self.events.extend(raised);
+    }
+
+    /// Moves the metrics by the transitions just committed: once each, only once durable.
+    fn count_committed(&mut self, workflows: &[Option<Arc<crate::workflow::Workflow>>]) {
+        let none = crate::workflow::handler_config::HandlerConfig::default();
+        for (t, workflow) in self.transitions.iter().zip(workflows) {
+            let Some(entry) = self.tasks.get(&t.task_id) else {
+                continue;
+            };
+            let task = &entry.task;
+            let handler_config = workflow.as_ref().map_or(&none, |w| &w.template.handler_config);
             log_committed(t, task, &entry.context);
             if let Some(tracer) = &self.config.tracer {
                 tracer.committed(
@@ -1623,6 +1671,15 @@ impl Orchestrator {
                     steps: &task.steps,
                 },
             );
+        }
+        for event in self.events.iter().filter(|e| !e.custom) {
+            if !crate::telemetry::signals::NAMES.contains(&event.name.as_str()) {
+                continue;
+            }
+            if let Some(entry) = self.tasks.get(&event.task_id) {
+                self.metrics
+                    .signal(event, &entry.task.namespace, &entry.task.name);
+            }
         }
         self.metrics.queue(self.ready.len(), self.inflight.len());
         self.metrics

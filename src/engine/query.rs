@@ -341,6 +341,23 @@ impl Query {
         })
     }
 
+    /// The last ten minutes of each namespace `who` may read (every namespace of the catalog,
+    /// active or not): throughput, errors and p95 attempt time per 10-second slice, SLA
+    /// compliance, revenue, the slowest steps and the latest signals. What the console's
+    /// `:metrics` view draws; `/metrics` (every namespace) stays for admins and scrapers.
+    ///
+    /// Errors: `Denied` for an expired identity or a monitor token.
+    pub fn metrics_summary(
+        &self,
+        who: &Identity,
+    ) -> Result<crate::telemetry::recent::MetricsSummary, EngineError> {
+        self.coordinator.authenticate(who)?;
+        let readable = |namespace: &str| self.coordinator.check(who, Request::Read { namespace }).is_ok();
+        Ok(self
+            .metrics
+            .summary(self.clock.now(), &self.namespaces(), &readable))
+    }
+
     /// How many tasks in `state` `who` may read: from the store's index when `who` reads
     /// everything, else over the headers of that state's tasks.
     pub async fn count(&self, who: &Identity, state: TaskState) -> Result<u64, EngineError> {

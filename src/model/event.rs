@@ -67,6 +67,22 @@ impl Event {
                 p["delay_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
                 p["backoff_type"].as_str().unwrap_or("")
             ),
+            "business.performance.bottleneck" if !self.custom => format!(
+                "{:.1}s > {}s ({:.1}× slower, attempt {})",
+                p["duration_seconds"].as_f64().unwrap_or(0.0),
+                p["threshold_seconds"],
+                p["degradation_factor"].as_f64().unwrap_or(0.0),
+                p["attempt"]
+            ),
+            "performance.sla.violation" if !self.custom => format!(
+                "took {:.1}s, SLA {}s",
+                p["duration_seconds"].as_f64().unwrap_or(0.0),
+                p["sla_seconds"]
+            ),
+            "business.inventory.failure" if !self.custom => format!(
+                "CRITICAL oversell risk ({})",
+                p["error_type"].as_str().unwrap_or("other")
+            ),
             _ if self.custom => p.to_string(),
             _ => p["reason"].as_str().unwrap_or("").to_string(),
         };

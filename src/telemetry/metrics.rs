@@ -132,6 +132,9 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("payments_processed_total", "counter"),
     ("payment_volume_dollars_total", "counter"),
     ("sla_compliance_total", "counter"),
+    ("tasker_step_bottlenecks_total", "counter"),
+    ("tasker_sla_violations_total", "counter"),
+    ("tasker_oversell_risk_total", "counter"),
 ];
 
 /// The series names a query may use: counters and gauges as named, and a histogram's
@@ -229,6 +232,11 @@ pub struct Metrics {
     payments: Family<MethodLabels, Counter>,
     payment_volume: Family<MethodLabels, Amount>,
     sla: Family<SlaLabels, Counter>,
+    bottlenecks: Family<StepLabels, Counter>,
+    sla_violations: Family<WorkflowLabels, Counter>,
+    oversell_risk: Family<WorkflowLabels, Counter>,
+    /// The last ten minutes, for the console (`telemetry::recent`).
+    recent: Mutex<super::recent::Recent>,
 }
 
 impl Default for Metrics {
@@ -348,8 +356,30 @@ impl Metrics {
             "Completed tasks of workflows with monitoring.sla_seconds, by whether they met it",
             sla.clone(),
         );
+        let bottlenecks = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "tasker_step_bottlenecks",
+            "Step attempts that ran longer than their step's bottleneck threshold (business.performance.bottleneck)",
+            bottlenecks.clone(),
+        );
+        let sla_violations = Family::<WorkflowLabels, Counter>::default();
+        registry.register(
+            "tasker_sla_violations",
+            "Tasks that completed after their workflow's monitoring.sla_seconds (performance.sla.violation)",
+            sla_violations.clone(),
+        );
+        let oversell_risk = Family::<WorkflowLabels, Counter>::default();
+        registry.register(
+            "tasker_oversell_risk",
+            "update_inventory steps that failed for good after payment (business.inventory.failure)",
+            oversell_risk.clone(),
+        );
         Metrics {
             registry,
+            bottlenecks,
+            sla_violations,
+            oversell_risk,
+            recent: Mutex::new(super::recent::Recent::default()),
             tasks,
             task_duration,
             step_duration,
@@ -433,6 +463,8 @@ impl Metrics {
             return;
         }
         let seconds = seconds_between(task.created_at, t.at);
+        self.recent()
+            .task_ended(t.at, task.namespace, status == "completed");
         self.task_duration
             .get_or_create(&WorkflowLabels {
                 namespace: task.namespace.into(),
@@ -441,6 +473,7 @@ impl Metrics {
             .observe(seconds);
         if status == "completed" {
             if let Some(sla) = task.config.monitoring.as_ref().and_then(|m| m.sla_seconds) {
+                self.recent().sla(t.at, task.namespace, seconds <= sla as f64);
                 self.sla
                     .get_or_create(&SlaLabels {
                         namespace: task.namespace.into(),
@@ -452,6 +485,7 @@ impl Metrics {
         }
         if let Some(b) = business {
             self.business(
+                t.at,
                 status == "completed",
                 b.track_conversion,
                 b.track_revenue,
@@ -463,6 +497,7 @@ impl Metrics {
 
     fn business(
         &self,
+        at: Timestamp,
         completed: bool,
         conversion: bool,
         revenue: bool,
@@ -484,6 +519,9 @@ impl Metrics {
                 .map_or_else(|| "unknown".into(), |m| self.methods.admit(m)),
         };
         let value = facts.order_value.unwrap_or(0.0);
+        if revenue {
+            self.recent().revenue(at, task.namespace, completed, value);
+        }
         if completed {
             if conversion {
                 self.conversions
@@ -543,6 +581,19 @@ impl Metrics {
                     self.step_duration
                         .get_or_create(&labels())
                         .observe(seconds_between(started, t.at));
+                    // The console's window judges the handler's own run, not waits.
+                    if from == Some("in_progress") {
+                        let ms = u64::try_from(t.at.saturating_sub(started)).unwrap_or(0);
+                        self.recent().attempt(
+                            t.at,
+                            task.namespace,
+                            task.workflow,
+                            step,
+                            &t.task_id,
+                            ms,
+                            super::signals::threshold_seconds(task.config, step),
+                        );
+                    }
                 }
                 self.step_attempts
                     .get_or_create(&AttemptLabels {
@@ -583,6 +634,17 @@ impl Metrics {
         }
     }
 
+    /// Workflows with an `update_inventory` step: their oversell-risk counter exists at 0 from
+    /// the start, so the first failure is an increase an alert sees.
+    pub fn inventory_workflows<'a>(&self, workflows: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (namespace, workflow) in workflows {
+            let _ = self.oversell_risk.get_or_create(&WorkflowLabels {
+                namespace: namespace.into(),
+                workflow: workflow.into(),
+            });
+        }
+    }
+
     /// Steps found waiting for a decision when the engine started (the gauge counts from them).
     pub fn recovered_approval(&self, namespace: &str) {
         self.approvals_pending
@@ -590,6 +652,54 @@ impl Metrics {
                 namespace: namespace.into(),
             })
             .inc();
+    }
+
+    /// A signal (`telemetry::signals`) of a task of `namespace`/`workflow` was committed.
+    pub fn signal(&self, event: &crate::model::event::Event, namespace: &str, workflow: &str) {
+        let step = event.step.clone().unwrap_or_default();
+        let labels = WorkflowLabels {
+            namespace: namespace.into(),
+            workflow: workflow.into(),
+        };
+        match event.name.as_str() {
+            super::signals::BOTTLENECK => self
+                .bottlenecks
+                .get_or_create(&StepLabels {
+                    namespace: namespace.into(),
+                    workflow: workflow.into(),
+                    step,
+                })
+                .inc(),
+            super::signals::SLA_VIOLATION => self.sla_violations.get_or_create(&labels).inc(),
+            super::signals::INVENTORY_FAILURE => self.oversell_risk.get_or_create(&labels).inc(),
+            _ => return,
+        };
+        self.recent().signal(
+            namespace,
+            super::recent::SignalNote {
+                name: event.name.clone(),
+                at: event.at,
+                workflow: workflow.into(),
+                step: event.step.clone(),
+                task: event.task_id.clone(),
+                degradation_factor: event.payload["degradation_factor"].as_f64(),
+            },
+        );
+    }
+
+    /// The last ten minutes of the namespaces `readable` accepts (every one of `known` listed,
+    /// active or not).
+    pub fn summary(
+        &self,
+        now: Timestamp,
+        known: &[String],
+        readable: &dyn Fn(&str) -> bool,
+    ) -> super::recent::MetricsSummary {
+        self.recent().summary(now, known, readable)
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, super::recent::Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How long one store commit took.
@@ -898,6 +1008,20 @@ mod tests {
         metrics.commit_took(0.001);
         metrics.queue(1, 2);
         metrics.next_approval_expiry(None);
+        metrics.inventory_workflows([("n", "w")]);
+        for name in super::super::signals::NAMES {
+            let event = crate::model::event::Event {
+                seq: 1,
+                at: 3_000,
+                name: name.into(),
+                task_id: "t1".into(),
+                workflow: "n/w@1.0.0".into(),
+                step: Some("s".into()),
+                custom: false,
+                payload: json!({ "degradation_factor": 2.0 }),
+            };
+            metrics.signal(&event, "n", "w");
+        }
         let text = metrics.encode();
         let exported: Vec<(String, String)> = text
             .lines()

@@ -3,6 +3,8 @@
 
 pub mod filter;
 pub mod metrics;
+pub mod recent;
+pub mod signals;
 pub mod traces;
 
 pub use metrics::Metrics;

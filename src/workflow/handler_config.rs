@@ -76,6 +76,12 @@ pub struct Monitoring {
     pub sla_seconds: Option<u64>,
     #[serde(default)]
     pub alert_on_failure: bool,
+    /// Seconds an attempt of a step may run before it is a bottleneck
+    /// (`business.performance.bottleneck`), by step name, with `default` for the others:
+    /// overrides post 05's thresholds (`telemetry::signals::POST_05_THRESHOLDS`). Each is
+    /// more than 0 and at most `MAX_SLA_SECONDS`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bottleneck_seconds: std::collections::BTreeMap<String, f64>,
 }
 
 impl HandlerConfig {
@@ -114,6 +120,13 @@ impl HandlerConfig {
             if !(1..=MAX_SLA_SECONDS).contains(&sla) {
                 return Err(format!(
                     "monitoring.sla_seconds: expected 1 to {MAX_SLA_SECONDS} seconds, got {sla}"
+                ));
+            }
+        }
+        for (step, seconds) in config.monitoring.iter().flat_map(|m| &m.bottleneck_seconds) {
+            if !(seconds.is_finite() && *seconds > 0.0 && *seconds <= MAX_SLA_SECONDS as f64) {
+                return Err(format!(
+                    "monitoring.bottleneck_seconds.{step}: expected more than 0 and at most {MAX_SLA_SECONDS} seconds, got {seconds}"
                 ));
             }
         }
@@ -199,6 +212,11 @@ mod tests {
         }
         let e = HandlerConfig::parse(&json!({ "monitoring": { "sla_seconds": 0 } })).unwrap_err();
         assert!(e.contains("monitoring.sla_seconds"), "{e}");
+        for bad in [json!(0), json!(-1), json!(1e12), json!("3")] {
+            let e = HandlerConfig::parse(&json!({ "monitoring": { "bottleneck_seconds": { "pay": bad } } }))
+                .unwrap_err();
+            assert!(e.starts_with("monitoring.bottleneck_seconds.pay"), "{bad}: {e}");
+        }
         let e =
             HandlerConfig::parse(&json!({ "business_metrics": { "fields": { "order_value": "total" } } }))
                 .unwrap_err();

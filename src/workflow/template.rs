@@ -121,6 +121,19 @@ fn from_doc(
         }),
         None => Default::default(),
     };
+    // A threshold for a step the workflow does not have is a typo that would never fire.
+    for step in handler_config
+        .monitoring
+        .iter()
+        .flat_map(|m| m.bottleneck_seconds.keys())
+    {
+        if step != "default" && !doc.steps.iter().any(|s| &s.name == step) {
+            errors.push(err(
+                format!("handler_config.monitoring.bottleneck_seconds.{step}"),
+                format!("`{step}` is not a step of this workflow (expected a step name or `default`)"),
+            ));
+        }
+    }
     // Copied into every task: deeper than the store can read back would lose the task.
     let too_deep = |v: &Value| crate::model::json_depth(v) > crate::model::MAX_JSON_DEPTH;
     for (field, value) in [

@@ -37,6 +37,7 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
         ),
         Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
     ];
+
     let mut context = vec![
         Span::styled(format!("  {}", app.info.operator), t.base()),
         Span::styled(format!("  {}", app.info.durability), t.muted()),
@@ -44,6 +45,16 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     ];
     if !app.info.endpoint.is_empty() {
         context.push(Span::styled(format!("  {}", app.info.endpoint), t.muted()));
+    }
+    if let Some(marker) = app.live_marker() {
+        // A business signal in the last minutes, and where to look.
+        context.insert(
+            0,
+            Span::styled(
+                format!("  ⚠ {} · :metrics", crate::model::clip(&marker.text, 40)),
+                state(S::Error).add_modifier(Modifier::BOLD),
+            ),
+        );
     }
     if app.identity.is_expired(app.now) {
         // Every action would be refused: say so before the operator tries one.

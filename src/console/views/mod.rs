@@ -3,6 +3,7 @@
 mod approvals;
 mod chrome;
 mod events;
+mod metrics;
 mod namespaces;
 mod overlays;
 mod task;
@@ -57,6 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 task::draw(frame, app, id, selected, main)
             }
             Screen::Approvals => approvals::draw(frame, app, main),
+            Screen::Metrics => metrics::draw(frame, app, main),
         }
     }
     if events_height > 0 {
