@@ -245,6 +245,7 @@ async fn the_binary_exports_its_last_spans_before_it_exits_under_the_posts_servi
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The environment names the collector and the service, as in post 05.
+    let url_again = url.clone();
     let dir = data.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(bin)
@@ -274,4 +275,34 @@ async fn the_binary_exports_its_last_spans_before_it_exits_under_the_posts_servi
         spans.iter().filter(|(_, s)| s.name.starts_with("step ")).count(),
         5
     );
+
+    // A short administrative command ends spans too: a task submitted and cancelled without
+    // any engine running steps still sends its task span.
+    let dir = data.path().to_path_buf();
+    let id = std::process::Command::new(bin)
+        .arg("--data")
+        .arg(&dir)
+        .args(["submit", "ecommerce/process_order", "--context-file", &sample])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+    let url = url_again;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .arg("--data")
+            .arg(dir)
+            .args(["cancel", &id, "--reason", "duplicate"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spans = received.lock().unwrap().clone();
+    let tasks = spans
+        .iter()
+        .filter(|(_, s)| s.name == "task ecommerce/process_order")
+        .count();
+    assert_eq!(tasks, 2, "the cancelled task's span was sent by `cancel`");
 }

@@ -572,11 +572,13 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         dispatch,
         max_context_bytes: cli.max_context_bytes,
         retention: dispatch.then(|| retention(cli, data)).flatten(),
-        tracer: match (&cli.otlp_endpoint, dispatch) {
-            (Some(endpoint), true) => Some(Arc::new(
+        // Every engine traces, a one-shot command's too: an approval, retry or cancel made
+        // without a server ends spans that would otherwise never be sent.
+        tracer: match &cli.otlp_endpoint {
+            Some(endpoint) => Some(Arc::new(
                 crate::telemetry::traces::Tracer::start(endpoint).map_err(|e| anyhow!(e))?,
             )),
-            _ => None,
+            None => None,
         },
         ..EngineConfig::default()
     };
