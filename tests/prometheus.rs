@@ -270,6 +270,7 @@ async fn a_real_prometheus_scrapes_the_incident_and_every_panel_and_alert_evalua
         "CheckoutConversionDown",
         "WorkflowStepBottleneck",
         "HighValueCustomerWorkflowFailure",
+        "InventoryOversellRisk",
         "ApprovalRequestExpiringSoon",
     ] {
         assert!(!holding[alert].is_empty(), "{alert} does not hold: {holding:?}");

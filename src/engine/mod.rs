@@ -127,18 +127,7 @@ impl Engine {
         let bus = EventBus::new(config.event_capacity);
         let clock = config.clock.unwrap_or_default();
         let metrics = Arc::new(crate::telemetry::Metrics::new());
-        metrics.namespaces(catalog.iter().map(|w| w.template.namespace.as_str()));
-        metrics.inventory_workflows(
-            catalog
-                .iter()
-                .filter(|w| {
-                    w.template
-                        .steps
-                        .iter()
-                        .any(|s| s.name == crate::telemetry::signals::INVENTORY_STEP)
-                })
-                .map(|w| (w.template.namespace.as_str(), w.template.name.as_str())),
-        );
+        metrics.catalog(&catalog);
         let loop_tx = tx.clone();
         let query = Query::new(
             store.clone(),

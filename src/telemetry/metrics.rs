@@ -624,24 +624,38 @@ impl Metrics {
         }
     }
 
-    /// Every namespace of the catalog, so the approvals gauge reads 0 rather than nothing
-    /// before a namespace's first request.
-    pub fn namespaces<'a>(&self, namespaces: impl IntoIterator<Item = &'a str>) {
-        for namespace in namespaces {
+    /// The series the catalog makes possible, at 0 from the start, so the first event is an
+    /// increase `rate` and `increase` see (a series that appears at 1 has increased by
+    /// nothing) and a gauge reads 0 rather than nothing: approvals pending per namespace,
+    /// bottlenecks per step, SLA violations per workflow with `monitoring.sla_seconds`, oversell
+    /// risk per workflow with an `update_inventory` step.
+    pub fn catalog(&self, catalog: &crate::workflow::Catalog) {
+        for w in catalog.iter() {
+            let t = &w.template;
             let _ = self.approvals_pending.get_or_create(&NamespaceLabels {
-                namespace: namespace.into(),
+                namespace: t.namespace.clone(),
             });
-        }
-    }
-
-    /// Workflows with an `update_inventory` step: their oversell-risk counter exists at 0 from
-    /// the start, so the first failure is an increase an alert sees.
-    pub fn inventory_workflows<'a>(&self, workflows: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        for (namespace, workflow) in workflows {
-            let _ = self.oversell_risk.get_or_create(&WorkflowLabels {
-                namespace: namespace.into(),
-                workflow: workflow.into(),
-            });
+            let workflow = WorkflowLabels {
+                namespace: t.namespace.clone(),
+                workflow: t.name.clone(),
+            };
+            if t.handler_config
+                .monitoring
+                .as_ref()
+                .is_some_and(|m| m.sla_seconds.is_some())
+            {
+                let _ = self.sla_violations.get_or_create(&workflow);
+            }
+            for step in &t.steps {
+                let _ = self.bottlenecks.get_or_create(&StepLabels {
+                    namespace: t.namespace.clone(),
+                    workflow: t.name.clone(),
+                    step: step.name.clone(),
+                });
+                if step.name == super::signals::INVENTORY_STEP {
+                    let _ = self.oversell_risk.get_or_create(&workflow);
+                }
+            }
         }
     }
 
@@ -1008,7 +1022,6 @@ mod tests {
         metrics.commit_took(0.001);
         metrics.queue(1, 2);
         metrics.next_approval_expiry(None);
-        metrics.inventory_workflows([("n", "w")]);
         for name in super::super::signals::NAMES {
             let event = crate::model::event::Event {
                 seq: 1,
