@@ -220,6 +220,9 @@ fn a_session_in_a_real_terminal() {
     s.screen.wait_for("Enter opens the slowest task");
     s.send(b"\r");
     s.screen.wait_for(" · ✔ complete");
+    // Esc goes back to `:metrics`, where the task was opened from, then to the tasks.
+    s.send(b"\x1b");
+    s.screen.wait_for("Enter opens the slowest task");
     s.send(b"\x1b");
     s.screen.wait_for("tasks 2/2");
 

@@ -264,7 +264,7 @@ fn incident_summary() -> taskdeck::telemetry::recent::MetricsSummary {
         for n in 0..6 {
             let failed = incident && n % 2 == 0;
             r.task_ended(at, "blog_examples", !failed);
-            r.revenue(at, "blog_examples", !failed, 129.97);
+            r.revenue(at, "blog_examples", !failed, false, 129.97);
             if !failed {
                 r.sla(at, "blog_examples", !incident);
             }

@@ -133,7 +133,7 @@ pub fn router(
         .with_state(state)
 }
 
-/// Only `/metrics` (and `/health/live`), for `run --metrics-listen` when the API is off or
+/// Only `/metrics` (and `/health/live`, `/health/ready`), for `run --metrics-listen` when the API is off or
 /// the scraper should reach a different address: same tokens (admin or monitor), same limits.
 pub fn metrics_router(
     engine: Arc<Engine>,
@@ -145,8 +145,14 @@ pub fn metrics_router(
     let state = app_state(engine, key, url, options, closing);
     Router::new()
         .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
-        .fallback(|| async { error::ApiError::new(ErrorKind::NotFound, "this address serves /metrics only") })
+        .fallback(|| async {
+            error::ApiError::new(
+                ErrorKind::NotFound,
+                "this address serves /metrics, /health/live and /health/ready only",
+            )
+        })
         .layer(axum::middleware::map_response(method_not_allowed_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)

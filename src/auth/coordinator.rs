@@ -9,8 +9,12 @@ use std::sync::Arc;
 /// What someone wants to do.
 #[derive(Debug, Clone, Copy)]
 pub enum Request<'a> {
-    /// See a namespace's tasks.
-    Read { namespace: &'a str },
+    /// See a namespace's tasks: of one workflow (`Some`), or of the whole namespace (`None`:
+    /// its summaries). A grant names one workflow, so it reads that workflow's tasks only.
+    Read {
+        namespace: &'a str,
+        workflow: Option<&'a str>,
+    },
     /// Create a task of `workflow` in `namespace`.
     Submit { namespace: &'a str, workflow: &'a str },
     /// Retry, cancel or resolve a task of `namespace`.
@@ -39,18 +43,12 @@ pub struct Coordinator {
     now: Now,
 }
 
-fn grants(
-    catalog: &Catalog,
-    namespace: &str,
-    workflow: Option<&str>,
-    who: &Identity,
-    action: GrantAction,
-) -> bool {
+fn grants(catalog: &Catalog, namespace: &str, workflow: &str, who: &Identity, action: GrantAction) -> bool {
     let Some(m) = catalog.manifest(namespace) else {
         return false;
     };
     m.grants.iter().any(|g| {
-        workflow.is_none_or(|w| w == g.workflow)
+        workflow == g.workflow
             && g.actions.contains(&action)
             && match &g.to {
                 Grantee::Service(team) => who.role == Role::Service && &who.team == team,
@@ -91,6 +89,7 @@ impl Coordinator {
             who,
             Request::Read {
                 namespace: &task.namespace,
+                workflow: Some(&task.name),
             },
         )
         .is_ok()
@@ -147,11 +146,11 @@ impl Coordinator {
                     )))
                 }
             }
-            Request::Read { namespace } => {
+            Request::Read { namespace, workflow } => {
                 if who.role == Role::Admin
                     || own(namespace)
                     || namespace == "shared"
-                    || grants(&self.catalog, namespace, None, who, GrantAction::Read)
+                    || workflow.is_some_and(|w| grants(&self.catalog, namespace, w, who, GrantAction::Read))
                 {
                     Ok(())
                 } else {
@@ -171,9 +170,7 @@ impl Coordinator {
                         who.describe()
                     )));
                 }
-                if own(namespace)
-                    || grants(&self.catalog, namespace, Some(workflow), who, GrantAction::Submit)
-                {
+                if own(namespace) || grants(&self.catalog, namespace, workflow, who, GrantAction::Submit) {
                     return Ok(());
                 }
                 // The original's message, with why.
@@ -233,8 +230,46 @@ mod tests {
         Coordinator::new(Arc::new(Catalog::load(&[Source::Bundled], &|_| true).unwrap()))
     }
 
+    #[test]
+    fn a_read_grant_for_one_workflow_reads_its_tasks_not_the_namespace() {
+        let wf = |name: &str| {
+            Source::Inline {
+            file: format!("shop/{name}.yaml"),
+            text: format!("namespace: shop\nname: {name}\nversion: 1.0.0\nsteps:\n  - {{ name: a, handler: simulate }}\n"),
+        }
+        };
+        let manifest = Source::Inline {
+            file: "shop/namespace.yaml".into(),
+            text: "namespace: shop\ngrants:\n  - { workflow: open, to: 'team:cs', actions: [read] }\n".into(),
+        };
+        let c = Coordinator::new(Arc::new(
+            Catalog::load(&[wf("open"), wf("secret"), manifest], &|_| true).unwrap(),
+        ));
+        let cs = Identity::new("ann", "cs", Role::Operator);
+        let ask = |workflow| {
+            c.check(
+                &cs,
+                Request::Read {
+                    namespace: "shop",
+                    workflow,
+                },
+            )
+            .is_ok()
+        };
+        assert!(ask(Some("open")));
+        assert!(!ask(Some("secret")), "another workflow of the namespace");
+        assert!(!ask(None), "the namespace's summaries span every workflow");
+    }
+
     fn read(c: &Coordinator, who: &Identity, namespace: &str) -> bool {
-        c.check(who, Request::Read { namespace }).is_ok()
+        c.check(
+            who,
+            Request::Read {
+                namespace,
+                workflow: None,
+            },
+        )
+        .is_ok()
     }
 
     #[test]

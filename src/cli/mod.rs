@@ -574,7 +574,13 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         retention: dispatch.then(|| retention(cli, data)).flatten(),
         // Every engine traces, a one-shot command's too: an approval, retry or cancel made
         // without a server ends spans that would otherwise never be sent.
-        tracer: match &cli.otlp_endpoint {
+        // An empty endpoint is unset (OpenTelemetry's rule for its variables).
+        tracer: match cli
+            .otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             Some(endpoint) => Some(Arc::new(
                 crate::telemetry::traces::Tracer::start(endpoint).map_err(|e| anyhow!(e))?,
             )),

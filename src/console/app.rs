@@ -60,7 +60,11 @@ impl Marker {
             s::BOTTLENECK => format!(
                 "bottleneck {}{}",
                 step.unwrap_or(workflow),
-                factor.map_or(String::new(), |f| format!(" {f:.1}×"))
+                factor.map_or(String::new(), |f| if f < 1000.0 {
+                    format!(" {f:.1}×")
+                } else {
+                    " >999×".into()
+                })
             ),
             s::SLA_VIOLATION => format!("SLA breach {workflow}"),
             s::INVENTORY_FAILURE => format!("oversell risk {}", step.unwrap_or(workflow)),
@@ -191,6 +195,10 @@ pub struct App {
     pub selected_slow: usize,
     /// The latest business signal (lit in the header for `MARKER_MS`).
     pub marker: Option<Marker>,
+    /// Where `Esc` from the open task goes when not to the tasks (`:metrics` opened it).
+    pub back_to: Option<Screen>,
+    /// A step to select once its task arrives (opened from `:metrics` before it was held).
+    pending_step: Option<(String, String)>,
     pub quit: bool,
     /// Set when something visible changed; the runner redraws and clears it.
     pub dirty: bool,
@@ -233,6 +241,8 @@ impl App {
             summary_error: None,
             selected_slow: 0,
             marker: None,
+            back_to: None,
+            pending_step: None,
             quit: false,
             dirty: true,
             actions,
@@ -334,11 +344,27 @@ impl App {
         let Some((_, step)) = rows.get(self.selected_slow.min(rows.len().saturating_sub(1))) else {
             return self.notify("no step has run in the last 10 minutes");
         };
-        let id = step.slowest_task.clone();
+        let (id, name) = (step.slowest_task.clone(), step.step.clone());
         if self.vm.task(&id).is_none() {
             self.act(Action::Load(id.clone()));
         }
-        self.open_task(id);
+        self.open_task(id.clone());
+        self.back_to = Some(Screen::Metrics);
+        if !self.select_step(&id, &name) {
+            self.pending_step = Some((id, name));
+        }
+    }
+
+    /// Selects the step named `step` of the open task `id`, if the task is held.
+    fn select_step(&mut self, id: &str, step: &str) -> bool {
+        let Some(task) = self.vm.task(id) else {
+            return false;
+        };
+        let order = super::dag::reading_order(task);
+        if let Some(at) = order.iter().position(|i| task.steps[*i].name == step) {
+            self.selected_step = at;
+        }
+        true
     }
 
     /// Whether a retry countdown is on screen (the runner then ticks 4 times a second).
@@ -366,6 +392,11 @@ impl App {
             Update::Tasks(tasks) => {
                 for t in tasks {
                     self.vm.upsert(t);
+                }
+                if let Some((id, step)) = self.pending_step.take() {
+                    if self.screen == Screen::Task(id.clone()) && !self.select_step(&id, &step) {
+                        self.pending_step = Some((id, step));
+                    }
                 }
             }
             Update::Event(e) => {
@@ -436,6 +467,8 @@ impl App {
     }
 
     fn open_task(&mut self, id: String) {
+        self.back_to = None;
+        self.pending_step = None;
         self.selected_task = Some(id.clone());
         // Start on the step that needs attention: failing, retrying, waiting or running.
         self.selected_step = self.vm.task(&id).map_or(0, |task| {
@@ -782,7 +815,10 @@ impl App {
 
     fn back(&mut self) {
         if let Screen::Task(_) | Screen::Approvals | Screen::Metrics = self.screen {
-            self.screen = Screen::Tasks;
+            self.screen = match (&self.screen, self.back_to.take()) {
+                (Screen::Task(_), Some(previous)) => previous,
+                _ => Screen::Tasks,
+            };
             self.act(Action::Focus(None));
         } else if self.focus != Focus::Main {
             self.focus = Focus::Main;
@@ -1196,8 +1232,33 @@ mod tests {
         press(&mut app, KeyCode::Enter);
         assert_eq!(app.screen, Screen::Task("slow-task".into()));
         assert_eq!(actions.try_recv().unwrap(), Action::Load("slow-task".into()));
+        // Esc goes back where the task was opened from, then to the tasks.
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Metrics);
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.screen, Screen::Tasks);
+
+        // The chosen step is selected in the task, once the task arrives.
+        let mut recent = crate::telemetry::recent::Recent::default();
+        recent.attempt(990_000, "ns", "wf", "s2", "03", 9_000, 5.0);
+        app.apply(Update::Summary(Box::new(recent.summary(app.now, &[], &|_| true))));
+        app.run_command("metrics");
+        press(&mut app, KeyCode::Enter);
+        use crate::model::StepState as S;
+        let task = crate::console::model::tests::task(
+            "03",
+            "ns",
+            TaskState::Error,
+            &[S::Complete, S::Error, S::Complete],
+            1,
+        );
+        app.apply(Update::Tasks(vec![task]));
+        let order = crate::console::dag::reading_order(app.vm.task("03").unwrap());
+        assert_eq!(
+            app.vm.task("03").unwrap().steps[order[app.selected_step]].name,
+            "s2"
+        );
+        press(&mut app, KeyCode::Esc);
 
         assert!(app.live_marker().is_none());
         let event = crate::engine::Event {

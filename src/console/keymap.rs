@@ -133,7 +133,7 @@ pub const BINDINGS: &[Binding] = &[
         label: "Enter",
         places: &[P::Metrics],
         action: A::OpenSlowest,
-        bar: Some("slowest task"),
+        bar: Some("open"),
         help: "open the slowest task of the selected step",
     },
     Binding {

@@ -1568,6 +1568,8 @@ impl Orchestrator {
             for (id, i) in std::mem::take(&mut self.to_spawn) {
                 self.spawn(id, i);
             }
+            // After the spawns: the gauges say what runs now, not what ran before this turn.
+            self.metrics.queue(self.ready.len(), self.inflight.len());
         } else {
             self.events.clear();
             self.to_spawn.clear();
@@ -1681,7 +1683,6 @@ impl Orchestrator {
                     .signal(event, &entry.task.namespace, &entry.task.name);
             }
         }
-        self.metrics.queue(self.ready.len(), self.inflight.len());
         self.metrics
             .next_approval_expiry(self.approval_timers.first().map(|(at, _, _)| *at));
     }
@@ -1844,10 +1845,12 @@ impl Orchestrator {
 /// the filter: the values of `filter_parameters` keys never reach a log.
 fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
     use crate::telemetry::filter;
-    let correlation_id = context
-        .get("correlation_id")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    // A correlation id is logged as written only when it is an identifier: one that is an
+    // email, a name or a number is personal data.
+    let correlation_id = match context.get("correlation_id").and_then(Value::as_str) {
+        None => "",
+        Some(id) => filter::safe_id(id, 128).unwrap_or(filter::FILTER_MASK),
+    };
     let from = t.from.as_deref().unwrap_or("");
     match &t.subject {
         Subject::Task => {
@@ -1880,12 +1883,11 @@ fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
                     .error
                     .as_ref()
                     .map(|e| {
-                        format!(
-                            "{} {}: {}",
-                            e.kind,
-                            e.code.as_deref().unwrap_or(""),
-                            filter::scrub_text(&e.message)
-                        )
+                        let code = e
+                            .code
+                            .as_deref()
+                            .map_or("", |c| filter::safe_id(c, 64).unwrap_or(filter::FILTER_MASK));
+                        format!("{} {code}: {}", e.kind, filter::scrub_text(&e.message))
                     })
                     .unwrap_or_default();
                 tracing::warn!(

@@ -352,7 +352,19 @@ impl Query {
         who: &Identity,
     ) -> Result<crate::telemetry::recent::MetricsSummary, EngineError> {
         self.coordinator.authenticate(who)?;
-        let readable = |namespace: &str| self.coordinator.check(who, Request::Read { namespace }).is_ok();
+        // A namespace's figures need the whole namespace: a grant for one of its workflows
+        // reads that workflow's tasks, not the namespace's revenue.
+        let readable = |namespace: &str| {
+            self.coordinator
+                .check(
+                    who,
+                    Request::Read {
+                        namespace,
+                        workflow: None,
+                    },
+                )
+                .is_ok()
+        };
         Ok(self
             .metrics
             .summary(self.clock.now(), &self.namespaces(), &readable))
@@ -491,9 +503,15 @@ impl ReadableEvents {
     }
 
     async fn admits(&mut self, event: &Event) -> Result<bool, EngineError> {
-        let namespace = event.workflow.split('/').next().unwrap_or("");
+        // `namespace/name@version`.
+        let (namespace, rest) = event.workflow.split_once('/').unwrap_or(("", ""));
+        let workflow = rest.split('@').next().unwrap_or("");
         let coordinator = &self.query.coordinator;
-        if coordinator.check(&self.who, Request::Read { namespace }).is_ok() {
+        let read = Request::Read {
+            namespace,
+            workflow: Some(workflow),
+        };
+        if coordinator.check(&self.who, read).is_ok() {
             return Ok(true);
         }
         // Another namespace's task may still be readable (a child the reader's team asked

@@ -22,10 +22,19 @@ pub const FILTER_PARAMETERS: &[&str] = &[
     "credit_card_last_four",
     "bank_account",
     "tax_id",
-    // Beyond the post's list: card data and payment tokens in this project's contexts.
+    // Beyond the post's list: card data and payment tokens in this project's contexts, and
+    // people's names.
     "card",
     "token",
+    "first_name",
+    "last_name",
+    "full_name",
+    "customer_name",
 ];
+
+/// Keys filtered only when they are exactly this word (as a part of a key it names too much:
+/// `step_name`, `workflow_name`).
+pub const FILTER_EXACT: &[&str] = &["name"];
 
 /// What a filtered value becomes.
 pub const FILTER_MASK: &str = "[FILTERED]";
@@ -33,7 +42,29 @@ pub const FILTER_MASK: &str = "[FILTERED]";
 /// Whether the values of `key` are never logged.
 pub fn is_filtered(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    FILTER_PARAMETERS.iter().any(|word| key.contains(word))
+    FILTER_PARAMETERS.iter().any(|word| key.contains(word)) || FILTER_EXACT.contains(&key.as_str())
+}
+
+/// `text` if it is a short identifier safe to put in a log field, a metric label or a span
+/// attribute: 1 to `max` characters of letters, digits, `_`, `-` and `.`, nothing the text
+/// scrubber would mask, and no run of 9 or more digits once `-`, `.` and `_` are skipped (a
+/// card, phone, account or social security number written as an id). `None` otherwise.
+pub fn safe_id(text: &str, max: usize) -> Option<&str> {
+    let charset = (1..=max).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !charset || scrub_text(text) != text {
+        return None;
+    }
+    let mut run = 0;
+    for c in text.chars().filter(|c| !matches!(c, '_' | '-' | '.')) {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= 9 {
+            return None;
+        }
+    }
+    Some(text)
 }
 
 /// `value` with every filtered key's value (whatever it holds) replaced by the mask.
@@ -176,5 +207,38 @@ mod tests {
             scrub_text("order 12345 of 2026-11-29"),
             "order 12345 of 2026-11-29"
         );
+        assert_eq!(
+            mask(&json!({ "name": "John Doe", "step_name": "pay" }))["name"],
+            FILTER_MASK
+        );
+        assert_eq!(mask(&json!({ "step_name": "pay" }))["step_name"], "pay");
+    }
+
+    #[test]
+    fn only_short_identifiers_without_personal_data_are_safe() {
+        for ok in [
+            "premium",
+            "credit_card",
+            "checkout_98de0bb3",
+            "checkout_12345678",
+            "01a229d0-90bf-77fc-b68a-de7e58f7ded8",
+            "RATE_LIMITED",
+        ] {
+            assert_eq!(safe_id(ok, 64), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "jane.doe@example.com",
+            "4111111111111111",
+            "4111-1111-1111-1111",
+            "5550109999",
+            "123-45-6789",
+            "Jane Doe",
+            "+15550109999",
+            "a\nb",
+        ] {
+            assert_eq!(safe_id(bad, 64), None, "{bad}");
+        }
+        assert_eq!(safe_id("abcdef", 5), None);
     }
 }

@@ -129,12 +129,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("checkout_failures_total", "counter"),
     ("revenue_processed_dollars_total", "counter"),
     ("revenue_loss_dollars_total", "counter"),
+    ("revenue_recovered_dollars_total", "counter"),
     ("payments_processed_total", "counter"),
     ("payment_volume_dollars_total", "counter"),
     ("sla_compliance_total", "counter"),
     ("tasker_step_bottlenecks_total", "counter"),
     ("tasker_sla_violations_total", "counter"),
     ("tasker_oversell_risk_total", "counter"),
+    ("tasker_step_bottleneck_threshold_seconds", "gauge"),
 ];
 
 /// The series names a query may use: counters and gauges as named, and a histogram's
@@ -229,12 +231,16 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     revenue_processed: Family<TierLabels, Amount>,
     revenue_loss: Family<TierLabels, Amount>,
+    revenue_recovered: Family<TierLabels, Amount>,
+    /// Failed tasks taken up again and not yet ended (in memory: see `task_changed`).
+    reopened: Mutex<std::collections::HashSet<String>>,
     payments: Family<MethodLabels, Counter>,
     payment_volume: Family<MethodLabels, Amount>,
     sla: Family<SlaLabels, Counter>,
     bottlenecks: Family<StepLabels, Counter>,
     sla_violations: Family<WorkflowLabels, Counter>,
     oversell_risk: Family<WorkflowLabels, Counter>,
+    thresholds: Family<StepLabels, Gauge<f64, AtomicU64>>,
     /// The last ten minutes, for the console (`telemetry::recent`).
     recent: Mutex<super::recent::Recent>,
 }
@@ -263,7 +269,7 @@ impl Metrics {
         let step_duration: Histograms<StepLabels> = Family::new_with_constructor(durations);
         registry.register(
             "tasker_step_duration_seconds",
-            "Seconds each step attempt ran, whatever its outcome",
+            "Seconds each step attempt's handler ran (to its outcome, or to asking a person or a child task; waits are not counted)",
             step_duration.clone(),
         );
         let step_attempts = Family::<AttemptLabels, Counter>::default();
@@ -338,6 +344,12 @@ impl Metrics {
             "Order value of failed checkouts",
             revenue_loss.clone(),
         );
+        let revenue_recovered = Family::<TierLabels, Amount>::default();
+        registry.register(
+            "revenue_recovered_dollars",
+            "Order value of checkouts that completed after they had failed (retried or resolved): counted lost before",
+            revenue_recovered.clone(),
+        );
         let payments = Family::<MethodLabels, Counter>::default();
         registry.register(
             "payments_processed",
@@ -374,8 +386,15 @@ impl Metrics {
             "update_inventory steps that failed for good after payment (business.inventory.failure)",
             oversell_risk.clone(),
         );
+        let thresholds = Family::<StepLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tasker_step_bottleneck_threshold_seconds",
+            "Each step's bottleneck threshold: the workflow's monitoring.bottleneck_seconds, else post 05's, else 5 (what WorkflowStepBottleneck compares with)",
+            thresholds.clone(),
+        );
         Metrics {
             registry,
+            thresholds,
             bottlenecks,
             sla_violations,
             oversell_risk,
@@ -398,6 +417,8 @@ impl Metrics {
             failures,
             revenue_processed,
             revenue_loss,
+            revenue_recovered,
+            reopened: Mutex::new(Default::default()),
             payments,
             payment_volume,
             sla,
@@ -422,6 +443,11 @@ impl Metrics {
     }
 
     fn task_changed(&self, t: &Transition, task: &TaskFacts<'_>) {
+        // A failed task taken up again (retried, or a step resolved): its end is a recovery
+        // or a second failure, not new revenue lost.
+        if t.from.as_deref() == Some("error") && matches!(t.to.as_str(), "pending" | "in_progress") {
+            self.reopened().insert(t.task_id.clone());
+        }
         let status = match (t.from.as_deref(), t.to.as_str()) {
             (None, _) => "created",
             (_, "complete") => "completed",
@@ -457,7 +483,21 @@ impl Metrics {
                     version: task.version.into(),
                 });
             }
+            if business.is_some_and(|b| b.track_revenue) {
+                let (tier, method) = self.business_labels(&facts, task.namespace);
+                for family in [
+                    &self.revenue_processed,
+                    &self.revenue_loss,
+                    &self.revenue_recovered,
+                ] {
+                    let _ = family.get_or_create(&tier);
+                }
+                let _ = self.payments.get_or_create(&method);
+                let _ = self.payment_volume.get_or_create(&method);
+            }
         }
+        let reopened = matches!(status, "completed" | "failed" | "cancelled" | "resolved_manually")
+            && self.reopened().remove(&t.task_id);
         self.tasks.get_or_create(&labels(status)).inc();
         if !matches!(status, "completed" | "failed") {
             return;
@@ -471,8 +511,14 @@ impl Metrics {
                 workflow: task.workflow.into(),
             })
             .observe(seconds);
+        let sla_seconds = task.config.monitoring.as_ref().and_then(|m| m.sla_seconds);
+        if status == "failed" && sla_seconds.is_some() {
+            // The console counts a failed task as a missed SLA (Prometheus's
+            // `sla_compliance_total` counts completions, as post 05's subscriber did).
+            self.recent().sla(t.at, task.namespace, false);
+        }
         if status == "completed" {
-            if let Some(sla) = task.config.monitoring.as_ref().and_then(|m| m.sla_seconds) {
+            if let Some(sla) = sla_seconds {
                 self.recent().sla(t.at, task.namespace, seconds <= sla as f64);
                 self.sla
                     .get_or_create(&SlaLabels {
@@ -486,6 +532,7 @@ impl Metrics {
         if let Some(b) = business {
             self.business(
                 t.at,
+                reopened,
                 status == "completed",
                 b.track_conversion,
                 b.track_revenue,
@@ -495,32 +542,46 @@ impl Metrics {
         }
     }
 
-    fn business(
-        &self,
-        at: Timestamp,
-        completed: bool,
-        conversion: bool,
-        revenue: bool,
-        facts: &BusinessFacts,
-        task: &TaskFacts<'_>,
-    ) {
+    /// The tier and payment-method labels of a task's business figures.
+    fn business_labels(&self, facts: &BusinessFacts, namespace: &str) -> (TierLabels, MethodLabels) {
         let tier = TierLabels {
-            namespace: task.namespace.into(),
+            namespace: namespace.into(),
             customer_tier: facts
                 .customer_tier
                 .clone()
                 .map_or_else(|| "unknown".into(), |t| self.tiers.admit(t)),
         };
         let method = MethodLabels {
-            namespace: task.namespace.into(),
+            namespace: namespace.into(),
             payment_method: facts
                 .payment_method
                 .clone()
                 .map_or_else(|| "unknown".into(), |m| self.methods.admit(m)),
         };
+        (tier, method)
+    }
+
+    /// `reopened`: the task had failed before and was taken up again, so its revenue was
+    /// counted lost already: completing recovers it, failing again loses nothing new.
+    #[allow(clippy::too_many_arguments)]
+    fn business(
+        &self,
+        at: Timestamp,
+        reopened: bool,
+        completed: bool,
+        conversion: bool,
+        revenue: bool,
+        facts: &BusinessFacts,
+        task: &TaskFacts<'_>,
+    ) {
+        let (tier, method) = self.business_labels(facts, task.namespace);
         let value = facts.order_value.unwrap_or(0.0);
         if revenue {
-            self.recent().revenue(at, task.namespace, completed, value);
+            self.recent()
+                .revenue(at, task.namespace, completed, reopened, value);
+            if reopened && completed {
+                self.revenue_recovered.get_or_create(&tier).inc_by(value);
+            }
         }
         if completed {
             if conversion {
@@ -547,7 +608,7 @@ impl Metrics {
                     })
                     .inc();
             }
-            if revenue {
+            if revenue && !reopened {
                 self.revenue_loss.get_or_create(&tier).inc_by(value);
             }
         }
@@ -561,8 +622,27 @@ impl Metrics {
         };
         let from = t.from.as_deref();
         let status = t.step.as_deref();
-        // An attempt ended: it ran from its start (through any wait for a person or a child
-        // task) to this transition.
+        // The handler's own run ended (with an outcome, or asking a person or a child task):
+        // what step durations, bottlenecks and the console judge. Waits are measured apart
+        // (`tasker_approval_wait_seconds`), so a gate waiting an hour is no bottleneck.
+        if from == Some("in_progress") && RUN_ENDS.contains(&t.to.as_str()) {
+            if let Some(started) = status.and_then(|s| s.started_at) {
+                self.step_duration
+                    .get_or_create(&labels())
+                    .observe(seconds_between(started, t.at));
+                let ms = u64::try_from(t.at.saturating_sub(started)).unwrap_or(0);
+                self.recent().attempt(
+                    t.at,
+                    task.namespace,
+                    task.workflow,
+                    step,
+                    &t.task_id,
+                    ms,
+                    super::signals::threshold_seconds(task.config, step),
+                );
+            }
+        }
+        // An attempt ended with an outcome (after any wait for a person or a child task).
         if matches!(
             from,
             Some("in_progress" | "awaiting_approval" | "waiting_for_child")
@@ -577,24 +657,6 @@ impl Metrics {
                 _ => None, // awaiting approval or a child: the attempt goes on
             };
             if let Some(outcome) = outcome {
-                if let Some(started) = status.and_then(|s| s.started_at) {
-                    self.step_duration
-                        .get_or_create(&labels())
-                        .observe(seconds_between(started, t.at));
-                    // The console's window judges the handler's own run, not waits.
-                    if from == Some("in_progress") {
-                        let ms = u64::try_from(t.at.saturating_sub(started)).unwrap_or(0);
-                        self.recent().attempt(
-                            t.at,
-                            task.namespace,
-                            task.workflow,
-                            step,
-                            &t.task_id,
-                            ms,
-                            super::signals::threshold_seconds(task.config, step),
-                        );
-                    }
-                }
                 self.step_attempts
                     .get_or_create(&AttemptLabels {
                         namespace: task.namespace.into(),
@@ -645,15 +707,40 @@ impl Metrics {
                 .is_some_and(|m| m.sla_seconds.is_some())
             {
                 let _ = self.sla_violations.get_or_create(&workflow);
+                for met in ["true", "false"] {
+                    let _ = self.sla.get_or_create(&SlaLabels {
+                        namespace: t.namespace.clone(),
+                        workflow: t.name.clone(),
+                        sla_met: met.into(),
+                    });
+                }
             }
+            let tracks_conversion = t
+                .handler_config
+                .business_metrics
+                .as_ref()
+                .is_some_and(|b| b.track_conversion);
             for step in &t.steps {
-                let _ = self.bottlenecks.get_or_create(&StepLabels {
+                let labels = StepLabels {
                     namespace: t.namespace.clone(),
                     workflow: t.name.clone(),
                     step: step.name.clone(),
-                });
+                };
+                let _ = self.bottlenecks.get_or_create(&labels);
+                self.thresholds
+                    .get_or_create(&labels)
+                    .set(super::signals::threshold_seconds(&t.handler_config, &step.name));
                 if step.name == super::signals::INVENTORY_STEP {
                     let _ = self.oversell_risk.get_or_create(&workflow);
+                }
+                if tracks_conversion {
+                    for error_type in ERROR_TYPES {
+                        let _ = self.failures.get_or_create(&FailureLabels {
+                            namespace: t.namespace.clone(),
+                            failed_step: crate::model::clip(&step.name, 64),
+                            error_type: error_type.into(),
+                        });
+                    }
                 }
             }
         }
@@ -710,6 +797,10 @@ impl Metrics {
         readable: &dyn Fn(&str) -> bool,
     ) -> super::recent::MetricsSummary {
         self.recent().summary(now, known, readable)
+    }
+
+    fn reopened(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.reopened.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, super::recent::Recent> {
@@ -783,6 +874,26 @@ fn failed_step(steps: &[Step]) -> (String, String) {
     }
 }
 
+/// The states a step enters when its handler's run ends: an outcome, or a wait for a person
+/// or a child task.
+pub const RUN_ENDS: [&str; 5] = [
+    "complete",
+    "waiting_for_retry",
+    "error",
+    "awaiting_approval",
+    "waiting_for_child",
+];
+
+/// Post 05's error types, as `error_type` returns them.
+pub const ERROR_TYPES: [&str; 6] = [
+    "timeout",
+    "connection",
+    "validation",
+    "payment",
+    "inventory",
+    "other",
+];
+
 /// Post 05's classification of an error by its text: timeout, connection, validation,
 /// payment, inventory or other.
 pub fn error_type(text: &str) -> &'static str {
@@ -828,6 +939,50 @@ mod tests {
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn a_failed_checkout_retried_to_completion_is_recovered_not_lost_twice() {
+        let metrics = Metrics::new();
+        let config = HandlerConfig::parse(&json!({
+            "business_metrics": { "track_revenue": true, "customer_tier_tracking": true }
+        }))
+        .unwrap();
+        let context = json!({ "order_value": 100.0, "customer_tier": "gold" });
+        let facts = TaskFacts {
+            namespace: "shop",
+            workflow: "checkout",
+            version: "1.0.0",
+            created_at: 0,
+            context: &context,
+            config: &config,
+            steps: &[],
+        };
+        for (from, to) in [
+            (None, "pending"),
+            (Some("in_progress"), "error"),
+            (Some("error"), "pending"),     // retried
+            (Some("in_progress"), "error"), // fails again: nothing new lost
+            (Some("error"), "in_progress"), // a step resolved
+            (Some("in_progress"), "complete"),
+        ] {
+            metrics.committed(&transition(Subject::Task, from, to, 5_000), &facts);
+        }
+        let text = metrics.encode();
+        let value = |series: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(series))
+                .unwrap_or_else(|| panic!("{series}\n{text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let tier = r#"{namespace="shop",customer_tier="gold"}"#;
+        assert_eq!(value(&format!("revenue_loss_dollars_total{tier}")), 100.0);
+        assert_eq!(value(&format!("revenue_recovered_dollars_total{tier}")), 100.0);
+        assert_eq!(value(&format!("revenue_processed_dollars_total{tier}")), 100.0);
+        let summary = metrics.summary(5_000, &[], &|_| true);
+        let shop = &summary.namespaces[0];
+        assert_eq!((shop.revenue_lost, shop.revenue_recovered), (0.0, 100.0));
     }
 
     #[test]
@@ -1022,6 +1177,8 @@ mod tests {
         metrics.commit_took(0.001);
         metrics.queue(1, 2);
         metrics.next_approval_expiry(None);
+        let catalog = crate::workflow::Catalog::load(&[crate::workflow::Source::Bundled], &|_| true).unwrap();
+        metrics.catalog(&catalog);
         for name in super::super::signals::NAMES {
             let event = crate::model::event::Event {
                 seq: 1,

@@ -57,6 +57,7 @@ struct Slice {
     sla_missed: u32,
     revenue_processed: f64,
     revenue_lost: f64,
+    revenue_recovered: f64,
     /// By (workflow, step).
     steps: HashMap<(String, String), StepSlice>,
 }
@@ -72,6 +73,7 @@ impl Default for Slice {
             sla_missed: 0,
             revenue_processed: 0.0,
             revenue_lost: 0.0,
+            revenue_recovered: 0.0,
             steps: HashMap::new(),
         }
     }
@@ -141,12 +143,15 @@ pub struct NamespaceSummary {
     /// The 95th percentile of attempt run time per slice, in seconds (`null`: no attempt
     /// ended); accurate to 25%.
     pub p95_attempt_seconds: Vec<Option<f64>>,
-    /// Tasks of workflows with `monitoring.sla_seconds` that completed within it, and late.
+    /// Tasks of workflows with `monitoring.sla_seconds` that completed within it, and those
+    /// that did not (completed late, or failed).
     pub sla_met: u32,
     pub sla_missed: u32,
-    /// Order value of completed and failed tasks of workflows that track revenue.
+    /// Order value of completed and failed tasks of workflows that track revenue; a failed
+    /// task that later completed (retried, resolved) is processed, and `recovered`, not lost.
     pub revenue_processed: f64,
     pub revenue_lost: f64,
+    pub revenue_recovered: f64,
     /// Slowest first, by their slowest attempt; at most `SLOWEST`.
     pub slowest_steps: Vec<SlowStep>,
     /// The latest bottleneck, SLA violation and oversell risk in the window, if any.
@@ -214,13 +219,19 @@ impl Recent {
         }
     }
 
-    /// Revenue of a task that ended (processed when it completed, lost when it failed).
-    pub fn revenue(&mut self, at: Timestamp, namespace: &str, completed: bool, value: f64) {
+    /// Revenue of a task that ended: processed when it completed, lost when it failed. A task
+    /// `reopened` after a failure was counted lost then: completing recovers that, failing
+    /// again loses nothing new.
+    pub fn revenue(&mut self, at: Timestamp, namespace: &str, completed: bool, reopened: bool, value: f64) {
         let s = self.slice(at, namespace);
-        if completed {
-            s.revenue_processed += value;
-        } else {
-            s.revenue_lost += value;
+        match (completed, reopened) {
+            (true, false) => s.revenue_processed += value,
+            (true, true) => {
+                s.revenue_processed += value;
+                s.revenue_recovered += value;
+            }
+            (false, false) => s.revenue_lost += value,
+            (false, true) => {}
         }
     }
 
@@ -243,7 +254,7 @@ impl Recent {
         let st = s.steps.entry(key).or_default();
         st.attempts += 1;
         st.total_ms = st.total_ms.saturating_add(ms);
-        if ms >= st.max_ms || st.slowest_task.is_empty() {
+        if ms > st.max_ms || st.slowest_task.is_empty() {
             st.max_ms = ms;
             st.slowest_task = task.to_string();
         }
@@ -284,19 +295,21 @@ impl Recent {
                 let at = |i: i64| self.slices.get(&i).and_then(|m| m.get(&ns));
                 let range = oldest..=newest;
                 let mut steps: HashMap<(String, String), StepSlice> = HashMap::new();
-                let (mut sla_met, mut sla_missed, mut processed, mut lost) = (0, 0, 0.0, 0.0);
+                let (mut sla_met, mut sla_missed, mut processed, mut lost, mut recovered) =
+                    (0, 0, 0.0, 0.0, 0.0);
                 for s in range.clone().filter_map(at) {
                     sla_met += s.sla_met;
                     sla_missed += s.sla_missed;
                     processed += s.revenue_processed;
                     lost += s.revenue_lost;
+                    recovered += s.revenue_recovered;
                     for (key, st) in &s.steps {
                         let all = steps.entry(key.clone()).or_default();
                         all.attempts += st.attempts;
                         all.total_ms = all.total_ms.saturating_add(st.total_ms);
                         all.bottlenecks += st.bottlenecks;
                         all.threshold_seconds = st.threshold_seconds;
-                        if st.max_ms >= all.max_ms || all.slowest_task.is_empty() {
+                        if st.max_ms > all.max_ms || all.slowest_task.is_empty() {
                             all.max_ms = st.max_ms;
                             all.slowest_task = st.slowest_task.clone();
                         }
@@ -334,7 +347,9 @@ impl Recent {
                     sla_met,
                     sla_missed,
                     revenue_processed: processed,
-                    revenue_lost: lost,
+                    // A recovery of a loss older than the window takes nothing below zero.
+                    revenue_lost: (lost - recovered).max(0.0),
+                    revenue_recovered: recovered,
                     slowest_steps: slowest,
                     signals,
                     namespace: ns,
@@ -377,7 +392,9 @@ mod tests {
         r.attempt(5_000, "a", "wf", "slow", "t2", 2_000, 3.0);
         r.attempt(5_000, "a", "wf", "fast", "t3", 10, 5.0);
         r.task_ended(20_000, "a", false);
-        r.revenue(20_000, "a", false, 99.5);
+        r.revenue(20_000, "a", false, false, 99.5);
+        r.revenue(20_000, "a", false, true, 99.5); // the same order failing again
+        r.revenue(20_000, "b", true, true, 10.0); // recovered a loss from before the window
         r.sla(20_000, "a", false);
         r.task_ended(20_000, "b", true);
         let all = r.summary(20_000, &["c".into()], &|_| true);
@@ -397,6 +414,11 @@ mod tests {
         assert_eq!(slow.avg_seconds, 16.0);
         let only_b = r.summary(20_000, &[], &|n| n == "b");
         assert_eq!(only_b.namespaces.len(), 1);
+        let b = &only_b.namespaces[0];
+        assert_eq!(
+            (b.revenue_processed, b.revenue_lost, b.revenue_recovered),
+            (10.0, 0.0, 10.0)
+        );
         // Ten minutes later the first slice is gone.
         r.task_ended(600_000, "a", true);
         let later = r.summary(600_000, &[], &|_| true);

@@ -70,8 +70,8 @@ pub fn of(t: &Transition, task: &TaskFacts<'_>) -> Vec<Signal> {
     let mut out = Vec::new();
     match &t.subject {
         Subject::Step(step) => {
-            let ended = t.from.as_deref() == Some("in_progress")
-                && matches!(t.to.as_str(), "complete" | "waiting_for_retry" | "error");
+            let ended =
+                t.from.as_deref() == Some("in_progress") && super::metrics::RUN_ENDS.contains(&t.to.as_str());
             let started = t.step.as_ref().and_then(|s| s.started_at);
             if let (true, Some(started)) = (ended, started) {
                 let seconds = t.at.saturating_sub(started).max(0) as f64 / 1000.0;
@@ -79,6 +79,7 @@ pub fn of(t: &Transition, task: &TaskFacts<'_>) -> Vec<Signal> {
                 if seconds > threshold {
                     let outcome = match (t.to.as_str(), t.error.as_ref().map(|e| e.kind.as_str())) {
                         ("complete", _) => "success",
+                        ("awaiting_approval" | "waiting_for_child", _) => t.to.as_str(),
                         (_, Some(kind)) => kind,
                         _ => "retryable",
                     };

@@ -43,6 +43,10 @@ pub struct Tracer {
     /// Spans queued or being sent.
     pending: std::sync::Arc<AtomicU64>,
     scope: InstrumentationScope,
+    /// Tasks taken up again after they failed (retried or resolved), with when: their next
+    /// end is a span of its own, under the task's first, so no span id is sent twice.
+    /// Held in memory: after a restart, a reopened task's end reuses the task span's id.
+    reopened: std::sync::Mutex<std::collections::HashMap<String, Timestamp>>,
 }
 
 impl std::fmt::Debug for Tracer {
@@ -63,7 +67,7 @@ impl Tracer {
     pub fn start(endpoint: &str) -> Result<Tracer, String> {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(format!(
-                "--otlp-endpoint `{}` is not an http:// or https:// URL (OTLP over HTTP, e.g. http://127.0.0.1:4318)",
+                "--otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) `{}` is not an http:// or https:// URL (OTLP over HTTP, e.g. http://127.0.0.1:4318)",
                 redact(endpoint)
             ));
         }
@@ -96,6 +100,7 @@ impl Tracer {
             scope: InstrumentationScope::builder("taskdeck")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
+            reopened: Default::default(),
         })
     }
 
@@ -130,7 +135,11 @@ impl Tracer {
                     t.to.as_str(),
                     "complete" | "error" | "cancelled" | "resolved_manually"
                 );
+                let mut reopened = self.reopened.lock().unwrap_or_else(|e| e.into_inner());
                 if !ended {
+                    if t.from.as_deref() == Some("error") {
+                        reopened.insert(task.id.to_string(), t.at);
+                    }
                     return;
                 }
                 let mut attributes = task.attributes();
@@ -139,13 +148,38 @@ impl Tracer {
                     Some((_, span)) => (span, true),
                     None => (SpanId::INVALID, false),
                 };
+                // A second end (after a retry or a resolve) is the reopened run's span, under
+                // the first: its id comes from when the run began.
+                // (A failed task cancelled or resolved as a whole ends a second time at once.)
+                let again = reopened
+                    .remove(task.id)
+                    .or_else(|| (t.from.as_deref() == Some("error")).then_some(t.at));
+                let (id, parent, remote, name, start) = match again {
+                    Some(at) => (
+                        SpanId::from_bytes(
+                            nonzero(hash(&[task.id, "reopened", &at.to_string()])).to_be_bytes(),
+                        ),
+                        task_span_id(task.id),
+                        false,
+                        format!("task {}/{} (reopened)", task.namespace, task.workflow),
+                        at,
+                    ),
+                    None => (
+                        task_span_id(task.id),
+                        parent,
+                        remote,
+                        format!("task {}/{}", task.namespace, task.workflow),
+                        task.created_at,
+                    ),
+                };
+                drop(reopened);
                 self.emit(self.span(
                     task.trace_id(),
-                    task_span_id(task.id),
+                    id,
                     parent,
                     remote,
-                    format!("task {}/{}", task.namespace, task.workflow),
-                    task.created_at,
+                    name,
+                    start,
                     t.at,
                     attributes,
                     Vec::new(),
@@ -180,8 +214,11 @@ impl Tracer {
                 attributes.push(KeyValue::new("taskdeck.step", step.clone()));
                 attributes.push(KeyValue::new("taskdeck.attempt", i64::from(t.attempt)));
                 attributes.push(KeyValue::new("taskdeck.outcome", outcome));
-                if let Some(code) = t.error.as_ref().and_then(|e| e.code.clone()) {
-                    attributes.push(KeyValue::new("error.type", code));
+                if let Some(code) = t.error.as_ref().and_then(|e| e.code.as_deref()) {
+                    // A handler's code is an identifier, unless a hostile or careless one made
+                    // it personal data.
+                    let code = super::filter::safe_id(code, 64).unwrap_or("other");
+                    attributes.push(KeyValue::new("error.type", code.to_string()));
                 }
                 let mut events = Vec::new();
                 if t.to == "waiting_for_retry" {
@@ -292,14 +329,9 @@ impl TaskTrace<'_> {
         out.push(KeyValue::new("taskdeck.version", self.version.to_string()));
         // Only short identifiers: a correlation id that is a sentence, a name or a phone
         // number is left out.
-        if let Some(id) = self.context.get("correlation_id").and_then(Value::as_str) {
-            let ok = (1..=64).contains(&id.len())
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if ok {
-                out.push(KeyValue::new("taskdeck.correlation_id", id.to_string()));
-            }
+        let id = self.context.get("correlation_id").and_then(Value::as_str);
+        if let Some(id) = id.and_then(|id| super::filter::safe_id(id, 64)) {
+            out.push(KeyValue::new("taskdeck.correlation_id", id.to_string()));
         }
         // The workflow's own business figures, sanitized as its metric labels are.
         if let Some(b) = &self.config.business_metrics {

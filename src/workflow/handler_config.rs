@@ -79,7 +79,7 @@ pub struct Monitoring {
     /// Seconds an attempt of a step may run before it is a bottleneck
     /// (`business.performance.bottleneck`), by step name, with `default` for the others:
     /// overrides post 05's thresholds (`telemetry::signals::POST_05_THRESHOLDS`). Each is
-    /// more than 0 and at most `MAX_SLA_SECONDS`.
+    /// 0.001 (a millisecond) to `MAX_SLA_SECONDS`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub bottleneck_seconds: std::collections::BTreeMap<String, f64>,
 }
@@ -124,9 +124,9 @@ impl HandlerConfig {
             }
         }
         for (step, seconds) in config.monitoring.iter().flat_map(|m| &m.bottleneck_seconds) {
-            if !(seconds.is_finite() && *seconds > 0.0 && *seconds <= MAX_SLA_SECONDS as f64) {
+            if !(seconds.is_finite() && *seconds >= 0.001 && *seconds <= MAX_SLA_SECONDS as f64) {
                 return Err(format!(
-                    "monitoring.bottleneck_seconds.{step}: expected more than 0 and at most {MAX_SLA_SECONDS} seconds, got {seconds}"
+                    "monitoring.bottleneck_seconds.{step}: expected 0.001 to {MAX_SLA_SECONDS} seconds, got {seconds}"
                 ));
             }
         }
@@ -164,17 +164,10 @@ impl BusinessMetrics {
     }
 }
 
-/// `text` lowercased if it is a short identifier, else `other`.
+/// `text` lowercased if it is a short identifier (`telemetry::filter::safe_id`, at most 32:
+/// never an email, a name or a card, phone or account number), else `other`.
 pub fn identifier(text: &str) -> String {
-    let ok = (1..=32).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        text.to_ascii_lowercase()
-    } else {
-        "other".into()
-    }
+    crate::telemetry::filter::safe_id(text, 32).map_or_else(|| "other".into(), str::to_ascii_lowercase)
 }
 
 #[cfg(test)]
@@ -212,7 +205,7 @@ mod tests {
         }
         let e = HandlerConfig::parse(&json!({ "monitoring": { "sla_seconds": 0 } })).unwrap_err();
         assert!(e.contains("monitoring.sla_seconds"), "{e}");
-        for bad in [json!(0), json!(-1), json!(1e12), json!("3")] {
+        for bad in [json!(0), json!(-1), json!(1e12), json!("3"), json!(5e-324)] {
             let e = HandlerConfig::parse(&json!({ "monitoring": { "bottleneck_seconds": { "pay": bad } } }))
                 .unwrap_err();
             assert!(e.starts_with("monitoring.bottleneck_seconds.pay"), "{bad}: {e}");

@@ -46,15 +46,19 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     if !app.info.endpoint.is_empty() {
         context.push(Span::styled(format!("  {}", app.info.endpoint), t.muted()));
     }
-    if let Some(marker) = app.live_marker() {
-        // A business signal in the last minutes, and where to look.
-        context.insert(
-            0,
-            Span::styled(
-                format!("  ⚠ {} · :metrics", crate::model::clip(&marker.text, 40)),
-                state(S::Error).add_modifier(Modifier::BOLD),
-            ),
-        );
+    // A business signal in the last minutes (`:metrics` shows where): on the first line when
+    // it fits there, else first on the second.
+    let marker = app.live_marker().map(|m| {
+        Span::styled(
+            format!("  ⚠ {}", crate::model::clip(&m.text, 40)),
+            state(S::Error).add_modifier(Modifier::BOLD),
+        )
+    });
+    let first_width = first.iter().map(|s| s.width()).sum::<usize>() + 12;
+    match marker {
+        Some(m) if first_width + m.width() <= width as usize => first.push(m),
+        Some(m) => context.insert(0, m),
+        None => {}
     }
     if app.identity.is_expired(app.now) {
         // Every action would be refused: say so before the operator tries one.

@@ -59,8 +59,19 @@ fn sum(v: &[f64]) -> f64 {
     v.iter().sum()
 }
 
+fn mean(v: &[f64]) -> f64 {
+    sum(v) / v.len().max(1) as f64
+}
+
 fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
+}
+
+/// Whether anything of `n` happened in the window.
+fn is_active(n: &NamespaceSummary) -> bool {
+    n.completed.iter().chain(&n.failed).any(|c| *c > 0)
+        || n.p95_attempt_seconds.iter().any(Option::is_some)
+        || !n.signals.is_empty()
 }
 
 /// `text` in at most `width` columns, ending in `…` when cut.
@@ -124,7 +135,7 @@ fn last_minute(n: &NamespaceSummary) -> LastMinute {
     }
 }
 
-fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize) -> [Line<'static>; 2] {
+fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize, name_width: usize) -> [Line<'static>; 2] {
     let t = &app.theme;
     let minute = last_minute(n);
     let bad = t.base().fg(t.step(crate::model::StepState::Error));
@@ -133,10 +144,7 @@ fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize) -> [Line<'stat
         all => {
             let share = f64::from(n.sla_met) / f64::from(all);
             let style = if n.sla_missed > 0 { bad } else { t.base() };
-            Span::styled(
-                format!("SLA {:.0}% met ({}/{all})", share * 100.0, n.sla_met),
-                style,
-            )
+            Span::styled(format!("SLA {:.0}% ({}/{all})", share * 100.0, n.sla_met), style)
         }
     };
     let revenue = if n.revenue_processed == 0.0 && n.revenue_lost == 0.0 {
@@ -144,7 +152,7 @@ fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize) -> [Line<'stat
     } else {
         Span::styled(
             format!(
-                "revenue {} · lost {}",
+                "revenue {} lost {}",
                 money(n.revenue_processed),
                 money(n.revenue_lost)
             ),
@@ -153,7 +161,7 @@ fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize) -> [Line<'stat
     };
     let mut first = vec![
         Span::styled(
-            format!(" {:<20}", n.namespace),
+            format!(" {:<name_width$}  ", n.namespace),
             t.base().fg(t.title).add_modifier(Modifier::BOLD),
         ),
         sla,
@@ -172,9 +180,9 @@ fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize) -> [Line<'stat
     }) {
         first.push(Span::styled(format!("   ⚠ {}", m.text), bad));
     }
-    // Labels and figures take about 56 columns; the three sparklines share the rest.
-    let spark = width.saturating_sub(58) / 3;
-    let spark = spark.clamp(6, 60);
+    // Labels and figures take 56 columns ("   tasks/min " 13, " 123456" 7, " errors " 8,
+    // " 100% " 6, " p95 attempt " 13, " 4m 10s" 7, and a spare); the sparklines share the rest.
+    let spark = (width.saturating_sub(56) / 3).clamp(2, 60);
     let as_f64 = |v: &[u32]| v.iter().map(|x| Some(f64::from(*x))).collect::<Vec<_>>();
     let finished: Vec<Option<f64>> = n
         .completed
@@ -201,7 +209,7 @@ fn namespace_lines(app: &App, n: &NamespaceSummary, width: usize) -> [Line<'stat
     let per_minute = f64::from(minute.finished);
     let second = vec![
         Span::styled("   tasks/min ", t.muted()),
-        Span::styled(sparkline(&finished, spark, None, sum), t.base().fg(t.accent)),
+        Span::styled(sparkline(&finished, spark, None, mean), t.base().fg(t.accent)),
         Span::styled(format!(" {per_minute:<6.0}"), t.base()),
         Span::styled(" errors ", t.muted()),
         Span::styled(errors, bad),
@@ -261,9 +269,25 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     let width = area.width.saturating_sub(2) as usize;
+    // Namespaces with nothing in the window share one line: the active ones get the room.
+    let (active, quiet): (Vec<&NamespaceSummary>, Vec<&NamespaceSummary>) =
+        namespaces.iter().partition(|n| is_active(n));
+    let name_width = active
+        .iter()
+        .map(|n| n.namespace.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(24);
     let mut lines: Vec<Line> = Vec::new();
-    for n in &namespaces {
-        lines.extend(namespace_lines(app, n, width));
+    for n in &active {
+        lines.extend(namespace_lines(app, n, width, name_width));
+    }
+    if !quiet.is_empty() {
+        let names: Vec<&str> = quiet.iter().map(|n| n.namespace.as_str()).collect();
+        lines.push(Line::from(Span::styled(
+            ellipsis(&format!(" quiet for 10 min: {}", names.join(", ")), width),
+            t.muted(),
+        )));
     }
     if namespaces.is_empty() {
         lines.push(Line::from(Span::styled(

@@ -36,7 +36,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
     chrome::header(frame, app, header);
-    let in_task = matches!(app.screen, Screen::Task(_) | Screen::Approvals);
+    // A task, the inbox and `:metrics` take the full width.
+    let in_task = matches!(app.screen, Screen::Task(_) | Screen::Approvals | Screen::Metrics);
     let main = if area.width >= WIDE && !in_task {
         let [ns, main] = Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(body);
         namespaces::draw(frame, app, ns);

@@ -85,7 +85,10 @@ async fn traced<F: std::future::Future<Output = HttpResponse>>(
     call: F,
 ) -> HttpResponse {
     let correlation = correlation_id(input);
-    tracing::info!(correlation_id = %correlation, service, step = %input.step, "API call initiated");
+    // Logged only as an identifier (an id that is an email or a number is personal data).
+    let logged =
+        crate::telemetry::filter::safe_id(&correlation, 128).unwrap_or(crate::telemetry::filter::FILTER_MASK);
+    tracing::info!(correlation_id = %logged, service, step = %input.step, "API call initiated");
     input.events.publish(
         "service_call_started",
         json!({ "service": service, "correlation_id": correlation }),
@@ -102,7 +105,7 @@ async fn traced<F: std::future::Future<Output = HttpResponse>>(
         name,
         json!({ "service": service, "status": resp.status, "duration_ms": ms, "correlation_id": correlation }),
     );
-    tracing::info!(correlation_id = %correlation, service, status = resp.status, duration_ms = ms, "API call completed");
+    tracing::info!(correlation_id = %logged, service, status = resp.status, duration_ms = ms, "API call completed");
     resp
 }
 
