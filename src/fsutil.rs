@@ -34,6 +34,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Creates `path` with `bytes` (0600) only if no file has that name: written to a private
+/// temporary file, synced, then hard-linked into place, so no reader ever sees part of it.
+/// Errors with `AlreadyExists` when another writer got there first (read theirs).
+pub fn write_private_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = write_private(&tmp, bytes).and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    if result.is_ok() {
+        sync_dir(dir);
+    }
+    result
+}
+
 /// Replaces `path` with `bytes` atomically: a reader sees the old content or the new, never
 /// a mix, and a symlink at `path` is replaced, not followed.
 pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -4,6 +4,7 @@
 //! engine → {store, handlers, workflow, auth} → model`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;

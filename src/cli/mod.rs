@@ -3,6 +3,7 @@
 //! happens here, at the edge, through `say!`, which turns a closed pipe or a full disk into
 //! an error instead of a panic.
 
+mod audit;
 mod commands;
 mod output;
 mod session;
@@ -175,6 +176,10 @@ pub enum Command {
     /// Signed operator identities.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The audit trail: check its hash chain, export its entries (admins; the engine must not
+    /// be running elsewhere on this data directory).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// List the steps waiting for a person's decision (requests past their deadline are not listed).
     Approvals {
         /// Print the list as JSON.
@@ -275,6 +280,37 @@ pub enum Command {
         #[arg(long, default_value = "resolved by operator")]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry's hash and link and the latest signed checkpoint: prints `intact` (exit
+    /// 0) or the first bad entry and why — edited, deleted, reordered, truncated, bad signature
+    /// (exit 1).
+    Verify {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the entries recorded in a period, oldest first.
+    Export {
+        /// From this date (2026-11-01, UTC), time (RFC 3339) or age (7d); default: the first entry.
+        #[arg(long, value_name = "DATE", value_parser = parse_before)]
+        from: Option<Before>,
+        /// Before this date, time or age; default: now.
+        #[arg(long, value_name = "DATE", value_parser = parse_before)]
+        to: Option<Before>,
+        /// `jsonl` (one entry per line, as stored, hashes included) or `csv`.
+        #[arg(long, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+}
+
+/// `audit export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -572,6 +608,9 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         dispatch,
         max_context_bytes: cli.max_context_bytes,
         retention: dispatch.then(|| retention(cli, data)).flatten(),
+        audit_key: Some(Arc::new(
+            crate::audit::SigningKey::load_or_create(data).map_err(|e| anyhow!(e))?,
+        )),
         // Every engine traces, a one-shot command's too: an approval, retry or cancel made
         // without a server ends spans that would otherwise never be sent.
         // An empty endpoint is unset (OpenTelemetry's rule for its variables).

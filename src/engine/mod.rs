@@ -82,7 +82,13 @@ pub struct EngineConfig {
     pub retention: Option<retention::Retention>,
     /// Where spans go (`--otlp-endpoint`); `None`: no traces.
     pub tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
+    /// Signs checkpoints of the audit journal's head (every `CHECKPOINT_EVERY` while it grows,
+    /// and at shutdown); `None`: no checkpoints (tests; the journal is still chained).
+    pub audit_key: Option<Arc<crate::audit::SigningKey>>,
 }
+
+/// How often a growing audit journal's head is signed.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -96,6 +102,7 @@ impl Default for EngineConfig {
             clock: None,
             retention: None,
             tracer: None,
+            audit_key: None,
         }
     }
 }
@@ -111,7 +118,9 @@ pub struct Engine {
     metrics: Arc<crate::telemetry::Metrics>,
     /// Flushed at shutdown, so a process's last spans are sent before it exits.
     tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
+    audit_key: Option<Arc<crate::audit::SigningKey>>,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
+    checkpoints: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -145,6 +154,7 @@ impl Engine {
             Vec::new()
         };
         let tracer = config.tracer.clone();
+        let audit_key = config.audit_key.clone();
         let mut orchestrator = Orchestrator::new(
             config,
             store.clone(),
@@ -163,6 +173,16 @@ impl Engine {
         }
         orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
+        let checkpoints = audit_key.clone().map(|key| {
+            let (store, clock) = (store.clone(), clock);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+                loop {
+                    tick.tick().await;
+                    checkpoint(&*store, &key, clock.now()).await;
+                }
+            })
+        });
         Ok(Engine {
             tx,
             bus,
@@ -172,7 +192,9 @@ impl Engine {
             query,
             metrics,
             tracer,
+            audit_key,
             join: std::sync::Mutex::new(Some(join)),
+            checkpoints,
         })
     }
 
@@ -380,5 +402,28 @@ impl Engine {
         if let Some(tracer) = &self.tracer {
             tracer.flush(Duration::from_secs(3)).await;
         }
+        if let Some(task) = &self.checkpoints {
+            task.abort();
+        }
+        if let Some(key) = &self.audit_key {
+            checkpoint(&*self.store, key, self.clock.now()).await;
+        }
+    }
+}
+
+/// Signs the audit journal's head if it moved since the latest checkpoint. A failure is
+/// logged: the journal stays chained, and the next checkpoint covers it.
+pub async fn checkpoint(store: &dyn Store, key: &crate::audit::SigningKey, now: crate::model::Timestamp) {
+    let result = async {
+        let (seq, hash) = store.audit_head().await?;
+        let latest = store.audit_checkpoint().await?;
+        if seq == 0 || latest.is_some_and(|c| c.seq == seq) {
+            return Ok(());
+        }
+        store.put_audit_checkpoint(&key.sign(seq, &hash, now)).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!("cannot sign the audit journal's head: {e}");
     }
 }

@@ -175,6 +175,28 @@ pub trait Store: Send + Sync {
     fn durability(&self) -> Durability;
     /// Writes everything to stable storage now.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Appends `records` to the audit journal, chained after its head, and makes them durable
+    /// as a commit would: for what is not a transition (a refused request, a token, an
+    /// export); `commit` journals every transition itself, in the same group. Returns the
+    /// entries as written. Never removes or rewrites an entry (`crate::audit`).
+    async fn append_audit(
+        &self,
+        records: Vec<crate::audit::AuditRecord>,
+    ) -> Result<Vec<crate::audit::AuditEntry>, StoreError>;
+    /// Up to `limit` journal entries stored after place `after`, in storage order, each with
+    /// the place it is stored at, or why it cannot be read (what `audit::verify` checks).
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::verify::Stored>, StoreError>;
+    /// The journal's head: the last entry's sequence number and hash (0 and `GENESIS` when empty).
+    async fn audit_head(&self) -> Result<(u64, String), StoreError>;
+    /// The latest signed checkpoint of the journal, if any.
+    async fn audit_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>, StoreError>;
+    /// Keeps `checkpoint` as the latest (durably).
+    async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError>;
 }
 
 /// Every task, oldest first (tests, tools and the retention report; listings page instead).

@@ -35,6 +35,7 @@
 //! indexes agree with the log.
 //! Stores of layout 1 (one whole-task snapshot per task) are converted when first opened.
 
+mod journal;
 mod migrate;
 mod records;
 
@@ -75,6 +76,9 @@ pub struct SledStore {
     active: sled::Tree,
     origins: sled::Tree,
     meta: sled::Tree,
+    /// The audit journal (see `journal`) and its head.
+    audit: sled::Tree,
+    audit_head: std::sync::Mutex<journal::Head>,
     durability: Durability,
 }
 
@@ -150,7 +154,11 @@ impl SledStore {
             .ok()
             .and_then(|n| n.trim().parse::<u64>().ok())
             .map(std::sync::atomic::AtomicU64::new);
+        let audit = db.open_tree("audit")?;
+        let audit_head = std::sync::Mutex::new(Self::read_audit_head(&audit)?);
         let store = SledStore {
+            audit,
+            audit_head,
             crash_after_log,
             headers: db.open_tree("headers")?,
             contexts: db.open_tree("contexts")?,
@@ -312,6 +320,7 @@ impl SledStore {
             .collect::<Result<_, _>>()?;
         let mut settled = 0usize;
         let mut erased = Vec::new();
+        let mut replayed = Vec::new();
         for id in &ids {
             match self.header(id) {
                 Ok(Some(header)) => {
@@ -320,6 +329,7 @@ impl SledStore {
                     if self.transitions.range(from..=to).next().is_some() {
                         let task = self.load(header)?;
                         self.rewrite(&task)?;
+                        replayed.push(task);
                         settled += 1;
                     } else if !header.state.is_active() {
                         self.active.remove(id.as_bytes())?;
@@ -335,6 +345,34 @@ impl SledStore {
         }
         if !erased.is_empty() {
             self.drop_events_of(&erased)?;
+        }
+        // Transitions the crash kept but whose journal entries it lost.
+        let journaled = self.journal_missed(&replayed)?;
+        // A task whose creation never finished was never acknowledged; the journal may have
+        // recorded its first transitions, so it says what became of them.
+        let discarded = erased
+            .iter()
+            .map(|id| crate::audit::AuditRecord {
+                at: chrono::Utc::now().timestamp_millis(),
+                actor: "engine".into(),
+                action: "task.discarded".into(),
+                resource: format!("task/{id}"),
+                namespace: None,
+                workflow: None,
+                version: None,
+                classification: "internal".into(),
+                correlation_id: None,
+                outcome: "success".into(),
+                detail: "a crash cut the task's creation short; it was never acknowledged".into(),
+                compliance_tags: Vec::new(),
+                transition: None,
+            })
+            .collect::<Vec<_>>();
+        let discarded_n = discarded.len();
+        self.journal(discarded)?;
+        if journaled + discarded_n > 0 {
+            tracing::info!("journaled {journaled} transition(s) and {discarded_n} discarded task(s) a crash left out of the audit trail");
+            self.sync()?;
         }
         if settled > 0 {
             tracing::info!("settled {settled} task(s) a crash interrupted");
@@ -596,6 +634,9 @@ impl SledStore {
             };
             self.transitions.insert(key::transition(id, first), value)?;
         }
+        // The journal, right after the log it describes (see `journal`).
+        let written: Vec<&Task> = tasks.iter().map(|w| w.task).collect();
+        self.journal_transitions(transitions, &written)?;
         // Events in chunks of at most EVENT_CHUNK_BYTES, keyed by their first sequence number.
         let mut chunk: Vec<u8> = Vec::new();
         let mut first = None;
@@ -1051,6 +1092,37 @@ impl Store for SledStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.flush_now()
+    }
+
+    async fn append_audit(
+        &self,
+        records: Vec<crate::audit::AuditRecord>,
+    ) -> Result<Vec<crate::audit::AuditEntry>, StoreError> {
+        let written = self.journal(records)?;
+        if self.durability == Durability::Immediate && !written.is_empty() {
+            self.sync()?;
+        }
+        Ok(written)
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::verify::Stored>, StoreError> {
+        self.audit_after_now(after, limit)
+    }
+
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        Ok(self.audit_head_now())
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>, StoreError> {
+        self.audit_checkpoint_now()
+    }
+
+    async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError> {
+        self.put_audit_checkpoint_now(checkpoint)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

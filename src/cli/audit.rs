@@ -1,0 +1,173 @@
+//! `taskdeck audit verify` and `taskdeck audit export`: the audit trail (`crate::audit`), read
+//! from this data directory's store by an admin.
+
+use super::{say, AuditCommand, Before, Cli, ExportFormat};
+use crate::audit::{AuditEntry, Finding};
+use anyhow::{anyhow, bail, Result};
+use std::path::Path;
+
+/// Entries read per page.
+const PAGE: usize = 10_000;
+
+pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Result<i32> {
+    let who = super::identity(cli, data)?;
+    if who.role != crate::auth::Role::Admin {
+        bail!(
+            "{} may not read the audit trail: it takes an admin",
+            who.describe()
+        );
+    }
+    let session = super::session::own_store(cli, data).await?;
+    let result = async {
+        let engine = session
+            .engine
+            .clone()
+            .ok_or_else(|| anyhow!("the audit commands open the store here"))?;
+        match command {
+            AuditCommand::Verify { json } => verify(data, &**engine.store(), *json).await,
+            AuditCommand::Export { from, to, format } => {
+                let now = engine.clock().now();
+                let at = |b: &Option<Before>, default| match b {
+                    Some(Before::At(at)) => *at,
+                    Some(Before::Ago(age)) => {
+                        now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+                    }
+                    None => default,
+                };
+                export(&**engine.store(), at(from, i64::MIN), at(to, i64::MAX), *format).await
+            }
+        }
+    }
+    .await;
+    session.close(data, std::time::Duration::ZERO).await;
+    result
+}
+
+async fn verify(data: &Path, store: &dyn crate::store::Store, json: bool) -> Result<i32> {
+    let key = crate::audit::SigningKey::load(data).map_err(|e| anyhow!(e))?;
+    let verifying = key.as_ref().map(crate::audit::SigningKey::verifying_key);
+    let result = crate::audit::verify::verify_store(store, verifying.as_ref()).await?;
+    if json {
+        let value = match &result {
+            Ok(v) => {
+                serde_json::json!({ "intact": true, "entries": v.entries, "head_hash": v.head_hash, "checkpoint": v.checkpoint })
+            }
+            Err(b) => {
+                serde_json::json!({ "intact": false, "seq": b.seq, "finding": b.finding, "why": b.why })
+            }
+        };
+        say!("{value}");
+    } else {
+        match &result {
+            Ok(v) => {
+                say!("intact: {} entries, head {}", v.entries, v.head_hash);
+                match v.checkpoint {
+                    Some(seq) => say!("signed checkpoint at entry {seq} verified ({} entries after it not yet signed)", v.entries - seq.min(v.entries)),
+                    None => say!("no signed checkpoint yet (one is signed every 30 s while the engine runs, and when it stops)"),
+                }
+            }
+            Err(b) => {
+                say!("BROKEN at entry {}: {} — {}", b.seq, b.finding, b.why);
+                if b.finding == Finding::BadSignature {
+                    say!(
+                        "(the checkpoint is checked with {})",
+                        data.join(crate::audit::checkpoint::KEY_FILE).display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(if result.is_ok() { 0 } else { 1 })
+}
+
+async fn export(store: &dyn crate::store::Store, from: i64, to: i64, format: ExportFormat) -> Result<i32> {
+    let csv = format == ExportFormat::Csv;
+    if csv {
+        say!("{}", csv_line(&COLUMNS)?);
+    }
+    let mut after = 0u64;
+    loop {
+        let page = store.audit_after(after, PAGE).await?;
+        let Some(last) = page.last().map(|(place, _)| *place) else {
+            break;
+        };
+        for (place, entry) in page {
+            let entry = entry.map_err(|why| {
+                anyhow!("audit entry {place} is unreadable ({why}); run `taskdeck audit verify`")
+            })?;
+            if entry.record.at < from || entry.record.at >= to {
+                continue;
+            }
+            if csv {
+                say!("{}", csv_line(&row(&entry))?);
+            } else {
+                say!("{}", serde_json::to_string(&entry)?);
+            }
+        }
+        if last == u64::MAX {
+            break;
+        }
+        after = last;
+    }
+    Ok(0)
+}
+
+/// One CSV record (quoted as RFC 4180 says), without its line end.
+fn csv_line<S: AsRef<[u8]>>(fields: &[S]) -> Result<String> {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    w.write_record(fields)?;
+    let bytes = w.into_inner().map_err(|e| anyhow!("csv: {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .trim_end_matches(['\r', '\n'])
+        .to_string())
+}
+
+const COLUMNS: [&str; 16] = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "resource",
+    "namespace",
+    "workflow",
+    "version",
+    "classification",
+    "correlation_id",
+    "outcome",
+    "detail",
+    "compliance_tags",
+    "transition",
+    "prev_hash",
+    "hash",
+];
+
+/// One CSV row. A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) is
+/// prefixed with `'` (OWASP's advice): an actor or reason is text an operator typed.
+fn row(e: &AuditEntry) -> Vec<String> {
+    let r = &e.record;
+    let safe = |s: &str| {
+        if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        }
+    };
+    vec![
+        e.seq.to_string(),
+        crate::model::format_timestamp(r.at),
+        safe(&r.actor),
+        safe(&r.action),
+        safe(&r.resource),
+        safe(r.namespace.as_deref().unwrap_or("")),
+        safe(r.workflow.as_deref().unwrap_or("")),
+        safe(r.version.as_deref().unwrap_or("")),
+        safe(&r.classification),
+        safe(r.correlation_id.as_deref().unwrap_or("")),
+        safe(&r.outcome),
+        safe(&r.detail),
+        safe(&r.compliance_tags.join(" ")),
+        r.transition.map_or(String::new(), |t| t.to_string()),
+        e.prev_hash.clone(),
+        e.hash.clone(),
+    ]
+}

@@ -1,0 +1,247 @@
+//! The audit trail on a real store: every transition journaled with its actor in the same
+//! commit, the chain intact after a run, and each kind of tampering with the stored journal —
+//! editing, deleting, reordering, truncating entries, forging the checkpoint — detected with
+//! its reason; then the real binary's `audit verify` and `audit export`.
+
+mod common;
+
+use serde_json::json;
+use std::process::Command;
+use std::sync::Arc;
+use taskdeck::audit::verify::verify_store;
+use taskdeck::audit::{AuditEntry, Finding, SigningKey};
+use taskdeck::services::Services;
+use taskdeck::store::{Durability, SledStore, Store};
+
+/// A refund approved by a manager, on a store kept open for tampering.
+async fn journaled_run() -> (Arc<SledStore>, SigningKey) {
+    let sled = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
+    let store: Arc<dyn Store> = sled.clone();
+    let h = common::start_blog(Arc::new(Services::new(false)), store.clone()).await;
+    let task = common::refunds::submitted_and_approved(&h, 15_000).await;
+    let task = store.task(&task.id).await.unwrap().unwrap();
+    assert_eq!(task.state, taskdeck::model::TaskState::Complete);
+    h.engine.shutdown(std::time::Duration::ZERO).await;
+    let key = SigningKey::from_seed([9; 32]);
+    taskdeck::engine::checkpoint(&*store, &key, 1_000).await;
+    (sled, key)
+}
+
+async fn check(
+    store: &SledStore,
+    key: &SigningKey,
+) -> Result<taskdeck::audit::Verified, taskdeck::audit::Broken> {
+    verify_store(store, Some(&key.verifying_key())).await.unwrap()
+}
+
+fn tree(store: &SledStore) -> sled::Tree {
+    store.db().open_tree("audit").unwrap()
+}
+
+fn entry(tree: &sled::Tree, seq: u64) -> AuditEntry {
+    serde_json::from_slice(&tree.get(seq.to_be_bytes()).unwrap().unwrap()).unwrap()
+}
+
+fn put(tree: &sled::Tree, seq: u64, e: &AuditEntry) {
+    tree.insert(seq.to_be_bytes(), serde_json::to_vec(e).unwrap())
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_journaled_with_its_actor_and_the_chain_verifies() {
+    let (store, key) = journaled_run().await;
+    let verified = check(&store, &key).await.unwrap();
+    let mut transitions = 0;
+    for t in taskdeck::store::all_tasks(&*store).await.unwrap() {
+        transitions += store.transitions(&t.id).await.unwrap().len();
+    }
+    assert_eq!(verified.entries as usize, transitions, "one entry per transition");
+    assert_eq!(verified.checkpoint, Some(verified.entries));
+    let entries: Vec<AuditEntry> = store
+        .audit_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.unwrap())
+        .collect();
+    // The manager's approval is there, with the manager as actor and tagged as evidence.
+    let approval = entries
+        .iter()
+        .find(|e| e.record.detail.starts_with("awaiting_approval → complete"))
+        .expect("the approval is journaled");
+    assert_eq!(approval.record.actor, common::refunds::manager().sub);
+    assert!(approval
+        .record
+        .compliance_tags
+        .contains(&"SOC2:CC6.3".to_string()));
+    assert_eq!(approval.record.namespace.as_deref(), Some("customer_success"));
+    // The journal holds no personal data of the refund's context.
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(!text.contains('@'), "no email in the journal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_kind_of_tampering_is_found_with_its_reason() {
+    // Edited: content changed in place.
+    let (store, key) = journaled_run().await;
+    let t = tree(&store);
+    let mut e = entry(&t, 3);
+    e.record.actor = "mallory".into();
+    put(&t, 3, &e);
+    let b = check(&store, &key).await.unwrap_err();
+    assert_eq!((b.seq, b.finding), (3, Finding::Edited), "{b:?}");
+
+    // Deleted from the middle.
+    let (store, key) = journaled_run().await;
+    tree(&store).remove(5u64.to_be_bytes()).unwrap();
+    let b = check(&store, &key).await.unwrap_err();
+    assert_eq!((b.seq, b.finding), (5, Finding::Deleted), "{b:?}");
+
+    // Reordered: two entries swap places.
+    let (store, key) = journaled_run().await;
+    let t = tree(&store);
+    let (four, five) = (entry(&t, 4), entry(&t, 5));
+    put(&t, 4, &five);
+    put(&t, 5, &four);
+    let b = check(&store, &key).await.unwrap_err();
+    assert_eq!((b.seq, b.finding), (4, Finding::Reordered), "{b:?}");
+
+    // Truncated: the tail cut (what the signed checkpoint is for).
+    let (store, key) = journaled_run().await;
+    let t = tree(&store);
+    let last = store.audit_head().await.unwrap().0;
+    for seq in last - 2..=last {
+        t.remove(seq.to_be_bytes()).unwrap();
+    }
+    let b = check(&store, &key).await.unwrap_err();
+    assert_eq!((b.seq, b.finding), (last - 2, Finding::Truncated), "{b:?}");
+
+    // Bad signature: a checkpoint re-signed by someone else's key to cover a cut tail.
+    let (store, key) = journaled_run().await;
+    let t = tree(&store);
+    let last = store.audit_head().await.unwrap().0;
+    t.remove(last.to_be_bytes()).unwrap();
+    let before = entry(&t, last - 1);
+    let forged = SigningKey::from_seed([1; 32]).sign(last - 1, &before.hash, 2_000);
+    store.put_audit_checkpoint(&forged).await.unwrap();
+    let b = check(&store, &key).await.unwrap_err();
+    assert_eq!(b.finding, Finding::BadSignature, "{b:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_appended_apart_from_commits_continue_the_chain() {
+    let (store, key) = journaled_run().await;
+    let record = taskdeck::audit::AuditRecord {
+        at: 5_000,
+        actor: "eve".into(),
+        action: "authz.denied".into(),
+        resource: "task/x".into(),
+        namespace: Some("payments".into()),
+        workflow: None,
+        version: None,
+        classification: "internal".into(),
+        correlation_id: None,
+        outcome: "denied".into(),
+        detail: "eve (operator, ecommerce) cannot read namespace payments".into(),
+        compliance_tags: vec!["SOC2:CC6.3".into()],
+        transition: None,
+    };
+    let written = store.append_audit(vec![record]).await.unwrap();
+    assert_eq!(written[0].seq, store.audit_head().await.unwrap().0);
+    let verified = check(&store, &key).await.unwrap();
+    assert_eq!(
+        verified.entries, written[0].seq,
+        "intact, one entry past the checkpoint"
+    );
+}
+
+fn taskdeck(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_binary_verifies_exports_and_names_a_tampered_entry() {
+    let data = tempfile::tempdir().unwrap();
+    let sample = format!("{}/samples/process_order.json", env!("CARGO_MANIFEST_DIR"));
+    let out = taskdeck(
+        data.path(),
+        &["submit", "ecommerce/process_order", "--context-file", &sample],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = taskdeck(data.path(), &["run", "--until-idle", "--no-api"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = taskdeck(data.path(), &["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("intact: "),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("signed checkpoint at entry"), "{text}");
+
+    let out = taskdeck(data.path(), &["audit", "export", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("seq,at,actor,action,resource"), "{csv}");
+    assert!(csv.contains("step.transition"), "{csv}");
+    let out = taskdeck(data.path(), &["audit", "export", "--from", "1d"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 10 && lines[0]["seq"] == json!(1), "{lines:?}");
+    let out = taskdeck(data.path(), &["audit", "export", "--to", "2000-01-01"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "nothing before 2000");
+
+    // Someone edits an entry in the store file's journal.
+    {
+        let db = sled::open(data.path().join("store")).unwrap();
+        let t = db.open_tree("audit").unwrap();
+        let mut e: AuditEntry = serde_json::from_slice(&t.get(7u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        e.record.actor = "mallory".into();
+        t.insert(7u64.to_be_bytes(), serde_json::to_vec(&e).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let out = taskdeck(data.path(), &["audit", "verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(report["intact"], json!(false));
+    assert_eq!(
+        (report["seq"].clone(), report["finding"].clone()),
+        (json!(7), json!("edited"))
+    );
+    // Only an admin reads the trail.
+    let token = String::from_utf8_lossy(
+        &taskdeck(
+            data.path(),
+            &[
+                "token",
+                "issue",
+                "--sub",
+                "ann",
+                "--team",
+                "ecommerce",
+                "--role",
+                "operator",
+            ],
+        )
+        .stdout,
+    )
+    .trim()
+    .to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["audit", "verify"])
+        .env("TASKDECK_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not read the audit trail"));
+}
