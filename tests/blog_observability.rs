@@ -298,3 +298,68 @@ async fn an_empty_cart_fails_at_once() {
     assert_eq!(cart.attempts, 1, "a permanent error is never retried");
     assert_eq!(cart.last_error.as_ref().unwrap().message, "Cart is empty");
 }
+
+/// A failed order retried by another process (a one-shot `taskdeck retry`, or before a crash)
+/// and completed by the next engine is a recovery there too: the next engine reads the reopen
+/// from the task's log, so it counts no new loss.
+#[tokio::test(start_paused = true)]
+async fn a_retry_made_by_another_process_is_a_recovery_in_the_next() {
+    let yaml = r#"
+namespace: shop
+name: flaky_order
+version: 1.0.0
+handler_config:
+  business_metrics: { track_revenue: true, customer_tier_tracking: true }
+steps:
+  - { name: charge, handler: simulate, handler_config: { fail_times: 1, error: permanent } }
+"#;
+    let store = temp_store();
+    let registry = || taskdeck::handlers::Registry::builtin();
+    let first = common::start_on(store.clone(), &[yaml], registry(), common::config()).await;
+    let task = first
+        .run(
+            "shop/flaky_order",
+            json!({ "order_value": 300.0, "customer_tier": "zinc" }),
+        )
+        .await;
+    assert_eq!(task.state, TaskState::Error);
+    first.engine.shutdown(std::time::Duration::ZERO).await;
+    // The retry, as `taskdeck retry` makes it: an engine that runs no step.
+    let admin = common::start_on(
+        store.clone(),
+        &[yaml],
+        registry(),
+        taskdeck::engine::EngineConfig {
+            dispatch: false,
+            ..common::config()
+        },
+    )
+    .await;
+    admin
+        .engine
+        .retry(&task.id, &taskdeck::auth::Identity::local("ops"), "card fixed")
+        .await
+        .unwrap();
+    admin.engine.shutdown(std::time::Duration::ZERO).await;
+    // The next engine completes it.
+    let next = common::start_on(store.clone(), &[yaml], registry(), common::config()).await;
+    next.engine.when_idle().await.unwrap();
+    assert_eq!(
+        store.task(&task.id).await.unwrap().unwrap().state,
+        TaskState::Complete
+    );
+    let metrics = next.engine.metrics().encode();
+    let tier = r#"{namespace="shop",customer_tier="zinc"}"#;
+    assert_eq!(
+        value(&metrics, &format!("revenue_recovered_dollars_total{tier}")),
+        300.0
+    );
+    let loss = format!("revenue_loss_dollars_total{tier}");
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&loss))
+            .all(|l| l.ends_with(" 0.0") || l.ends_with(" 0")),
+        "no new loss:\n{metrics}"
+    );
+}

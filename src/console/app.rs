@@ -59,7 +59,7 @@ impl Marker {
         let text = match name {
             s::BOTTLENECK => format!(
                 "bottleneck {}{}",
-                step.unwrap_or(workflow),
+                crate::model::clip(step.unwrap_or(workflow), 24),
                 factor.map_or(String::new(), |f| if f < 1000.0 {
                     format!(" {f:.1}×")
                 } else {

@@ -171,6 +171,7 @@ impl Engine {
         if !resume.is_empty() {
             tracing::info!(tasks = resume.len(), "resuming unfinished tasks");
         }
+        mark_reopened(&*store, &resume, &metrics, tracer.as_deref()).await?;
         orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
         let checkpoints = audit_key.clone().map(|key| {
@@ -409,6 +410,40 @@ impl Engine {
             checkpoint(&*self.store, key, self.clock.now()).await;
         }
     }
+}
+
+/// Tells the metrics and the tracer which unfinished tasks were taken up again after they
+/// failed (retried or resolved, perhaps by another process), from their logs: their end is a
+/// recovery, not new revenue lost, and a span of its own. Only tasks whose steps show a retry
+/// or a resolve are read.
+async fn mark_reopened(
+    store: &dyn Store,
+    resume: &[crate::model::Task],
+    metrics: &crate::telemetry::Metrics,
+    tracer: Option<&crate::telemetry::traces::Tracer>,
+) -> Result<(), EngineError> {
+    use crate::model::{StepState, Subject};
+    for task in resume {
+        let touched = task
+            .steps
+            .iter()
+            .any(|s| s.budget_start > 0 || s.state == StepState::ResolvedManually);
+        if !touched {
+            continue;
+        }
+        let log = store.transitions(&task.id).await?;
+        let reopen = log
+            .iter()
+            .rev()
+            .find(|t| t.subject == Subject::Task && t.from.as_deref() == Some("error"));
+        if let Some(t) = reopen {
+            metrics.mark_reopened(&task.id);
+            if let Some(tracer) = tracer {
+                tracer.mark_reopened(&task.id, t.at);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Signs the audit journal's head if it moved since the latest checkpoint. A failure is

@@ -1868,7 +1868,8 @@ fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
                     correlation_id,
                     from,
                     to = %t.to,
-                    actor = %t.actor,
+                    // An operator named by an email is logged masked (the audit trail names them).
+                    actor = %filter::safe_id(&t.actor, 128).unwrap_or(filter::FILTER_MASK),
                     "task {}",
                     if created { "created" } else { t.to.as_str() }
                 );

@@ -44,6 +44,15 @@ pub struct Event {
     pub payload: Value,
 }
 
+/// Seconds as people read them: `850ms`, `15.0s`.
+fn seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0}ms", s * 1000.0)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
 impl Event {
     /// One line for people: time, short task id, name, workflow and step, and the detail
     /// that matters for this kind of event.
@@ -68,9 +77,9 @@ impl Event {
                 p["backoff_type"].as_str().unwrap_or("")
             ),
             "business.performance.bottleneck" if !self.custom => format!(
-                "{:.1}s > {}s ({:.1}× slower, attempt {})",
-                p["duration_seconds"].as_f64().unwrap_or(0.0),
-                p["threshold_seconds"],
+                "{} > {} ({:.1}× slower, attempt {})",
+                seconds(p["duration_seconds"].as_f64().unwrap_or(0.0)),
+                seconds(p["threshold_seconds"].as_f64().unwrap_or(0.0)),
                 p["degradation_factor"].as_f64().unwrap_or(0.0),
                 p["attempt"]
             ),

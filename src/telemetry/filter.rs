@@ -73,7 +73,10 @@ pub fn mask(value: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    let v = if is_filtered(k) {
+                    // A correlation id is logged as the identifier it should be, or not at all.
+                    let unsafe_id =
+                        k == "correlation_id" && v.as_str().is_none_or(|id| safe_id(id, 128).is_none());
+                    let v = if is_filtered(k) || unsafe_id {
                         Value::String(FILTER_MASK.into())
                     } else {
                         mask(v)
@@ -90,8 +93,8 @@ pub fn mask(value: &Value) -> Value {
 }
 
 /// `text` with every email address (a word with an `@` between other characters), card
-/// number (13 to 19 digits, spaces and dashes between them allowed) and international phone
-/// number (`+` then 7 or more digits, spaces and dashes allowed) replaced by the mask: values
+/// number (13 to 19 digits, spaces, dashes and dots between them allowed) and international phone
+/// number (`+` then 7 or more digits, spaces, dashes, dots and brackets allowed) replaced by the mask: values
 /// and error messages quote what they carry or refused. Names and local phone numbers in free
 /// text cannot be told from other words; the key filter (`FILTER_PARAMETERS`) is what keeps
 /// them out.
@@ -118,8 +121,9 @@ pub fn scrub_text(text: &str) -> String {
         .join(" ")
 }
 
-/// Masks runs of digits (with single spaces or dashes between them) that are card numbers
-/// (13–19 digits) or follow a `+` (7 or more digits: a phone number).
+/// Masks runs of digits (with up to three spaces, dashes, dots or brackets between them) that
+/// are card numbers (13–19 digits) or follow a `+` (7 or more digits: a phone number). It errs
+/// towards masking: a list of small numbers can read as a card number.
 fn mask_numbers(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
@@ -138,9 +142,16 @@ fn mask_numbers(text: &str) -> String {
             if chars[end].is_ascii_digit() {
                 count += 1;
                 end += 1;
-            } else if matches!(chars[end], ' ' | '-') && chars.get(end + 1).is_some_and(char::is_ascii_digit)
-            {
-                end += 1;
+                continue;
+            }
+            // Separators between digits: spaces (even two), dashes, dots, and a phone's
+            // brackets (`+1 (555) 010-9999`).
+            let mut next = end;
+            while next < chars.len() && next - end < 3 && matches!(chars[next], ' ' | '-' | '.' | '(' | ')') {
+                next += 1;
+            }
+            if next > end && chars.get(next).is_some_and(char::is_ascii_digit) {
+                end = next;
             } else {
                 break;
             }
@@ -212,6 +223,29 @@ mod tests {
             FILTER_MASK
         );
         assert_eq!(mask(&json!({ "step_name": "pay" }))["step_name"], "pay");
+        for card in [
+            "4111.1111.1111.1111",
+            "4111  1111  1111  1111",
+            "call +1 (555) 010-9999 now",
+        ] {
+            assert!(
+                !scrub_text(card).contains("1111") && !scrub_text(card).contains("9999"),
+                "{card}: {}",
+                scrub_text(card)
+            );
+        }
+        assert_eq!(
+            scrub_text("version 1.2.3 on 10.0.0.1"),
+            "version 1.2.3 on 10.0.0.1"
+        );
+        assert_eq!(
+            mask(&json!({ "correlation_id": "John Smith" }))["correlation_id"],
+            FILTER_MASK
+        );
+        assert_eq!(
+            mask(&json!({ "correlation_id": "checkout_1a2b3c4d" }))["correlation_id"],
+            "checkout_1a2b3c4d"
+        );
     }
 
     #[test]

@@ -512,14 +512,17 @@ impl Metrics {
             })
             .observe(seconds);
         let sla_seconds = task.config.monitoring.as_ref().and_then(|m| m.sla_seconds);
-        if status == "failed" && sla_seconds.is_some() {
-            // The console counts a failed task as a missed SLA (Prometheus's
-            // `sla_compliance_total` counts completions, as post 05's subscriber did).
+        // The console counts a failed task as a missed SLA, once: a reopened task's later end
+        // changes nothing there (Prometheus's `sla_compliance_total` counts completions, as
+        // post 05's subscriber did).
+        if status == "failed" && sla_seconds.is_some() && !reopened {
             self.recent().sla(t.at, task.namespace, false);
         }
         if status == "completed" {
             if let Some(sla) = sla_seconds {
-                self.recent().sla(t.at, task.namespace, seconds <= sla as f64);
+                if !reopened {
+                    self.recent().sla(t.at, task.namespace, seconds <= sla as f64);
+                }
                 self.sla
                     .get_or_create(&SlaLabels {
                         namespace: task.namespace.into(),
@@ -727,9 +730,16 @@ impl Metrics {
                     step: step.name.clone(),
                 };
                 let _ = self.bottlenecks.get_or_create(&labels);
-                self.thresholds
-                    .get_or_create(&labels)
-                    .set(super::signals::threshold_seconds(&t.handler_config, &step.name));
+                // Durations carry no version label: with several versions of a workflow
+                // loaded, the alert holds the step to the strictest of their thresholds.
+                let threshold = super::signals::threshold_seconds(&t.handler_config, &step.name);
+                let gauge = self.thresholds.get_or_create(&labels);
+                let current = gauge.get();
+                gauge.set(if current > 0.0 {
+                    current.min(threshold)
+                } else {
+                    threshold
+                });
                 if step.name == super::signals::INVENTORY_STEP {
                     let _ = self.oversell_risk.get_or_create(&workflow);
                 }
@@ -797,6 +807,11 @@ impl Metrics {
         readable: &dyn Fn(&str) -> bool,
     ) -> super::recent::MetricsSummary {
         self.recent().summary(now, known, readable)
+    }
+
+    /// A failed task taken up again before this process started (see `Engine::start`).
+    pub fn mark_reopened(&self, task_id: &str) {
+        self.reopened().insert(task_id.to_string());
     }
 
     fn reopened(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {

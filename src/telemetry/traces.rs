@@ -104,6 +104,14 @@ impl Tracer {
         })
     }
 
+    /// A failed task taken up again at `at` before this process started (see `Engine::start`).
+    pub fn mark_reopened(&self, task_id: &str, at: Timestamp) {
+        self.reopened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task_id.to_string(), at);
+    }
+
     /// Spans dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

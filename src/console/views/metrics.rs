@@ -301,6 +301,25 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .min(area.height.saturating_mul(2) / 3)
         .max(3);
     let [top, bottom] = Layout::vertical([Constraint::Length(top_height), Constraint::Min(3)]).areas(area);
+    // What does not fit is said, never dropped silently.
+    let room = top_height.saturating_sub(2) as usize;
+    if lines.len() > room && room > 0 {
+        let shown_active = room.saturating_sub(1) / 2;
+        let hidden: Vec<&str> = active
+            .iter()
+            .skip(shown_active)
+            .chain(quiet.iter())
+            .map(|n| n.namespace.as_str())
+            .collect();
+        lines.truncate(shown_active * 2);
+        lines.push(Line::from(Span::styled(
+            ellipsis(
+                &format!(" +{} more: {} (/ filters)", hidden.len(), hidden.join(", ")),
+                width,
+            ),
+            t.muted(),
+        )));
+    }
     let title = format!(
         "metrics · last {} min · {} s slices{}",
         summary.slice_seconds as usize * crate::telemetry::recent::SLICES / 60,
