@@ -608,6 +608,7 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         dispatch,
         max_context_bytes: cli.max_context_bytes,
         retention: dispatch.then(|| retention(cli, data)).flatten(),
+        operator: ctx.identity.sub.clone(),
         audit_key: Some(Arc::new(
             crate::audit::SigningKey::load_or_create(data).map_err(|e| anyhow!(e))?,
         )),

@@ -6,7 +6,7 @@ use super::{
     MAX_BATCH,
 };
 use crate::auth::Identity;
-use crate::engine::{Engine, ErrorKind, PendingApproval, Status, SubmitRequest, TaskFilter};
+use crate::engine::{Engine, EngineError, ErrorKind, PendingApproval, Status, SubmitRequest, TaskFilter};
 use crate::model::{Task, Timestamp};
 use crate::workflow::Catalog;
 use async_trait::async_trait;
@@ -31,6 +31,51 @@ impl Local {
 
     fn request(&self, task: NewTask) -> SubmitRequest {
         SubmitRequest::new(task.workflow, task.context, self.identity.clone())
+    }
+
+    /// Passes `result` on; a refusal (post 06: every authorization decision that denied
+    /// something) is journaled first, with who asked, what and why. Every request of the CLI,
+    /// the console and the API comes through here, so no refusal goes unrecorded; a task
+    /// another team may not read answers "not found" and is not a refusal.
+    async fn audited<T>(
+        &self,
+        action: &str,
+        resource: String,
+        result: Result<T, EngineError>,
+    ) -> Result<T, Problem> {
+        if let Err(e @ (EngineError::Denied(_) | EngineError::Unauthenticated(_))) = &result {
+            self.journal_denial(action, resource, e).await;
+        }
+        Ok(result?)
+    }
+
+    async fn journal_denial(&self, action: &str, resource: String, e: &EngineError) {
+        let namespace = resource
+            .strip_prefix("workflow/")
+            .and_then(|r| r.split('/').next())
+            .map(str::to_string);
+        let control = match e {
+            EngineError::Unauthenticated(_) => "SOC2:CC6.2",
+            _ => "SOC2:CC6.3",
+        };
+        let record = crate::audit::AuditRecord {
+            at: self.engine.clock().now(),
+            actor: self.identity.sub.clone(),
+            action: "authz.denied".into(),
+            resource,
+            namespace,
+            workflow: None,
+            version: None,
+            classification: "internal".into(),
+            correlation_id: None,
+            outcome: "denied".into(),
+            detail: format!("{action}: {}", crate::model::clip(&e.to_string(), 300)),
+            compliance_tags: vec![control.into()],
+            transition: None,
+        };
+        if let Err(e) = self.engine.store().append_audit(vec![record]).await {
+            tracing::warn!("cannot journal a refused request: {e}");
+        }
     }
 }
 
@@ -59,7 +104,7 @@ impl Client for Local {
             workflow: query.workflow.clone(),
             since: query.since,
         };
-        let (tasks, next) = self
+        let listed = self
             .engine
             .query()
             .tasks(
@@ -68,7 +113,8 @@ impl Client for Local {
                 query.cursor.as_deref(),
                 query.limit.unwrap_or(DEFAULT_PAGE),
             )
-            .await?;
+            .await;
+        let (tasks, next) = self.audited("tasks.list", "tasks".into(), listed).await?;
         Ok(TaskPage {
             tasks,
             next_cursor: next,
@@ -76,12 +122,15 @@ impl Client for Local {
     }
 
     async fn task(&self, id: &str) -> Result<TaskDetail, Problem> {
-        let (task, transitions) = self.engine.query().task(&self.identity, id).await?;
+        let read = self.engine.query().task(&self.identity, id).await;
+        let (task, transitions) = self.audited("task.read", format!("task/{id}"), read).await?;
         Ok(TaskDetail { task, transitions })
     }
 
     async fn submit(&self, task: NewTask) -> Result<Task, Problem> {
-        Ok(self.engine.submit(self.request(task)).await?)
+        let resource = format!("workflow/{}", task.workflow);
+        let result = self.engine.submit(self.request(task)).await;
+        self.audited("task.submit", resource, result).await
     }
 
     async fn submit_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<BatchItem>, Problem> {
@@ -93,30 +142,41 @@ impl Client for Local {
             .with_field("tasks"));
         }
         // Sent together, so the engine stores them in one group (one flush).
+        let workflows: Vec<String> = tasks.iter().map(|t| t.workflow.clone()).collect();
         let pending = tasks.into_iter().map(|t| self.engine.submit(self.request(t)));
-        Ok(futures::future::join_all(pending)
-            .await
-            .into_iter()
-            .map(|r| match r {
-                Ok(task) => BatchItem::Created(Box::new(task)),
-                Err(e) => BatchItem::Failed(e.into()),
-            })
-            .collect())
+        let results = futures::future::join_all(pending).await;
+        let mut items = Vec::with_capacity(results.len());
+        for (r, workflow) in results.into_iter().zip(workflows) {
+            items.push(
+                match self
+                    .audited("task.submit", format!("workflow/{workflow}"), r)
+                    .await
+                {
+                    Ok(task) => BatchItem::Created(Box::new(task)),
+                    Err(problem) => BatchItem::Failed(problem),
+                },
+            );
+        }
+        Ok(items)
     }
 
     async fn retry(&self, id: &str, reason: &str) -> Result<Task, Problem> {
-        Ok(self.engine.retry(id, &self.identity, reason).await?)
+        let result = self.engine.retry(id, &self.identity, reason).await;
+        self.audited("task.retry", format!("task/{id}"), result).await
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem> {
-        Ok(self.engine.cancel(id, &self.identity, reason).await?)
+        let result = self.engine.cancel(id, &self.identity, reason).await;
+        self.audited("task.cancel", format!("task/{id}"), result).await
     }
 
     async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem> {
-        Ok(self
+        let result = self
             .engine
             .resolve(id, step, results, &self.identity, reason)
-            .await?)
+            .await;
+        self.audited("step.resolve", format!("task/{id}/step/{step}"), result)
+            .await
     }
 
     async fn decide(
@@ -126,26 +186,31 @@ impl Client for Local {
         approve: bool,
         note: Option<String>,
     ) -> Result<Task, Problem> {
-        Ok(self
-            .engine
-            .decide(id, step, approve, &self.identity, note)
-            .await?)
+        let result = self.engine.decide(id, step, approve, &self.identity, note).await;
+        let action = if approve { "step.approve" } else { "step.deny" };
+        self.audited(action, format!("task/{id}/step/{step}"), result)
+            .await
     }
 
     async fn approvals(&self) -> Result<Vec<PendingApproval>, Problem> {
-        Ok(self.engine.query().approvals(&self.identity).await?)
+        let result = self.engine.query().approvals(&self.identity).await;
+        self.audited("approvals.read", "approvals".into(), result).await
     }
 
     async fn status(&self) -> Result<Status, Problem> {
-        Ok(self.engine.query().status(&self.identity).await?)
+        let result = self.engine.query().status(&self.identity).await;
+        self.audited("health.read", "health/status".into(), result).await
     }
 
     async fn metrics_summary(&self) -> Result<crate::telemetry::recent::MetricsSummary, Problem> {
-        Ok(self.engine.query().metrics_summary(&self.identity)?)
+        let result = self.engine.query().metrics_summary(&self.identity);
+        self.audited("metrics.read", "metrics/summary".into(), result)
+            .await
     }
 
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
-        let events = self.engine.events(&self.identity, after).await?;
+        let opened = self.engine.events(&self.identity, after).await;
+        let events = self.audited("events.read", "events".into(), opened).await?;
         // An error (an identity that expired mid-stream) is delivered once and ends the feed.
         Ok(Box::pin(futures::stream::unfold(
             Some(events),

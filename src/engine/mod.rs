@@ -85,6 +85,9 @@ pub struct EngineConfig {
     /// Signs checkpoints of the audit journal's head (every `CHECKPOINT_EVERY` while it grows,
     /// and at shutdown); `None`: no checkpoints (tests; the journal is still chained).
     pub audit_key: Option<Arc<crate::audit::SigningKey>>,
+    /// Who starts the engine (the CLI's identity): the actor of the change-management entries
+    /// for workflows deployed or changed since the last start.
+    pub operator: String,
 }
 
 /// How often a growing audit journal's head is signed.
@@ -103,6 +106,7 @@ impl Default for EngineConfig {
             retention: None,
             tracer: None,
             audit_key: None,
+            operator: "engine".into(),
         }
     }
 }
@@ -155,6 +159,7 @@ impl Engine {
         };
         let tracer = config.tracer.clone();
         let audit_key = config.audit_key.clone();
+        let deployer = config.dispatch.then(|| config.operator.clone());
         let mut orchestrator = Orchestrator::new(
             config,
             store.clone(),
@@ -172,6 +177,9 @@ impl Engine {
             tracing::info!(tasks = resume.len(), "resuming unfinished tasks");
         }
         mark_reopened(&*store, &resume, &metrics, tracer.as_deref()).await?;
+        if let Some(operator) = &deployer {
+            journal_deployments(&*store, &catalog, operator, clock.now()).await?;
+        }
         orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
         let checkpoints = audit_key.clone().map(|key| {
@@ -442,6 +450,100 @@ async fn mark_reopened(
                 tracer.mark_reopened(&task.id, t.at);
             }
         }
+    }
+    Ok(())
+}
+
+/// Change management (post 06, SOC 2 CC8.1): journals every workflow version first deployed,
+/// or whose file changed, since an engine last ran on this store, and every namespace
+/// manifest (its grants) that changed, with who started the engine. Only engines that run
+/// steps do (a one-shot command with extra `--workflows` deploys nothing); what is no longer
+/// loaded is kept in the record, not journaled as removed.
+async fn journal_deployments(
+    store: &dyn Store,
+    catalog: &Catalog,
+    operator: &str,
+    now: crate::model::Timestamp,
+) -> Result<(), EngineError> {
+    use sha2::{Digest, Sha256};
+    let files: std::collections::HashMap<&str, &str> = catalog
+        .files()
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    let digest =
+        |source: &str| crate::audit::entry::hex(&Sha256::digest(files.get(source).copied().unwrap_or("")));
+    let mut known = store.catalog_digests().await?;
+    let mut records = Vec::new();
+    let mut entry = |key: String, digest: String, record: &dyn Fn(bool) -> crate::audit::AuditRecord| {
+        let changed = match known.get(&key) {
+            None => Some(false),
+            Some(old) if *old != digest => Some(true),
+            Some(_) => None,
+        };
+        if let Some(changed) = changed {
+            records.push(record(changed));
+            known.insert(key, digest);
+        }
+    };
+    for w in catalog.iter() {
+        let t = &w.template;
+        entry(t.reference(), digest(&t.source), &|changed| {
+            crate::audit::AuditRecord {
+                at: now,
+                actor: operator.to_string(),
+                action: if changed {
+                    "workflow.changed"
+                } else {
+                    "workflow.deployed"
+                }
+                .into(),
+                resource: format!("workflow/{}", t.reference()),
+                namespace: Some(t.namespace.clone()),
+                workflow: Some(t.name.clone()),
+                version: Some(t.version.to_string()),
+                classification: "internal".into(),
+                correlation_id: None,
+                outcome: "success".into(),
+                detail: if changed {
+                    format!("the file of this version ({}) changed since it was last loaded: a released version was edited", t.source)
+                } else {
+                    format!("first loaded, from {}", t.source)
+                },
+                compliance_tags: vec!["SOC2:CC8.1".into()],
+                transition: None,
+            }
+        });
+    }
+    for m in catalog.manifests() {
+        entry(
+            format!("manifest/{}", m.namespace),
+            digest(&m.source),
+            &|changed| crate::audit::AuditRecord {
+                at: now,
+                actor: operator.to_string(),
+                action: "grants.changed".into(),
+                resource: format!("namespace/{}", m.namespace),
+                namespace: Some(m.namespace.clone()),
+                workflow: None,
+                version: None,
+                classification: "internal".into(),
+                correlation_id: None,
+                outcome: "success".into(),
+                detail: format!(
+                    "{} namespace manifest {} ({} grant(s))",
+                    if changed { "changed" } else { "first loaded" },
+                    m.source,
+                    m.grants.len()
+                ),
+                compliance_tags: vec!["SOC2:CC6.1".into(), "SOC2:CC8.1".into()],
+                transition: None,
+            },
+        );
+    }
+    if !records.is_empty() {
+        store.append_audit(records).await?;
+        store.put_catalog_digests(&known).await?;
     }
     Ok(())
 }

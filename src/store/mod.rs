@@ -195,6 +195,13 @@ pub trait Store: Send + Sync {
     async fn audit_head(&self) -> Result<(u64, String), StoreError>;
     /// The latest signed checkpoint of the journal, if any.
     async fn audit_checkpoint(&self) -> Result<Option<crate::audit::Checkpoint>, StoreError>;
+    /// What the catalog held when an engine last started on this store: workflow references
+    /// and `manifest/NS` → SHA-256 of their file (change management).
+    async fn catalog_digests(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
+    async fn put_catalog_digests(
+        &self,
+        digests: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError>;
     /// Keeps `checkpoint` as the latest (durably).
     async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError>;
 }

@@ -189,6 +189,11 @@ impl Catalog {
         &self.files
     }
 
+    /// Every namespace manifest, by namespace.
+    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
+        self.manifests.values()
+    }
+
     /// The manifest of a namespace, if it has one.
     pub fn manifest(&self, namespace: &str) -> Option<&Manifest> {
         self.manifests.get(namespace)

@@ -57,6 +57,9 @@ pub const CRASH_AFTER_LOG: &str = "TASKDECK_CRASH_AFTER_LOG";
 /// a node with its values; and far under its blob threshold, ~128 KiB, past which a value is a file).
 const EVENT_CHUNK_BYTES: usize = 4 * 1024;
 
+/// `meta` key of the catalog's digests (see `Store::catalog_digests`).
+const CATALOG_DIGESTS: &[u8] = b"catalog_digests";
+
 /// The layout this build writes (see the module documentation).
 const LAYOUT: &[u8] = b"2";
 
@@ -1111,6 +1114,22 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<crate::audit::verify::Stored>, StoreError> {
         self.audit_after_now(after, limit)
+    }
+
+    async fn catalog_digests(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        match self.meta.get(CATALOG_DIGESTS)? {
+            Some(bytes) => Self::decode(CATALOG_DIGESTS, &bytes),
+            None => Ok(Default::default()),
+        }
+    }
+
+    async fn put_catalog_digests(
+        &self,
+        digests: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.meta
+            .insert(CATALOG_DIGESTS, encode("catalog digests", digests)?)?;
+        Ok(())
     }
 
     async fn audit_head(&self) -> Result<(u64, String), StoreError> {
