@@ -38,13 +38,28 @@ fn tree(store: &SledStore) -> sled::Tree {
     store.db().open_tree("audit").unwrap()
 }
 
-fn entry(tree: &sled::Tree, seq: u64) -> AuditEntry {
-    serde_json::from_slice(&tree.get(seq.to_be_bytes()).unwrap().unwrap()).unwrap()
+/// The journal's entries as stored (blocks flattened).
+fn entries(tree: &sled::Tree) -> Vec<AuditEntry> {
+    tree.iter()
+        .values()
+        .flat_map(|v| serde_json::from_slice::<Vec<AuditEntry>>(&v.unwrap()).unwrap())
+        .collect()
 }
 
-fn put(tree: &sled::Tree, seq: u64, e: &AuditEntry) {
-    tree.insert(seq.to_be_bytes(), serde_json::to_vec(e).unwrap())
+/// Rewrites the journal's tree with `f` applied to its entries, one entry per block (what
+/// someone editing the store file could do).
+fn tamper(store: &SledStore, f: impl FnOnce(&mut Vec<AuditEntry>)) {
+    let t = tree(store);
+    let mut all = entries(&t);
+    f(&mut all);
+    t.clear().unwrap();
+    for (i, e) in all.iter().enumerate() {
+        t.insert(
+            (i as u64 + 1).to_be_bytes(),
+            serde_json::to_vec(&vec![e]).unwrap(),
+        )
         .unwrap();
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -61,7 +76,7 @@ async fn every_transition_is_journaled_with_its_actor_and_the_chain_verifies() {
         .await
         .unwrap()
         .into_iter()
-        .map(|(_, e)| e.unwrap())
+        .map(|e| e.unwrap())
         .collect();
     let journaled = entries.iter().filter(|e| e.record.transition.is_some()).count();
     assert_eq!(journaled, transitions, "one entry per transition");
@@ -96,48 +111,50 @@ async fn every_transition_is_journaled_with_its_actor_and_the_chain_verifies() {
 async fn each_kind_of_tampering_is_found_with_its_reason() {
     // Edited: content changed in place.
     let (store, key) = journaled_run().await;
-    let t = tree(&store);
-    let mut e = entry(&t, 3);
-    e.record.actor = "mallory".into();
-    put(&t, 3, &e);
+    tamper(&store, |all| all[2].record.actor = "mallory".into());
     let b = check(&store, &key).await.unwrap_err();
     assert_eq!((b.seq, b.finding), (3, Finding::Edited), "{b:?}");
 
     // Deleted from the middle.
     let (store, key) = journaled_run().await;
-    tree(&store).remove(5u64.to_be_bytes()).unwrap();
+    tamper(&store, |all| {
+        let _ = all.remove(4);
+    });
     let b = check(&store, &key).await.unwrap_err();
     assert_eq!((b.seq, b.finding), (5, Finding::Deleted), "{b:?}");
 
     // Reordered: two entries swap places.
     let (store, key) = journaled_run().await;
-    let t = tree(&store);
-    let (four, five) = (entry(&t, 4), entry(&t, 5));
-    put(&t, 4, &five);
-    put(&t, 5, &four);
+    tamper(&store, |all| all.swap(3, 4));
     let b = check(&store, &key).await.unwrap_err();
     assert_eq!((b.seq, b.finding), (4, Finding::Reordered), "{b:?}");
 
     // Truncated: the tail cut (what the signed checkpoint is for).
     let (store, key) = journaled_run().await;
-    let t = tree(&store);
     let last = store.audit_head().await.unwrap().0;
-    for seq in last - 2..=last {
-        t.remove(seq.to_be_bytes()).unwrap();
-    }
+    tamper(&store, |all| all.truncate(all.len() - 3));
     let b = check(&store, &key).await.unwrap_err();
     assert_eq!((b.seq, b.finding), (last - 2, Finding::Truncated), "{b:?}");
 
     // Bad signature: a checkpoint re-signed by someone else's key to cover a cut tail.
     let (store, key) = journaled_run().await;
-    let t = tree(&store);
-    let last = store.audit_head().await.unwrap().0;
-    t.remove(last.to_be_bytes()).unwrap();
-    let before = entry(&t, last - 1);
-    let forged = SigningKey::from_seed([1; 32]).sign(last - 1, &before.hash, 2_000);
+    let mut kept = Vec::new();
+    tamper(&store, |all| {
+        all.pop();
+        kept = all.clone();
+    });
+    let before = kept.last().unwrap();
+    let forged = SigningKey::from_seed([1; 32]).sign(before.seq, &before.hash, 2_000);
     store.put_audit_checkpoint(&forged).await.unwrap();
     let b = check(&store, &key).await.unwrap_err();
     assert_eq!(b.finding, Finding::BadSignature, "{b:?}");
+
+    // Unreadable: a block that is not JSON.
+    let (store, key) = journaled_run().await;
+    tree(&store)
+        .insert(2u64.to_be_bytes(), b"garbage".to_vec())
+        .unwrap();
+    assert_eq!(check(&store, &key).await.unwrap_err().finding, Finding::Edited);
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,10 +231,14 @@ fn the_binary_verifies_exports_and_names_a_tampered_entry() {
     {
         let db = sled::open(data.path().join("store")).unwrap();
         let t = db.open_tree("audit").unwrap();
-        let mut e: AuditEntry = serde_json::from_slice(&t.get(7u64.to_be_bytes()).unwrap().unwrap()).unwrap();
-        e.record.actor = "mallory".into();
-        t.insert(7u64.to_be_bytes(), serde_json::to_vec(&e).unwrap())
-            .unwrap();
+        for item in t.iter() {
+            let (k, v) = item.unwrap();
+            let mut block: Vec<AuditEntry> = serde_json::from_slice(&v).unwrap();
+            if let Some(e) = block.iter_mut().find(|e| e.seq == 7) {
+                e.record.actor = "mallory".into();
+                t.insert(k, serde_json::to_vec(&block).unwrap()).unwrap();
+            }
+        }
         db.flush().unwrap();
     }
     let out = taskdeck(data.path(), &["audit", "verify", "--json"]);
@@ -292,7 +313,7 @@ async fn a_refused_request_is_journaled_with_who_asked_what_and_why() {
         .await
         .unwrap()
         .into_iter()
-        .filter_map(|(_, e)| e.ok())
+        .filter_map(|e| e.ok())
         .filter(|e| e.record.action == "authz.denied")
         .collect();
     assert_eq!(denials.len(), 2, "{denials:?}");
@@ -320,7 +341,7 @@ async fn a_version_deployed_or_edited_is_journaled_once_at_start() {
     let actions = |entries: Vec<taskdeck::audit::verify::Stored>| -> Vec<String> {
         entries
             .into_iter()
-            .filter_map(|(_, e)| e.ok())
+            .filter_map(|e| e.ok())
             .map(|e| e.record.action)
             .collect()
     };
@@ -333,7 +354,7 @@ async fn a_version_deployed_or_edited_is_journaled_once_at_start() {
     h.engine.shutdown(std::time::Duration::ZERO).await;
     let first = store.audit_after(0, 100).await.unwrap();
     assert_eq!(actions(first.clone()), ["workflow.deployed"]);
-    assert_eq!(first[0].1.as_ref().unwrap().record.actor, "release-bot");
+    assert_eq!(first[0].as_ref().unwrap().record.actor, "release-bot");
     // The same catalog again: nothing new.
     let h = common::start_on(store.clone(), &[&yaml(1)], registry(), config()).await;
     h.engine.shutdown(std::time::Duration::ZERO).await;

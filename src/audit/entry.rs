@@ -78,6 +78,11 @@ struct Canonical<'a> {
 
 /// SHA-256 of `seq`, `record` and `prev_hash` in their canonical encoding, lowercase hex.
 pub fn hash(seq: u64, record: &AuditRecord, prev_hash: &str) -> String {
+    hex(&Sha256::digest(canonical(seq, record, prev_hash)))
+}
+
+/// The canonical encoding (every field but `hash`, in a fixed order, as JSON).
+fn canonical(seq: u64, record: &AuditRecord, prev_hash: &str) -> Vec<u8> {
     let canonical = Canonical {
         seq,
         at: record.at,
@@ -96,13 +101,33 @@ pub fn hash(seq: u64, record: &AuditRecord, prev_hash: &str) -> String {
         prev_hash,
     };
     // Serializing plain strings and numbers cannot fail.
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
-    hex(&Sha256::digest(&bytes))
+    serde_json::to_vec(&canonical).unwrap_or_default()
+}
+
+/// `record` chained as entry `seq` after `prev_hash`, encoded as stored (the canonical
+/// encoding with its `hash` added: one serialization, on the commit path), with its hash.
+pub fn sealed_bytes(seq: u64, record: &AuditRecord, prev_hash: &str) -> (Vec<u8>, String) {
+    let mut bytes = canonical(seq, record, prev_hash);
+    let hash = hex(&Sha256::digest(&bytes));
+    // `{…}` → `{…,"hash":"…"}`.
+    if bytes.last() == Some(&b'}') {
+        bytes.pop();
+        bytes.extend_from_slice(b",\"hash\":\"");
+        bytes.extend_from_slice(hash.as_bytes());
+        bytes.extend_from_slice(b"\"}");
+    }
+    (bytes, hash)
 }
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 impl AuditEntry {
@@ -212,10 +237,14 @@ mod tests {
         let mut relinked = b;
         relinked.prev_hash = GENESIS.into();
         assert!(!relinked.is_sealed());
-        // The stored form reads back to the same entry.
+        // The stored form reads back to the same entry, and is what `sealed_bytes` writes.
         let json = serde_json::to_string(&a).unwrap();
         let back: AuditEntry = serde_json::from_str(&json).unwrap();
         assert_eq!(back, a);
         assert!(back.is_sealed());
+        let (bytes, hash) = sealed_bytes(1, &a.record, GENESIS);
+        assert_eq!(hash, a.hash);
+        assert_eq!(serde_json::from_slice::<AuditEntry>(&bytes).unwrap(), a);
+        assert_eq!(hex(&[0x0f, 0xa0]), "0fa0");
     }
 }

@@ -3,8 +3,9 @@
 use super::{AuditEntry, Checkpoint, GENESIS};
 use serde::Serialize;
 
-/// One stored entry as read: the place it is stored at, and the entry or why it cannot be read.
-pub type Stored = (u64, Result<AuditEntry, String>);
+/// One stored entry as read, in storage order: the entry, or the key of a block that cannot
+/// be read and why.
+pub type Stored = Result<AuditEntry, (u64, String)>;
 
 /// What is wrong with the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,17 +53,17 @@ pub struct Verified {
     pub checkpoint: Option<u64>,
 }
 
-/// Checks `entries` — each with the sequence number of the place it is stored at, in storage
-/// order, or why it could not be read — against the chain and against `checkpoint`, whose
-/// signature must be `key`'s.
+/// Checks `entries` — in storage order, each an entry or an unreadable block — against the
+/// chain and against `checkpoint`, whose signature must be `key`'s.
 pub fn verify(
-    entries: impl IntoIterator<Item = (u64, Result<AuditEntry, String>)>,
+    entries: impl IntoIterator<Item = Stored>,
     checkpoint: Option<&Checkpoint>,
     key: Option<&ed25519_dalek::VerifyingKey>,
 ) -> Result<Verified, Broken> {
+    let entries: Vec<Stored> = entries.into_iter().collect();
     let mut walk = Walk::new(checkpoint);
-    for (place, entry) in entries {
-        walk.step(place, entry)?;
+    for (i, entry) in entries.iter().enumerate() {
+        walk.step(entry, entries.get(i + 1..).unwrap_or(&[]))?;
     }
     walk.finish(key)
 }
@@ -76,21 +77,18 @@ pub async fn verify_store(
 ) -> Result<Result<Verified, Broken>, crate::store::StoreError> {
     let checkpoint = store.audit_checkpoint().await?;
     let mut walk = Walk::new(checkpoint.as_ref());
-    let mut after = 0u64;
     loop {
-        let page = store.audit_after(after, 10_000).await?;
-        let Some(last) = page.last().map(|(place, _)| *place) else {
+        // Every page starts after the last entry checked: up to then the chain held, so the
+        // entries are where their numbers say.
+        let page = store.audit_after(walk.last, 10_000).await?;
+        if page.is_empty() {
             break;
-        };
-        for (place, entry) in page {
-            if let Err(broken) = walk.step(place, entry) {
+        }
+        for (i, entry) in page.iter().enumerate() {
+            if let Err(broken) = walk.step(entry, page.get(i + 1..).unwrap_or(&[])) {
                 return Ok(Err(broken));
             }
         }
-        if last == u64::MAX {
-            break;
-        }
-        after = last;
     }
     Ok(walk.finish(key))
 }
@@ -113,19 +111,22 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn step(&mut self, place: u64, entry: Result<AuditEntry, String>) -> Result<(), Broken> {
+    /// One entry, with those stored after it (to tell an entry moved from one deleted).
+    fn step(&mut self, entry: &Stored, ahead: &[Stored]) -> Result<(), Broken> {
         let broken = |seq, finding, why: String| Err(Broken { seq, finding, why });
         let last = self.last;
+        let next = last + 1;
         let entry = match entry {
             Ok(e) => e,
-            Err(why) => {
+            Err((key, why)) => {
                 return broken(
-                    place,
+                    next,
                     Finding::Edited,
-                    format!("entry {place} is unreadable: {why}"),
+                    format!("the entries stored at {key} are unreadable: {why}"),
                 )
             }
         };
+        let place = entry.seq;
         if place <= last {
             return broken(
                 place,
@@ -133,20 +134,20 @@ impl<'a> Walk<'a> {
                 format!("entry {place} is stored after entry {last}"),
             );
         }
-        if place > last + 1 {
-            let missing = if place == last + 2 {
-                format!("entry {} is missing", last + 1)
+        if place > next {
+            if ahead.iter().any(|e| e.as_ref().is_ok_and(|e| e.seq == next)) {
+                return broken(
+                    next,
+                    Finding::Reordered,
+                    format!("entry {next} is stored after entry {place}"),
+                );
+            }
+            let missing = if place == next + 1 {
+                format!("entry {next} is missing")
             } else {
-                format!("entries {} to {} are missing", last + 1, place - 1)
+                format!("entries {next} to {} are missing", place - 1)
             };
-            return broken(last + 1, Finding::Deleted, missing);
-        }
-        if entry.seq != place {
-            return broken(
-                place,
-                Finding::Reordered,
-                format!("entry {} is stored at place {place}", entry.seq),
-            );
+            return broken(next, Finding::Deleted, missing);
         }
         if !entry.is_sealed() {
             return broken(
@@ -172,7 +173,7 @@ impl<'a> Walk<'a> {
             self.at_checkpoint = Some(entry.hash.clone());
         }
         self.last = place;
-        self.last_hash = entry.hash;
+        self.last_hash = entry.hash.clone();
         Ok(())
     }
 
@@ -263,15 +264,11 @@ mod tests {
         out
     }
 
-    fn stored(entries: &[AuditEntry]) -> Vec<(u64, Result<AuditEntry, String>)> {
-        entries.iter().map(|e| (e.seq, Ok(e.clone()))).collect()
+    fn stored(entries: &[AuditEntry]) -> Vec<Stored> {
+        entries.iter().map(|e| Ok(e.clone())).collect()
     }
 
-    fn check(
-        entries: Vec<(u64, Result<AuditEntry, String>)>,
-        cp: Option<&Checkpoint>,
-        key: &SigningKey,
-    ) -> Result<Verified, Broken> {
+    fn check(entries: Vec<Stored>, cp: Option<&Checkpoint>, key: &SigningKey) -> Result<Verified, Broken> {
         verify(entries, cp, Some(&key.verifying_key()))
     }
 
@@ -297,7 +294,7 @@ mod tests {
         assert_eq!((b.seq, b.finding), (5, Finding::Edited), "{b:?}");
         // Unreadable.
         let mut garbled = stored(&j);
-        garbled[2].1 = Err("expected value at line 1".into());
+        garbled[2] = Err((3, "expected value at line 1".into()));
         assert_eq!(
             check(garbled, Some(&cp), &key).unwrap_err().finding,
             Finding::Edited
@@ -311,9 +308,7 @@ mod tests {
 
         // Reordered: two entries swap places.
         let mut swapped = stored(&j);
-        let (a, b) = (swapped[3].1.clone(), swapped[4].1.clone());
-        swapped[3].1 = b;
-        swapped[4].1 = a;
+        swapped.swap(3, 4);
         let b = check(swapped, Some(&cp), &key).unwrap_err();
         assert_eq!((b.seq, b.finding), (4, Finding::Reordered));
 

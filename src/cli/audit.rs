@@ -88,13 +88,21 @@ async fn export(store: &dyn crate::store::Store, from: i64, to: i64, format: Exp
     let mut after = 0u64;
     loop {
         let page = store.audit_after(after, PAGE).await?;
-        let Some(last) = page.last().map(|(place, _)| *place) else {
+        if page.is_empty() {
             break;
-        };
-        for (place, entry) in page {
-            let entry = entry.map_err(|why| {
-                anyhow!("audit entry {place} is unreadable ({why}); run `taskdeck audit verify`")
+        }
+        for entry in page {
+            let entry = entry.map_err(|(key, why)| {
+                anyhow!("audit entries stored at {key} are unreadable ({why}); run `taskdeck audit verify`")
             })?;
+            // Out of order means tampered: stop rather than loop or skip.
+            if entry.seq <= after {
+                bail!(
+                    "audit entry {} is out of order; run `taskdeck audit verify`",
+                    entry.seq
+                );
+            }
+            after = entry.seq;
             if entry.record.at < from || entry.record.at >= to {
                 continue;
             }
@@ -104,10 +112,6 @@ async fn export(store: &dyn crate::store::Store, from: i64, to: i64, format: Exp
                 say!("{}", serde_json::to_string(&entry)?);
             }
         }
-        if last == u64::MAX {
-            break;
-        }
-        after = last;
     }
     Ok(0)
 }

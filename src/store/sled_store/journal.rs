@@ -1,11 +1,14 @@
-//! The audit journal in sled (see `crate::audit`): tree `audit`, big-endian sequence number →
-//! the entry as JSON; `meta` holds the latest signed checkpoint. A commit journals its
+//! The audit journal in sled (see `crate::audit`): tree `audit`, big-endian sequence number of
+//! a block's first entry → the block, a JSON array of the entries one append wrote (one per
+//! commit: a single insert, as the events are chunked); `meta` holds the latest signed
+//! checkpoint. A commit journals its
 //! transitions right after logging them (step 3 of the commit order), so a crash that keeps
 //! the transitions but not their entries leaves the tasks in `active`, and `settle` journals
 //! the transitions past the last one journaled. Nothing here removes an entry: retention
 //! removes tasks, never the journal.
 
 use super::{encode, SledStore};
+use crate::audit::verify::Stored;
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint, GENESIS};
 use crate::model::{Task, Transition};
 use crate::store::StoreError;
@@ -18,6 +21,9 @@ pub(super) struct Head {
     pub seq: u64,
     pub hash: String,
     pub transition: u64,
+    /// Why the journal's last block cannot be read: nothing is appended to a journal whose
+    /// end is damaged (an append would chain from the wrong place, or overwrite the evidence).
+    pub damaged: Option<String>,
 }
 
 impl SledStore {
@@ -27,49 +33,86 @@ impl SledStore {
             seq: 0,
             hash: GENESIS.to_string(),
             transition: 0,
+            damaged: None,
         };
         let mut found_last = false;
-        for item in audit.iter().rev() {
+        'blocks: for item in audit.iter().rev() {
             let (k, bytes) = item?;
-            let entry: AuditEntry = Self::decode(&k, &bytes)?;
-            if !found_last {
-                head.seq = entry.seq;
-                head.hash = entry.hash.clone();
-                found_last = true;
-            }
-            if let Some(t) = entry.record.transition {
-                head.transition = t;
-                break;
+            let block: Vec<AuditEntry> = match Self::decode(&k, &bytes) {
+                Ok(block) => block,
+                // The store still opens, so `audit verify` can say what happened.
+                Err(e) if !found_last => {
+                    head.damaged = Some(e.to_string());
+                    return Ok(head);
+                }
+                Err(_) => continue,
+            };
+            for entry in block.iter().rev() {
+                if !found_last {
+                    head.seq = entry.seq;
+                    head.hash = entry.hash.clone();
+                    found_last = true;
+                }
+                if let Some(t) = entry.record.transition {
+                    head.transition = t;
+                    break 'blocks;
+                }
             }
         }
         Ok(head)
     }
 
     /// Chains `records` after the head and writes them (not synced: the caller's commit is).
-    pub(super) fn journal(&self, records: Vec<AuditRecord>) -> Result<Vec<AuditEntry>, StoreError> {
+    /// `keep`: return the entries written (they are built only then).
+    pub(super) fn journal(
+        &self,
+        records: Vec<AuditRecord>,
+        keep: bool,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let mut head = self.audit_head.lock().unwrap_or_else(|e| e.into_inner());
-        let mut written = Vec::with_capacity(records.len());
+        if let Some(why) = &head.damaged {
+            return Err(StoreError::Corrupt {
+                key: "audit journal".into(),
+                cause: format!("its last block is unreadable ({why}); nothing more is journaled until it is looked at: run `taskdeck audit verify`"),
+            });
+        }
+        let mut written = Vec::with_capacity(if keep { records.len() } else { 0 });
         let (mut seq, mut hash, mut transition) = (head.seq, head.hash.clone(), head.transition);
+        let mut block = Vec::with_capacity(records.len() * 400);
+        block.push(b'[');
         for record in records {
             seq += 1;
             if let Some(t) = record.transition {
                 transition = transition.max(t);
             }
-            let entry = AuditEntry::chain(seq, record, &hash);
-            self.audit
-                .insert(seq.to_be_bytes(), encode("audit entry", &entry)?)?;
-            hash = entry.hash.clone();
-            written.push(entry);
+            let (bytes, sealed) = crate::audit::entry::sealed_bytes(seq, &record, &hash);
+            if block.len() > 1 {
+                block.push(b',');
+            }
+            block.extend_from_slice(&bytes);
+            if keep {
+                written.push(AuditEntry {
+                    seq,
+                    record,
+                    prev_hash: std::mem::replace(&mut hash, sealed),
+                    hash: hash.clone(),
+                });
+            } else {
+                hash = sealed;
+            }
         }
-        // Only once every entry is written: a failed insert leaves the head where the journal
-        // ends (the next append overwrites the partial tail's places, which nothing has read).
+        block.push(b']');
+        // One insert: after a crash the block is all there, or not at all.
+        let first = head.seq + 1;
+        self.audit.insert(first.to_be_bytes(), block)?;
         *head = Head {
             seq,
             hash,
             transition,
+            damaged: None,
         };
         Ok(written)
     }
@@ -92,7 +135,7 @@ impl SledStore {
                 Some(AuditRecord::of_transition(t, task))
             })
             .collect();
-        self.journal(records)?;
+        self.journal(records, false)?;
         Ok(())
     }
 
@@ -118,26 +161,35 @@ impl SledStore {
             .map(|(t, task)| AuditRecord::of_transition(t, task))
             .collect();
         let n = records.len();
-        self.journal(records)?;
+        self.journal(records, false)?;
         Ok(n)
     }
 
-    pub(super) fn audit_after_now(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<crate::audit::verify::Stored>, StoreError> {
+    /// Entries after sequence number `after`, up to `limit`, in storage order (a block that
+    /// cannot be read is reported in place, with its key).
+    pub(super) fn audit_after_now(&self, after: u64, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        let first = after.saturating_add(1);
+        // The block holding `first`; only its earlier entries are skipped (everything after it
+        // is returned as stored, for the verifier to judge).
+        let start = match self.audit.range(..=first.to_be_bytes()).next_back() {
+            Some(item) => item?.0.to_vec(),
+            None => first.to_be_bytes().to_vec(),
+        };
         let mut out = Vec::new();
-        for item in self
-            .audit
-            .range(after.saturating_add(1).to_be_bytes()..)
-            .take(limit)
-        {
+        for item in self.audit.range(start.as_slice()..) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, bytes) = item?;
-            // A key that is not 8 bytes is itself a sign of tampering: report it in place.
-            let place = <[u8; 8]>::try_from(k.as_ref()).map_or(u64::MAX, u64::from_be_bytes);
-            let entry = serde_json::from_slice::<AuditEntry>(&bytes).map_err(|e| e.to_string());
-            out.push((place, entry));
+            // A key that is not 8 bytes is itself a sign of tampering: reported in place.
+            let key = <[u8; 8]>::try_from(k.as_ref()).map_or(u64::MAX, u64::from_be_bytes);
+            match serde_json::from_slice::<Vec<AuditEntry>>(&bytes) {
+                Ok(block) if k.as_ref() == start.as_slice() => {
+                    out.extend(block.into_iter().filter(|e| e.seq >= first).map(Ok))
+                }
+                Ok(block) => out.extend(block.into_iter().map(Ok)),
+                Err(e) => out.push(Err((key, e.to_string()))),
+            }
         }
         Ok(out)
     }

@@ -372,7 +372,7 @@ impl SledStore {
             })
             .collect::<Vec<_>>();
         let discarded_n = discarded.len();
-        self.journal(discarded)?;
+        self.journal(discarded, false)?;
         if journaled + discarded_n > 0 {
             tracing::info!("journaled {journaled} transition(s) and {discarded_n} discarded task(s) a crash left out of the audit trail");
             self.sync()?;
@@ -1101,7 +1101,7 @@ impl Store for SledStore {
         &self,
         records: Vec<crate::audit::AuditRecord>,
     ) -> Result<Vec<crate::audit::AuditEntry>, StoreError> {
-        let written = self.journal(records)?;
+        let written = self.journal(records, true)?;
         if self.durability == Durability::Immediate && !written.is_empty() {
             self.sync()?;
         }
