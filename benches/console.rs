@@ -58,6 +58,7 @@ fn task(catalog: &Catalog, workflow: &str, n: usize) -> Task {
         correlation_id: None,
         origin_key: None,
         traceparent: None,
+        classification: Default::default(),
         seq: 0,
         created_at: 1_795_000_000_000 - n as i64 * 1000,
         updated_at: 1_795_000_000_000,

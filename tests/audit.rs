@@ -367,3 +367,56 @@ async fn a_version_deployed_or_edited_is_journaled_once_at_start() {
         ["workflow.changed"]
     );
 }
+
+/// Post 06's classification: a refund's context holds an amount and a payment id (financial),
+/// so the task is restricted; a release holds nothing marked, so it is internal; a schema with
+/// an unknown value is refused with its file and field.
+#[tokio::test(start_paused = true)]
+async fn tasks_are_classified_by_the_fields_their_context_holds() {
+    let h = common::start_blog(Arc::new(Services::new(false)), common::temp_store()).await;
+    let refund = h.submit(common::refunds::CS, common::refunds::refund(500)).await;
+    assert_eq!(
+        refund.classification,
+        taskdeck::workflow::classification::Classification::Restricted
+    );
+    let release = h
+        .submit(
+            "demo/release_pipeline",
+            json!({ "service": "api", "git_ref": "main" }),
+        )
+        .await;
+    assert_eq!(
+        release.classification,
+        taskdeck::workflow::classification::Classification::Internal
+    );
+    // Stored with the task, and journaled with its transitions.
+    h.engine.when_idle().await.unwrap();
+    let stored = h.store.task(&refund.id).await.unwrap().unwrap();
+    assert_eq!(stored.classification, refund.classification);
+    let journal = h.store.audit_after(0, 10_000).await.unwrap();
+    assert!(journal
+        .iter()
+        .filter_map(|e| e.as_ref().ok())
+        .any(
+            |e| e.record.resource == format!("task/{}", refund.id) && e.record.classification == "restricted"
+        ));
+
+    let yaml = "namespace: shop\nname: wf\nversion: 1.0.0\ninput_schema:\n  type: object\n  properties:\n    email: { type: string, x-pii: medical }\nsteps:\n  - { name: a, handler: simulate }\n";
+    let registry = taskdeck::handlers::Registry::builtin();
+    let e = taskdeck::workflow::Catalog::load(
+        &[taskdeck::workflow::Source::Inline {
+            file: "shop.yaml".into(),
+            text: yaml.into(),
+        }],
+        &|h| registry.contains(h),
+    )
+    .err()
+    .unwrap();
+    let text = e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(
+        text.contains("shop.yaml")
+            && text.contains("input_schema.properties.email.x-pii")
+            && text.contains("\"medical\""),
+        "{text}"
+    );
+}

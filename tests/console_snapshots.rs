@@ -49,6 +49,10 @@ fn task(
         correlation_id: None,
         origin_key: None,
         traceparent: None,
+        classification: taskdeck::workflow::classification::classify(
+            &t.classified,
+            t.sample_context.as_ref().unwrap_or(&json!({})),
+        ),
         seq: 0,
         created_at: NOW - age_s * 1000,
         updated_at: NOW - age_s * 1000 + 500,

@@ -68,6 +68,7 @@ impl Sim {
             correlation_id: None,
             origin_key: None,
             traceparent: None,
+            classification: Default::default(),
             seq: 0,
         }
     }

@@ -189,7 +189,7 @@ impl AuditRecord {
             namespace: Some(task.namespace.clone()),
             workflow: Some(task.name.clone()),
             version: Some(task.version.clone()),
-            classification: "internal".into(),
+            classification: task.classification.as_str().into(),
             correlation_id,
             outcome: "success".into(),
             detail,

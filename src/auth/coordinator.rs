@@ -311,6 +311,7 @@ mod tests {
             correlation_id: None,
             origin_key: None,
             traceparent: None,
+            classification: Default::default(),
             seq: 0,
         };
         let cs = Identity::new("jane", "customer_success", Role::Manager);

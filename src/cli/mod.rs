@@ -609,9 +609,16 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         max_context_bytes: cli.max_context_bytes,
         retention: dispatch.then(|| retention(cli, data)).flatten(),
         operator: ctx.identity.sub.clone(),
-        audit_key: Some(Arc::new(
-            crate::audit::SigningKey::load_or_create(data).map_err(|e| anyhow!(e))?,
-        )),
+        // Engines that run steps sign the journal's head (every 30 s and when they stop); a
+        // short command adds a few entries and leaves them to the next, so it holds the data
+        // directory no longer than it must.
+        audit_key: if dispatch {
+            Some(Arc::new(
+                crate::audit::SigningKey::load_or_create(data).map_err(|e| anyhow!(e))?,
+            ))
+        } else {
+            None
+        },
         // Every engine traces, a one-shot command's too: an approval, retry or cancel made
         // without a server ends spans that would otherwise never be sent.
         // An empty endpoint is unset (OpenTelemetry's rule for its variables).

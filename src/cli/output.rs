@@ -12,6 +12,7 @@ pub fn task_json(task: &Task) -> Value {
         "version": task.version,
         "state": task.state,
         "health": task.health(),
+        "classification": task.classification,
         "initiator": task.initiator,
         "context": task.context,
         "created_at": format_timestamp(task.created_at),
@@ -83,11 +84,12 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 
 pub fn task_detail(task: &Task, transitions: &[Transition]) -> String {
     let mut out = format!(
-        "task      {}\nworkflow  {}\nstate     {} ({})\ninitiator {}\ncreated   {}\ncontext   {}\n\nsteps\n",
+        "task      {}\nworkflow  {}\nstate     {} ({})\nclass     {}\ninitiator {}\ncreated   {}\ncontext   {}\n\nsteps\n",
         task.id,
         task.workflow_ref(),
         task.state,
         task.health(),
+        task.classification,
         super::one_line(&task.initiator),
         format_timestamp(task.created_at),
         task.context

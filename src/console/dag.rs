@@ -404,6 +404,7 @@ mod tests {
             correlation_id: None,
             origin_key: None,
             traceparent: None,
+            classification: Default::default(),
             seq: 0,
             created_at: 0,
             updated_at: 0,

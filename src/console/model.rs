@@ -325,6 +325,7 @@ pub(crate) mod tests {
             correlation_id: None,
             origin_key: None,
             traceparent: None,
+            classification: Default::default(),
             seq: 0,
             created_at: at,
             updated_at: at,

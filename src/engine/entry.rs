@@ -223,6 +223,7 @@ mod tests {
             correlation_id: None,
             origin_key: None,
             traceparent: None,
+            classification: Default::default(),
             seq: 0,
         }
     }

@@ -479,6 +479,7 @@ impl Orchestrator {
         if let Some(hook) = self.registry.hook(&t.namespace, &t.name) {
             hook.prepare(&mut context, &mut steps);
         }
+        let classification = crate::workflow::classification::classify(&t.classified, &context);
         let task = Task {
             id: id.clone(),
             namespace: t.namespace.clone(),
@@ -494,6 +495,7 @@ impl Orchestrator {
             correlation_id: req.correlation_id.clone(),
             origin_key: req.origin_key.clone(),
             traceparent,
+            classification,
             seq: 0,
         };
         self.tasks.insert(id.clone(), Entry::new(task));

@@ -329,6 +329,10 @@ pub struct Task {
     /// (`telemetry::traces`). `None` for a root task (its trace id is its own id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The highest classification of the fields its context holds, from its workflow's
+    /// schema (`workflow::classification`; post 06), fixed at submit.
+    #[serde(default)]
+    pub classification: crate::workflow::classification::Classification,
     /// The sequence number of the last transition this snapshot includes. A store replays
     /// later transitions of the log over it, so a snapshot that a crash left behind the log
     /// never hides what the log says happened.

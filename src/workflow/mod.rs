@@ -1,6 +1,7 @@
 //! Workflow templates: the YAML format, its validation, DAG analysis and the catalog.
 
 mod catalog;
+pub mod classification;
 pub mod dag;
 mod document;
 mod error;

@@ -44,6 +44,8 @@ pub struct Template {
     pub custom_events: Vec<String>,
     /// The workflow's `handler_config`: business metrics and monitoring (post 05).
     pub handler_config: super::handler_config::HandlerConfig,
+    /// The input schema's classified fields (`x-data-classification`, `x-pii`; post 06).
+    pub classified: Vec<super::classification::Field>,
     pub steps: Vec<StepTemplate>,
     /// The file it came from, for error messages.
     pub source: String,
@@ -120,6 +122,16 @@ fn from_doc(
             Default::default()
         }),
         None => Default::default(),
+    };
+    let classified = match doc.input_schema.as_ref().map(super::classification::fields_of) {
+        Some(Ok(fields)) => fields,
+        Some(Err(mistakes)) => {
+            for (at, message) in mistakes {
+                errors.push(err(format!("input_schema.{at}"), message));
+            }
+            Vec::new()
+        }
+        None => Vec::new(),
     };
     // A threshold for a step the workflow does not have is a typo that would never fire.
     for step in handler_config
@@ -239,6 +251,7 @@ fn from_doc(
             sample_context: doc.sample_context,
             custom_events: doc.custom_events.iter().map(|e| e.name().to_string()).collect(),
             handler_config,
+            classified,
             steps,
             source: file.to_string(),
         }),

@@ -20,11 +20,12 @@ pub fn draw(frame: &mut Frame, app: &App, id: &str, selected: Option<usize>, are
         return;
     };
     let title = format!(
-        "task {} · {} · {} {}",
+        "task {} · {} · {} {} · {}",
         short_id(&task.id),
         task.workflow_ref(),
         task_glyph(task.state),
-        task.state
+        task.state,
+        task.classification
     );
     // Borders (2), margins (2) and a legend line below the graph.
     let detail_width = if area.width >= 110 { 44 } else { area.width / 2 };

@@ -25,6 +25,8 @@ pub(super) struct Header {
     pub origin_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    #[serde(default)]
+    pub classification: crate::workflow::classification::Classification,
     /// The last transition this header (and the step records written with it) includes.
     pub seq: u64,
 }
@@ -44,6 +46,7 @@ impl Header {
             correlation_id: task.correlation_id.clone(),
             origin_key: task.origin_key.clone(),
             traceparent: task.traceparent.clone(),
+            classification: task.classification,
             seq: task.seq,
         }
     }
@@ -64,6 +67,7 @@ impl Header {
             correlation_id: self.correlation_id,
             origin_key: self.origin_key,
             traceparent: self.traceparent,
+            classification: self.classification,
             seq: self.seq,
         }
     }

@@ -1,0 +1,294 @@
+//! Data classification (post 06): a workflow's input schema marks fields with
+//! `x-data-classification` (`public`, `internal`, `confidential`, `restricted`) and `x-pii`
+//! (`identifier`, `contact`, `financial`). Unmarked fields are `internal`; a field marked PII
+//! is at least `confidential` (`financial`: `restricted`), as post 06's `DataClassification`
+//! ranks them (`../shared/reference/tasker-blog-facts.md` §8). A task's classification is the
+//! highest of the fields its context holds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How sensitive data is, lowest first.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Classification {
+    Public,
+    #[default]
+    Internal,
+    Confidential,
+    Restricted,
+}
+
+impl Classification {
+    pub const ALL: [Classification; 4] = [
+        Classification::Public,
+        Classification::Internal,
+        Classification::Confidential,
+        Classification::Restricted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Classification::Public => "public",
+            Classification::Internal => "internal",
+            Classification::Confidential => "confidential",
+            Classification::Restricted => "restricted",
+        }
+    }
+}
+
+impl std::fmt::Display for Classification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of personal data a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Pii {
+    /// Names a person: a customer id, a name.
+    Identifier,
+    /// Reaches a person: an email, a phone number, an address.
+    Contact,
+    /// A person's money: card, bank and payment data, amounts.
+    Financial,
+}
+
+impl Pii {
+    fn parse(text: &str) -> Option<Pii> {
+        match text {
+            "identifier" => Some(Pii::Identifier),
+            "contact" => Some(Pii::Contact),
+            "financial" => Some(Pii::Financial),
+            _ => None,
+        }
+    }
+
+    /// The least classification a field of this kind has.
+    pub fn floor(self) -> Classification {
+        match self {
+            Pii::Financial => Classification::Restricted,
+            Pii::Identifier | Pii::Contact => Classification::Confidential,
+        }
+    }
+}
+
+/// One marked field of an input schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Where it is in a context: `customer_email`, `customer_info.email`, `cart_items[].name`.
+    pub path: String,
+    pub level: Classification,
+    pub pii: Option<Pii>,
+}
+
+/// The marked fields of `schema`, or every mistake with the schema path it is at
+/// (`properties.customer_email.x-pii`) and what was expected.
+pub fn fields_of(schema: &Value) -> Result<Vec<Field>, Vec<(String, String)>> {
+    let mut fields = Vec::new();
+    let mut errors = Vec::new();
+    walk(schema, "", "", &mut fields, &mut errors);
+    if errors.is_empty() {
+        Ok(fields)
+    } else {
+        Err(errors)
+    }
+}
+
+fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &mut Vec<(String, String)>) {
+    let Some(object) = schema.as_object() else {
+        return;
+    };
+    if !path.is_empty() {
+        let level = match object.get("x-data-classification") {
+            None => None,
+            Some(v) => match v
+                .as_str()
+                .and_then(|s| Classification::ALL.into_iter().find(|c| c.as_str() == s))
+            {
+                Some(c) => Some(c),
+                None => {
+                    errors.push((
+                        format!("{at}.x-data-classification"),
+                        format!("{v} is not a classification: expected public, internal, confidential or restricted"),
+                    ));
+                    None
+                }
+            },
+        };
+        let pii = match object.get("x-pii") {
+            None => None,
+            Some(v) => {
+                match v.as_str().and_then(Pii::parse) {
+                    Some(p) => Some(p),
+                    None => {
+                        errors.push((
+                        format!("{at}.x-pii"),
+                        format!("{v} is not a kind of personal data: expected identifier, contact or financial"),
+                    ));
+                        None
+                    }
+                }
+            }
+        };
+        if level.is_some() || pii.is_some() {
+            let level = level
+                .unwrap_or_default()
+                .max(pii.map_or(Classification::Public, Pii::floor));
+            fields.push(Field {
+                path: path.to_string(),
+                level,
+                pii,
+            });
+        }
+    }
+    if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+        for (name, sub) in properties {
+            let path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            let at = if at.is_empty() {
+                format!("properties.{name}")
+            } else {
+                format!("{at}.properties.{name}")
+            };
+            walk(sub, &path, &at, fields, errors);
+        }
+    }
+    if let Some(items) = object.get("items") {
+        let at = if at.is_empty() {
+            "items".to_string()
+        } else {
+            format!("{at}.items")
+        };
+        walk(items, &format!("{path}[]"), &at, fields, errors);
+    }
+}
+
+/// Whether `context` holds a value (not `null`) at `path`.
+pub fn holds(context: &Value, path: &str) -> bool {
+    fn at(value: &Value, parts: &[&str]) -> bool {
+        let Some((first, rest)) = parts.split_first() else {
+            return !value.is_null();
+        };
+        match first.strip_suffix("[]") {
+            Some(name) => value
+                .get(name)
+                .and_then(Value::as_array)
+                .is_some_and(|items| items.iter().any(|item| at(item, rest))),
+            None => value.get(*first).is_some_and(|v| at(v, rest)),
+        }
+    }
+    // `a[].b` splits as `a[]`, `b`.
+    let parts: Vec<&str> = path.split('.').collect();
+    at(context, &parts)
+}
+
+/// The classification of a task whose context is `context`: the highest of the marked fields
+/// it holds, `internal` when it holds none.
+pub fn classify(fields: &[Field], context: &Value) -> Classification {
+    fields
+        .iter()
+        .filter(|f| holds(context, &f.path))
+        .map(|f| f.level)
+        .max()
+        .unwrap_or_default()
+        .max(Classification::Internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_are_found_at_any_depth_and_pii_raises_their_level() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "ticket_id": { "type": "string", "x-data-classification": "internal" },
+                "customer_email": { "type": "string", "x-pii": "contact" },
+                "refund_amount": { "type": "integer", "x-pii": "financial" },
+                "notes": { "type": "string", "x-data-classification": "public", "x-pii": "identifier" },
+                "customer_info": { "type": "object", "properties": { "name": { "x-pii": "identifier" } } },
+                "cart_items": { "type": "array", "items": { "properties": { "name": { "x-data-classification": "public" } } } }
+            }
+        });
+        let fields = fields_of(&schema).unwrap();
+        let level = |p: &str| fields.iter().find(|f| f.path == p).unwrap().level;
+        assert_eq!(level("customer_email"), Classification::Confidential);
+        assert_eq!(level("refund_amount"), Classification::Restricted);
+        assert_eq!(
+            level("notes"),
+            Classification::Confidential,
+            "PII is never public"
+        );
+        assert_eq!(level("customer_info.name"), Classification::Confidential);
+        assert_eq!(level("cart_items[].name"), Classification::Public);
+
+        assert_eq!(
+            classify(&fields, &json!({ "ticket_id": "T-1" })),
+            Classification::Internal
+        );
+        assert_eq!(
+            classify(&fields, &json!({ "customer_email": "a@b.c" })),
+            Classification::Confidential
+        );
+        assert_eq!(
+            classify(
+                &fields,
+                &json!({ "customer_email": "a@b.c", "refund_amount": 10 })
+            ),
+            Classification::Restricted
+        );
+        assert_eq!(
+            classify(&fields, &json!({ "customer_email": null })),
+            Classification::Internal
+        );
+        assert_eq!(
+            classify(&fields, &json!({ "customer_info": { "name": "Ann" } })),
+            Classification::Confidential
+        );
+        assert_eq!(classify(&[], &json!({})), Classification::Internal);
+    }
+
+    #[test]
+    fn unknown_values_are_refused_with_their_schema_path() {
+        let schema = json!({ "properties": {
+            "a": { "x-data-classification": "secret" },
+            "b": { "properties": { "c": { "x-pii": "health" } } },
+            "d": { "x-data-classification": 3 }
+        }});
+        let errors = fields_of(&schema).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "properties.a.x-data-classification",
+                "properties.b.properties.c.x-pii",
+                "properties.d.x-data-classification"
+            ]
+        );
+        assert!(
+            errors[0].1.contains("\"secret\" is not a classification"),
+            "{}",
+            errors[0].1
+        );
+    }
+}
