@@ -420,3 +420,50 @@ async fn tasks_are_classified_by_the_fields_their_context_holds() {
         "{text}"
     );
 }
+
+/// Evidence is never laundered: an engine does not sign over a journal whose signed entry
+/// was rewritten, nor with another key; and a removed checkpoint is itself the finding.
+#[tokio::test(start_paused = true)]
+async fn a_tampered_journal_is_never_signed_over() {
+    let (store, key) = journaled_run().await;
+    let signed = store.audit_checkpoint().await.unwrap().unwrap();
+    // Rewrite an early entry and reseal the whole chain after it (no key needed for that).
+    tamper(&store, |all| {
+        all[2].record.actor = "mallory".into();
+        let mut prev = all[1].hash.clone();
+        for e in all.iter_mut().skip(2) {
+            *e = AuditEntry::chain(e.seq, e.record.clone(), &prev);
+            prev = e.hash.clone();
+        }
+    });
+    // New work arrives (the head moves past the checkpoint); the engine is asked to sign.
+    let record = taskdeck::audit::AuditRecord {
+        at: 8_000,
+        actor: "engine".into(),
+        action: "task.transition".into(),
+        resource: "task/new".into(),
+        namespace: None,
+        workflow: None,
+        version: None,
+        classification: "internal".into(),
+        correlation_id: None,
+        outcome: "success".into(),
+        detail: "pending → in_progress".into(),
+        compliance_tags: vec![],
+        transition: None,
+    };
+    store.append_audit(vec![record]).await.unwrap();
+    assert!(store.audit_head().await.unwrap().0 > signed.seq);
+    taskdeck::engine::checkpoint(&*store, &key, 9_000).await;
+    assert_eq!(
+        store.audit_checkpoint().await.unwrap().unwrap(),
+        signed,
+        "not signed over"
+    );
+    // Still found: the appended entry links to the hash the rewrite replaced.
+    let b = check(&store, &key).await.unwrap_err();
+    assert!(matches!(b.finding, Finding::Edited | Finding::Truncated), "{b:?}");
+    // Another key does not sign either.
+    taskdeck::engine::checkpoint(&*store, &SigningKey::from_seed([2; 32]), 9_500).await;
+    assert_eq!(store.audit_checkpoint().await.unwrap().unwrap(), signed);
+}

@@ -106,8 +106,21 @@ impl SigningKey {
     pub fn load(data: &Path) -> Result<Option<SigningKey>, String> {
         let path = data.join(KEY_FILE);
         // A regular file, never a link to something else, and small.
-        let read = crate::fsutil::open_regular(&path).and_then(|(file, _)| {
+        let read = crate::fsutil::open_regular(&path).and_then(|(file, meta)| {
             use std::io::Read;
+            // A key others may read signs nothing: anyone could forge a checkpoint with it.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "other users may read it; the key must be readable by its owner only (chmod 600)",
+                    ));
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = meta;
             let mut bytes = Vec::new();
             file.take(64).read_to_end(&mut bytes)?;
             Ok(bytes)

@@ -158,8 +158,12 @@ impl AuditRecord {
         let from = t.from.as_deref().unwrap_or("(new)");
         let mut detail = format!("{from} → {}", t.to);
         if let Some(reason) = t.reason.as_deref().filter(|r| !r.is_empty()) {
+            // The journal is kept for ever: a reason quoting an email, a card or a phone
+            // number keeps none of them (names in free text cannot be told from words).
             detail.push_str(": ");
-            detail.push_str(&crate::model::clip(reason, 200));
+            detail.push_str(&crate::telemetry::filter::scrub_text(&crate::model::clip(
+                reason, 200,
+            )));
         }
         // A person's hand on a task is access evidence; a decision is authorization evidence.
         let mut compliance_tags = Vec::new();

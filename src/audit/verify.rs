@@ -180,6 +180,14 @@ impl<'a> Walk<'a> {
     fn finish(self, key: Option<&ed25519_dalek::VerifyingKey>) -> Result<Verified, Broken> {
         let broken = |seq, finding, why: String| Err(Broken { seq, finding, why });
         let last = self.last;
+        // The key is made with the first checkpoint: a key without one means it was removed.
+        if self.checkpoint.is_none() && key.is_some() && last > 0 {
+            return broken(
+                last,
+                Finding::Truncated,
+                "the journal has been signed (its audit key exists) but no checkpoint is stored: it was removed, and with it what would show a cut or rewritten tail".into(),
+            );
+        }
         if let Some(c) = self.checkpoint {
             match key {
                 Some(key) if c.is_signed_by(key) => {}
@@ -324,8 +332,13 @@ mod tests {
         }
         let b = check(stored(&forged), Some(&cp), &key).unwrap_err();
         assert_eq!((b.seq, b.finding), (10, Finding::Truncated));
-        // Without the checkpoint, a cut tail is a shorter but intact journal: why checkpoints exist.
-        assert!(check(stored(&j[..7]), None, &key).is_ok());
+        // Without the checkpoint and its key, a cut tail is a shorter but intact journal: why
+        // checkpoints exist; with the key, a missing checkpoint is itself the finding.
+        assert!(verify(stored(&j[..7]), None, None).is_ok());
+        assert_eq!(
+            check(stored(&j[..7]), None, &key).unwrap_err().finding,
+            Finding::Truncated
+        );
 
         // Bad signature: a checkpoint forged by another key, or altered.
         let forged_cp = SigningKey::from_seed([4; 32]).sign(7, &j[6].hash, 99);

@@ -17,6 +17,13 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Resul
             who.describe()
         );
     }
+    // Reading the trail never makes a store: a directory without one has no trail to verify.
+    if !data.join("store").join("db").exists() {
+        bail!(
+            "{} holds no store: there is no audit trail to read (is --data right?)",
+            data.display()
+        );
+    }
     let session = super::session::own_store(cli, data).await?;
     let result = async {
         let engine = session
@@ -34,7 +41,15 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Resul
                     }
                     None => default,
                 };
-                export(&**engine.store(), at(from, i64::MIN), at(to, i64::MAX), *format).await
+                let (from, to) = (at(from, i64::MIN), at(to, i64::MAX));
+                if from >= to {
+                    bail!(
+                        "--from {} is not before --to {} (--to is exclusive)",
+                        crate::model::format_timestamp(from),
+                        crate::model::format_timestamp(to)
+                    );
+                }
+                export(&**engine.store(), from, to, *format).await
             }
         }
     }
@@ -60,7 +75,8 @@ async fn verify(data: &Path, store: &dyn crate::store::Store, json: bool) -> Res
     } else {
         match &result {
             Ok(v) => {
-                say!("intact: {} entries, head {}", v.entries, v.head_hash);
+                let s = if v.entries == 1 { "y" } else { "ies" };
+                say!("intact: {} entr{s}, head {}", v.entries, v.head_hash);
                 match v.checkpoint {
                     Some(seq) => say!("signed checkpoint at entry {seq} verified ({} entries after it not yet signed)", v.entries - seq.min(v.entries)),
                     None => say!("no signed checkpoint yet (one is signed every 30 s while the engine runs, and when it stops)"),

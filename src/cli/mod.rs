@@ -467,10 +467,10 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     // Earlier versions created these 0755/0644: close them to other users. The folder itself
     // only when it is clearly ours (it holds a store), never e.g. a home directory.
-    // `auth/` is left alone: we never wrote a key other users could read, so such a key was
+    // `auth/` and `audit/` are left alone: we never wrote a key other users could read, so such a key was
     // changed by someone else and must be refused, not quietly tightened and used.
     if existed && dir.join("store").is_dir() {
-        crate::fsutil::make_private_except(&dir, &["auth"]);
+        crate::fsutil::make_private_except(&dir, &["auth", "audit"]);
     }
     Ok(dir)
 }
@@ -612,13 +612,7 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         // Engines that run steps sign the journal's head (every 30 s and when they stop); a
         // short command adds a few entries and leaves them to the next, so it holds the data
         // directory no longer than it must.
-        audit_key: if dispatch {
-            Some(Arc::new(
-                crate::audit::SigningKey::load_or_create(data).map_err(|e| anyhow!(e))?,
-            ))
-        } else {
-            None
-        },
+        audit_keys: dispatch.then(|| data.to_path_buf()),
         // Every engine traces, a one-shot command's too: an approval, retry or cancel made
         // without a server ends spans that would otherwise never be sent.
         // An empty endpoint is unset (OpenTelemetry's rule for its variables).

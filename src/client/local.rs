@@ -69,7 +69,10 @@ impl Local {
             classification: "internal".into(),
             correlation_id: None,
             outcome: "denied".into(),
-            detail: format!("{action}: {}", crate::model::clip(&e.to_string(), 300)),
+            detail: format!(
+                "{action}: {}",
+                crate::telemetry::filter::scrub_text(&crate::model::clip(&e.to_string(), 300))
+            ),
             compliance_tags: vec![control.into()],
             transition: None,
         };

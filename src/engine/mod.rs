@@ -82,9 +82,10 @@ pub struct EngineConfig {
     pub retention: Option<retention::Retention>,
     /// Where spans go (`--otlp-endpoint`); `None`: no traces.
     pub tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
-    /// Signs checkpoints of the audit journal's head (every `CHECKPOINT_EVERY` while it grows,
-    /// and at shutdown); `None`: no checkpoints (tests; the journal is still chained).
-    pub audit_key: Option<Arc<crate::audit::SigningKey>>,
+    /// The data directory whose audit signing key signs checkpoints of the journal's head
+    /// (every `CHECKPOINT_EVERY` while it grows, and at shutdown; the key is created with the
+    /// first checkpoint); `None`: no checkpoints (tests; the journal is still chained).
+    pub audit_keys: Option<std::path::PathBuf>,
     /// Who starts the engine (the CLI's identity): the actor of the change-management entries
     /// for workflows deployed or changed since the last start.
     pub operator: String,
@@ -105,7 +106,7 @@ impl Default for EngineConfig {
             clock: None,
             retention: None,
             tracer: None,
-            audit_key: None,
+            audit_keys: None,
             operator: "engine".into(),
         }
     }
@@ -122,7 +123,7 @@ pub struct Engine {
     metrics: Arc<crate::telemetry::Metrics>,
     /// Flushed at shutdown, so a process's last spans are sent before it exits.
     tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
-    audit_key: Option<Arc<crate::audit::SigningKey>>,
+    audit_keys: Option<std::path::PathBuf>,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
     checkpoints: Option<JoinHandle<()>>,
 }
@@ -158,8 +159,11 @@ impl Engine {
             Vec::new()
         };
         let tracer = config.tracer.clone();
-        let audit_key = config.audit_key.clone();
-        let deployer = config.dispatch.then(|| config.operator.clone());
+        let audit_keys = config.audit_keys.clone();
+        // Every engine, a short command's too: a version it submits tasks of is deployed, even
+        // if no engine that runs steps loads it again (removals are not journaled, so one-shot
+        // extra `--workflows` cause no flapping).
+        let deployer = Some(config.operator.clone());
         let mut orchestrator = Orchestrator::new(
             config,
             store.clone(),
@@ -182,13 +186,13 @@ impl Engine {
         }
         orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
-        let checkpoints = audit_key.clone().map(|key| {
+        let checkpoints = audit_keys.clone().map(|dir| {
             let (store, clock) = (store.clone(), clock);
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
                 loop {
                     tick.tick().await;
-                    checkpoint(&*store, &key, clock.now()).await;
+                    checkpoint_in(&*store, &dir, clock.now()).await;
                 }
             })
         });
@@ -201,7 +205,7 @@ impl Engine {
             query,
             metrics,
             tracer,
-            audit_key,
+            audit_keys,
             join: std::sync::Mutex::new(Some(join)),
             checkpoints,
         })
@@ -414,8 +418,8 @@ impl Engine {
         if let Some(task) = &self.checkpoints {
             task.abort();
         }
-        if let Some(key) = &self.audit_key {
-            checkpoint(&*self.store, key, self.clock.now()).await;
+        if let Some(dir) = &self.audit_keys {
+            checkpoint_in(&*self.store, dir, self.clock.now()).await;
         }
     }
 }
@@ -548,19 +552,66 @@ async fn journal_deployments(
     Ok(())
 }
 
-/// Signs the audit journal's head if it moved since the latest checkpoint. A failure is
-/// logged: the journal stays chained, and the next checkpoint covers it.
+/// Signs the audit journal's head with the key of data directory `dir` (see `checkpoint`).
+/// The key is created with the first checkpoint, and never again once one exists: a key that
+/// went missing is reported, not replaced.
+pub async fn checkpoint_in(store: &dyn Store, dir: &std::path::Path, now: crate::model::Timestamp) {
+    let signed = match store.audit_checkpoint().await {
+        Ok(latest) => latest.is_some(),
+        Err(e) => {
+            tracing::warn!("cannot read the audit journal's checkpoint: {e}");
+            return;
+        }
+    };
+    let key = match crate::audit::SigningKey::load(dir) {
+        Ok(Some(key)) => key,
+        Ok(None) if !signed => match crate::audit::SigningKey::load_or_create(dir) {
+            Ok(key) => key,
+            Err(e) => return tracing::error!("{e}"),
+        },
+        Ok(None) => {
+            return tracing::error!(
+                "the audit journal has signed checkpoints but its signing key {} is gone; no new key is made and nothing more is signed: run `taskdeck audit verify`",
+                dir.join(crate::audit::checkpoint::KEY_FILE).display()
+            )
+        }
+        Err(e) => return tracing::error!("{e}; nothing more is signed"),
+    };
+    checkpoint(store, &key, now).await;
+}
+
+/// Signs the audit journal's head if it moved since the latest checkpoint — only if that
+/// checkpoint is this key's and the journal still holds the entry it signed: a tampered
+/// journal is never signed over (its evidence would be laundered). A refusal or a failure is
+/// logged: the journal stays chained, and `audit verify` says what is wrong.
 pub async fn checkpoint(store: &dyn Store, key: &crate::audit::SigningKey, now: crate::model::Timestamp) {
-    let result = async {
+    let result: Result<Option<String>, crate::store::StoreError> = async {
         let (seq, hash) = store.audit_head().await?;
         let latest = store.audit_checkpoint().await?;
-        if seq == 0 || latest.is_some_and(|c| c.seq == seq) {
-            return Ok(());
+        if seq == 0 || latest.as_ref().is_some_and(|c| c.seq == seq) {
+            return Ok(None);
         }
-        store.put_audit_checkpoint(&key.sign(seq, &hash, now)).await
+        if let Some(c) = &latest {
+            if !c.is_signed_by(&key.verifying_key()) {
+                return Ok(Some(
+                    "its last checkpoint was not signed with this data directory's audit key".into(),
+                ));
+            }
+            let signed = store.audit_after(c.seq.saturating_sub(1), 1).await?;
+            let holds = matches!(signed.first(), Some(Ok(e)) if e.seq == c.seq && e.hash == c.hash);
+            if !holds {
+                return Ok(Some(format!("it no longer holds entry {} as signed", c.seq)));
+            }
+        }
+        store.put_audit_checkpoint(&key.sign(seq, &hash, now)).await?;
+        Ok(None)
     }
     .await;
-    if let Err(e) = result {
-        tracing::warn!("cannot sign the audit journal's head: {e}");
+    match result {
+        Ok(None) => {}
+        Ok(Some(why)) => {
+            tracing::error!("the audit journal is not signed: {why}; run `taskdeck audit verify`")
+        }
+        Err(e) => tracing::warn!("cannot sign the audit journal's head: {e}"),
     }
 }
