@@ -113,6 +113,28 @@ fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &
     let Some(object) = schema.as_object() else {
         return;
     };
+    // Markings are honoured on named fields (`properties`, through `items`) only; one anywhere
+    // else would look like protection and be none, so it is refused.
+    for (key, sub) in object {
+        if !matches!(key.as_str(), "properties" | "items") && !MARKS.contains(&key.as_str()) {
+            let at = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            refuse_marks(sub, &at, errors);
+        }
+    }
+    if path.is_empty() {
+        for mark in MARKS.iter().filter(|m| object.contains_key(**m)) {
+            let at = if at.is_empty() {
+                (*mark).to_string()
+            } else {
+                format!("{at}.{mark}")
+            };
+            errors.push((at, "a marking is honoured on a named field only (under `properties`), not on a whole schema or list".into()));
+        }
+    }
     if !path.is_empty() {
         let level = match object.get("x-data-classification") {
             None => None,
@@ -178,6 +200,34 @@ fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &
             format!("{at}.items")
         };
         walk(items, &format!("{path}[]"), &at, fields, errors);
+    }
+}
+
+const MARKS: [&str; 2] = ["x-data-classification", "x-pii"];
+
+/// Every marking inside `value` (a part of a schema the classification does not read) is an
+/// error at its path.
+fn refuse_marks(value: &Value, at: &str, errors: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, sub) in map {
+                let here = format!("{at}.{key}");
+                if MARKS.contains(&key.as_str()) {
+                    errors.push((
+                        here,
+                        "markings are honoured under `properties` and `items` only; mark the named fields instead".into(),
+                    ));
+                } else {
+                    refuse_marks(sub, &here, errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, sub) in items.iter().enumerate() {
+                refuse_marks(sub, &format!("{at}[{i}]"), errors);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -289,6 +339,22 @@ mod tests {
             errors[0].1.contains("\"secret\" is not a classification"),
             "{}",
             errors[0].1
+        );
+        // Where no field is named, a marking would protect nothing: refused.
+        let schema = json!({
+            "x-data-classification": "restricted",
+            "additionalProperties": { "x-pii": "financial" },
+            "properties": { "a": { "oneOf": [ { "x-pii": "contact" } ] }, "b": { "x-pii": "contact", "description": "x-pii" } }
+        });
+        let errors = fields_of(&schema).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "additionalProperties.x-pii",
+                "x-data-classification",
+                "properties.a.oneOf[0].x-pii",
+            ]
         );
     }
 }
