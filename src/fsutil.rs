@@ -34,6 +34,29 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
+/// A key file's bytes (at most `max`): a regular file of ours, not a link (a key pointed at
+/// some world-readable file would let anyone sign), readable by its owner only. A key others
+/// may read is an error, never quietly tightened: someone changed it.
+pub fn read_private_key(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (file, meta) = open_regular(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "other users may read it; the key must be readable by its owner only (chmod 600)",
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let mut key = Vec::new();
+    file.take(max).read_to_end(&mut key)?;
+    Ok(key)
+}
+
 /// Creates `path` with `bytes` (0600) only if no file has that name: written to a private
 /// temporary file, synced, then hard-linked into place, so no reader ever sees part of it.
 /// Errors with `AlreadyExists` when another writer got there first (read theirs).

@@ -105,26 +105,9 @@ impl SigningKey {
     /// The key in an existing file (for `audit verify`, which never creates one).
     pub fn load(data: &Path) -> Result<Option<SigningKey>, String> {
         let path = data.join(KEY_FILE);
-        // A regular file, never a link to something else, and small.
-        let read = crate::fsutil::open_regular(&path).and_then(|(file, meta)| {
-            use std::io::Read;
-            // A key others may read signs nothing: anyone could forge a checkpoint with it.
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "other users may read it; the key must be readable by its owner only (chmod 600)",
-                    ));
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = meta;
-            let mut bytes = Vec::new();
-            file.take(64).read_to_end(&mut bytes)?;
-            Ok(bytes)
-        });
+        // A regular file of ours, readable by its owner only (a key others may read signs
+        // nothing: anyone could forge a checkpoint with it), and small.
+        let read = crate::fsutil::read_private_key(&path, 64);
         match read {
             Ok(bytes) => Self::from_bytes(&bytes, &path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -220,6 +203,15 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(KEY_FILE);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = SigningKey::load(dir.path()).err().unwrap();
+            assert!(e.contains("other users may read it"), "{e}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
         let e = SigningKey::load_or_create(dir.path()).err().unwrap();

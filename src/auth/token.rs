@@ -97,23 +97,7 @@ pub fn signing_key(data_dir: &Path) -> Result<Vec<u8>, TokenError> {
 /// The key file's bytes: a regular file of ours, not a link (a key pointed at some
 /// world-readable file would let anyone sign), readable by its owner only, and small.
 fn read_key(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let (file, meta) = crate::fsutil::open_regular(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "other users may read it; the key must be readable by its owner only (chmod 600)",
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    let mut key = Vec::new();
-    file.take(4096).read_to_end(&mut key)?;
-    Ok(key)
+    crate::fsutil::read_private_key(path, 4096)
 }
 
 fn checked_key(key: Vec<u8>) -> Result<Vec<u8>, String> {
