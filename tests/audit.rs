@@ -161,19 +161,16 @@ async fn each_kind_of_tampering_is_found_with_its_reason() {
 async fn entries_appended_apart_from_commits_continue_the_chain() {
     let (store, key) = journaled_run().await;
     let record = taskdeck::audit::AuditRecord {
-        at: 5_000,
-        actor: "eve".into(),
-        action: "authz.denied".into(),
-        resource: "task/x".into(),
         namespace: Some("payments".into()),
-        workflow: None,
-        version: None,
-        classification: "internal".into(),
-        correlation_id: None,
         outcome: "denied".into(),
-        detail: "eve (operator, ecommerce) cannot read namespace payments".into(),
         compliance_tags: vec!["SOC2:CC6.3".into()],
-        transition: None,
+        ..taskdeck::audit::AuditRecord::new(
+            5_000,
+            "eve",
+            "authz.denied",
+            "task/x".into(),
+            "eve (operator, ecommerce) cannot read namespace payments".into(),
+        )
     };
     let written = store.append_audit(vec![record]).await.unwrap();
     assert_eq!(written[0].seq, store.audit_head().await.unwrap().0);
@@ -437,21 +434,13 @@ async fn a_tampered_journal_is_never_signed_over() {
         }
     });
     // New work arrives (the head moves past the checkpoint); the engine is asked to sign.
-    let record = taskdeck::audit::AuditRecord {
-        at: 8_000,
-        actor: "engine".into(),
-        action: "task.transition".into(),
-        resource: "task/new".into(),
-        namespace: None,
-        workflow: None,
-        version: None,
-        classification: "internal".into(),
-        correlation_id: None,
-        outcome: "success".into(),
-        detail: "pending → in_progress".into(),
-        compliance_tags: vec![],
-        transition: None,
-    };
+    let record = taskdeck::audit::AuditRecord::new(
+        8_000,
+        "engine",
+        "task.transition",
+        "task/new".into(),
+        "pending → in_progress".into(),
+    );
     store.append_audit(vec![record]).await.unwrap();
     assert!(store.audit_head().await.unwrap().0 > signed.seq);
     taskdeck::engine::checkpoint(&*store, &key, 9_000).await;

@@ -149,6 +149,32 @@ impl AuditEntry {
 }
 
 impl AuditRecord {
+    /// A successful action of `actor` on `resource`, `internal`, with no namespace, workflow,
+    /// correlation id, tag or transition: set what applies with struct update syntax.
+    pub fn new(
+        at: Timestamp,
+        actor: impl Into<String>,
+        action: &str,
+        resource: String,
+        detail: String,
+    ) -> AuditRecord {
+        AuditRecord {
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            resource,
+            namespace: None,
+            workflow: None,
+            version: None,
+            classification: "internal".into(),
+            correlation_id: None,
+            outcome: "success".into(),
+            detail,
+            compliance_tags: Vec::new(),
+            transition: None,
+        }
+    }
+
     /// The entry of one committed transition of `task`: its actor, the subject and the states.
     pub fn of_transition(t: &Transition, task: &Task) -> AuditRecord {
         let (action, resource) = match &t.subject {

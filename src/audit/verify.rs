@@ -115,7 +115,8 @@ impl<'a> Walk<'a> {
     fn step(&mut self, entry: &Stored, ahead: &[Stored]) -> Result<(), Broken> {
         let broken = |seq, finding, why: String| Err(Broken { seq, finding, why });
         let last = self.last;
-        let next = last + 1;
+        // A tampered entry may claim any number: never overflow on it.
+        let next = last.saturating_add(1);
         let entry = match entry {
             Ok(e) => e,
             Err((key, why)) => {
@@ -142,7 +143,7 @@ impl<'a> Walk<'a> {
                     format!("entry {next} is stored after entry {place}"),
                 );
             }
-            let missing = if place == next + 1 {
+            let missing = if place == next.saturating_add(1) {
                 format!("entry {next} is missing")
             } else {
                 format!("entries {next} to {} are missing", place - 1)
@@ -211,7 +212,7 @@ impl<'a> Walk<'a> {
             }
             if last < c.seq {
                 return broken(
-                    last + 1,
+                    last.saturating_add(1),
                     Finding::Truncated,
                     format!(
                         "the journal ends at entry {last}, but a checkpoint signed at {} vouches for {} entries",
@@ -339,6 +340,11 @@ mod tests {
             check(stored(&j[..7]), None, &key).unwrap_err().finding,
             Finding::Truncated
         );
+
+        // An entry claiming the last number there is: found, no overflow.
+        let huge = AuditEntry::chain(u64::MAX, j[0].record.clone(), &j[0].hash);
+        let b = check(stored(&[j[0].clone(), huge.clone(), huge]), None, &key).unwrap_err();
+        assert!(matches!(b.finding, Finding::Deleted | Finding::Reordered), "{b:?}");
 
         // Bad signature: a checkpoint forged by another key, or altered.
         let forged_cp = SigningKey::from_seed([4; 32]).sign(7, &j[6].hash, 99);

@@ -58,23 +58,21 @@ impl Local {
             EngineError::Unauthenticated(_) => "SOC2:CC6.2",
             _ => "SOC2:CC6.3",
         };
+        let detail = format!(
+            "{action}: {}",
+            crate::telemetry::filter::scrub_text(&crate::model::clip(&e.to_string(), 300))
+        );
         let record = crate::audit::AuditRecord {
-            at: self.engine.clock().now(),
-            actor: self.identity.sub.clone(),
-            action: "authz.denied".into(),
-            resource,
             namespace,
-            workflow: None,
-            version: None,
-            classification: "internal".into(),
-            correlation_id: None,
             outcome: "denied".into(),
-            detail: format!(
-                "{action}: {}",
-                crate::telemetry::filter::scrub_text(&crate::model::clip(&e.to_string(), 300))
-            ),
             compliance_tags: vec![control.into()],
-            transition: None,
+            ..crate::audit::AuditRecord::new(
+                self.engine.clock().now(),
+                self.identity.sub.clone(),
+                "authz.denied",
+                resource,
+                detail,
+            )
         };
         if let Err(e) = self.engine.store().append_audit(vec![record]).await {
             tracing::warn!("cannot journal a refused request: {e}");

@@ -493,29 +493,26 @@ async fn journal_deployments(
     for w in catalog.iter() {
         let t = &w.template;
         entry(t.reference(), digest(&t.source), &|changed| {
+            let (action, detail) = if changed {
+                (
+                    "workflow.changed",
+                    format!("the file of this version ({}) changed since it was last loaded: a released version was edited", t.source),
+                )
+            } else {
+                ("workflow.deployed", format!("first loaded, from {}", t.source))
+            };
             crate::audit::AuditRecord {
-                at: now,
-                actor: operator.to_string(),
-                action: if changed {
-                    "workflow.changed"
-                } else {
-                    "workflow.deployed"
-                }
-                .into(),
-                resource: format!("workflow/{}", t.reference()),
                 namespace: Some(t.namespace.clone()),
                 workflow: Some(t.name.clone()),
                 version: Some(t.version.to_string()),
-                classification: "internal".into(),
-                correlation_id: None,
-                outcome: "success".into(),
-                detail: if changed {
-                    format!("the file of this version ({}) changed since it was last loaded: a released version was edited", t.source)
-                } else {
-                    format!("first loaded, from {}", t.source)
-                },
                 compliance_tags: vec!["SOC2:CC8.1".into()],
-                transition: None,
+                ..crate::audit::AuditRecord::new(
+                    now,
+                    operator,
+                    action,
+                    format!("workflow/{}", t.reference()),
+                    detail,
+                )
             }
         });
     }
@@ -524,24 +521,20 @@ async fn journal_deployments(
             format!("manifest/{}", m.namespace),
             digest(&m.source),
             &|changed| crate::audit::AuditRecord {
-                at: now,
-                actor: operator.to_string(),
-                action: "grants.changed".into(),
-                resource: format!("namespace/{}", m.namespace),
                 namespace: Some(m.namespace.clone()),
-                workflow: None,
-                version: None,
-                classification: "internal".into(),
-                correlation_id: None,
-                outcome: "success".into(),
-                detail: format!(
-                    "{} namespace manifest {} ({} grant(s))",
-                    if changed { "changed" } else { "first loaded" },
-                    m.source,
-                    m.grants.len()
-                ),
                 compliance_tags: vec!["SOC2:CC6.1".into(), "SOC2:CC8.1".into()],
-                transition: None,
+                ..crate::audit::AuditRecord::new(
+                    now,
+                    operator,
+                    "grants.changed",
+                    format!("namespace/{}", m.namespace),
+                    format!(
+                        "{} namespace manifest {} ({} grant(s))",
+                        if changed { "changed" } else { "first loaded" },
+                        m.source,
+                        m.grants.len()
+                    ),
+                )
             },
         );
     }

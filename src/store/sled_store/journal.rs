@@ -83,8 +83,14 @@ impl SledStore {
         let (mut seq, mut hash, mut transition) = (head.seq, head.hash.clone(), head.transition);
         let mut block = Vec::with_capacity(records.len() * 400);
         block.push(b'[');
+        // The head comes from the store: a tampered last entry may claim any number.
+        let full = || StoreError::Corrupt {
+            key: "audit journal".into(),
+            cause: "its last entry claims the highest sequence number there is; run `taskdeck audit verify`"
+                .into(),
+        };
         for record in records {
-            seq += 1;
+            seq = seq.checked_add(1).ok_or_else(full)?;
             if let Some(t) = record.transition {
                 transition = transition.max(t);
             }
@@ -106,7 +112,7 @@ impl SledStore {
         }
         block.push(b']');
         // One insert: after a crash the block is all there, or not at all.
-        let first = head.seq + 1;
+        let first = head.seq.checked_add(1).ok_or_else(full)?;
         self.audit.insert(first.to_be_bytes(), block)?;
         *head = Head {
             seq,

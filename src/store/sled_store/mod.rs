@@ -355,20 +355,14 @@ impl SledStore {
         // recorded its first transitions, so it says what became of them.
         let discarded = erased
             .iter()
-            .map(|id| crate::audit::AuditRecord {
-                at: chrono::Utc::now().timestamp_millis(),
-                actor: "engine".into(),
-                action: "task.discarded".into(),
-                resource: format!("task/{id}"),
-                namespace: None,
-                workflow: None,
-                version: None,
-                classification: "internal".into(),
-                correlation_id: None,
-                outcome: "success".into(),
-                detail: "a crash cut the task's creation short; it was never acknowledged".into(),
-                compliance_tags: Vec::new(),
-                transition: None,
+            .map(|id| {
+                crate::audit::AuditRecord::new(
+                    chrono::Utc::now().timestamp_millis(),
+                    "engine",
+                    "task.discarded",
+                    format!("task/{id}"),
+                    "a crash cut the task's creation short; it was never acknowledged".into(),
+                )
             })
             .collect::<Vec<_>>();
         let discarded_n = discarded.len();
