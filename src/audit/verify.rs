@@ -344,7 +344,10 @@ mod tests {
         // An entry claiming the last number there is: found, no overflow.
         let huge = AuditEntry::chain(u64::MAX, j[0].record.clone(), &j[0].hash);
         let b = check(stored(&[j[0].clone(), huge.clone(), huge]), None, &key).unwrap_err();
-        assert!(matches!(b.finding, Finding::Deleted | Finding::Reordered), "{b:?}");
+        assert!(
+            matches!(b.finding, Finding::Deleted | Finding::Reordered),
+            "{b:?}"
+        );
 
         // Bad signature: a checkpoint forged by another key, or altered.
         let forged_cp = SigningKey::from_seed([4; 32]).sign(7, &j[6].hash, 99);
