@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod handlers;
 pub mod logging;
 pub mod model;
+pub mod privacy;
 pub mod services;
 pub mod store;
 pub mod telemetry;

@@ -125,6 +125,7 @@ fn app() -> App {
             policy_notes: Some(
                 "standard tier: refunds up to 20000 cents; above 10000 cents a manager approves".into(),
             ),
+            sealed_amount: None,
             requester: "priya".into(),
             required_role: "manager".into(),
             timeout_seconds: 300,

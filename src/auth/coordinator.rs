@@ -96,6 +96,12 @@ impl Coordinator {
             || (self.authenticate(who).is_ok() && task.initiator == Identity::service(&who.team).sub)
     }
 
+    /// Whether `who` may read personal data in clear (`pii:read`, post 06): admins and
+    /// managers (who decide refunds for a named customer); everyone else reads `[REDACTED]`.
+    pub fn may_read_pii(&self, who: &Identity) -> bool {
+        self.authenticate(who).is_ok() && matches!(who.role, Role::Admin | Role::Manager)
+    }
+
     /// Whether `who` may read every task of every namespace (an admin whose token holds), so
     /// a count needs no task-by-task decision.
     pub fn may_read_all(&self, who: &Identity) -> bool {

@@ -591,7 +591,8 @@ fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     let sled = SledStore::open(data, cli.durability, &holder)?;
     // The simulated systems keep their records beside the store: they stand for remote
     // services that outlive this process.
-    let services = crate::services::Services::durable(true, &crate::services::Backing::sled(sled.db()));
+    let services =
+        crate::services::Services::durable(true, &crate::services::Backing::sled(sled.open_services(data)?));
     let registry = Registry::standard(Arc::new(services));
     let store: Arc<dyn Store> = Arc::new(sled);
     Ok(Opened {
@@ -613,6 +614,7 @@ async fn engine(cli: &Cli, data: &Path, ctx: &Opened, dispatch: bool) -> Result<
         // short command adds a few entries and leaves them to the next, so it holds the data
         // directory no longer than it must.
         audit_keys: dispatch.then(|| data.to_path_buf()),
+        privacy: Some(crate::privacy::KeySource::from_env(data)),
         // Every engine traces, a one-shot command's too: an approval, retry or cancel made
         // without a server ends spans that would otherwise never be sent.
         // An empty endpoint is unset (OpenTelemetry's rule for its variables).

@@ -39,6 +39,18 @@ pub enum EngineError {
     /// Retention could not write its archive (`dir`), so it removed nothing.
     #[error("cannot write the archive in {dir}: {cause}; nothing was removed")]
     Archive { dir: String, cause: String },
+    /// Personal data could not be sealed or opened (a missing or wrong master key).
+    #[error(transparent)]
+    Privacy(crate::privacy::PrivacyError),
+}
+
+impl From<crate::privacy::PrivacyError> for EngineError {
+    fn from(e: crate::privacy::PrivacyError) -> Self {
+        match e {
+            crate::privacy::PrivacyError::Store(s) => EngineError::Store(s),
+            other => EngineError::Privacy(other),
+        }
+    }
 }
 
 /// What kind of failure an error is: one-to-one with the HTTP status the API answers and the
@@ -99,7 +111,9 @@ impl EngineError {
             EngineError::Invalid { .. } => ErrorKind::Invalid,
             EngineError::Denied(_) => ErrorKind::Forbidden,
             EngineError::Unauthenticated(_) => ErrorKind::Unauthenticated,
-            EngineError::Stopped | EngineError::Archive { .. } => ErrorKind::Unavailable,
+            EngineError::Stopped | EngineError::Archive { .. } | EngineError::Privacy(_) => {
+                ErrorKind::Unavailable
+            }
         }
     }
 

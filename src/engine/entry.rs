@@ -28,6 +28,9 @@ pub(super) struct Entry {
     pub results: Results,
     /// The task's state and last change as last committed (`None` until its first commit).
     pub stored: Option<(TaskState, Timestamp)>,
+    /// Seals the task's personal data in what is committed (`None`: it holds none, or the
+    /// engine keeps no vault).
+    pub sealer: Option<Arc<crate::privacy::Sealer>>,
 }
 
 fn slot(state: StepState) -> usize {
@@ -64,6 +67,7 @@ impl Entry {
             by_state: [0; StepState::ALL.len()],
             ready: 0,
             stored: None,
+            sealer: None,
             results: Results::default(),
         };
         for i in 0..n {
@@ -78,10 +82,11 @@ impl Entry {
     }
 
     /// A task read from the store (its state and last change are what is stored).
-    pub fn loaded(task: Task) -> Self {
+    pub fn loaded(task: Task, sealer: Option<Arc<crate::privacy::Sealer>>) -> Self {
         let stored = Some((task.state, task.updated_at));
         Entry {
             stored,
+            sealer,
             ..Entry::new(task)
         }
     }

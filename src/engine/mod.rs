@@ -89,6 +89,9 @@ pub struct EngineConfig {
     /// Who starts the engine (the CLI's identity): the actor of the change-management entries
     /// for workflows deployed or changed since the last start.
     pub operator: String,
+    /// Where the master key that seals personal data is (`crate::privacy`); `None`: personal
+    /// data is stored as is (tests and benches that configure none).
+    pub privacy: Option<crate::privacy::KeySource>,
 }
 
 /// How often a growing audit journal's head is signed.
@@ -108,6 +111,7 @@ impl Default for EngineConfig {
             tracer: None,
             audit_keys: None,
             operator: "engine".into(),
+            privacy: None,
         }
     }
 }
@@ -143,6 +147,12 @@ impl Engine {
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         metrics.catalog(&catalog);
         let loop_tx = tx.clone();
+        let vault = match config.privacy.clone() {
+            Some(source) => Some(Arc::new(
+                crate::privacy::Vault::open(source, store.clone()).await?,
+            )),
+            None => None,
+        };
         let query = Query::new(
             store.clone(),
             catalog.clone(),
@@ -150,6 +160,7 @@ impl Engine {
             registry.names(),
             metrics.clone(),
             Arc::new(move || !loop_tx.is_closed()),
+            vault.clone(),
         );
         let seq = store.last_seq().await?;
         let event_seq = store.last_event_seq().await?;
@@ -184,6 +195,7 @@ impl Engine {
         if let Some(operator) = &deployer {
             journal_deployments(&*store, &catalog, operator, clock.now()).await?;
         }
+        orchestrator.vault = vault;
         orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
         let checkpoints = audit_keys.clone().map(|dir| {

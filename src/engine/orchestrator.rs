@@ -78,6 +78,9 @@ pub(crate) struct Orchestrator {
     /// Child tasks that ended this turn, whose parents `tell_parents` has not told yet.
     children_ended: Vec<String>,
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
+    /// Seals personal data in what is committed and opens it in what is read back (`None`:
+    /// stored as is, for tests and benches that configure none).
+    pub(super) vault: Option<Arc<crate::privacy::Vault>>,
     /// When the next retention pass runs (with `config.retention`).
     next_prune: Option<tokio::time::Instant>,
     /// Moved by every committed transition (see `commit`).
@@ -135,6 +138,7 @@ impl Orchestrator {
             children_ended: Vec::new(),
             next_prune,
             stopping: None,
+            vault: None,
             metrics,
         }
     }
@@ -147,12 +151,19 @@ impl Orchestrator {
     pub async fn recover(&mut self, tasks: Vec<Task>) {
         for task in tasks {
             let id = task.id.clone();
+            let (task, sealer) = match self.open(task.clone()).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    tracing::error!(task = %id, "cannot open the task's sealed personal data: {e}");
+                    (task, None)
+                }
+            };
             for step in &task.steps {
                 if step.state == StepState::AwaitingApproval {
                     self.metrics.recovered_approval(&task.namespace);
                 }
             }
-            self.tasks.insert(id.clone(), Entry::loaded(task));
+            self.tasks.insert(id.clone(), Entry::loaded(task, sealer));
             let interrupted: Vec<usize> = self.tasks[&id]
                 .task
                 .steps
@@ -409,9 +420,10 @@ impl Orchestrator {
                 if !existing.state.is_active() {
                     self.finished.push(id.clone());
                 }
+                let (existing, sealer) = self.open(existing).await?;
                 self.tasks
                     .entry(id.clone())
-                    .or_insert_with(|| Entry::loaded(existing));
+                    .or_insert_with(|| Entry::loaded(existing, sealer));
                 return Ok(id);
             }
         }
@@ -480,6 +492,10 @@ impl Orchestrator {
             hook.prepare(&mut context, &mut steps);
         }
         let classification = crate::workflow::classification::classify(&t.classified, &context);
+        let sealer = match &self.vault {
+            Some(vault) => vault.sealer(&t.classified, &context, &id, now).await?,
+            None => None,
+        };
         let task = Task {
             id: id.clone(),
             namespace: t.namespace.clone(),
@@ -498,7 +514,9 @@ impl Orchestrator {
             classification,
             seq: 0,
         };
-        self.tasks.insert(id.clone(), Entry::new(task));
+        let mut entry = Entry::new(task);
+        entry.sealer = sealer;
+        self.tasks.insert(id.clone(), entry);
         self.created.insert(id.clone());
         let reason = req.parent.as_ref().map(|p| format!("delegated by task {p}"));
         self.record(
@@ -535,10 +553,23 @@ impl Orchestrator {
         }
         let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text).await?;
         let id = task.id.clone();
+        let (task, sealer) = self.open(task).await?;
         self.tasks
             .entry(id.clone())
-            .or_insert_with(|| Entry::loaded(task));
+            .or_insert_with(|| Entry::loaded(task, sealer));
         Ok(id)
+    }
+
+    /// A task read from the store as the engine needs it: its sealed personal data opened,
+    /// with the sealer its later records need.
+    fn open(
+        &self,
+        task: Task,
+    ) -> impl std::future::Future<Output = Result<(Task, Option<Arc<crate::privacy::Sealer>>), EngineError>>
+           + Send
+           + 'static {
+        // Only the vault is held across the wait (the orchestrator itself is not `Sync`).
+        open_stored(self.vault.clone(), task)
     }
 
     /// A step of a task the orchestrator holds. Callers pass ids taken from `tasks` itself,
@@ -945,10 +976,20 @@ impl Orchestrator {
         };
         let child = match self.tasks.get(&child_id) {
             Some(entry) => Some(entry.task.clone()),
-            None => self.store.task(&child_id).await.unwrap_or_else(|e| {
-                tracing::warn!(task = id, child = %child_id, "cannot read the child task: {e}");
-                None
-            }),
+            None => match self.store.task(&child_id).await {
+                Ok(Some(child)) => match self.open(child).await {
+                    Ok((child, _)) => Some(child),
+                    Err(e) => {
+                        tracing::warn!(task = id, child = %child_id, "cannot open the child task: {e}");
+                        return;
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(task = id, child = %child_id, "cannot read the child task: {e}");
+                    None
+                }
+            },
         };
         match child {
             Some(child) if !child.state.is_active() => self.conclude_child(id, i, &child),
@@ -978,15 +1019,22 @@ impl Orchestrator {
             return;
         };
         if !self.tasks.contains_key(parent) {
-            match self.store.task(parent).await {
-                Ok(Some(task)) => {
+            let stored = match self.store.task(parent).await {
+                Ok(Some(task)) => self.open(task).await,
+                _ => return,
+            };
+            match stored {
+                Ok((task, sealer)) => {
                     // Held only for this turn unless it is still being driven.
                     if !task.state.is_active() {
                         self.finished.push(parent.to_string());
                     }
-                    self.tasks.insert(parent.to_string(), Entry::loaded(task));
+                    self.tasks.insert(parent.to_string(), Entry::loaded(task, sealer));
                 }
-                _ => return,
+                Err(e) => {
+                    tracing::warn!(task = %parent, "cannot open the parent task: {e}");
+                    return;
+                }
             }
         }
         let Some(i) = self.tasks[parent].task.step_index(step) else {
@@ -1527,21 +1575,60 @@ impl Orchestrator {
             self.event_seq += 1;
             event.seq = self.event_seq;
         }
+        let mut sealed: Option<(Vec<Transition>, Vec<Event>)> = None;
         let ok = if self.dirty.is_empty() && self.transitions.is_empty() && self.events.is_empty() {
             true
         } else {
+            // Personal data is sealed in what is stored and published; memory keeps it plain.
+            let sealer = |id: &str| self.tasks.get(id).and_then(|e| e.sealer.as_deref());
+            let sealed_contexts: HashMap<&str, Value> = self
+                .created
+                .iter()
+                .filter_map(|id| {
+                    let e = self.tasks.get(id)?;
+                    Some((id.as_str(), e.sealer.as_ref()?.seal_context(&e.context)))
+                })
+                .collect();
+            let any_sealed = self.transitions.iter().any(|t| sealer(&t.task_id).is_some())
+                || self.events.iter().any(|e| sealer(&e.task_id).is_some());
+            if any_sealed {
+                let transitions: Vec<Transition> = self
+                    .transitions
+                    .iter()
+                    .map(|t| match sealer(&t.task_id) {
+                        Some(s) => s.seal_transition(t),
+                        None => t.clone(),
+                    })
+                    .collect();
+                let events: Vec<Event> = self
+                    .events
+                    .iter()
+                    .map(|e| match sealer(&e.task_id) {
+                        Some(s) => s.seal_event(e),
+                        None => e.clone(),
+                    })
+                    .collect();
+                sealed = Some((transitions, events));
+            }
+            let (transitions, events) = match &sealed {
+                Some((t, e)) => (t.as_slice(), e.as_slice()),
+                None => (self.transitions.as_slice(), self.events.as_slice()),
+            };
             let writes: Vec<TaskWrite> = self
                 .dirty
                 .iter()
                 .filter_map(|id| self.tasks.get(id).map(|e| (id, e)))
                 .map(|(id, e)| TaskWrite {
                     task: &e.task,
-                    context: self.created.contains(id).then_some(&*e.context),
+                    context: self
+                        .created
+                        .contains(id)
+                        .then(|| sealed_contexts.get(id.as_str()).unwrap_or(&*e.context)),
                     before: e.stored,
                 })
                 .collect();
             let started = std::time::Instant::now();
-            match self.store.commit(&writes, &self.transitions, &self.events).await {
+            match self.store.commit(&writes, transitions, events).await {
                 Ok(()) => {
                     self.metrics.commit_took(started.elapsed().as_secs_f64());
                     true
@@ -1564,7 +1651,16 @@ impl Orchestrator {
         self.created.clear();
         self.transitions.clear();
         if ok {
-            for event in self.events.drain(..) {
+            // Subscribers read through the query side, which reveals per reader: they get
+            // the events as stored.
+            let published = match sealed {
+                Some((_, events)) => {
+                    self.events.clear();
+                    events
+                }
+                None => std::mem::take(&mut self.events),
+            };
+            for event in published {
                 self.bus.publish(event);
             }
             for (id, i) in std::mem::take(&mut self.to_spawn) {
@@ -1845,6 +1941,19 @@ impl Orchestrator {
 /// task creations and ends at info, failed attempts as warnings, the rest at debug. Contexts
 /// (at creation) and results (at completion) are logged at debug only, and always through
 /// the filter: the values of `filter_parameters` keys never reach a log.
+async fn open_stored(
+    vault: Option<Arc<crate::privacy::Vault>>,
+    mut task: Task,
+) -> Result<(Task, Option<Arc<crate::privacy::Sealer>>), EngineError> {
+    match vault {
+        Some(vault) => {
+            let sealer = vault.open_task(&mut task).await?;
+            Ok((task, sealer))
+        }
+        None => Ok((task, None)),
+    }
+}
+
 fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
     use crate::telemetry::filter;
     // A correlation id is logged as written only when it is an identifier: one that is an

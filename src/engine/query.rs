@@ -98,6 +98,8 @@ pub struct Query {
     metrics: Arc<crate::telemetry::Metrics>,
     /// Whether the engine loop still runs.
     alive: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Reveals sealed personal data to readers with `pii:read` (`None`: nothing is sealed).
+    vault: Option<Arc<crate::privacy::Vault>>,
 }
 
 impl Query {
@@ -108,6 +110,7 @@ impl Query {
         handlers: Vec<String>,
         metrics: Arc<crate::telemetry::Metrics>,
         alive: Arc<dyn Fn() -> bool + Send + Sync>,
+        vault: Option<Arc<crate::privacy::Vault>>,
     ) -> Self {
         let coordinator = Coordinator::new(catalog.clone()).with_clock(Arc::new(move || clock.now()));
         Query {
@@ -118,6 +121,7 @@ impl Query {
             handlers: Arc::new(handlers),
             metrics,
             alive,
+            vault,
         }
     }
 
@@ -131,6 +135,28 @@ impl Query {
 
     pub fn coordinator(&self) -> &Coordinator {
         &self.coordinator
+    }
+
+    /// How `who` sees personal data: in clear with `pii:read`, else `[REDACTED]`.
+    pub fn pii_access(&self, who: &Identity) -> crate::privacy::Access {
+        if self.coordinator.may_read_pii(who) {
+            crate::privacy::Access::Reveal
+        } else {
+            crate::privacy::Access::Redact
+        }
+    }
+
+    /// `task` as `who` may see it (`crate::privacy`).
+    pub async fn reveal_task(&self, who: &Identity, task: &mut Task) -> Result<(), EngineError> {
+        if let Some(vault) = &self.vault {
+            vault.reveal_task(task, self.pii_access(who)).await?;
+        }
+        Ok(())
+    }
+
+    /// The vault revealing sealed data (`None` when the engine seals nothing).
+    pub fn vault(&self) -> Option<&Arc<crate::privacy::Vault>> {
+        self.vault.as_ref()
     }
 
     /// One page of the tasks `who` may read that match `filter`, newest first, starting
@@ -222,6 +248,9 @@ impl Query {
         } else {
             None
         };
+        for t in &mut tasks {
+            self.reveal_task(who, t).await?;
+        }
         Ok((tasks, next))
     }
 
@@ -253,8 +282,14 @@ impl Query {
     /// The task `text` names (full id, prefix or short id) with its transitions, if `who` may
     /// read it; another team's task is "not found".
     pub async fn task(&self, who: &Identity, text: &str) -> Result<(Task, Vec<Transition>), EngineError> {
-        let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text).await?;
-        let transitions = self.store.transitions(&task.id).await?;
+        let mut task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text).await?;
+        let mut transitions = self.store.transitions(&task.id).await?;
+        self.reveal_task(who, &mut task).await?;
+        if let Some(vault) = &self.vault {
+            vault
+                .reveal_transitions(&mut transitions, self.pii_access(who))
+                .await?;
+        }
         Ok((task, transitions))
     }
 
@@ -273,12 +308,13 @@ impl Query {
             .collect();
         ids.dedup();
         for id in ids {
-            let Some(task) = self.store.task(&id).await? else {
+            let Some(mut task) = self.store.task(&id).await? else {
                 continue;
             };
             if !self.coordinator.may_read(who, &task) {
                 continue;
             }
+            self.reveal_task(who, &mut task).await?;
             for step in task
                 .steps
                 .iter()
@@ -492,6 +528,12 @@ impl ReadableEvents {
                 return Err(EngineError::Unauthenticated(d.0));
             }
             if self.admits(&event).await? {
+                let mut event = event;
+                if let Some(vault) = &self.query.vault {
+                    vault
+                        .reveal_event(&mut event, self.query.pii_access(&self.who))
+                        .await?;
+                }
                 return Ok(Some(event));
             }
         }

@@ -44,6 +44,10 @@ pub struct ApprovalRequest {
     pub ticket: Option<String>,
     pub customer: Option<String>,
     pub policy_notes: Option<String>,
+    /// `amount`, sealed at rest for the task's data subject (`crate::privacy`); a reader
+    /// without `pii:read` finds `[REDACTED]` here and no `amount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_amount: Option<String>,
     /// Who asked (the task's initiator); they may not approve it themselves.
     pub requester: String,
     /// The role a decider needs in the task's namespace.

@@ -202,6 +202,23 @@ pub trait Store: Send + Sync {
         &self,
         digests: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), StoreError>;
+    /// The data subject `id` (`crate::privacy`), if stored.
+    async fn subject(&self, id: &str) -> Result<Option<crate::privacy::SubjectRecord>, StoreError>;
+    /// The subject id an alias hash (`Vault::alias_hash` of an email or id) belongs to.
+    async fn subject_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError>;
+    /// Writes `record` (replacing the stored one), points `aliases` at it and links `tasks`
+    /// to it. Durable with the next commit or flush.
+    async fn put_subject(
+        &self,
+        record: &crate::privacy::SubjectRecord,
+        aliases: &[String],
+        tasks: &[String],
+    ) -> Result<(), StoreError>;
+    /// The ids of the tasks linked to subject `id` (some may have been removed since).
+    async fn subject_tasks(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// A subject whose key is not erased if there is one, else any subject, else `None`
+    /// (whether the store holds sealed data, and a key to check the master key against).
+    async fn first_subject(&self) -> Result<Option<crate::privacy::SubjectRecord>, StoreError>;
     /// Keeps `checkpoint` as the latest (durably).
     async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError>;
 }

@@ -1159,6 +1159,7 @@ mod tests {
                 ticket: None,
                 customer: None,
                 policy_notes: None,
+                sealed_amount: None,
                 requester: "priya".into(),
                 required_role: "manager".into(),
                 timeout_seconds: 60,

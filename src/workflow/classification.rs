@@ -94,6 +94,9 @@ pub struct Field {
     pub path: String,
     pub level: Classification,
     pub pii: Option<Pii>,
+    /// Marked `x-data-subject: true`: its value names the person the task is about (their
+    /// email or customer id), whose key seals the task's personal data (`crate::privacy`).
+    pub subject: bool,
 }
 
 /// The marked fields of `schema`, or every mistake with the schema path it is at
@@ -167,6 +170,24 @@ fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &
                 }
             }
         };
+        let subject = match object.get("x-data-subject") {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) if pii.is_some() => true,
+            Some(Value::Bool(true)) => {
+                errors.push((
+                    format!("{at}.x-data-subject"),
+                    "a field naming the data subject is personal data: mark it `x-pii: identifier` (or contact) too".into(),
+                ));
+                false
+            }
+            Some(v) => {
+                errors.push((
+                    format!("{at}.x-data-subject"),
+                    format!("{v} is not true or false"),
+                ));
+                false
+            }
+        };
         if level.is_some() || pii.is_some() {
             let level = level
                 .unwrap_or_default()
@@ -175,6 +196,7 @@ fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &
                 path: path.to_string(),
                 level,
                 pii,
+                subject,
             });
         }
     }
@@ -203,7 +225,7 @@ fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &
     }
 }
 
-const MARKS: [&str; 2] = ["x-data-classification", "x-pii"];
+const MARKS: [&str; 3] = ["x-data-classification", "x-pii", "x-data-subject"];
 
 /// Every marking inside `value` (a part of a schema the classification does not read) is an
 /// error at its path.

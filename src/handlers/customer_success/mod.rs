@@ -181,6 +181,7 @@ impl StepHandler for ManagerApproval {
             ticket: Some(ticket.to_string()),
             customer: ctx["customer_id"].as_str().map(String::from),
             policy_notes: policy["policy_notes"].as_str().map(String::from),
+            sealed_amount: None,
             requester: input.initiator.clone(),
             required_role: "manager".into(),
             timeout_seconds,

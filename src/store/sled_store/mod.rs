@@ -82,6 +82,14 @@ pub struct SledStore {
     /// The audit journal (see `journal`) and its head.
     audit: sled::Tree,
     audit_head: std::sync::Mutex<journal::Head>,
+    /// Data subjects (`crate::privacy`): records by id, alias hashes → id, `id/task` links.
+    subjects: sled::Tree,
+    subject_aliases: sled::Tree,
+    subject_tasks: sled::Tree,
+    /// The simulated services' own database (`open_services`), flushed before each of our
+    /// syncs so that a service's write made before its answer is durable whenever the
+    /// engine's commit of that answer is.
+    services: std::sync::OnceLock<sled::Db>,
     durability: Durability,
 }
 
@@ -173,6 +181,10 @@ impl SledStore {
             active: db.open_tree("active")?,
             origins: db.open_tree("origins")?,
             meta: db.open_tree("meta")?,
+            subjects: db.open_tree("subjects")?,
+            subject_aliases: db.open_tree("subject_aliases")?,
+            subject_tasks: db.open_tree("subject_tasks")?,
+            services: std::sync::OnceLock::new(),
             db,
             disk,
             durability,
@@ -182,10 +194,27 @@ impl SledStore {
         Ok(store)
     }
 
-    /// The sled database itself, for the simulated services' records (`services::Backing`),
-    /// which share its log so that their writes are durable with the engine's commits.
+    /// The sled database itself (tests that inspect trees).
     pub fn db(&self) -> sled::Db {
         self.db.clone()
+    }
+
+    /// The simulated services' records (`services::Backing`), in `dir/simulated`: they stand
+    /// for remote systems (a payment gateway, a mail provider) that keep their own data, so
+    /// they are not in Taskdeck's store. Flushed before every sync of ours (see `services`).
+    pub fn open_services(&self, dir: &Path) -> Result<sled::Db, StoreError> {
+        if let Some(db) = self.services.get() {
+            return Ok(db.clone());
+        }
+        let path = dir.join("simulated");
+        crate::fsutil::make_private(&path);
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(16 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| open_error(&path, e))?;
+        Ok(self.services.get_or_init(|| db).clone())
     }
 
     fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -303,6 +332,11 @@ impl SledStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        // Written to the OS before our commit is: a process crash never keeps the engine's
+        // record of a service's answer while losing the service's own.
+        if let Some(services) = self.services.get() {
+            services.flush()?;
+        }
         self.db.flush()?;
         if let Some(disk) = &self.disk {
             disk.sync().map_err(io_error)?;
@@ -1136,6 +1170,61 @@ impl Store for SledStore {
 
     async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError> {
         self.put_audit_checkpoint_now(checkpoint)
+    }
+
+    async fn subject(&self, id: &str) -> Result<Option<crate::privacy::SubjectRecord>, StoreError> {
+        match self.subjects.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(Self::decode(id.as_bytes(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn subject_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .subject_aliases
+            .get(alias.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    async fn put_subject(
+        &self,
+        record: &crate::privacy::SubjectRecord,
+        aliases: &[String],
+        tasks: &[String],
+    ) -> Result<(), StoreError> {
+        self.subjects
+            .insert(record.id.as_bytes(), encode("subject", record)?)?;
+        for a in aliases {
+            self.subject_aliases.insert(a.as_bytes(), record.id.as_bytes())?;
+        }
+        for t in tasks {
+            self.subject_tasks
+                .insert(format!("{}/{t}", record.id).as_bytes(), &[])?;
+        }
+        Ok(())
+    }
+
+    async fn subject_tasks(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{id}/");
+        let mut out = Vec::new();
+        for kv in self.subject_tasks.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = kv?;
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    async fn first_subject(&self) -> Result<Option<crate::privacy::SubjectRecord>, StoreError> {
+        let mut first = None;
+        for kv in self.subjects.iter() {
+            let (k, v) = kv?;
+            let record: crate::privacy::SubjectRecord = Self::decode(&k, &v)?;
+            if record.wrapped_key.is_some() {
+                return Ok(Some(record));
+            }
+            first.get_or_insert(record);
+        }
+        Ok(first)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
