@@ -89,7 +89,7 @@ fn contexts() -> Vec<(&'static str, Value)> {
         (
             "customer_success/process_refund",
             json!({
-                "ticket_id": "TICKET-7731", "customer_id": CUSTOMER, "refund_amount": 15000,
+                "ticket_id": "TICKET-7731", "customer_id": CUSTOMER, "refund_amount": 12345,
                 "refund_reason": "defective", "customer_email": REFUND_EMAIL, "payment_id": "pay_grep7731",
                 "agent_notes": "customer called twice"
             }),
@@ -209,7 +209,7 @@ fn a_viewer_reads_redacted_values_and_a_manager_reads_them() {
         Some(&token("operator")),
     ));
     assert!(
-        approvals.contains("[REDACTED]") && !approvals.contains("15000"),
+        approvals.contains("[REDACTED]") && !approvals.contains("12345"),
         "{approvals}"
     );
     let approvals = ok(taskdeck(
@@ -217,5 +217,110 @@ fn a_viewer_reads_redacted_values_and_a_manager_reads_them() {
         &["approvals", "--json"],
         Some(&token("manager")),
     ));
-    assert!(approvals.contains("15000"), "{approvals}");
+    assert!(approvals.contains("12345"), "{approvals}");
+}
+
+#[test]
+fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
+    let data = tempfile::tempdir().unwrap();
+    let contexts = contexts();
+    let submit = |i: usize| {
+        let (workflow, context) = &contexts[i];
+        let out = ok(taskdeck(
+            data.path(),
+            &[
+                "submit",
+                workflow,
+                "--context",
+                &context.to_string(),
+                "--wait",
+                "--json",
+            ],
+            None,
+        ));
+        serde_json::from_str::<Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let refund = submit(2); // payments: completes
+    let waiting = submit(3); // customer success: waits for a manager, same customer email
+
+    let export = ok(taskdeck(
+        data.path(),
+        &["gdpr", "export", "--subject", REFUND_EMAIL],
+        None,
+    ));
+    let report: Value = serde_json::from_str(&export).unwrap();
+    let tasks = report["data_found"]["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "both refunds are about the same person: {export}");
+    assert!(export.contains(REFUND_EMAIL) && export.contains(CUSTOMER));
+    assert_eq!(tasks[0]["legal_basis"], "contract_performance");
+    assert_eq!(tasks[0]["retention_period"], "7_years");
+    assert!(tasks.iter().all(|t| t["data_categories"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("contact"))));
+    assert!(!report["data_found"]["audit_logs"].as_array().unwrap().is_empty());
+    let subject = report["subject"]["id"].as_str().unwrap().to_string();
+
+    // Not while a task of theirs is unfinished; nor by an operator.
+    let refused = taskdeck(data.path(), &["gdpr", "erase", "--subject", REFUND_EMAIL], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unfinished"));
+    let operator = ok(taskdeck(
+        data.path(),
+        &[
+            "token",
+            "issue",
+            "--sub",
+            "priya",
+            "--team",
+            "customer_success",
+            "--role",
+            "operator",
+        ],
+        None,
+    ));
+    let denied = taskdeck(
+        data.path(),
+        &["gdpr", "export", "--subject", REFUND_EMAIL],
+        Some(operator.trim()),
+    );
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("gdpr:manage"));
+
+    ok(taskdeck(data.path(), &["cancel", &waiting], None));
+    ok(taskdeck(
+        data.path(),
+        &["gdpr", "erase", "--subject", REFUND_EMAIL],
+        None,
+    ));
+
+    // Found by the subject id only now; every value of theirs reads [ERASED].
+    let gone = taskdeck(data.path(), &["gdpr", "export", "--subject", REFUND_EMAIL], None);
+    assert!(!gone.status.success());
+    let export = ok(taskdeck(
+        data.path(),
+        &["gdpr", "export", "--subject", &subject],
+        None,
+    ));
+    for value in [REFUND_EMAIL, CUSTOMER, "pay_grep7731", "12345", "2500"] {
+        assert!(
+            !export.contains(value),
+            "{value} in the export after erasure: {export}"
+        );
+    }
+    assert!(export.contains("[ERASED]"));
+    let shown = ok(taskdeck(data.path(), &["show", &refund, "--json"], None));
+    assert!(
+        !shown.contains(REFUND_EMAIL) && shown.contains("[ERASED]"),
+        "{shown}"
+    );
+
+    let verify = ok(taskdeck(data.path(), &["audit", "verify"], None));
+    assert!(verify.starts_with("intact"), "{verify}");
+    let journal = ok(taskdeck(data.path(), &["audit", "export"], None));
+    for action in ["gdpr.exported", "gdpr.erased", "authz.denied"] {
+        assert!(journal.contains(action), "{action} not journaled");
+    }
 }

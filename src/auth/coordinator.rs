@@ -102,6 +102,19 @@ impl Coordinator {
         self.authenticate(who).is_ok() && matches!(who.role, Role::Admin | Role::Manager)
     }
 
+    /// Whether `who` may export or erase a data subject's data (`gdpr:manage`): admins.
+    pub fn check_gdpr(&self, who: &Identity) -> Result<(), Denied> {
+        self.authenticate(who)?;
+        if who.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Denied(format!(
+                "{} may not export or erase a person's data: it takes gdpr:manage",
+                who.describe()
+            )))
+        }
+    }
+
     /// Whether `who` may read every task of every namespace (an admin whose token holds), so
     /// a count needs no task-by-task decision.
     pub fn may_read_all(&self, who: &Identity) -> bool {

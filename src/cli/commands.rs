@@ -68,6 +68,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         }
         Command::Token(TokenCommand::Show { token }) => token_show(&cli, &data, token.as_deref()),
         Command::Audit(command) => super::audit::run(&cli, &data, command).await,
+        Command::Gdpr(command) => super::gdpr::run(&cli, &data, command).await,
         Command::Approvals { json } => approvals(&cli, &data, *json).await,
         Command::Approve { task, step, note } => {
             admin(

@@ -5,6 +5,7 @@
 
 mod audit;
 mod commands;
+mod gdpr;
 mod output;
 mod session;
 
@@ -180,6 +181,10 @@ pub enum Command {
     /// be running elsewhere on this data directory).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A data subject's rights (GDPR): export what is stored about them, or erase it (needs
+    /// `gdpr:manage`; the engine must not be running elsewhere on this data directory).
+    #[command(subcommand)]
+    Gdpr(GdprCommand),
     /// List the steps waiting for a person's decision (requests past their deadline are not listed).
     Approvals {
         /// Print the list as JSON.
@@ -303,6 +308,24 @@ pub enum AuditCommand {
         /// `jsonl` (one entry per line, as stored, hashes included) or `csv`.
         #[arg(long, default_value = "jsonl")]
         format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GdprCommand {
+    /// Print, as JSON, every task, step result and audit entry about a person, decrypted, with
+    /// data categories, legal basis and retention period.
+    Export {
+        /// Their email or customer id, as their tasks hold it, or their subject id.
+        #[arg(long)]
+        subject: String,
+    },
+    /// Crypto-shred a person's data key: their values read `[ERASED]` everywhere from now on
+    /// (the audit chain still verifies). Refused while one of their tasks is unfinished.
+    Erase {
+        /// Their email or customer id, as their tasks hold it, or their subject id.
+        #[arg(long)]
+        subject: String,
     },
 }
 

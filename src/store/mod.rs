@@ -214,6 +214,9 @@ pub trait Store: Send + Sync {
         aliases: &[String],
         tasks: &[String],
     ) -> Result<(), StoreError>;
+    /// Removes every alias hash pointing at subject `id` (an erased person can no longer be
+    /// found by their email or id).
+    async fn remove_subject_aliases(&self, id: &str) -> Result<(), StoreError>;
     /// The ids of the tasks linked to subject `id` (some may have been removed since).
     async fn subject_tasks(&self, id: &str) -> Result<Vec<String>, StoreError>;
     /// A subject whose key is not erased if there is one, else any subject, else `None`

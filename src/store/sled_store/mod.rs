@@ -1204,6 +1204,16 @@ impl Store for SledStore {
         Ok(())
     }
 
+    async fn remove_subject_aliases(&self, id: &str) -> Result<(), StoreError> {
+        for kv in self.subject_aliases.iter() {
+            let (k, v) = kv?;
+            if v.as_ref() == id.as_bytes() {
+                self.subject_aliases.remove(k)?;
+            }
+        }
+        self.flush_now()
+    }
+
     async fn subject_tasks(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let prefix = format!("{id}/");
         let mut out = Vec::new();

@@ -1,0 +1,244 @@
+//! `taskdeck gdpr export` and `taskdeck gdpr erase` (post 06; issue 12 item 4): a data
+//! subject's access request and erasure, on this data directory's store, for identities with
+//! `gdpr:manage`. Both are journaled (`gdpr.exported`, `gdpr.erased`) without the person's data.
+//!
+//! Export: every task linked to the subject, decrypted, with its data categories, legal basis
+//! and retention period (post 06's shapes: `contract_performance`, `7_years`), its steps'
+//! results, and every journal entry about those tasks. Erase: the subject's data key is
+//! shredded (`privacy::Vault::erase`), so every value sealed for them reads `[ERASED]` in the
+//! store, old events, archives and journal entries, none of which is rewritten (the chain
+//! still verifies); their lookup hashes are removed; a tombstone says when and by whom.
+
+use super::{say, Cli, GdprCommand};
+use crate::audit::AuditRecord;
+use crate::privacy::{Access, SubjectRecord, Vault};
+use crate::store::Store;
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Post 06's legal basis for processing a customer's order and refund data.
+pub const LEGAL_BASIS: &str = "contract_performance";
+/// Post 06's retention period.
+pub const RETENTION_PERIOD: &str = "7_years";
+
+pub(super) async fn run(cli: &Cli, data: &Path, command: &GdprCommand) -> Result<i32> {
+    let who = super::identity(cli, data)?;
+    if !data.join("store").join("db").exists() {
+        bail!(
+            "{} holds no store: no personal data is kept there (is --data right?)",
+            data.display()
+        );
+    }
+    let session = super::session::own_store(cli, data).await?;
+    let result = async {
+        let engine = session
+            .engine
+            .clone()
+            .ok_or_else(|| anyhow!("the gdpr commands open the store here"))?;
+        let query = engine.query();
+        if let Err(denied) = query.coordinator().check_gdpr(&who) {
+            let record = AuditRecord::new(
+                engine.clock().now(),
+                &who.sub,
+                "authz.denied",
+                "gdpr".into(),
+                denied.0.clone(),
+            );
+            let _ = engine
+                .store()
+                .append_audit(vec![AuditRecord {
+                    outcome: "denied".into(),
+                    compliance_tags: vec!["SOC2:CC6.3".into(), "gdpr".into()],
+                    ..record
+                }])
+                .await;
+            bail!("{}", denied.0);
+        }
+        let vault = query
+            .vault()
+            .ok_or_else(|| anyhow!("this engine seals no personal data"))?
+            .clone();
+        let store = engine.store().clone();
+        let (subject_text, erase) = match command {
+            GdprCommand::Export { subject } => (subject, false),
+            GdprCommand::Erase { subject } => (subject, true),
+        };
+        let Some(subject) = vault.find_subject(subject_text).await? else {
+            bail!("no data subject matches that email or id: nothing is stored about them (or they were erased: use the subject id their erasure printed)");
+        };
+        let now = engine.clock().now();
+        if erase {
+            erase_subject(&*store, &vault, &subject, &who.sub, now).await
+        } else {
+            let report = export(&*store, &vault, engine.catalog(), &subject, now).await?;
+            let mut record = AuditRecord::new(
+                now,
+                &who.sub,
+                "gdpr.exported",
+                format!("subject/{}", subject.id),
+                format!("{} task(s) exported", report["data_found"]["tasks"].as_array().map_or(0, Vec::len)),
+            );
+            record.classification = "restricted".into();
+            record.compliance_tags = vec!["gdpr".into()];
+            store.append_audit(vec![record]).await?;
+            say!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(0)
+        }
+    }
+    .await;
+    session.close(data, std::time::Duration::ZERO).await;
+    result
+}
+
+async fn erase_subject(
+    store: &dyn Store,
+    vault: &Vault,
+    subject: &SubjectRecord,
+    by: &str,
+    now: crate::model::Timestamp,
+) -> Result<i32> {
+    if subject.wrapped_key.is_none() {
+        say!(
+            "subject {} was already erased at {}",
+            subject.id,
+            crate::model::format_timestamp(subject.erased_at.unwrap_or_default())
+        );
+        return Ok(0);
+    }
+    let ids = store.subject_tasks(&subject.id).await?;
+    let mut active = Vec::new();
+    for id in &ids {
+        if let Some(t) = store.task(id).await? {
+            if t.state.is_active() {
+                active.push(t.id);
+            }
+        }
+    }
+    if !active.is_empty() {
+        bail!(
+            "subject {} has {} unfinished task(s) ({}): their data is still needed to perform the contract; let them finish or cancel them, then erase",
+            subject.id,
+            active.len(),
+            active.join(", ")
+        );
+    }
+    let tombstone = vault.erase(&subject.id, by, now).await?;
+    store.remove_subject_aliases(&subject.id).await?;
+    let mut record = AuditRecord::new(
+        now,
+        by,
+        "gdpr.erased",
+        format!("subject/{}", subject.id),
+        format!("data key shredded; {} task(s) now read [ERASED]", ids.len()),
+    );
+    record.classification = "restricted".into();
+    record.compliance_tags = vec!["gdpr".into()];
+    store.append_audit(vec![record]).await?;
+    say!(
+        "erased subject {}: {} task(s) now read [ERASED] everywhere (store, events, archives, audit entries); tombstone at {}",
+        tombstone.id,
+        ids.len(),
+        crate::model::format_timestamp(tombstone.erased_at.unwrap_or(now))
+    );
+    Ok(0)
+}
+
+/// The categories of personal data a task holds: the `x-pii` kinds of its workflow's fields
+/// present in its context.
+fn categories(
+    catalog: &crate::workflow::Catalog,
+    task: &crate::model::Task,
+    stored: &Value,
+) -> Vec<&'static str> {
+    let reference = task.workflow_ref();
+    let Ok(workflow) = catalog.resolve(&reference) else {
+        return vec!["unknown (workflow version no longer loaded)"];
+    };
+    let mut out: Vec<&'static str> = workflow
+        .template
+        .classified
+        .iter()
+        .filter(|f| crate::workflow::classification::holds(stored, &f.path))
+        .filter_map(|f| f.pii)
+        .map(|p| match p {
+            crate::workflow::classification::Pii::Identifier => "identifier",
+            crate::workflow::classification::Pii::Contact => "contact",
+            crate::workflow::classification::Pii::Financial => "financial",
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+async fn export(
+    store: &dyn Store,
+    vault: &Vault,
+    catalog: &crate::workflow::Catalog,
+    subject: &SubjectRecord,
+    now: crate::model::Timestamp,
+) -> Result<Value> {
+    let ids = store.subject_tasks(&subject.id).await?;
+    let mut tasks = Vec::new();
+    let mut resources = std::collections::HashSet::new();
+    for id in &ids {
+        let Some(mut task) = store.task(id).await? else {
+            continue;
+        };
+        let sealed_context = task.context.clone();
+        vault.reveal_task(&mut task, Access::Reveal).await?;
+        resources.insert(format!("task/{id}"));
+        tasks.push(json!({
+            "task_id": task.id,
+            "workflow": task.workflow_ref(),
+            "created_date": crate::model::format_timestamp(task.created_at),
+            "state": task.state,
+            "classification": task.classification,
+            "data_categories": categories(catalog, &task, &sealed_context),
+            "legal_basis": LEGAL_BASIS,
+            "retention_period": RETENTION_PERIOD,
+            "context": task.context,
+            "steps": task.steps.iter().map(|s| json!({
+                "name": s.name,
+                "state": s.state,
+                "results": s.results,
+                "error": s.last_error.as_ref().map(|e| &e.message),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    // Journal entries about those tasks (their transitions, refusals naming them), revealed.
+    let mut audit_logs = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_after(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = match last {
+            Ok(e) => e.seq,
+            Err((seq, _)) => *seq,
+        };
+        for entry in page.into_iter().flatten() {
+            let about = entry.record.resource.starts_with("subject/")
+                && entry.record.resource.ends_with(&subject.id)
+                || resources.iter().any(|r| {
+                    entry.record.resource == *r || entry.record.resource.starts_with(&format!("{r}/"))
+                });
+            if about {
+                let mut value = serde_json::to_value(&entry)?;
+                vault.reveal_value(&mut value, Access::Reveal).await?;
+                audit_logs.push(value);
+            }
+        }
+    }
+    Ok(json!({
+        "subject": {
+            "id": subject.id,
+            "created_at": crate::model::format_timestamp(subject.created_at),
+            "erased_at": subject.erased_at.map(crate::model::format_timestamp),
+        },
+        "generated_at": crate::model::format_timestamp(now),
+        "data_found": { "tasks": tasks, "audit_logs": audit_logs },
+        "retention_schedule": { "period": RETENTION_PERIOD, "legal_basis": LEGAL_BASIS },
+        "data_processors": ["payment gateway (simulated)", "email service (simulated)", "CRM (simulated)"],
+    }))
+}
