@@ -350,17 +350,17 @@ async fn a_version_deployed_or_edited_is_journaled_once_at_start() {
     let h = common::start_on(store.clone(), &[&yaml(1)], registry(), config()).await;
     h.engine.shutdown(std::time::Duration::ZERO).await;
     let first = store.audit_after(0, 100).await.unwrap();
-    assert_eq!(actions(first.clone()), ["workflow.deployed"]);
+    assert_eq!(actions(first.clone()), ["workflow.deployed", "policy.deployed"]);
     assert_eq!(first[0].as_ref().unwrap().record.actor, "release-bot");
     // The same catalog again: nothing new.
     let h = common::start_on(store.clone(), &[&yaml(1)], registry(), config()).await;
     h.engine.shutdown(std::time::Duration::ZERO).await;
-    assert_eq!(store.audit_head().await.unwrap().0, 1);
+    assert_eq!(store.audit_head().await.unwrap().0, 2);
     // Version 1.0.0's file edited in place: a released version changed.
     let h = common::start_on(store.clone(), &[&yaml(2)], registry(), config()).await;
     h.engine.shutdown(std::time::Duration::ZERO).await;
     assert_eq!(
-        actions(store.audit_after(1, 100).await.unwrap()),
+        actions(store.audit_after(2, 100).await.unwrap()),
         ["workflow.changed"]
     );
 }

@@ -260,11 +260,11 @@ async fn only_a_manager_of_the_namespace_other_than_the_requester_may_decide() {
         (manager(), "cannot approve their own request"),
         (
             Identity::new("vic", "customer_success", Role::Viewer),
-            "needs the manager role in customer_success",
+            "the manager role in customer_success",
         ),
         (
             Identity::new("sam", "customer_success", Role::Operator),
-            "needs the manager role in customer_success",
+            "the manager role in customer_success",
         ),
     ];
     // A manager of another team cannot read the task at all: it is not found for them.
@@ -328,7 +328,7 @@ async fn submitting_into_another_teams_namespace_needs_a_grant() {
     let err = submit(&h, payments, CS, refund(100)).await.unwrap_err();
     assert!(
         err.to_string()
-            .contains("no grant for customer_success/process_refund"),
+            .contains("nor a grant for customer_success/process_refund"),
         "{err}"
     );
     let viewer = Identity::new("vic", "payments", Role::Viewer);

@@ -348,7 +348,7 @@ fn tokens_select_the_operator_and_bad_ones_exit_1() {
         let out = taskdeck(
             data.path(),
             &[
-                "token", "issue", "--sub", sub, "--team", team, "--role", role, "--ttl", ttl,
+                "token", "issue", "--sub", sub, "--team", team, "--role", role, "--ttl", ttl, "--mfa",
             ],
         );
         assert_eq!(

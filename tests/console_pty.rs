@@ -92,6 +92,7 @@ fn customer_success_token(data: &std::path::Path, sub: &str, role: &str) -> Stri
             "customer_success",
             "--role",
             role,
+            "--mfa",
         ],
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()

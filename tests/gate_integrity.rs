@@ -219,7 +219,7 @@ async fn a_denied_gate_is_reopened_only_by_a_manager_and_asks_anew() {
     assert!(matches!(err, EngineError::Denied(_)), "{err:?}");
     assert!(
         err.to_string()
-            .contains("only a manager of customer_success may ask again"),
+            .contains("a manager of customer_success) may ask again"),
         "{err}"
     );
 
@@ -406,7 +406,8 @@ mod cli {
         let wf = format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR"));
         let out = taskdeck(data.path(), Some(&agent), &["--workflows", &wf, "tasks"]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("may not load workflow files (--workflows)"));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("may not load workflow files or a policy (--workflows, --policy)"));
     }
 
     #[test]

@@ -54,7 +54,9 @@ fn taskdeck(data: &Path, token: Option<&str>, args: &[&str]) -> String {
 }
 
 fn token(data: &Path, sub: &str, team: &str, role: &str) -> String {
-    let args = ["token", "issue", "--sub", sub, "--team", team, "--role", role];
+    let args = [
+        "token", "issue", "--sub", sub, "--team", team, "--role", role, "--mfa",
+    ];
     taskdeck(data, None, &args).trim().to_string()
 }
 

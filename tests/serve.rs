@@ -115,6 +115,7 @@ fn token(data: &Path, sub: &str, role: &str) -> String {
             "customer_success",
             "--role",
             role,
+            "--mfa",
         ],
     );
     assert!(out.status.success(), "{:?}", text(&out));

@@ -2,6 +2,7 @@
 //! (design.md, principle 6). Identity × action × namespace, plus the grants of namespace
 //! manifests.
 
+use super::policy::{Policy, Wanted};
 use super::{Identity, Role};
 use crate::workflow::{Catalog, GrantAction, Grantee};
 use std::sync::Arc;
@@ -99,20 +100,50 @@ impl Coordinator {
     /// Whether `who` may read personal data in clear (`pii:read`, post 06): admins and
     /// managers (who decide refunds for a named customer); everyone else reads `[REDACTED]`.
     pub fn may_read_pii(&self, who: &Identity) -> bool {
-        self.authenticate(who).is_ok() && matches!(who.role, Role::Admin | Role::Manager)
+        self.check_global(who, "pii:read").is_ok()
+    }
+
+    /// Whether `who` holds the global permission `permission` (`pii:read`, `audit:read`,
+    /// `gdpr:manage`, `tasker.health:read`) under the policy.
+    pub fn check_global(&self, who: &Identity, permission: &str) -> Result<(), Denied> {
+        self.authenticate(who)?;
+        if self
+            .catalog
+            .policy()
+            .holds(who.role, &who.team, &Wanted::Global(permission))
+        {
+            Ok(())
+        } else {
+            Err(Denied(format!("{} does not hold {permission}", who.describe())))
+        }
+    }
+
+    /// A token's holder did MFA within the policy's window (post 06's step-up); identities
+    /// that come from no token (the local user, the engine's services) hold the data
+    /// directory itself and need none.
+    fn stepped_up(&self, who: &Identity, policy: &Policy, what: &str) -> Result<(), Denied> {
+        let Some(auth) = &who.auth else {
+            return Ok(());
+        };
+        let since = (self.now)().saturating_sub(policy.step_up_ms());
+        if auth.mfa_since(since) {
+            return Ok(());
+        }
+        Err(Denied(format!(
+            "step-up authentication required: {what} is sensitive, so {} must have done MFA within the last {} minutes (a token with amr \"mfa\" and a recent auth_time: `taskdeck token issue --mfa`, or your identity provider's MFA)",
+            who.describe(),
+            policy.step_up_minutes
+        )))
     }
 
     /// Whether `who` may export or erase a data subject's data (`gdpr:manage`): admins.
     pub fn check_gdpr(&self, who: &Identity) -> Result<(), Denied> {
-        self.authenticate(who)?;
-        if who.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(Denied(format!(
+        self.check_global(who, "gdpr:manage").map_err(|_| {
+            Denied(format!(
                 "{} may not export or erase a person's data: it takes gdpr:manage",
                 who.describe()
-            )))
-        }
+            ))
+        })
     }
 
     /// Whether `who` may read every task of every namespace (an admin whose token holds), so
@@ -153,59 +184,72 @@ impl Coordinator {
         } else {
             self.authenticate(who)?;
         }
-        let own = |ns: &str| who.team == ns;
+        let policy = self.catalog.policy();
+        let holds = |ns: &str, resource: &str, action: &str| {
+            let wanted = Wanted::Scoped { ns, resource, action };
+            if who.role == Role::Service {
+                // A team's workflows act in their own namespace (reading, delegating within
+                // it); elsewhere only through a manifest's grant.
+                return ns == who.team
+                    && (resource == "workflows" && action != "manage" || action == "execute");
+            }
+            policy.holds(who.role, &who.team, &wanted)
+        };
         match request {
             Request::Metrics => {
-                if matches!(who.role, Role::Admin | Role::Monitor) {
+                if policy.holds(who.role, &who.team, &Wanted::Global("tasker.metrics:read")) {
                     Ok(())
                 } else {
                     Err(Denied(format!(
-                        "{} cannot read metrics (they count every namespace's tasks and revenue): it takes an admin or a monitor token (`taskdeck token issue --role monitor`)",
+                        "{} cannot read metrics (they count every namespace's tasks and revenue): it takes tasker.metrics:read, which admins and monitor tokens hold (`taskdeck token issue --role monitor`)",
                         who.describe()
                     )))
                 }
             }
             Request::Read { namespace, workflow } => {
-                if who.role == Role::Admin
-                    || own(namespace)
-                    || namespace == "shared"
+                if holds(namespace, "workflows", "read")
                     || workflow.is_some_and(|w| grants(&self.catalog, namespace, w, who, GrantAction::Read))
                 {
                     Ok(())
                 } else {
                     Err(Denied(format!(
-                        "{} cannot read namespace {namespace}",
+                        "{} cannot read namespace {namespace} (it takes {namespace}.workflows:read)",
                         who.describe()
                     )))
                 }
             }
             Request::Submit { namespace, workflow } => {
-                if who.role == Role::Admin {
-                    return Ok(());
-                }
-                if who.role == Role::Viewer {
+                let granted = grants(&self.catalog, namespace, workflow, who, GrantAction::Submit);
+                if !holds(namespace, "workflows", "create") && !granted {
+                    if who.role == Role::Viewer {
+                        return Err(Denied(format!(
+                            "{} is a viewer and cannot create tasks",
+                            who.describe()
+                        )));
+                    }
+                    // The original's message, with why.
                     return Err(Denied(format!(
-                        "{} is a viewer and cannot create tasks",
+                        "Not authorized to create tasks in {namespace} namespace ({} has neither {namespace}.workflows:create nor a grant for {namespace}/{workflow})",
                         who.describe()
                     )));
                 }
-                if own(namespace) || grants(&self.catalog, namespace, workflow, who, GrantAction::Submit) {
-                    return Ok(());
+                if policy.is_sensitive(namespace, workflow) {
+                    if !holds(namespace, workflow, "execute") && !granted {
+                        return Err(Denied(format!(
+                            "{namespace}/{workflow} is a sensitive workflow: {} needs {namespace}.{workflow}:execute",
+                            who.describe()
+                        )));
+                    }
+                    self.stepped_up(who, policy, &format!("{namespace}/{workflow}"))?;
                 }
-                // The original's message, with why.
-                Err(Denied(format!(
-                    "Not authorized to create tasks in {namespace} namespace ({} has no grant for {namespace}/{workflow})",
-                    who.describe()
-                )))
+                Ok(())
             }
             Request::Operate { namespace, action } => {
-                if who.role == Role::Admin
-                    || (matches!(who.role, Role::Operator | Role::Manager) && own(namespace))
-                {
+                if holds(namespace, "workflows", "manage") {
                     Ok(())
                 } else {
                     Err(Denied(format!(
-                        "{} cannot {action} tasks in namespace {namespace}: it needs an operator or manager of {namespace}",
+                        "{} cannot {action} tasks in namespace {namespace}: it takes {namespace}.workflows:manage (an operator or manager of {namespace})",
                         who.describe()
                     )))
                 }
@@ -217,21 +261,21 @@ impl Coordinator {
                         who.sub
                     )));
                 }
-                if who.role == Role::Admin || (who.role == Role::Manager && own(namespace)) {
+                if holds(namespace, "approvals", "decide") {
                     Ok(())
                 } else {
                     Err(Denied(format!(
-                        "{} cannot decide approvals in {namespace}: it needs the manager role in {namespace}",
+                        "{} cannot decide approvals in {namespace}: it takes {namespace}.approvals:decide (the manager role in {namespace})",
                         who.describe()
                     )))
                 }
             }
             Request::Reopen { namespace } => {
-                if who.role == Role::Admin || (who.role == Role::Manager && own(namespace)) {
+                if holds(namespace, "approvals", "decide") {
                     Ok(())
                 } else {
                     Err(Denied(format!(
-                        "{} cannot retry a denied approval in {namespace}: a person said no, so only a manager of {namespace} may ask again",
+                        "{} cannot retry a denied approval in {namespace}: a person said no, so only someone who may decide ({namespace}.approvals:decide, a manager of {namespace}) may ask again",
                         who.describe()
                     )))
                 }
@@ -309,7 +353,7 @@ mod tests {
         assert!(err
             .unwrap_err()
             .0
-            .contains("needs an operator or manager of customer_success"));
+            .contains("an operator or manager of customer_success"));
     }
 
     #[test]

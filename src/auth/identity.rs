@@ -72,6 +72,28 @@ pub struct Identity {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<crate::model::Timestamp>,
+    /// How the person authenticated, when the identity comes from a token (`None`: the
+    /// local user or the engine's own service identities, which hold the data directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Authn>,
+}
+
+/// How a token's holder authenticated (OpenID Connect's `amr` and `auth_time`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authn {
+    /// Authentication methods, e.g. `["pwd", "mfa"]`.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// When the person authenticated, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<crate::model::Timestamp>,
+}
+
+impl Authn {
+    /// Whether the holder did MFA at or after `since` (ms since the Unix epoch).
+    pub fn mfa_since(&self, since: crate::model::Timestamp) -> bool {
+        self.amr.iter().any(|m| m == "mfa") && self.auth_time.is_some_and(|t| t >= since)
+    }
 }
 
 impl Identity {
@@ -81,7 +103,14 @@ impl Identity {
             team: team.to_string(),
             role,
             expires_at: None,
+            auth: None,
         }
+    }
+
+    /// The same identity, authenticated by `auth` (a token's `amr` and `auth_time`).
+    pub fn authenticated(mut self, auth: Authn) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// The same identity, valid until `at` (ms since the epoch).

@@ -6,7 +6,9 @@
 
 mod coordinator;
 mod identity;
+pub mod policy;
 pub mod token;
 
 pub use coordinator::{Coordinator, Denied, Request};
-pub use identity::{Identity, Role};
+pub use identity::{Authn, Identity, Role};
+pub use policy::{Permission, Policy};

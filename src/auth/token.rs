@@ -50,6 +50,12 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<u64>,
     exp: u64,
+    /// Authentication methods (OpenID Connect): `["pwd", "mfa"]` for a token issued after MFA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    amr: Vec<String>,
+    /// When the holder authenticated (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth_time: Option<u64>,
 }
 
 fn key_path(data_dir: &Path) -> PathBuf {
@@ -197,6 +203,7 @@ pub fn issue(key: &[u8], identity: &Identity, ttl: Duration) -> Result<String, T
         return Err(TokenError::Refused(why));
     }
     let iat = now();
+    let auth = identity.auth.clone().unwrap_or_default();
     let claims = Claims {
         sub: identity.sub.clone(),
         team: identity.team.clone(),
@@ -204,6 +211,10 @@ pub fn issue(key: &[u8], identity: &Identity, ttl: Duration) -> Result<String, T
         iat,
         nbf: Some(iat),
         exp: iat.saturating_add(ttl.as_secs()),
+        amr: auth.amr,
+        auth_time: auth
+            .auth_time
+            .map(|ms| u64::try_from(ms.max(0) / 1000).unwrap_or(0)),
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -283,7 +294,18 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
         return Err(TokenError::Invalid(why));
     }
     let expires_at = Timestamp::try_from(c.exp.saturating_mul(1000)).unwrap_or(Timestamp::MAX);
-    Ok(Identity::new(&c.sub, &c.team, role).expiring_at(expires_at))
+    // An authentication time in the future is no authentication time (it would make a
+    // step-up last for ever).
+    let auth_time = c
+        .auth_time
+        .filter(|t| *t <= now.saturating_add(60))
+        .map(|t| Timestamp::try_from(t.saturating_mul(1000)).unwrap_or(Timestamp::MAX));
+    Ok(Identity::new(&c.sub, &c.team, role)
+        .expiring_at(expires_at)
+        .authenticated(crate::auth::Authn {
+            amr: c.amr,
+            auth_time,
+        }))
 }
 
 #[cfg(test)]
@@ -316,6 +338,8 @@ mod tests {
             iat,
             nbf,
             exp,
+            amr: Vec::new(),
+            auth_time: None,
         }
     }
 

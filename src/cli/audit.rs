@@ -11,12 +11,6 @@ const PAGE: usize = 10_000;
 
 pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Result<i32> {
     let who = super::identity(cli, data)?;
-    if who.role != crate::auth::Role::Admin {
-        bail!(
-            "{} may not read the audit trail: it takes an admin",
-            who.describe()
-        );
-    }
     // Reading the trail never makes a store: a directory without one has no trail to verify.
     if !data.join("store").join("db").exists() {
         bail!(
@@ -30,6 +24,22 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Resul
             .engine
             .clone()
             .ok_or_else(|| anyhow!("the audit commands open the store here"))?;
+        if let Err(denied) = engine.query().coordinator().check_global(&who, "audit:read") {
+            let mut record = crate::audit::AuditRecord::new(
+                engine.clock().now(),
+                &who.sub,
+                "authz.denied",
+                "audit".into(),
+                denied.0.clone(),
+            );
+            record.outcome = "denied".into();
+            record.compliance_tags = vec!["SOC2:CC6.3".into()];
+            let _ = engine.store().append_audit(vec![record]).await;
+            bail!(
+                "{} may not read the audit trail: it takes audit:read (admins)",
+                who.describe()
+            );
+        }
         match command {
             AuditCommand::Verify { json } => verify(data, &**engine.store(), *json).await,
             AuditCommand::Export { from, to, format } => {

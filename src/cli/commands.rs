@@ -53,17 +53,27 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             seed,
             duration,
         } => demo_traffic(&cli, &data, *rate, *faults, *seed, *duration).await,
-        Command::Token(TokenCommand::Issue { sub, team, role, ttl }) => {
+        Command::Token(TokenCommand::Issue {
+            sub,
+            team,
+            role,
+            ttl,
+            mfa,
+        }) => {
             // Signing identities is an admin's act: the local user without a token is one.
             let who = super::identity(&cli, &data)?;
             if who.role != crate::auth::Role::Admin {
                 bail!("{} may not issue tokens: it takes an admin", who.describe());
             }
             let key = crate::auth::token::signing_key(&data)?;
-            say!(
-                "{}",
-                crate::auth::token::issue(&key, &Identity::new(sub, team, *role), *ttl)?
-            );
+            let mut identity = Identity::new(sub, team, *role);
+            if *mfa {
+                identity = identity.authenticated(crate::auth::Authn {
+                    amr: vec!["pwd".into(), "mfa".into()],
+                    auth_time: Some(chrono::Utc::now().timestamp_millis()),
+                });
+            }
+            say!("{}", crate::auth::token::issue(&key, &identity, *ttl)?);
             Ok(0)
         }
         Command::Token(TokenCommand::Show { token }) => token_show(&cli, &data, token.as_deref()),

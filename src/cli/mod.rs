@@ -47,6 +47,9 @@ pub struct Cli {
     /// Extra folder (or file) of workflow YAML, loaded beside the bundled workflows. Repeatable.
     #[arg(long = "workflows", global = true, value_name = "DIR")]
     pub workflows: Vec<PathBuf>,
+    /// The permission policy (roles → permissions, sensitive workflows, step-up window), replacing the bundled workflows/policy.yaml.
+    #[arg(long, global = true, env = "TASKDECK_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// When a transition is on disk: `immediate` (on stable storage, fdatasync'd, before it is acknowledged) or `relaxed` (written every 500 ms; for demos).
     #[arg(long, global = true, value_enum, default_value_t = Durability::Immediate, env = "TASKDECK_DURABILITY")]
     pub durability: Durability,
@@ -352,6 +355,10 @@ pub enum TokenCommand {
         /// Lifetime, e.g. 8h, 30m; at most 720h (30 days).
         #[arg(long, default_value = "8h", value_parser = crate::demo::parse_duration)]
         ttl: Duration,
+        /// The holder passed multi-factor authentication now (the issuer checked it): the token
+        /// carries `amr: ["pwd", "mfa"]` and `auth_time`, which sensitive workflows need within 30 minutes (the policy's step-up window).
+        #[arg(long)]
+        mfa: bool,
     },
     /// Show whom a token names, until when, and check it.
     Show {
@@ -512,6 +519,7 @@ fn identity(cli: &Cli, data: &Path) -> Result<Identity> {
 fn catalog_sources(cli: &Cli) -> Vec<Source> {
     let mut sources = vec![Source::Bundled];
     sources.extend(cli.workflows.iter().cloned().map(Source::Path));
+    sources.extend(cli.policy.iter().cloned().map(Source::Policy));
     sources
 }
 
@@ -527,9 +535,12 @@ fn workflow_errors(errors: Vec<WorkflowError>) -> anyhow::Error {
 /// Workflow files define gates, grants and versions, so loading extra ones (`--workflows`)
 /// is an admin's change, not something an operator's token may do for itself.
 fn require_admin_for_workflow_files(cli: &Cli, who: &Identity) -> Result<()> {
-    if cli.token.is_some() && !cli.workflows.is_empty() && who.role != crate::auth::Role::Admin {
+    if cli.token.is_some()
+        && (!cli.workflows.is_empty() || cli.policy.is_some())
+        && who.role != crate::auth::Role::Admin
+    {
         bail!(
-            "{} may not load workflow files (--workflows): they define approval gates and grants; an admin deploys them",
+            "{} may not load workflow files or a policy (--workflows, --policy): they define approval gates, grants and permissions; an admin deploys them",
             who.describe()
         );
     }

@@ -550,6 +550,35 @@ async fn journal_deployments(
             },
         );
     }
+    // The permission policy: a change of who may do what is access evidence (CC6.1).
+    let policy = catalog.policy();
+    let policy_digest = match files.get(policy.source.as_str()) {
+        Some(text) => crate::audit::entry::hex(&Sha256::digest(text)),
+        None => "builtin".to_string(),
+    };
+    entry("policy".into(), policy_digest, &|changed| {
+        crate::audit::AuditRecord {
+            compliance_tags: vec!["SOC2:CC6.1".into(), "SOC2:CC8.1".into()],
+            ..crate::audit::AuditRecord::new(
+                now,
+                operator,
+                if changed {
+                    "policy.changed"
+                } else {
+                    "policy.deployed"
+                },
+                "policy".into(),
+                format!(
+                    "{} permission policy {} ({} role(s), {} sensitive workflow(s), step-up {} min)",
+                    if changed { "changed" } else { "first loaded" },
+                    policy.source,
+                    policy.roles.len(),
+                    policy.sensitive.values().map(|w| w.len()).sum::<usize>(),
+                    policy.step_up_minutes
+                ),
+            )
+        }
+    });
     if !records.is_empty() {
         store.append_audit(records).await?;
         store.put_catalog_digests(&known).await?;

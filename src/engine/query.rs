@@ -337,7 +337,7 @@ impl Query {
 
     /// Health counts over the tasks `who` may read.
     pub async fn status(&self, who: &Identity) -> Result<Status, EngineError> {
-        self.coordinator.authenticate(who)?;
+        self.coordinator.check_global(who, "tasker.health:read")?;
         let hour_ago = self.clock.now().saturating_sub(3_600_000);
         let count =
             async |state: TaskState, keep: &(dyn Fn(&Task) -> bool + Sync)| -> Result<usize, EngineError> {

@@ -85,6 +85,8 @@ pub enum Source {
     Path(PathBuf),
     /// A document held in memory, with the file name to use in messages (tests, tools).
     Inline { file: String, text: String },
+    /// A permission policy file of any name (`--policy`), which replaces the bundled one.
+    Policy(PathBuf),
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +96,8 @@ pub struct Catalog {
     /// Every file loaded, as (name, text): a client of a remote engine loads the same catalog
     /// from them (`GET /v1/workflows/files`).
     files: Vec<(String, String)>,
+    /// The permission policy (`auth::policy`): a `policy.yaml` loaded here, else the bundled one.
+    policy: Option<Arc<crate::auth::Policy>>,
 }
 
 impl Catalog {
@@ -105,18 +109,42 @@ impl Catalog {
     ) -> Result<Catalog, Vec<WorkflowError>> {
         let mut errors = Vec::new();
         let mut files: Vec<(String, String)> = Vec::new();
+        let mut bundled_files: std::collections::HashSet<usize> = std::collections::HashSet::new();
+        let mut forced_policies: std::collections::HashSet<usize> = std::collections::HashSet::new();
         for source in sources {
             match source {
                 Source::Bundled => {
-                    files.extend(bundled::FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())))
+                    let from = files.len();
+                    files.extend(bundled::FILES.iter().map(|(p, t)| (p.to_string(), t.to_string())));
+                    bundled_files.extend(from..files.len());
                 }
                 Source::Path(path) => read_files(path, &mut files, &mut errors),
                 Source::Inline { file, text } => files.push((file.clone(), text.clone())),
+                Source::Policy(path) => match crate::fsutil::read_named(path, MAX_FILE_BYTES) {
+                    Ok(bytes) => {
+                        forced_policies.insert(files.len());
+                        // Named so that a client loading the catalog from these files knows it too.
+                        files.push((
+                            format!("{} {}", path.display(), crate::auth::policy::FORCED),
+                            String::from_utf8_lossy(&bytes).into_owned(),
+                        ));
+                    }
+                    Err(e) => errors.push(WorkflowError::new(
+                        &path.display().to_string(),
+                        None,
+                        format!("cannot read the policy: {e}"),
+                    )),
+                },
             }
         }
         let mut catalog = Catalog::default();
-        for (file, text) in &files {
+        let mut policies: Vec<(&str, &str, bool)> = Vec::new();
+        for (index, (file, text)) in files.iter().enumerate() {
             let (file, text) = (file.as_str(), text.as_str());
+            if crate::auth::policy::is_policy(file) || forced_policies.contains(&index) {
+                policies.push((file, text, bundled_files.contains(&index)));
+                continue;
+            }
             if is_manifest(file) {
                 match Manifest::parse(file, text) {
                     Ok(m) => {
@@ -176,6 +204,31 @@ impl Catalog {
                 }
             }
         }
+        // The last policy loaded wins (the bundled one comes first); two of the operator's own
+        // would leave which one holds to load order, so that is an error.
+        let own: Vec<&str> = policies
+            .iter()
+            .filter(|(_, _, bundled)| !bundled)
+            .map(|(f, _, _)| *f)
+            .collect();
+        if own.len() > 1 {
+            errors.push(WorkflowError::new(
+                own[1],
+                None,
+                format!(
+                    "a second permission policy: {} is one already; keep one policy.yaml",
+                    own[0]
+                ),
+            ));
+        }
+        if let Some((file, text, _)) = policies.last() {
+            let known: std::collections::BTreeSet<(String, String)> =
+                catalog.workflows.keys().cloned().collect();
+            match crate::auth::Policy::parse(file, text, Some(&known)) {
+                Ok(p) => catalog.policy = Some(Arc::new(p)),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
         if errors.is_empty() {
             catalog.files = files;
             Ok(catalog)
@@ -187,6 +240,14 @@ impl Catalog {
     /// The files the catalog was loaded from, as (name, YAML text), in load order.
     pub fn files(&self) -> &[(String, String)] {
         &self.files
+    }
+
+    /// The permission policy in force.
+    pub fn policy(&self) -> &crate::auth::Policy {
+        match &self.policy {
+            Some(p) => p,
+            None => crate::auth::Policy::builtin(),
+        }
     }
 
     /// Every namespace manifest, by namespace.
