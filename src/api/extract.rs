@@ -35,8 +35,13 @@ impl FromRequestParts<AppState> for Caller {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
-        let who =
-            crate::auth::token::verify(&state.key, token).map_err(|e| unauthenticated(&e.to_string()))?;
+        let who = crate::auth::token::verify_any(
+            &state.key,
+            state.previous_key.as_deref().map(Vec::as_slice),
+            state.idp.as_deref(),
+            token,
+        )
+        .map_err(|e| unauthenticated(&e.to_string()))?;
         state.limits.admit(&who)?;
         Ok(Caller(who))
     }

@@ -47,6 +47,10 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// Requests per identity per second; 0 turns the limit off.
     pub rate_limit: u32,
+    /// An identity provider whose RS256/ES256 tokens are accepted too (`--jwks`).
+    pub idp: Option<Arc<crate::auth::idp::Idp>>,
+    /// The signing key before the last rotation: tokens it signed stay valid until they expire.
+    pub previous_key: Option<Vec<u8>>,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +63,8 @@ impl Default for ServerOptions {
             insecure_http: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             rate_limit: DEFAULT_RATE_LIMIT,
+            idp: None,
+            previous_key: None,
         }
     }
 }
@@ -83,6 +89,8 @@ pub struct AppState {
     pub(crate) engine: Arc<Engine>,
     /// The token signing key of the data directory.
     pub(crate) key: Arc<Vec<u8>>,
+    pub(crate) previous_key: Option<Arc<Vec<u8>>>,
+    pub(crate) idp: Option<Arc<crate::auth::idp::Idp>>,
     pub(crate) cursors: cursor::Cursors,
     pub(crate) limits: Arc<limits::Limits>,
     pub(crate) streams: Arc<limits::Streams>,
@@ -169,6 +177,8 @@ fn app_state(
         engine,
         cursors: cursor::Cursors::new(&key),
         key: Arc::new(key),
+        previous_key: options.previous_key.clone().map(Arc::new),
+        idp: options.idp.clone(),
         limits: Arc::new(limits::Limits::new(options.rate_limit)),
         streams: Arc::new(limits::Streams::default()),
         max_body_bytes: options.max_body_bytes,

@@ -6,6 +6,7 @@
 
 mod coordinator;
 mod identity;
+pub mod idp;
 pub mod policy;
 pub mod token;
 

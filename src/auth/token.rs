@@ -238,6 +238,67 @@ fn has_critical_parameters(token: &str) -> bool {
         .is_some_and(|h| h.get("crit").is_some())
 }
 
+/// Where the key in use before the last `taskdeck token rotate-key` is kept: tokens it signed
+/// stay valid until they expire.
+fn previous_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("auth").join("jwt.key.previous")
+}
+
+/// The signing key in use before the last rotation, if any (and readable: a previous key
+/// others may read is an error, like the current one).
+pub fn previous_key(data_dir: &Path) -> Result<Option<Vec<u8>>, TokenError> {
+    let path = previous_key_path(data_dir);
+    match read_key(&path) {
+        Ok(key) => checked_key(key).map(Some).map_err(|cause| TokenError::Key {
+            path: path.display().to_string(),
+            cause,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TokenError::Key {
+            path: path.display().to_string(),
+            cause: e.to_string(),
+        }),
+    }
+}
+
+/// Replaces the signing key with a new one; the old one becomes the previous key (the one
+/// before it is dropped: tokens it signed stop working). Returns the new key.
+///
+/// Errors: the key files cannot be read, moved or created.
+pub fn rotate_key(data_dir: &Path) -> Result<Vec<u8>, TokenError> {
+    let current = signing_key(data_dir)?;
+    let previous = previous_key_path(data_dir);
+    let err = |path: &Path, e: std::io::Error| TokenError::Key {
+        path: path.display().to_string(),
+        cause: e.to_string(),
+    };
+    crate::fsutil::replace_private(&previous, &current).map_err(|e| err(&previous, e))?;
+    let path = key_path(data_dir);
+    std::fs::remove_file(&path).map_err(|e| err(&path, e))?;
+    signing_key(data_dir)
+}
+
+/// Checks a token against this data directory's keys (the current one, then the previous
+/// one), or — for an RS256/ES256 token — against the identity provider's JWKS.
+pub fn verify_any(
+    key: &[u8],
+    previous: Option<&[u8]>,
+    idp: Option<&super::idp::Idp>,
+    token: &str,
+) -> Result<Identity, TokenError> {
+    let alg = jsonwebtoken::decode_header(token.trim()).map(|h| h.alg).ok();
+    match (alg, idp) {
+        (Some(Algorithm::RS256 | Algorithm::ES256), Some(idp)) => idp.verify(token),
+        (Some(a @ (Algorithm::RS256 | Algorithm::ES256)), None) => Err(TokenError::Invalid(format!(
+            "it is signed with {a:?}, as an identity provider's tokens are, but this Taskdeck trusts none (--jwks)"
+        ))),
+        _ => match (verify(key, token), previous) {
+            (Err(TokenError::BadSignature), Some(previous)) => verify(previous, token),
+            (result, _) => result,
+        },
+    }
+}
+
 /// Checks a token and returns whom it names, with its expiry.
 ///
 /// Errors: bad signature, expired, not yet valid (`nbf` or `iat` in the future), a lifetime

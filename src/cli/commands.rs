@@ -77,6 +77,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             Ok(0)
         }
         Command::Token(TokenCommand::Show { token }) => token_show(&cli, &data, token.as_deref()),
+        Command::Token(TokenCommand::RotateKey) => rotate_key(&cli, &data).await,
         Command::Audit(command) => super::audit::run(&cli, &data, command).await,
         Command::Gdpr(command) => super::gdpr::run(&cli, &data, command).await,
         Command::Approvals { json } => approvals(&cli, &data, *json).await,
@@ -473,12 +474,52 @@ async fn submit_with(
     Ok(if done.state == TaskState::Complete { 0 } else { 2 })
 }
 
+/// `taskdeck token rotate-key`: an admin's; journaled as `key.rotated` in the store, which it
+/// opens here (so no server holds the old key in memory meanwhile).
+async fn rotate_key(cli: &Cli, data: &Path) -> Result<i32> {
+    let who = super::identity(cli, data)?;
+    if who.role != crate::auth::Role::Admin {
+        bail!(
+            "{} may not rotate the signing key: it takes an admin",
+            who.describe()
+        );
+    }
+    let session = super::session::own_store(cli, data).await?;
+    let result = async {
+        let engine = session
+            .engine
+            .clone()
+            .ok_or_else(|| anyhow!("rotating the key opens the store here"))?;
+        let had_previous = crate::auth::token::previous_key(data)?.is_some();
+        crate::auth::token::rotate_key(data)?;
+        let mut record = crate::audit::AuditRecord::new(
+            engine.clock().now(),
+            &who.sub,
+            "key.rotated",
+            "key/auth/jwt.key".into(),
+            format!(
+                "new token signing key; tokens of the previous key stay valid until they expire{}",
+                if had_previous { "; the key before it was dropped" } else { "" }
+            ),
+        );
+        record.compliance_tags = vec!["SOC2:CC6.1".into()];
+        engine.store().append_audit(vec![record]).await?;
+        say!(
+            "rotated the signing key ({}): new tokens are signed with the new key; tokens of the previous key stay valid until they expire",
+            data.join("auth").join("jwt.key").display()
+        );
+        Ok(0)
+    }
+    .await;
+    session.close(data, std::time::Duration::ZERO).await;
+    result
+}
+
 fn token_show(cli: &Cli, data: &Path, token: Option<&str>) -> Result<i32> {
     let token = token
         .or(cli.token.as_deref())
         .ok_or_else(|| anyhow!("no token given: pass one, or set TASKDECK_TOKEN"))?;
-    let key = crate::auth::token::signing_key(data)?;
-    let who = crate::auth::token::verify(&key, token)?;
+    let who = super::verify_token(cli, data, token)?;
     let expires = who
         .expires_at
         .map(crate::model::format_timestamp)

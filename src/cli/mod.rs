@@ -50,6 +50,21 @@ pub struct Cli {
     /// The permission policy (roles → permissions, sensitive workflows, step-up window), replacing the bundled workflows/policy.yaml.
     #[arg(long, global = true, env = "TASKDECK_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// An identity provider's public keys (a JWKS JSON file): its RS256/ES256 tokens are accepted beside local ones.
+    #[arg(long, global = true, env = "TASKDECK_JWKS", value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// The `iss` the identity provider's tokens must carry (with --jwks).
+    #[arg(long, global = true, env = "TASKDECK_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` the identity provider's tokens must include (with --jwks).
+    #[arg(long, global = true, env = "TASKDECK_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+    /// The claim of the identity provider's tokens that holds the team.
+    #[arg(long, global = true, default_value = "team", value_name = "CLAIM")]
+    pub jwt_team_claim: String,
+    /// The claim of the identity provider's tokens that holds the role (viewer, operator, manager, admin, monitor).
+    #[arg(long, global = true, default_value = "role", value_name = "CLAIM")]
+    pub jwt_role_claim: String,
     /// When a transition is on disk: `immediate` (on stable storage, fdatasync'd, before it is acknowledged) or `relaxed` (written every 500 ms; for demos).
     #[arg(long, global = true, value_enum, default_value_t = Durability::Immediate, env = "TASKDECK_DURABILITY")]
     pub durability: Durability,
@@ -360,6 +375,9 @@ pub enum TokenCommand {
         #[arg(long)]
         mfa: bool,
     },
+    /// Replace the signing key with a new one; tokens signed by the previous key stay valid until
+    /// they expire (the key before that is dropped). Journaled; stop a running `serve` first.
+    RotateKey,
     /// Show whom a token names, until when, and check it.
     Show {
         /// The token; without it, the one in TASKDECK_TOKEN (which keeps it out of `ps`).
@@ -505,13 +523,37 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Whom `token` names: checked against this data directory's keys (current and previous) or
+/// the identity provider's JWKS (`--jwks`).
+fn verify_token(cli: &Cli, data: &Path, token: &str) -> Result<Identity> {
+    let key = crate::auth::token::signing_key(data)?;
+    let previous = crate::auth::token::previous_key(data)?;
+    let idp = idp(cli)?;
+    Ok(crate::auth::token::verify_any(
+        &key,
+        previous.as_deref(),
+        idp.as_deref(),
+        token,
+    )?)
+}
+
+/// The identity provider `--jwks` names, if any.
+fn idp(cli: &Cli) -> Result<Option<Arc<crate::auth::idp::Idp>>> {
+    let Some(path) = &cli.jwks else {
+        return Ok(None);
+    };
+    let (Some(issuer), Some(audience)) = (&cli.jwt_issuer, &cli.jwt_audience) else {
+        bail!("--jwks needs --jwt-issuer (the provider's `iss`) and --jwt-audience (the `aud` its tokens carry for this Taskdeck)");
+    };
+    let idp = crate::auth::idp::Idp::load(path, issuer, audience, &cli.jwt_team_claim, &cli.jwt_role_claim)
+        .map_err(|e| anyhow!(e))?;
+    Ok(Some(Arc::new(idp)))
+}
+
 /// Who is acting: the token's identity, or the local user as admin.
 fn identity(cli: &Cli, data: &Path) -> Result<Identity> {
     match &cli.token {
-        Some(token) => {
-            let key = crate::auth::token::signing_key(data)?;
-            Ok(crate::auth::token::verify(&key, token)?)
-        }
+        Some(token) => verify_token(cli, data, token),
         None => Ok(Identity::local(&crate::engine::default_operator()?)),
     }
 }

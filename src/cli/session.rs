@@ -226,6 +226,10 @@ impl Server {
         let url = listener.url();
         let listening = listener.local_addr();
         let key = crate::auth::token::signing_key(data)?;
+        let options = ServerOptions {
+            previous_key: crate::auth::token::previous_key(data)?,
+            ..options
+        };
         let (closing, closed) = tokio::sync::watch::channel(false);
         let router = crate::api::router(engine, key, &url, &options, closed);
         ServerFile::write(data, &url, options.tls.as_ref().map(|(cert, _)| cert.as_path()))
@@ -276,6 +280,10 @@ impl Server {
         let url = listener.url();
         let listening = listener.local_addr();
         let key = crate::auth::token::signing_key(data)?;
+        let options = ServerOptions {
+            previous_key: crate::auth::token::previous_key(data)?,
+            ..options
+        };
         let (closing, closed) = tokio::sync::watch::channel(false);
         let router = crate::api::metrics_router(engine, key, &url, &options, closed);
         tracing::info!(%url, "serving /metrics");
@@ -309,5 +317,7 @@ fn server_options(cli: &Cli) -> Result<ServerOptions> {
         insecure_http: cli.insecure_http,
         max_body_bytes: cli.max_body_bytes,
         rate_limit: cli.rate_limit,
+        idp: super::idp(cli)?,
+        previous_key: None,
     })
 }
