@@ -21,6 +21,7 @@ impl FromRequestParts<AppState> for Caller {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let unauthenticated = |why: &str| {
+            journal_failure(state, from, why);
             state
                 .limits
                 .failed(from, ApiError::new(ErrorKind::Unauthenticated, why))
@@ -42,9 +43,96 @@ impl FromRequestParts<AppState> for Caller {
             token,
         )
         .map_err(|e| unauthenticated(&e.to_string()))?;
+        first_use(state, &who, token);
         state.limits.admit(&who)?;
         Ok(Caller(who))
     }
+}
+
+/// The first use of each token since this server started is journaled (`token.first_use`,
+/// SOC 2 CC6.2) under the token's fingerprint (a SHA-256 prefix; the token itself is never
+/// kept), with whom it names.
+fn first_use(state: &AppState, who: &Identity, token: &str) {
+    use sha2::{Digest, Sha256};
+    let fingerprint = crate::audit::entry::hex(&Sha256::digest(token.trim().as_bytes())[..8]);
+    let new = match state.seen_tokens.lock() {
+        Ok(mut seen) => {
+            if seen.len() >= 100_000 {
+                seen.clear();
+            }
+            seen.insert(fingerprint.clone())
+        }
+        Err(_) => false,
+    };
+    if !new {
+        return;
+    }
+    let mut record = crate::audit::AuditRecord::new(
+        state.engine.clock().now(),
+        &who.sub,
+        "token.first_use",
+        format!("token/{fingerprint}"),
+        format!(
+            "{} first used since the server started; expires {}{}",
+            who.describe(),
+            who.expires_at
+                .map_or_else(|| "never".into(), crate::model::format_timestamp),
+            if who
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.amr.iter().any(|m| m == "mfa"))
+            {
+                "; mfa"
+            } else {
+                ""
+            }
+        ),
+    );
+    record.compliance_tags = vec!["SOC2:CC6.2".into()];
+    journal(state, record);
+}
+
+/// A refused credential (bad, expired, or none) is journaled (`authn.failed`, SOC 2 CC6.2),
+/// at most `FAILURES_PER_MINUTE` a minute so a flood of guesses cannot grow the journal
+/// without bound (the rate limiter throttles the guesser meanwhile).
+fn journal_failure(state: &AppState, from: Option<std::net::IpAddr>, why: &str) {
+    let now = state.engine.clock().now();
+    let minute = now / 60_000;
+    let admitted = match state.failures.lock() {
+        Ok(mut window) => {
+            if window.0 != minute {
+                *window = (minute, 0);
+            }
+            window.1 += 1;
+            window.1 <= FAILURES_PER_MINUTE
+        }
+        Err(_) => false,
+    };
+    if !admitted {
+        return;
+    }
+    let mut record = crate::audit::AuditRecord::new(
+        now,
+        from.map_or_else(|| "unknown".into(), |ip| format!("ip:{ip}")),
+        "authn.failed",
+        "api".into(),
+        crate::telemetry::filter::scrub_text(&crate::model::clip(why, 200)),
+    );
+    record.outcome = "denied".into();
+    record.compliance_tags = vec!["SOC2:CC6.2".into()];
+    journal(state, record);
+}
+
+/// Most refused credentials journaled a minute.
+pub const FAILURES_PER_MINUTE: u32 = 100;
+
+fn journal(state: &AppState, record: crate::audit::AuditRecord) {
+    let store = state.engine.store().clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.append_audit(vec![record]).await {
+            tracing::error!("cannot journal an authentication: {e}");
+        }
+    });
 }
 
 /// Path parameters, with a malformed one (bad percent-encoding, not UTF-8) answered as a

@@ -91,6 +91,10 @@ pub struct AppState {
     pub(crate) key: Arc<Vec<u8>>,
     pub(crate) previous_key: Option<Arc<Vec<u8>>>,
     pub(crate) idp: Option<Arc<crate::auth::idp::Idp>>,
+    /// Fingerprints of the tokens used since the server started (`extract::first_use`).
+    pub(crate) seen_tokens: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Refused credentials journaled in the current minute: (minute, count).
+    pub(crate) failures: Arc<std::sync::Mutex<(i64, u32)>>,
     pub(crate) cursors: cursor::Cursors,
     pub(crate) limits: Arc<limits::Limits>,
     pub(crate) streams: Arc<limits::Streams>,
@@ -179,6 +183,8 @@ fn app_state(
         key: Arc::new(key),
         previous_key: options.previous_key.clone().map(Arc::new),
         idp: options.idp.clone(),
+        seen_tokens: Arc::default(),
+        failures: Arc::default(),
         limits: Arc::new(limits::Limits::new(options.rate_limit)),
         streams: Arc::new(limits::Streams::default()),
         max_body_bytes: options.max_body_bytes,

@@ -43,22 +43,7 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Resul
         match command {
             AuditCommand::Verify { json } => verify(data, &**engine.store(), *json).await,
             AuditCommand::Export { from, to, format } => {
-                let now = engine.clock().now();
-                let at = |b: &Option<Before>, default| match b {
-                    Some(Before::At(at)) => *at,
-                    Some(Before::Ago(age)) => {
-                        now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
-                    }
-                    None => default,
-                };
-                let (from, to) = (at(from, i64::MIN), at(to, i64::MAX));
-                if from >= to {
-                    bail!(
-                        "--from {} is not before --to {} (--to is exclusive)",
-                        crate::model::format_timestamp(from),
-                        crate::model::format_timestamp(to)
-                    );
-                }
+                let (from, to) = period(engine.clock().now(), from, to)?;
                 export(&**engine.store(), from, to, *format).await
             }
         }
@@ -66,6 +51,26 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Resul
     .await;
     session.close(data, std::time::Duration::ZERO).await;
     result
+}
+
+/// `--from` and `--to` as ms since the Unix epoch (`--to` exclusive; open ends unbounded).
+///
+/// Errors: `--from` not before `--to`.
+pub(super) fn period(now: i64, from: &Option<Before>, to: &Option<Before>) -> Result<(i64, i64)> {
+    let at = |b: &Option<Before>, default| match b {
+        Some(Before::At(at)) => *at,
+        Some(Before::Ago(age)) => now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+        None => default,
+    };
+    let (from, to) = (at(from, i64::MIN), at(to, i64::MAX));
+    if from >= to {
+        bail!(
+            "--from {} is not before --to {} (--to is exclusive)",
+            crate::model::format_timestamp(from),
+            crate::model::format_timestamp(to)
+        );
+    }
+    Ok((from, to))
 }
 
 async fn verify(data: &Path, store: &dyn crate::store::Store, json: bool) -> Result<i32> {

@@ -73,13 +73,18 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
                     auth_time: Some(chrono::Utc::now().timestamp_millis()),
                 });
             }
-            say!("{}", crate::auth::token::issue(&key, &identity, *ttl)?);
+            let token = crate::auth::token::issue(&key, &identity, *ttl)?;
+            journal_issue(&data, &who.sub, &identity, &token, *ttl).await;
+            say!("{token}");
             Ok(0)
         }
         Command::Token(TokenCommand::Show { token }) => token_show(&cli, &data, token.as_deref()),
         Command::Token(TokenCommand::RotateKey) => rotate_key(&cli, &data).await,
         Command::Audit(command) => super::audit::run(&cli, &data, command).await,
         Command::Gdpr(command) => super::gdpr::run(&cli, &data, command).await,
+        Command::Report(super::ReportCommand::Soc2 { from, to, format }) => {
+            super::report::run(&cli, &data, from, to, *format).await
+        }
         Command::Approvals { json } => approvals(&cli, &data, *json).await,
         Command::Approve { task, step, note } => {
             admin(
@@ -472,6 +477,39 @@ async fn submit_with(
         say!("{} {}", done.id, done.state);
     }
     Ok(if done.state == TaskState::Complete { 0 } else { 2 })
+}
+
+/// Journals a token's issuance (`token.issued`, SOC 2 CC6.1) under its fingerprint, when the
+/// store is free; while a server holds it, the server journals the token's first use instead.
+async fn journal_issue(
+    data: &Path,
+    issuer: &str,
+    identity: &Identity,
+    token: &str,
+    ttl: std::time::Duration,
+) {
+    use sha2::{Digest, Sha256};
+    let Ok(store) = crate::store::SledStore::open(data, crate::store::Durability::Immediate, "token issue")
+    else {
+        return;
+    };
+    let fingerprint = crate::audit::entry::hex(&Sha256::digest(token.as_bytes())[..8]);
+    let mut record = crate::audit::AuditRecord::new(
+        chrono::Utc::now().timestamp_millis(),
+        issuer,
+        "token.issued",
+        format!("token/{fingerprint}"),
+        format!(
+            "for {}, valid {}s{}",
+            identity.describe(),
+            ttl.as_secs(),
+            if identity.auth.is_some() { ", mfa" } else { "" }
+        ),
+    );
+    record.compliance_tags = vec!["SOC2:CC6.1".into()];
+    if let Err(e) = crate::store::Store::append_audit(&store, vec![record]).await {
+        tracing::warn!("the token was issued but not journaled: {e}");
+    }
 }
 
 /// `taskdeck token rotate-key`: an admin's; journaled as `key.rotated` in the store, which it

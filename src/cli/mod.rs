@@ -7,6 +7,7 @@ mod audit;
 mod commands;
 mod gdpr;
 mod output;
+mod report;
 mod session;
 
 use crate::auth::Identity;
@@ -203,6 +204,9 @@ pub enum Command {
     /// `gdpr:manage`; the engine must not be running elsewhere on this data directory).
     #[command(subcommand)]
     Gdpr(GdprCommand),
+    /// Compliance evidence computed from the audit trail and the configuration.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// List the steps waiting for a person's decision (requests past their deadline are not listed).
     Approvals {
         /// Print the list as JSON.
@@ -327,6 +331,30 @@ pub enum AuditCommand {
         #[arg(long, default_value = "jsonl")]
         format: ExportFormat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// SOC 2 controls (CC6.1, CC6.2, CC6.3, CC7.2, CC8.1, audit integrity, encryption coverage,
+    /// approvals) computed for a period; `audit:read` (admins); opens the store here.
+    Soc2 {
+        /// From this date (2026-11-01, UTC), time (RFC 3339) or age (7d); default: the first entry.
+        #[arg(long, value_name = "DATE", value_parser = parse_before)]
+        from: Option<Before>,
+        /// Before this date, time or age; default: now.
+        #[arg(long, value_name = "DATE", value_parser = parse_before)]
+        to: Option<Before>,
+        /// `md` (a document) or `json`.
+        #[arg(long, default_value = "md")]
+        format: ReportFormat,
+    },
+}
+
+/// `report soc2 --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -231,6 +231,20 @@ impl Server {
             ..options
         };
         let (closing, closed) = tokio::sync::watch::channel(false);
+        // Transmission evidence (SOC 2 CC7.2): whether this server encrypts in transit.
+        let loopback = listening.is_some_and(|a| a.ip().is_loopback());
+        let mut record = crate::audit::AuditRecord::new(
+            engine.clock().now(),
+            engine.operator(),
+            "server.started",
+            "api".into(),
+            format!(
+                "tls={} loopback={loopback} url={url}",
+                if options.tls.is_some() { "on" } else { "off" }
+            ),
+        );
+        record.compliance_tags = vec!["SOC2:CC7.2".into()];
+        engine.store().append_audit(vec![record]).await?;
         let router = crate::api::router(engine, key, &url, &options, closed);
         ServerFile::write(data, &url, options.tls.as_ref().map(|(cert, _)| cert.as_path()))
             .with_context(|| format!("cannot write {}", data.join(crate::client::SERVER_FILE).display()))?;

@@ -128,6 +128,8 @@ pub struct Engine {
     /// Flushed at shutdown, so a process's last spans are sent before it exits.
     tracer: Option<Arc<crate::telemetry::traces::Tracer>>,
     audit_keys: Option<std::path::PathBuf>,
+    /// Who started the engine (`EngineConfig::operator`).
+    operator: String,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
     checkpoints: Option<JoinHandle<()>>,
 }
@@ -175,6 +177,7 @@ impl Engine {
         // if no engine that runs steps loads it again (removals are not journaled, so one-shot
         // extra `--workflows` cause no flapping).
         let deployer = Some(config.operator.clone());
+        let operator = config.operator.clone();
         let mut orchestrator = Orchestrator::new(
             config,
             store.clone(),
@@ -218,9 +221,15 @@ impl Engine {
             metrics,
             tracer,
             audit_keys,
+            operator,
             join: std::sync::Mutex::new(Some(join)),
             checkpoints,
         })
+    }
+
+    /// Who started the engine (the actor of what it journals on its own behalf).
+    pub fn operator(&self) -> String {
+        self.operator.clone()
     }
 
     /// The engine's Prometheus metrics (served at `/metrics`).
