@@ -227,6 +227,18 @@ fn a_session_in_a_real_terminal() {
     s.send(b"\x1b");
     s.screen.wait_for("tasks 2/2");
 
+    // `:audit`: the journal, filtered; Enter opens the task an entry is about, Esc returns.
+    s.send(b":audit action:step\r");
+    s.screen.wait_for("audit ‖");
+    s.screen.wait_for("action:step");
+    s.screen.wait_for("step.transition");
+    s.send(b"\r");
+    s.screen.wait_for(" · ✔ complete");
+    s.send(b"\x1b");
+    s.screen.wait_for("audit ‖");
+    s.send(b"\x1b");
+    s.screen.wait_for("tasks 2/2");
+
     // While the console holds the data directory, the CLI goes through its API, and prints
     // what it prints in-process once the console has quit.
     let through_console = taskdeck(data.path(), &["tasks", "--json"]);

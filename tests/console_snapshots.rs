@@ -321,6 +321,44 @@ fn metrics_view_during_the_inventory_incident() {
     });
 }
 
+/// A few journal entries as the engine gives them to a reader without `pii:read`.
+fn journal() -> Vec<taskdeck::audit::AuditEntry> {
+    use taskdeck::audit::{AuditEntry, AuditRecord};
+    let entry =
+        |seq: u64, actor: &str, action: &str, resource: &str, outcome: &str, detail: &str| AuditEntry {
+            seq,
+            record: AuditRecord {
+                outcome: outcome.into(),
+                ..AuditRecord::new(
+                    NOW - (40 - seq as i64) * 1_000,
+                    actor,
+                    action,
+                    resource.into(),
+                    detail.into(),
+                )
+            },
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+    vec![
+        entry(39, "jane", "step.transition", "task/01a2000001b-0000-7000-8000-000000000000/step/get_manager_approval", "success", "awaiting_approval → complete: defect confirmed"),
+        entry(38, "priya", "authz.denied", "task/01a2000001b-0000-7000-8000-000000000000/step/get_manager_approval", "denied", "approve: priya requested this and cannot approve their own request"),
+        entry(37, "vic", "authz.denied", "namespace/customer_success", "denied", "submit: step-up authentication required: customer_success/process_refund is sensitive"),
+        entry(36, "ip:127.0.0.1", "authn.failed", "api", "denied", "the token has expired; issue a new one with `taskdeck token issue`"),
+        entry(35, "priya", "step.transition", "task/01a2000001b-0000-7000-8000-000000000000/step/validate_refund_request", "success", "pending → in_progress: email [REDACTED] checked"),
+        entry(34, "root", "policy.deployed", "policy", "success", "first loaded permission policy workflows/policy.yaml (5 role(s), 2 sensitive workflow(s), step-up 30 min)"),
+    ]
+}
+
+#[test]
+fn audit_view_of_a_refund_day() {
+    both("audit", |app| {
+        typed(app, ":audit");
+        key(app, KeyCode::Enter);
+        app.apply(Update::Audit(journal()));
+    });
+}
+
 #[test]
 fn tasks_screen() {
     both("tasks", |_| {});
@@ -421,7 +459,12 @@ fn the_task_view_state_of_the_countdown_is_text() {
 #[test]
 fn every_screen_draws_at_every_terminal_size() {
     type Setup<'a> = (&'a str, &'a dyn Fn(&mut App));
-    let setups: [Setup; 7] = [
+    let setups: [Setup; 8] = [
+        ("audit", &|app| {
+            typed(app, ":audit");
+            key(app, KeyCode::Enter);
+            app.apply(Update::Audit(journal()));
+        }),
         ("metrics", &|app| {
             app.apply(Update::Summary(Box::new(incident_summary())));
             typed(app, ":metrics");

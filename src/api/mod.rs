@@ -137,6 +137,7 @@ pub fn router(
         .route("/v1/approvals", get(approvals))
         .route("/v1/events", get(events))
         .route("/v1/metrics/summary", get(metrics_summary))
+        .route("/v1/audit", get(audit))
         .fallback(|| async {
             error::ApiError::new(ErrorKind::NotFound, "no such endpoint; see /v1/openapi.json")
         })

@@ -246,6 +246,24 @@ pub async fn workflow_files(State(state): State<AppState>, Caller(who): Caller) 
     ))
 }
 
+/// Audit journal entries, newest first (`audit:read`; personal values revealed only with
+/// `pii:read`).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(crate::client::AuditQuery),
+    responses((status = 200, body = Vec<crate::audit::AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<crate::client::AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Vec<crate::audit::AuditEntry>> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            ErrorKind::BadRequest,
+            format!("the query string: {}", e.body_text()),
+        )
+    })?;
+    Ok(Json(client(&state, caller).audit(&query).await?))
+}
+
 /// Tasks the caller may read, oldest first, one page at a time.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("bearer" = [])), params(TaskQuery),
     responses((status = 200, body = TaskPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]

@@ -484,6 +484,28 @@ impl Client for Http {
         self.conn.get("/v1/metrics/summary").await
     }
 
+    async fn audit(&self, query: &super::AuditQuery) -> Result<Vec<crate::audit::AuditEntry>, Problem> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        for (name, value) in [
+            ("actor", &query.actor),
+            ("task", &query.task),
+            ("action", &query.action),
+        ] {
+            if let Some(v) = value {
+                params.push((name, v.clone()));
+            }
+        }
+        if let Some(limit) = query.limit {
+            params.push(("limit", limit.to_string()));
+        }
+        let encoded: String = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", seg(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.conn.get(&format!("/v1/audit?{encoded}")).await
+    }
+
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
         let first = self.conn.open_events(after).await?;
         let (tx, rx) = mpsc::channel::<Result<Event, Problem>>(1024);

@@ -209,6 +209,11 @@ impl Client for Local {
             .await
     }
 
+    async fn audit(&self, query: &super::AuditQuery) -> Result<Vec<crate::audit::AuditEntry>, Problem> {
+        let result = self.engine.query().audit(&self.identity, query).await;
+        self.audited("audit.read", "audit".into(), result).await
+    }
+
     async fn events(&self, after: Option<u64>) -> Result<EventFeed, Problem> {
         let opened = self.engine.events(&self.identity, after).await;
         let events = self.audited("events.read", "events".into(), opened).await?;

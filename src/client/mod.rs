@@ -61,6 +61,41 @@ impl From<EngineError> for Problem {
 }
 
 /// A listing's filter and page (`GET /v1/tasks`).
+/// Which audit journal entries to read (`GET /v1/audit`, the console's `:audit`): newest
+/// first, all filters together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only entries of this actor (a person, `engine`, `ip:…` for a refused credential).
+    pub actor: Option<String>,
+    /// Only entries about the task whose id starts with this.
+    pub task: Option<String>,
+    /// Only entries whose action starts with this (`authz`, `step.transition`, `gdpr`).
+    pub action: Option<String>,
+    /// Most entries, 1–1000 (default 200).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+impl AuditQuery {
+    /// Whether `entry` passes every filter given.
+    pub fn matches(&self, entry: &crate::audit::AuditEntry) -> bool {
+        let r = &entry.record;
+        self.actor
+            .as_deref()
+            .is_none_or(|a| r.actor.eq_ignore_ascii_case(a.trim()))
+            && self
+                .task
+                .as_deref()
+                .is_none_or(|t| r.resource.starts_with(&format!("task/{}", t.trim())))
+            && self
+                .action
+                .as_deref()
+                .is_none_or(|a| r.action.starts_with(a.trim()))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -232,6 +267,9 @@ pub trait Client: Send + Sync {
     async fn status(&self) -> Result<Status, Problem>;
     /// The last ten minutes of the namespaces this client may read (`Query::metrics_summary`).
     async fn metrics_summary(&self) -> Result<crate::telemetry::recent::MetricsSummary, Problem>;
+    /// Audit journal entries matching `query`, newest first (`audit:read`; personal values
+    /// revealed only with `pii:read`).
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<crate::audit::AuditEntry>, Problem>;
     /// The events this client may read with a sequence number above `after` (`None`: from
     /// now on), then live ones. A remote feed reconnects by itself and resumes after the last
     /// event it delivered; it ends (`None`) only when the engine stops for good.

@@ -33,6 +33,10 @@ pub enum Update {
     Summary(Box<MetricsSummary>),
     /// The engine did not give a summary (an older server, or a refusal): why.
     SummaryFailed(String),
+    /// Journal entries for `:audit`, newest first.
+    Audit(Vec<crate::audit::AuditEntry>),
+    /// The journal could not be read (no `audit:read`, a lost link): why.
+    AuditFailed(String),
 }
 
 /// How long a bottleneck, SLA breach or oversell risk lights the header: 5 minutes.
@@ -96,6 +100,8 @@ pub enum Action {
     Older,
     /// Read one task (and its log) that the console may not hold yet.
     Load(String),
+    /// Read the audit journal (`:audit`).
+    Audit(crate::client::AuditQuery),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +119,8 @@ pub enum Screen {
     Approvals,
     /// The last ten minutes per namespace and the slowest steps.
     Metrics,
+    /// The audit journal, newest first (`:audit`).
+    Audit,
 }
 
 pub struct NewTaskForm {
@@ -193,6 +201,12 @@ pub struct App {
     pub summary_error: Option<String>,
     /// The row of the slowest-steps table the keys act on.
     pub selected_slow: usize,
+    /// The journal entries `:audit` shows (`None` until read), why they could not be read,
+    /// the filter they were read with and the selected row.
+    pub audit: Option<Arc<Vec<crate::audit::AuditEntry>>>,
+    pub audit_error: Option<String>,
+    pub audit_query: crate::client::AuditQuery,
+    pub selected_audit: usize,
     /// The latest business signal (lit in the header for `MARKER_MS`).
     pub marker: Option<Marker>,
     /// Where `Esc` from the open task goes when not to the tasks (`:metrics` opened it).
@@ -240,6 +254,10 @@ impl App {
             summary: None,
             summary_error: None,
             selected_slow: 0,
+            audit: None,
+            audit_error: None,
+            audit_query: crate::client::AuditQuery::default(),
+            selected_audit: 0,
             marker: None,
             back_to: None,
             pending_step: None,
@@ -298,8 +316,76 @@ impl App {
             Screen::Task(id) => self.vm.task(id).cloned(),
             Screen::Tasks => self.rows().get(self.selected_index()).cloned(),
             Screen::Approvals => self.current_approval().map(|(t, _)| t),
-            Screen::Metrics => None,
+            Screen::Metrics | Screen::Audit => None,
         }
+    }
+
+    /// The journal entries of `:audit` matching the `/` filter (any field).
+    pub fn audit_rows(&self) -> Vec<crate::audit::AuditEntry> {
+        let Some(entries) = &self.audit else {
+            return Vec::new();
+        };
+        let needle = self.task_filter.text.to_lowercase();
+        entries
+            .iter()
+            .filter(|e| {
+                needle.is_empty()
+                    || format!(
+                        "{} {} {} {} {}",
+                        e.record.actor, e.record.action, e.record.resource, e.record.outcome, e.record.detail
+                    )
+                    .to_lowercase()
+                    .contains(&needle)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Opens `:audit` with the filter `args` (`actor:NAME task:ID action:PREFIX`), or says
+    /// what a term should be.
+    fn open_audit(&mut self, args: &str) {
+        let mut query = crate::client::AuditQuery::default();
+        for term in args.split_whitespace() {
+            match term.split_once(':') {
+                Some(("actor", v)) if !v.is_empty() => query.actor = Some(v.to_string()),
+                Some(("task", v)) if !v.is_empty() => query.task = Some(v.to_string()),
+                Some(("action", v)) if !v.is_empty() => query.action = Some(v.to_string()),
+                _ => {
+                    return self.notify(format!(
+                        "`{}`: filter the journal with actor:NAME, task:ID or action:PREFIX",
+                        crate::model::clip(term, 40)
+                    ))
+                }
+            }
+        }
+        self.audit_query = query.clone();
+        self.audit = None;
+        self.audit_error = None;
+        self.selected_audit = 0;
+        self.screen = Screen::Audit;
+        self.focus = Focus::Main;
+        self.act(Action::Audit(query));
+    }
+
+    /// Opens the task the selected journal entry is about.
+    fn open_audit_task(&mut self) {
+        let rows = self.audit_rows();
+        let Some(entry) = rows.get(self.selected_audit.min(rows.len().saturating_sub(1))) else {
+            return self.notify("no entry selected");
+        };
+        let Some(id) = entry
+            .record
+            .resource
+            .strip_prefix("task/")
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_string())
+        else {
+            return self.notify(format!("{} is not about a task", entry.record.resource));
+        };
+        if self.vm.task(&id).is_none() {
+            self.act(Action::Load(id.clone()));
+        }
+        self.open_task(id);
+        self.back_to = Some(Screen::Audit);
     }
 
     /// The slowest-steps table of `:metrics`: every readable namespace's, slowest attempt
@@ -376,7 +462,7 @@ impl App {
                     .any(|s| s.next_attempt_at.is_some_and(|at| at > self.now))
             }),
             Screen::Approvals => !self.approvals().is_empty(),
-            Screen::Tasks | Screen::Metrics => false,
+            Screen::Tasks | Screen::Metrics | Screen::Audit => false,
         }
     }
 
@@ -420,6 +506,11 @@ impl App {
                 self.summary_error = None;
             }
             Update::SummaryFailed(why) => self.summary_error = Some(why),
+            Update::Audit(entries) => {
+                self.audit = Some(Arc::new(entries));
+                self.audit_error = None;
+            }
+            Update::AuditFailed(why) => self.audit_error = Some(why),
             Update::Transitions(id, log) => self.vm.transitions = Some((id, log)),
             Update::Submitted(task) => {
                 let id = task.id.clone();
@@ -581,6 +672,7 @@ impl App {
             (Focus::Main, Screen::Task(_)) => Place::TaskView,
             (Focus::Main, Screen::Approvals) => Place::Inbox,
             (Focus::Main, Screen::Metrics) => Place::Metrics,
+            (Focus::Main, Screen::Audit) => Place::Audit,
         }
     }
 
@@ -612,6 +704,8 @@ impl App {
             KeyAction::Last => self.move_selection(1_000_000),
             KeyAction::Open | KeyAction::ShowNamespace => self.enter(),
             KeyAction::OpenSlowest => self.open_slowest(),
+            KeyAction::OpenAuditTask => self.open_audit_task(),
+            KeyAction::Refresh => self.act(Action::Audit(self.audit_query.clone())),
             KeyAction::Back => self.back(),
             KeyAction::NewTask => self.open_form(None),
             KeyAction::Retry => self.retry_current(),
@@ -708,7 +802,7 @@ impl App {
                 let i = *super::dag::reading_order(&task).get(self.selected_step)?;
                 (task.steps[i].state == crate::model::StepState::AwaitingApproval).then_some((task, i))
             }
-            Screen::Tasks | Screen::Metrics => None,
+            Screen::Tasks | Screen::Metrics | Screen::Audit => None,
         }
     }
 
@@ -784,6 +878,9 @@ impl App {
             (Focus::Main, Screen::Metrics) => {
                 self.selected_slow = step(self.selected_slow, self.slow_rows().len());
             }
+            (Focus::Main, Screen::Audit) => {
+                self.selected_audit = step(self.selected_audit, self.audit_rows().len());
+            }
             (Focus::Events, _) => {}
         }
     }
@@ -814,7 +911,7 @@ impl App {
     }
 
     fn back(&mut self) {
-        if let Screen::Task(_) | Screen::Approvals | Screen::Metrics = self.screen {
+        if let Screen::Task(_) | Screen::Approvals | Screen::Metrics | Screen::Audit = self.screen {
             self.screen = match (&self.screen, self.back_to.take()) {
                 (Screen::Task(_), Some(previous)) => previous,
                 _ => Screen::Tasks,
@@ -918,6 +1015,7 @@ impl App {
                 self.focus = Focus::Main;
             }
             "events" => self.focus = Focus::Events,
+            "audit" => self.open_audit(arg),
             "metrics" => {
                 self.screen = Screen::Metrics;
                 self.focus = Focus::Main;
@@ -1187,12 +1285,81 @@ mod tests {
         assert!(std::iter::from_fn(|| actions.try_recv().ok()).all(|a| a != Action::Older));
     }
 
+    fn entry(seq: u64, actor: &str, action: &str, resource: &str) -> crate::audit::AuditEntry {
+        crate::audit::AuditEntry {
+            seq,
+            record: crate::audit::AuditRecord::new(
+                1_000 * seq as i64,
+                actor,
+                action,
+                resource.into(),
+                "d".into(),
+            ),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn audit_reads_the_journal_with_its_filter_narrows_with_slash_and_opens_an_entrys_task() {
+        let (mut app, mut actions) = app();
+        app.run_command("audit actor:jane action:step");
+        assert_eq!(app.screen, Screen::Audit);
+        assert_eq!(app.place(), Place::Audit);
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        let want = crate::client::AuditQuery {
+            actor: Some("jane".into()),
+            action: Some("step".into()),
+            ..Default::default()
+        };
+        assert!(asked.contains(&Action::Audit(want.clone())), "{asked:?}");
+        app.run_command("audit who:jane");
+        assert!(
+            app.notice.as_ref().unwrap().0.contains("actor:NAME"),
+            "a bad term is explained"
+        );
+        app.apply(Update::Audit(vec![
+            entry(
+                3,
+                "jane",
+                "step.transition",
+                "task/0193aaaa-0000-7000-8000-000000000001/step/get_manager_approval",
+            ),
+            entry(2, "jane", "policy.changed", "policy"),
+        ]));
+        assert_eq!(app.audit_rows().len(), 2);
+        press(&mut app, KeyCode::Char('/'));
+        for c in "policy".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.audit_rows().len(), 1, "`/` narrows the rows");
+        press(&mut app, KeyCode::Enter);
+        assert!(app.notice.as_ref().unwrap().0.contains("not about a task"));
+        app.task_filter.text.clear();
+        press(&mut app, KeyCode::Char('r'));
+        assert!(
+            std::iter::from_fn(|| actions.try_recv().ok()).any(|a| a == Action::Audit(want.clone())),
+            "r reads again"
+        );
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(
+            app.screen,
+            Screen::Task("0193aaaa-0000-7000-8000-000000000001".into())
+        );
+        assert!(std::iter::from_fn(|| actions.try_recv().ok()).any(|a| matches!(a, Action::Load(_))));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Audit, "Esc returns to the journal");
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Tasks);
+    }
+
     #[test]
     fn the_command_line_completes_commands_and_arguments() {
         let (app, _) = app();
         assert_eq!(app.complete("th"), ["theme"]);
         assert_eq!(app.complete("s"), ["state", "sort", "submit"]);
-        assert_eq!(app.complete("a"), ["approvals"]);
+        assert_eq!(app.complete("a"), ["approvals", "audit"]);
         assert_eq!(app.complete("theme l"), ["theme light"]);
         assert_eq!(app.complete("ns eco"), ["ns ecommerce"]);
         assert_eq!(app.complete("submit demo"), ["submit demo/release_pipeline"]);

@@ -13,16 +13,19 @@ pub enum Place {
     Events,
     /// The `:metrics` view (its slowest-steps table).
     Metrics,
+    /// The `:audit` view (the journal, newest first).
+    Audit,
 }
 
 /// Every place, for tests and for help.
-pub const PLACES: [Place; 6] = [
+pub const PLACES: [Place; 7] = [
     Place::TasksTable,
     Place::TaskView,
     Place::Inbox,
     Place::Namespaces,
     Place::Events,
     Place::Metrics,
+    Place::Audit,
 ];
 
 /// What a key asks for.
@@ -43,6 +46,10 @@ pub enum KeyAction {
     ShowNamespace,
     /// Open the task of the selected step's slowest attempt (`:metrics`).
     OpenSlowest,
+    /// Open the task the selected journal entry is about (`:audit`).
+    OpenAuditTask,
+    /// Read the journal again (`:audit`).
+    Refresh,
     Back,
     NewTask,
     Retry,
@@ -135,6 +142,22 @@ pub const BINDINGS: &[Binding] = &[
         action: A::OpenSlowest,
         bar: Some("open"),
         help: "open the slowest task of the selected step",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::Audit],
+        action: A::OpenAuditTask,
+        bar: Some("open"),
+        help: "open the task the selected entry is about",
+    },
+    Binding {
+        keys: &[KeyCode::Char('r')],
+        label: "r",
+        places: &[P::Audit],
+        action: A::Refresh,
+        bar: Some("refresh"),
+        help: "read the journal again",
     },
     Binding {
         keys: &[KeyCode::Enter],
@@ -259,7 +282,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Esc],
         label: "Esc",
-        places: &[P::TaskView, P::Inbox, P::Metrics],
+        places: &[P::TaskView, P::Inbox, P::Metrics, P::Audit],
         action: A::Back,
         bar: Some("back"),
         help: "back to the tasks",
@@ -318,6 +341,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "metrics",
         args: "",
         help: "the last 10 minutes per namespace, slowest steps",
+    },
+    CommandSpec {
+        name: "audit",
+        args: "[actor:NAME] [task:ID] [action:PREFIX]",
+        help: "the audit journal, newest first, filtered",
     },
     CommandSpec {
         name: "events",

@@ -278,6 +278,14 @@ fn perform(
         Action::Older => {
             let _ = older.send(());
         }
+        Action::Audit(query) => {
+            tokio::spawn(async move {
+                let _ = updates.send(match client.audit(&query).await {
+                    Ok(entries) => Update::Audit(entries),
+                    Err(e) => Update::AuditFailed(e.to_string()),
+                });
+            });
+        }
         Action::Load(id) => {
             tokio::spawn(async move {
                 match client.task(&id).await {

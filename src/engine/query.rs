@@ -87,6 +87,11 @@ pub struct StepHandlers {
     pub namespaces: Vec<String>,
 }
 
+/// Audit entries read per window when listing the journal backwards.
+const AUDIT_WINDOW: u64 = 2_000;
+/// Most journal entries one audit listing scans.
+const AUDIT_SCAN: u64 = 200_000;
+
 /// The read side of one engine.
 #[derive(Clone)]
 pub struct Query {
@@ -144,6 +149,42 @@ impl Query {
         } else {
             crate::privacy::Access::Redact
         }
+    }
+
+    /// Audit journal entries matching `query`, newest first, at most `query.limit` (default
+    /// 200, at most 1000), read backwards from the head in windows and never more than
+    /// `AUDIT_SCAN` entries for one request. Needs `audit:read`; each entry's detail is
+    /// revealed as `who` may see personal data.
+    pub async fn audit(
+        &self,
+        who: &Identity,
+        query: &crate::client::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditEntry>, EngineError> {
+        self.coordinator.check_global(who, "audit:read")?;
+        let limit = query.limit.unwrap_or(200).clamp(1, 1000);
+        let (head, _) = self.store.audit_head().await?;
+        let mut out = Vec::new();
+        let mut end = head;
+        while end > 0 && out.len() < limit && head - end < AUDIT_SCAN {
+            let start = end.saturating_sub(AUDIT_WINDOW);
+            let page = self.store.audit_after(start, AUDIT_WINDOW as usize).await?;
+            let mut matched: Vec<crate::audit::AuditEntry> = page
+                .into_iter()
+                .flatten()
+                .filter(|e| e.seq > start && e.seq <= end && query.matches(e))
+                .collect();
+            matched.reverse();
+            out.extend(matched);
+            end = start;
+        }
+        out.truncate(limit);
+        if let Some(vault) = &self.vault {
+            let access = self.pii_access(who);
+            for e in &mut out {
+                vault.reveal_text(&mut e.record.detail, access).await?;
+            }
+        }
+        Ok(out)
     }
 
     /// `task` as `who` may see it (`crate::privacy`).

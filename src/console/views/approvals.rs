@@ -25,8 +25,13 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .map(|(i, (task, step))| {
             let a = task.steps[*step].approval.as_ref();
             let amount = a
-                .and_then(|a| a.request.amount)
-                .map_or(String::new(), crate::model::money);
+                .and_then(|a| {
+                    a.request
+                        .amount
+                        .map(crate::model::money)
+                        .or_else(|| a.request.sealed_amount.clone())
+                })
+                .unwrap_or_default();
             let requester = a.map_or(String::new(), |a| a.request.requester.clone());
             let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
             let left = a.map_or(0, |a| {

@@ -75,7 +75,7 @@ fn is_active(n: &NamespaceSummary) -> bool {
 }
 
 /// `text` in at most `width` columns, ending in `…` when cut.
-fn ellipsis(text: &str, width: usize) -> String {
+pub fn ellipsis(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }

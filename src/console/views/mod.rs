@@ -1,6 +1,7 @@
 //! Drawing: one function per region, all reading `App` and nothing else.
 
 mod approvals;
+mod audit;
 mod chrome;
 mod events;
 mod metrics;
@@ -37,7 +38,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
     .areas(area);
     chrome::header(frame, app, header);
     // A task, the inbox and `:metrics` take the full width.
-    let in_task = matches!(app.screen, Screen::Task(_) | Screen::Approvals | Screen::Metrics);
+    let in_task = matches!(
+        app.screen,
+        Screen::Task(_) | Screen::Approvals | Screen::Metrics | Screen::Audit
+    );
     let main = if area.width >= WIDE && !in_task {
         let [ns, main] = Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(body);
         namespaces::draw(frame, app, ns);
@@ -60,6 +64,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             }
             Screen::Approvals => approvals::draw(frame, app, main),
             Screen::Metrics => metrics::draw(frame, app, main),
+            Screen::Audit => audit::draw(frame, app, main),
         }
     }
     if events_height > 0 {

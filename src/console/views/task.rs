@@ -160,11 +160,14 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
             label("request"),
             Span::raw(a.request.summary.clone()),
         ]));
-        if let Some(amount) = a.request.amount {
-            lines.push(Line::from(vec![
-                label("amount"),
-                Span::raw(crate::model::money(amount)),
-            ]));
+        // A reader without `pii:read` gets the sealed amount's `[REDACTED]` instead.
+        if let Some(amount) = a
+            .request
+            .amount
+            .map(crate::model::money)
+            .or_else(|| a.request.sealed_amount.clone())
+        {
+            lines.push(Line::from(vec![label("amount"), Span::raw(amount)]));
         }
         let who = format!("{} · needs {}", a.request.requester, a.request.required_role);
         lines.push(Line::from(vec![label("asked by"), Span::raw(who)]));
