@@ -209,7 +209,7 @@ fn a_viewer_reads_redacted_values_and_a_manager_reads_them() {
         Some(&token("operator")),
     ));
     assert!(
-        approvals.contains("[REDACTED]") && !approvals.contains("12345"),
+        approvals.contains("[REDACTED]") && !approvals.contains("12345") && !approvals.contains("123.45"),
         "{approvals}"
     );
     let approvals = ok(taskdeck(
@@ -304,7 +304,15 @@ fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
         &["gdpr", "export", "--subject", &subject],
         None,
     ));
-    for value in [REFUND_EMAIL, CUSTOMER, "pay_grep7731", "12345", "2500"] {
+    for value in [
+        REFUND_EMAIL,
+        CUSTOMER,
+        "pay_grep7731",
+        "12345",
+        "123.45",
+        "2500",
+        "25.00",
+    ] {
         assert!(
             !export.contains(value),
             "{value} in the export after erasure: {export}"

@@ -302,7 +302,21 @@ fn markdown(report: &Value) -> String {
                     Value::String(s) if s.is_empty() => continue,
                     Value::String(s) => s.clone(),
                     Value::Array(items) if items.is_empty() => "none".into(),
-                    Value::Array(items) => items.iter().map(|i| format!("\n  - {}", i)).collect::<String>(),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| match i.as_object() {
+                            // An event: its fields in order, separated for reading.
+                            Some(fields) => format!(
+                                "\n  - {}",
+                                fields
+                                    .values()
+                                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                                    .collect::<Vec<_>>()
+                                    .join(" · ")
+                            ),
+                            None => format!("\n  - {i}"),
+                        })
+                        .collect::<String>(),
                     other => other.to_string(),
                 };
                 out.push_str(&format!("- {}: {shown}\n", k.replace('_', " ")));

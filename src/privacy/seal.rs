@@ -2,8 +2,10 @@
 //! or restricted are sealed whole in the context, and every copy of their values that
 //! handlers make — in results, errors, approval requests, events, reasons — is sealed where
 //! it appears: a string holding a value (4 characters or more) has that part sealed, a string
-//! equal to one (any length) is sealed whole, and a number equal to a sealed number under a
-//! sealed field's name (`refund_amount`) is sealed whole.
+//! equal to one (any length) is sealed whole, a number equal to a sealed number of 100 or more
+//! (or with a fraction) is sealed wherever it is, a smaller one under the sealed field's name
+//! (`refund_amount`), and an amount in cents is also found written as money (`120.00` for
+//! 12000, as `model::money` writes it in approval summaries).
 
 use super::envelope;
 use super::walk::{self, Pass};
@@ -86,6 +88,8 @@ pub struct Sealer {
     texts: Vec<String>,
     /// Numbers to seal under a field of this name.
     numbers: Vec<(String, serde_json::Number)>,
+    /// Numbers distinctive enough to seal wherever they appear.
+    distinctive: Vec<serde_json::Number>,
 }
 
 impl Sealer {
@@ -98,15 +102,26 @@ impl Sealer {
     ) -> Self {
         let mut texts: Vec<String> = Vec::new();
         let mut numbers = Vec::new();
+        let mut distinctive = Vec::new();
         for (name, v) in values {
             match v {
                 Value::String(s) if !s.is_empty() => texts.push(s.clone()),
                 Value::Number(n) => {
                     numbers.push((name.clone(), n.clone()));
-                    // A number copied into text ("refund of 4999") is found as text too.
+                    let small = n.as_i64().is_some_and(|i| i.unsigned_abs() < 100)
+                        || n.as_u64().is_some_and(|u| u < 100);
+                    if !small {
+                        distinctive.push(n.clone());
+                    }
+                    // A number copied into text ("refund of 4999") is found as text too, and
+                    // an amount in cents as money ("$49.99").
                     let s = n.to_string();
                     if s.len() >= MIN_COPY_LEN {
                         texts.push(s);
+                    }
+                    if let Some(cents) = n.as_i64().filter(|c| c.unsigned_abs() >= 100) {
+                        let abs = cents.unsigned_abs();
+                        texts.push(format!("{}.{:02}", abs / 100, abs % 100));
                     }
                 }
                 _ => {}
@@ -120,6 +135,7 @@ impl Sealer {
             paths,
             texts,
             numbers,
+            distinctive,
         }
     }
 
@@ -226,7 +242,8 @@ impl Sealer {
                 }
             }
             Value::Number(n)
-                if key.is_some_and(|k| self.numbers.iter().any(|(name, m)| name == k && m == n)) =>
+                if self.distinctive.contains(n)
+                    || key.is_some_and(|k| self.numbers.iter().any(|(name, m)| name == k && m == n)) =>
             {
                 *v = Value::String(self.token(v));
             }
@@ -292,9 +309,20 @@ mod tests {
             results["refund_amount"].is_string(),
             "a copy under the field's name is sealed"
         );
+        assert!(
+            results["amount"].is_string(),
+            "a distinctive number is sealed under any name"
+        );
+        let mut small = json!({ "quantity": 2 });
+        s.value(&mut small);
         assert_eq!(
-            results["amount"], 4999,
-            "a bare number under another name is not the customer's data"
+            small["quantity"], 2,
+            "a small number under another name is left alone"
+        );
+        let text = s.seal_text("Refund $49.99 on T-1").unwrap();
+        assert!(
+            !text.contains("49.99"),
+            "an amount in cents is found written as money: {text}"
         );
         let text = s.seal_text("refund of 4999 cents").unwrap();
         assert!(
