@@ -52,11 +52,26 @@ fn fan_out_yaml(name: &str, width: usize) -> String {
 const CHAINS: [usize; 3] = [50, 300, 1200];
 const FAN_OUTS: [usize; 3] = [250, 1000, 4000];
 
+/// `chain5` whose input holds a customer's email (the data subject) and card token: what the
+/// engine seals at rest when it keeps a vault.
+fn personal_chain_yaml() -> String {
+    chain_yaml("chain5_pii", 5).replace(
+        "steps:\n",
+        "input_schema:\n  type: object\n  properties:\n    customer_email: { x-data-subject: true, x-pii: contact, type: string }\n    card_token: { x-pii: financial, type: string }\nsteps:\n",
+    )
+}
+
 fn catalog(registry: &Registry) -> Arc<Catalog> {
-    let mut sources = vec![Source::Inline {
-        file: "chain5.yaml".into(),
-        text: chain_yaml("chain5", 5),
-    }];
+    let mut sources = vec![
+        Source::Inline {
+            file: "chain5.yaml".into(),
+            text: chain_yaml("chain5", 5),
+        },
+        Source::Inline {
+            file: "chain5_pii.yaml".into(),
+            text: personal_chain_yaml(),
+        },
+    ];
     for n in CHAINS {
         sources.push(Source::Inline {
             file: format!("chain{n}.yaml"),
@@ -79,8 +94,10 @@ async fn run(
     workflow: &str,
     tasks: usize,
     tracer: Option<Arc<taskdeck::telemetry::traces::Tracer>>,
+    sealed: bool,
 ) -> Duration {
     let dir = tempfile::tempdir().unwrap();
+    let privacy = sealed.then(|| taskdeck::privacy::KeySource::DataDir(dir.path().to_path_buf()));
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), durability, "bench").unwrap());
     let registry = Registry::builtin();
     let engine = Arc::new(
@@ -88,6 +105,7 @@ async fn run(
             EngineConfig {
                 concurrency: 128,
                 tracer,
+                privacy,
                 ..EngineConfig::default()
             },
             store,
@@ -99,14 +117,20 @@ async fn run(
     );
     let start = Instant::now();
     let submits: Vec<_> = (0..tasks)
-        .map(|_| {
+        .map(|i| {
             let engine = engine.clone();
             let workflow = workflow.to_string();
+            // A customer per task: each is a new data subject with a key of its own.
+            let context = if sealed {
+                json!({ "customer_email": format!("customer{i}@example.com"), "card_token": format!("tok_visa_{i:06}") })
+            } else {
+                json!({})
+            };
             tokio::spawn(async move {
                 engine
                     .submit(SubmitRequest::new(
                         workflow,
-                        json!({}),
+                        context,
                         taskdeck::auth::Identity::local("bench"),
                     ))
                     .await
@@ -139,7 +163,7 @@ fn durable_throughput(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(durability, "bench/chain5", tasks, None).await;
+                    total += run(durability, "bench/chain5", tasks, None, false).await;
                 }
                 total
             })
@@ -164,13 +188,31 @@ fn durable_throughput(c: &mut Criterion) {
             async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(Durability::Immediate, "bench/chain5", tasks, Some(tracer.clone())).await;
+                    total += run(
+                        Durability::Immediate,
+                        "bench/chain5",
+                        tasks,
+                        Some(tracer.clone()),
+                        false,
+                    )
+                    .await;
                 }
                 total
             }
         })
     });
     println!("spans dropped (queue full): {}", tracer.dropped());
+    // Personal data sealed at rest (issue 12): each task a new customer, its email and card
+    // token sealed in the context, the results and events under a key of its own.
+    group.bench_function(BenchmarkId::from_parameter("immediate_sealed"), |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += run(Durability::Immediate, "bench/chain5_pii", tasks, None, true).await;
+            }
+            total
+        })
+    });
     group.finish();
 }
 
@@ -184,7 +226,7 @@ fn chain(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(Durability::Immediate, &format!("bench/chain{n}"), 1, None).await;
+                    total += run(Durability::Immediate, &format!("bench/chain{n}"), 1, None, false).await;
                 }
                 total
             })
@@ -203,7 +245,7 @@ fn fan_out(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += run(Durability::Immediate, &format!("bench/fan{n}"), 1, None).await;
+                    total += run(Durability::Immediate, &format!("bench/fan{n}"), 1, None, false).await;
                 }
                 total
             })

@@ -308,3 +308,54 @@ fn the_binary_accepts_provider_tokens_and_keeps_the_previous_key_valid_after_rot
     let journal = String::from_utf8_lossy(&taskdeck(data.path(), &["audit", "export"]).stdout).into_owned();
     assert_eq!(journal.matches("key.rotated").count(), 2, "{journal}");
 }
+
+#[test]
+fn lifetimes_issue_times_critical_headers_and_bad_key_sets_are_refused() {
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        sign(Algorithm::RS256, Some("rsa-2026"), &rsa(), &c)
+    };
+    let far = idp()
+        .verify(&with(&|c| c["exp"] = json!(9_999_999_999i64)))
+        .unwrap_err();
+    assert!(far.to_string().contains("more than 30 days"), "{far}");
+    let future = idp()
+        .verify(&with(&|c| c["iat"] = json!(now() + 3600)))
+        .unwrap_err();
+    assert!(
+        matches!(future, taskdeck::auth::token::TokenError::NotYetValid),
+        "{future}"
+    );
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-2026".into());
+    header.crit = Some(vec!["exp-ext".into()]);
+    let crit = encode(&header, &claims(), &rsa()).unwrap();
+    assert!(idp().verify(&crit).unwrap_err().to_string().contains("crit"));
+    // HS256 under a provider's key id: the wrong algorithm, whatever the local key is.
+    let hs = sign(
+        Algorithm::HS256,
+        Some("rsa-2026"),
+        &EncodingKey::from_secret(&[3; 32]),
+        &claims(),
+    );
+    let err = taskdeck::auth::token::verify_any(&[3; 32], None, Some(&idp()), &hs).unwrap_err();
+    assert!(err.to_string().contains("not used with it"), "{err}");
+
+    let jwks: Value = serde_json::from_slice(&fixture("jwks.json")).unwrap();
+    let rsa_key = jwks["keys"][0].clone();
+    let parse =
+        |keys: Value| Idp::parse(&json!({ "keys": keys }).to_string(), ISS, AUD, "team", "role").unwrap_err();
+    let mut twice = rsa_key.clone();
+    twice["alg"] = json!("RS256");
+    assert!(parse(json!([rsa_key, twice])).contains("given twice"));
+    let mut empty = rsa_key.clone();
+    empty["kid"] = json!("");
+    assert!(parse(json!([empty])).contains("no `kid`"));
+    let mut mismatched = rsa_key.clone();
+    mismatched["alg"] = json!("ES256");
+    assert!(parse(json!([mismatched])).contains("declares ES256, but it is a key for RS256"));
+    let mut broken = rsa_key;
+    broken["n"] = json!("not base64!");
+    assert!(parse(json!([broken])).contains("not a usable public key"));
+}

@@ -59,6 +59,7 @@ const ADDRESS: &str = "77 Sealed Lane";
 const CARD_TOKEN: &str = "tok_visa_grep7731";
 const REFUND_EMAIL: &str = "refund.7731@example.net";
 const CUSTOMER: &str = "CUST-GREP-7731";
+const FAILING_PAYMENT: &str = "pay_grepfails7731";
 
 fn contexts() -> Vec<(&'static str, Value)> {
     vec![
@@ -101,7 +102,13 @@ fn contexts() -> Vec<(&'static str, Value)> {
 fn no_personal_value_is_stored_logged_or_archived_in_clear() {
     let data = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
-    for (workflow, context) in contexts() {
+    // A refund larger than its payment fails for good: its error (which names the payment
+    // and the amount) is logged as a warning.
+    let failing = (
+        "payments/process_refund",
+        json!({ "payment_id": FAILING_PAYMENT, "refund_amount": 99_999, "refund_reason": "customer_request", "customer_email": REFUND_EMAIL }),
+    );
+    for (workflow, context) in contexts().into_iter().chain([failing]) {
         let out = ok(taskdeck(
             data.path(),
             &[
@@ -127,13 +134,35 @@ fn no_personal_value_is_stored_logged_or_archived_in_clear() {
 
     let mut all = Vec::new();
     files(data.path(), &mut all);
+    let logged: String = all
+        .iter()
+        .filter(|p| p.starts_with(data.path().join("logs")))
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
+    assert!(
+        logged.contains(
+            "REFUND_EXCEEDS_PAYMENT: refund of [REDACTED] cents exceeds what remains of payment [REDACTED]"
+        ),
+        "the failed refund is logged, its values redacted: {logged}"
+    );
     assert!(
         all.iter().any(|p| p.starts_with(data.path().join("logs"))),
         "no log was written"
     );
     for path in &all {
         let bytes = std::fs::read(path).unwrap();
-        for needle in [EMAIL, PHONE, NAME, ADDRESS, CARD_TOKEN, REFUND_EMAIL, CUSTOMER] {
+        for needle in [
+            EMAIL,
+            PHONE,
+            NAME,
+            ADDRESS,
+            CARD_TOKEN,
+            REFUND_EMAIL,
+            CUSTOMER,
+            "pay_grep7731",
+            FAILING_PAYMENT,
+            "999.99",
+        ] {
             assert!(!contains(&bytes, needle), "{needle} found in {}", path.display());
         }
     }
@@ -299,6 +328,13 @@ fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
     // Found by the subject id only now; every value of theirs reads [ERASED].
     let gone = taskdeck(data.path(), &["gdpr", "export", "--subject", REFUND_EMAIL], None);
     assert!(!gone.status.success());
+    let shown = ok(taskdeck(data.path(), &["show", &refund, "--json"], None));
+    assert!(
+        !shown.contains(REFUND_EMAIL) && shown.contains("[ERASED]"),
+        "{shown}"
+    );
+    // Retention moves both finished tasks to the archive, where the export still finds them.
+    ok(taskdeck(data.path(), &["prune", "--before", "0s"], None));
     let export = ok(taskdeck(
         data.path(),
         &["gdpr", "export", "--subject", &subject],
@@ -319,11 +355,10 @@ fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
         );
     }
     assert!(export.contains("[ERASED]"));
-    let shown = ok(taskdeck(data.path(), &["show", &refund, "--json"], None));
-    assert!(
-        !shown.contains(REFUND_EMAIL) && shown.contains("[ERASED]"),
-        "{shown}"
-    );
+    let report: Value = serde_json::from_str(&export).unwrap();
+    let tasks = report["data_found"]["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "archived tasks are exported too: {export}");
+    assert!(tasks.iter().all(|t| t["archived"] == true), "{export}");
 
     let verify = ok(taskdeck(data.path(), &["audit", "verify"], None));
     assert!(verify.starts_with("intact"), "{verify}");

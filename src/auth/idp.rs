@@ -65,14 +65,26 @@ impl Idp {
         if keys.keys.is_empty() {
             return Err("it holds no key".into());
         }
+        let mut seen = std::collections::HashSet::new();
         for (i, k) in keys.keys.iter().enumerate() {
-            let Some(kid) = &k.common.key_id else {
+            let Some(kid) = k.common.key_id.as_deref().filter(|kid| !kid.trim().is_empty()) else {
                 return Err(format!("keys[{i}] has no `kid`: tokens choose their key by it"));
             };
-            if algorithm_of(&k.algorithm).is_none() {
+            if !seen.insert(kid) {
+                return Err(format!("keys[{i}]: key id `{kid}` is given twice: a token naming it could be checked with either key"));
+            }
+            let Some(alg) = algorithm_of(&k.algorithm) else {
                 return Err(format!(
                     "keys[{i}] (`{kid}`) is neither an RSA nor a P-256 public key"
                 ));
+            };
+            if let Some(declared) = k.common.key_algorithm.filter(|d| !same(*d, alg)) {
+                return Err(format!(
+                    "keys[{i}] (`{kid}`) declares {declared:?}, but it is a key for {alg:?}"
+                ));
+            }
+            if let Err(e) = DecodingKey::from_jwk(k) {
+                return Err(format!("keys[{i}] (`{kid}`) is not a usable public key: {e}"));
             }
         }
         if issuer.trim().is_empty() || audience.trim().is_empty() {
@@ -95,6 +107,11 @@ impl Idp {
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let header =
             decode_header(token.trim()).map_err(|_| TokenError::Invalid("it is not a JWT".into()))?;
+        if super::token::has_critical_parameters(token) {
+            return Err(TokenError::Invalid(
+                "it names critical header parameters (`crit`), which Taskdeck does not implement".into(),
+            ));
+        }
         let Some(kid) = header.kid.as_deref() else {
             return Err(TokenError::Invalid(format!(
                 "it is {:?} but names no key id (`kid`)",
@@ -164,6 +181,21 @@ impl Idp {
         })?;
         let now_s = chrono::Utc::now().timestamp();
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        // As for local tokens: at most 30 days ahead, and not issued in the future.
+        let max_ttl = i64::try_from(super::token::MAX_TTL.as_secs()).unwrap_or(i64::MAX);
+        if exp > now_s.saturating_add(max_ttl) {
+            return Err(TokenError::Invalid(format!(
+                "it expires more than {} days from now",
+                max_ttl / 86_400
+            )));
+        }
+        if claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .is_some_and(|iat| iat > now_s.saturating_add(60))
+        {
+            return Err(TokenError::NotYetValid);
+        }
         let amr = claims
             .get("amr")
             .and_then(Value::as_array)
@@ -186,6 +218,14 @@ fn algorithm_of(params: &AlgorithmParameters) -> Option<Algorithm> {
         AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
         AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Some(Algorithm::ES256),
         _ => None,
+    }
+}
+
+impl Idp {
+    /// Whether the provider's JWKS has a key named `kid` (an HS256 token naming one is
+    /// refused as the wrong algorithm, not checked against the local key).
+    pub fn has_key(&self, kid: &str) -> bool {
+        self.keys.find(kid).is_some()
     }
 }
 

@@ -133,11 +133,38 @@ impl std::fmt::Display for Wanted<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyDoc {
+    #[serde(deserialize_with = "unique_keys")]
     roles: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     sensitive_workflows: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     step_up: Option<StepUpDoc>,
+}
+
+/// A mapping whose keys are each given once: a role listed twice would leave which list holds
+/// to the parser (the last, silently).
+fn unique_keys<'de, D>(deserializer: D) -> Result<BTreeMap<String, Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, Vec<String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of names to lists")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, Vec<String>>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("`{key}` is given twice")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique)
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +370,16 @@ mod tests {
                 "sensitive_workflows.payments[0]",
                 "step_up.max_auth_age_minutes"
             ]
+        );
+    }
+
+    #[test]
+    fn a_role_given_twice_is_refused() {
+        let text = "roles:\n  viewer: []\n  operator: []\n  viewer: [\"*\"]\n";
+        let errors = Policy::parse("policy.yaml", text, Some(&workflows())).unwrap_err();
+        assert!(
+            errors[0].message.contains("`viewer` is given twice"),
+            "{errors:?}"
         );
     }
 

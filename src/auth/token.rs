@@ -226,7 +226,7 @@ pub fn issue(key: &[u8], identity: &Identity, ttl: Duration) -> Result<String, T
 
 /// Whether the token's header has a `crit` member (RFC 7515 §4.1.11: a recipient that does not
 /// understand the named parameters must reject the token).
-fn has_critical_parameters(token: &str) -> bool {
+pub(super) fn has_critical_parameters(token: &str) -> bool {
     use base64::Engine as _;
     let Some(header) = token.trim().split('.').next() else {
         return false;
@@ -286,7 +286,19 @@ pub fn verify_any(
     idp: Option<&super::idp::Idp>,
     token: &str,
 ) -> Result<Identity, TokenError> {
-    let alg = jsonwebtoken::decode_header(token.trim()).map(|h| h.alg).ok();
+    let header = jsonwebtoken::decode_header(token.trim()).ok();
+    if let (Some(h), Some(idp)) = (&header, idp) {
+        if let Some(kid) = h.kid.as_deref().filter(|kid| idp.has_key(kid)) {
+            if !matches!(h.alg, Algorithm::RS256 | Algorithm::ES256) {
+                return Err(TokenError::Invalid(format!(
+                    "it is signed with {:?}, but key `{}` of the identity provider is not used with it",
+                    h.alg,
+                    crate::model::clip(kid, 64)
+                )));
+            }
+        }
+    }
+    let alg = header.map(|h| h.alg);
     match (alg, idp) {
         (Some(Algorithm::RS256 | Algorithm::ES256), Some(idp)) => idp.verify(token),
         (Some(a @ (Algorithm::RS256 | Algorithm::ES256)), None) => Err(TokenError::Invalid(format!(

@@ -71,7 +71,8 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &GdprCommand) -> Result
         if erase {
             erase_subject(&*store, &vault, &subject, &who.sub, now).await
         } else {
-            let report = export(&*store, &vault, engine.catalog(), &subject, now).await?;
+            let archive = cli.archive_dir.clone().unwrap_or_else(|| data.join("archive"));
+            let report = export(&*store, &vault, engine.catalog(), &subject, now, &archive).await?;
             let mut record = AuditRecord::new(
                 now,
                 &who.sub,
@@ -144,6 +145,57 @@ async fn erase_subject(
     Ok(0)
 }
 
+/// The tasks among `ids` that are not in `store` but in an archive file under `dir`
+/// (`tasks-*.jsonl`, `demo-tasks-*.jsonl`), as archived (sealed). A line that cannot be read is
+/// skipped: archives are append-only files an operator may have edited.
+async fn archived_tasks(
+    dir: &Path,
+    ids: &[String],
+    store: &dyn Store,
+) -> Result<std::collections::HashMap<String, crate::model::Task>> {
+    use std::io::BufRead;
+    let mut wanted = std::collections::HashSet::new();
+    for id in ids {
+        if store.task(id).await?.is_none() {
+            wanted.insert(id.as_str());
+        }
+    }
+    let mut found = std::collections::HashMap::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(found);
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for path in files {
+        let Ok((file, _)) = crate::fsutil::open_regular(&path) else {
+            continue;
+        };
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            // Cheap test first: most lines are other people's tasks.
+            if !wanted.iter().any(|id| line.contains(id)) {
+                continue;
+            }
+            #[derive(serde::Deserialize)]
+            struct Archived {
+                task: crate::model::Task,
+            }
+            if let Ok(a) = serde_json::from_str::<Archived>(&line) {
+                if wanted.contains(a.task.id.as_str()) {
+                    found.insert(a.task.id.clone(), a.task);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The categories of personal data a task holds: the `x-pii` kinds of its workflow's fields
 /// present in its context.
 fn categories(
@@ -178,13 +230,20 @@ async fn export(
     catalog: &crate::workflow::Catalog,
     subject: &SubjectRecord,
     now: crate::model::Timestamp,
+    archive: &Path,
 ) -> Result<Value> {
     let ids = store.subject_tasks(&subject.id).await?;
     let mut tasks = Vec::new();
     let mut resources = std::collections::HashSet::new();
+    // Tasks retention moved out of the store are read from the archive.
+    let mut archived = archived_tasks(archive, &ids, store).await?;
     for id in &ids {
-        let Some(mut task) = store.task(id).await? else {
-            continue;
+        let (mut task, from_archive) = match store.task(id).await? {
+            Some(task) => (task, false),
+            None => match archived.remove(id) {
+                Some(task) => (task, true),
+                None => continue,
+            },
         };
         let sealed_context = task.context.clone();
         vault.reveal_task(&mut task, Access::Reveal).await?;
@@ -198,6 +257,7 @@ async fn export(
             "data_categories": categories(catalog, &task, &sealed_context),
             "legal_basis": LEGAL_BASIS,
             "retention_period": RETENTION_PERIOD,
+            "archived": from_archive,
             "context": task.context,
             "steps": task.steps.iter().map(|s| json!({
                 "name": s.name,

@@ -543,10 +543,10 @@ fn data_dir(cli: &Cli) -> Result<PathBuf> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     // Earlier versions created these 0755/0644: close them to other users. The folder itself
     // only when it is clearly ours (it holds a store), never e.g. a home directory.
-    // `auth/` and `audit/` are left alone: we never wrote a key other users could read, so such a key was
+    // `auth/`, `audit/` and `keys/` are left alone: we never wrote a key other users could read, so such a key was
     // changed by someone else and must be refused, not quietly tightened and used.
     if existed && dir.join("store").is_dir() {
-        crate::fsutil::make_private_except(&dir, &["auth", "audit"]);
+        crate::fsutil::make_private_except(&dir, &["auth", "audit", "keys"]);
     }
     Ok(dir)
 }

@@ -187,7 +187,8 @@ async fn compute(data: &Path, engine: &crate::engine::Engine, from: i64, to: i64
     let deployed: Vec<Value> = journal
         .iter()
         .filter(|e| matches!(e.record.action.as_str(), "workflow.deployed" | "workflow.changed"))
-        .map(|e| json!({ "at": crate::model::format_timestamp(e.record.at), "by": e.record.actor, "action": e.record.action, "workflow": e.record.resource.trim_start_matches("workflow/") }))
+        // The actor is whoever started the engine that first loaded the version.
+        .map(|e| json!({ "at": crate::model::format_timestamp(e.record.at), "engine_started_by": e.record.actor, "action": e.record.action, "workflow": e.record.resource.trim_start_matches("workflow/") }))
         .collect();
     let edited = of("workflow.changed").count();
     let cc81 = json!({
@@ -213,6 +214,7 @@ async fn compute(data: &Path, engine: &crate::engine::Engine, from: i64, to: i64
         "id": "ENC", "name": "Encryption coverage (personal data at rest)",
         "status": status(seen > 0, sealed < seen),
         "evidence": { "personal_fields_seen": seen, "personal_fields_encrypted": sealed,
+            "scope": "fields marked x-pii or restricted in the stored contexts of the period's tasks (copies in results and events are sealed by the same rule but not counted)",
             "note": if seen == 0 { "no task created in the period held a personal field" } else { "" } },
     });
 

@@ -80,6 +80,35 @@ impl Local {
     }
 }
 
+impl Local {
+    /// A command's answer (the engine's task, personal values in clear) as this client's
+    /// identity may see it: read back through the query side, which reveals per reader;
+    /// without the right to read it, its header only.
+    async fn for_reader(&self, task: Task) -> Task {
+        let query = self.engine.query();
+        if query.vault().is_none() || query.coordinator().may_read_pii(&self.identity) {
+            return task;
+        }
+        match query.task(&self.identity, &task.id).await {
+            Ok((shown, _)) => shown,
+            Err(_) => Task {
+                context: Value::Null,
+                steps: task
+                    .steps
+                    .into_iter()
+                    .map(|mut s| {
+                        s.results = None;
+                        s.last_error = None;
+                        s.approval = None;
+                        s
+                    })
+                    .collect(),
+                ..task
+            },
+        }
+    }
+}
+
 #[async_trait]
 impl Client for Local {
     fn identity(&self) -> &Identity {
@@ -131,7 +160,8 @@ impl Client for Local {
     async fn submit(&self, task: NewTask) -> Result<Task, Problem> {
         let resource = format!("workflow/{}", task.workflow);
         let result = self.engine.submit(self.request(task)).await;
-        self.audited("task.submit", resource, result).await
+        let task = self.audited("task.submit", resource, result).await?;
+        Ok(self.for_reader(task).await)
     }
 
     async fn submit_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<BatchItem>, Problem> {
@@ -153,7 +183,7 @@ impl Client for Local {
                     .audited("task.submit", format!("workflow/{workflow}"), r)
                     .await
                 {
-                    Ok(task) => BatchItem::Created(Box::new(task)),
+                    Ok(task) => BatchItem::Created(Box::new(self.for_reader(task).await)),
                     Err(problem) => BatchItem::Failed(problem),
                 },
             );
@@ -163,12 +193,14 @@ impl Client for Local {
 
     async fn retry(&self, id: &str, reason: &str) -> Result<Task, Problem> {
         let result = self.engine.retry(id, &self.identity, reason).await;
-        self.audited("task.retry", format!("task/{id}"), result).await
+        let task = self.audited("task.retry", format!("task/{id}"), result).await?;
+        Ok(self.for_reader(task).await)
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem> {
         let result = self.engine.cancel(id, &self.identity, reason).await;
-        self.audited("task.cancel", format!("task/{id}"), result).await
+        let task = self.audited("task.cancel", format!("task/{id}"), result).await?;
+        Ok(self.for_reader(task).await)
     }
 
     async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem> {
@@ -176,8 +208,10 @@ impl Client for Local {
             .engine
             .resolve(id, step, results, &self.identity, reason)
             .await;
-        self.audited("step.resolve", format!("task/{id}/step/{step}"), result)
-            .await
+        let task = self
+            .audited("step.resolve", format!("task/{id}/step/{step}"), result)
+            .await?;
+        Ok(self.for_reader(task).await)
     }
 
     async fn decide(
@@ -189,8 +223,10 @@ impl Client for Local {
     ) -> Result<Task, Problem> {
         let result = self.engine.decide(id, step, approve, &self.identity, note).await;
         let action = if approve { "step.approve" } else { "step.deny" };
-        self.audited(action, format!("task/{id}/step/{step}"), result)
-            .await
+        let task = self
+            .audited(action, format!("task/{id}/step/{step}"), result)
+            .await?;
+        Ok(self.for_reader(task).await)
     }
 
     async fn approvals(&self) -> Result<Vec<PendingApproval>, Problem> {

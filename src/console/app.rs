@@ -346,11 +346,21 @@ impl App {
     fn open_audit(&mut self, args: &str) {
         let mut query = crate::client::AuditQuery::default();
         for term in args.split_whitespace() {
-            match term.split_once(':') {
-                Some(("actor", v)) if !v.is_empty() => query.actor = Some(v.to_string()),
-                Some(("task", v)) if !v.is_empty() => query.task = Some(v.to_string()),
-                Some(("action", v)) if !v.is_empty() => query.action = Some(v.to_string()),
-                _ => {
+            let slot = match term.split_once(':') {
+                Some(("actor", v)) if !v.is_empty() => Some((&mut query.actor, v)),
+                Some(("task", v)) if !v.is_empty() => Some((&mut query.task, v)),
+                Some(("action", v)) if !v.is_empty() => Some((&mut query.action, v)),
+                _ => None,
+            };
+            match slot {
+                Some((Some(_), _)) => {
+                    return self.notify(format!(
+                        "`{}`: each of actor:, task: and action: is given once",
+                        crate::model::clip(term, 40)
+                    ))
+                }
+                Some((slot, v)) => *slot = Some(v.to_string()),
+                None => {
                     return self.notify(format!(
                         "`{}`: filter the journal with actor:NAME, task:ID or action:PREFIX",
                         crate::model::clip(term, 40)
@@ -1317,6 +1327,11 @@ mod tests {
         assert!(
             app.notice.as_ref().unwrap().0.contains("actor:NAME"),
             "a bad term is explained"
+        );
+        app.run_command("audit action:authz action:token");
+        assert!(
+            app.notice.as_ref().unwrap().0.contains("given once"),
+            "a term given twice is refused"
         );
         app.apply(Update::Audit(vec![
             entry(

@@ -1743,7 +1743,7 @@ impl Orchestrator {
             };
             let task = &entry.task;
             let handler_config = workflow.as_ref().map_or(&none, |w| &w.template.handler_config);
-            log_committed(t, task, &entry.context);
+            log_committed(t, task, &entry.context, entry.sealer.as_deref());
             if let Some(tracer) = &self.config.tracer {
                 tracer.committed(
                     t,
@@ -1954,8 +1954,16 @@ async fn open_stored(
     }
 }
 
-fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
+/// Logs a committed transition. Personal values of the task (`sealer`) read `[REDACTED]` in
+/// error messages, results and contexts; the log filter masks what looks personal besides.
+fn log_committed(
+    t: &Transition,
+    task: &crate::model::Task,
+    context: &Value,
+    sealer: Option<&crate::privacy::Sealer>,
+) {
     use crate::telemetry::filter;
+    let redacted = |v: &Value| sealer.map_or_else(|| v.clone(), |s| s.redact_value(v));
     // A correlation id is logged as written only when it is an identifier: one that is an
     // email, a name or a number is personal data.
     let correlation_id = match context.get("correlation_id").and_then(Value::as_str) {
@@ -1986,12 +1994,15 @@ fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
                 );
             }
             if created && tracing::enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(task = %t.task_id, correlation_id, context = %filter::mask(context), "task context");
+                tracing::debug!(task = %t.task_id, correlation_id, context = %filter::mask(&redacted(context)), "task context");
             }
         }
         Subject::Step(step) => {
             if matches!(t.to.as_str(), "error" | "waiting_for_retry") {
-                let error = t
+                let logged = sealer.map(|s| s.redact_transition(t));
+                let error = logged
+                    .as_ref()
+                    .unwrap_or(t)
                     .error
                     .as_ref()
                     .map(|e| {
@@ -2019,7 +2030,7 @@ fn log_committed(t: &Transition, task: &crate::model::Task, context: &Value) {
             }
             if t.to == "complete" && tracing::enabled!(tracing::Level::DEBUG) {
                 if let Some(results) = t.step.as_ref().and_then(|s| s.results.as_ref()) {
-                    tracing::debug!(task = %t.task_id, step = %step, correlation_id, results = %filter::mask(results), "step results");
+                    tracing::debug!(task = %t.task_id, step = %step, correlation_id, results = %filter::mask(&redacted(results)), "step results");
                 }
             }
         }

@@ -161,7 +161,13 @@ impl Query {
         query: &crate::client::AuditQuery,
     ) -> Result<Vec<crate::audit::AuditEntry>, EngineError> {
         self.coordinator.check_global(who, "audit:read")?;
-        let limit = query.limit.unwrap_or(200).clamp(1, 1000);
+        let limit = query.limit.unwrap_or(200);
+        if !(1..=1000).contains(&limit) {
+            return Err(EngineError::Invalid {
+                field: "limit".into(),
+                message: format!("{limit} is not between 1 and 1000"),
+            });
+        }
         let (head, _) = self.store.audit_head().await?;
         let mut out = Vec::new();
         let mut end = head;

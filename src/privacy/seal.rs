@@ -139,13 +139,22 @@ impl Sealer {
         }
     }
 
-    fn token(&self, value: &Value) -> String {
-        envelope::seal(&self.cipher, &self.subject, value)
+    /// What replaces a personal value: its token, or `[REDACTED]` for a log line.
+    fn token(&self, value: &Value, redact: bool) -> String {
+        if redact {
+            super::REDACTED.to_string()
+        } else {
+            envelope::seal(&self.cipher, &self.subject, value)
+        }
     }
 
     /// `text` with every copy of a personal value sealed, or `None` when it holds none.
     /// Tokens already in it are kept as they are.
     pub fn seal_text(&self, text: &str) -> Option<String> {
+        self.mark_text(text, false)
+    }
+
+    fn mark_text(&self, text: &str, redact: bool) -> Option<String> {
         if envelope::has_token(text) {
             let tokens = envelope::tokens(text);
             if !tokens.is_empty() {
@@ -154,7 +163,7 @@ impl Sealer {
                 let mut changed = false;
                 for t in &tokens {
                     let gap = &text[last..t.start];
-                    match self.seal_plain(gap) {
+                    match self.seal_plain(gap, redact) {
                         Some(sealed) => {
                             out.push_str(&sealed);
                             changed = true;
@@ -164,7 +173,7 @@ impl Sealer {
                     out.push_str(&text[t.start..t.end]);
                     last = t.end;
                 }
-                match self.seal_plain(&text[last..]) {
+                match self.seal_plain(&text[last..], redact) {
                     Some(sealed) => {
                         out.push_str(&sealed);
                         changed = true;
@@ -174,15 +183,15 @@ impl Sealer {
                 return changed.then_some(out);
             }
         }
-        self.seal_plain(text)
+        self.seal_plain(text, redact)
     }
 
-    fn seal_plain(&self, text: &str) -> Option<String> {
+    fn seal_plain(&self, text: &str, redact: bool) -> Option<String> {
         if text.is_empty() {
             return None;
         }
         if self.texts.iter().any(|t| t == text) {
-            return Some(self.token(&Value::String(text.to_string())));
+            return Some(self.token(&Value::String(text.to_string()), redact));
         }
         let mut out = String::new();
         let mut rest = text;
@@ -197,7 +206,7 @@ impl Sealer {
                 .min_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.len().cmp(&a.1.len())));
             let Some((at, found)) = next else { break };
             out.push_str(&rest[..at]);
-            out.push_str(&self.token(&Value::String(found.clone())));
+            out.push_str(&self.token(&Value::String(found.clone()), redact));
             rest = &rest[at + found.len()..];
             changed = true;
         }
@@ -215,29 +224,69 @@ impl Sealer {
             let mut whole = Vec::new();
             at_path(&mut sealed, path, &mut whole);
             for v in whole {
-                *v = Value::String(self.token(v));
+                *v = Value::String(self.token(v, false));
             }
         }
-        self.value(&mut sealed);
+        self.value(&mut sealed, false);
         sealed
     }
 
     pub fn seal_transition(&self, t: &Transition) -> Transition {
         let mut t = t.clone();
-        walk::transition(&mut t, &mut &*self);
+        walk::transition(
+            &mut t,
+            &mut Mode {
+                sealer: self,
+                redact: false,
+            },
+        );
         t
     }
 
     pub fn seal_event(&self, e: &Event) -> Event {
         let mut e = e.clone();
-        walk::event(&mut e, &mut &*self);
+        walk::event(
+            &mut e,
+            &mut Mode {
+                sealer: self,
+                redact: false,
+            },
+        );
         e
     }
 
-    fn value(&self, value: &mut Value) {
+    /// `t` for a log line: every personal value `[REDACTED]` (nothing is encrypted).
+    pub fn redact_transition(&self, t: &Transition) -> Transition {
+        let mut t = t.clone();
+        walk::transition(
+            &mut t,
+            &mut Mode {
+                sealer: self,
+                redact: true,
+            },
+        );
+        t
+    }
+
+    /// `value` (a context, results) for a log line: every personal value `[REDACTED]`,
+    /// sealed fields whole.
+    pub fn redact_value(&self, value: &Value) -> Value {
+        let mut redacted = value.clone();
+        for path in &self.paths {
+            let mut whole = Vec::new();
+            at_path(&mut redacted, path, &mut whole);
+            for v in whole {
+                *v = Value::String(super::REDACTED.into());
+            }
+        }
+        self.value(&mut redacted, true);
+        redacted
+    }
+
+    fn value(&self, value: &mut Value, redact: bool) {
         walk::scalars(value, None, &mut |key, v| match v {
             Value::String(s) => {
-                if let Some(sealed) = self.seal_text(s) {
+                if let Some(sealed) = self.mark_text(s, redact) {
                     *s = sealed;
                 }
             }
@@ -245,27 +294,33 @@ impl Sealer {
                 if self.distinctive.contains(n)
                     || key.is_some_and(|k| self.numbers.iter().any(|(name, m)| name == k && m == n)) =>
             {
-                *v = Value::String(self.token(v));
+                *v = Value::String(self.token(v, redact));
             }
             _ => {}
         });
     }
 }
 
-impl Pass for &Sealer {
+/// A sealer walking records: sealing (for the store) or redacting (for logs).
+struct Mode<'s> {
+    sealer: &'s Sealer,
+    redact: bool,
+}
+
+impl Pass for Mode<'_> {
     fn value(&mut self, value: &mut Value) {
-        Sealer::value(self, value)
+        self.sealer.value(value, self.redact)
     }
 
     fn text(&mut self, text: &mut String) {
-        if let Some(sealed) = self.seal_text(text) {
+        if let Some(sealed) = self.sealer.mark_text(text, self.redact) {
             *text = sealed;
         }
     }
 
     fn amount(&mut self, amount: &mut Option<i64>, sealed: &mut Option<String>) {
         if let Some(n) = amount.take() {
-            *sealed = Some(self.token(&Value::from(n)));
+            *sealed = Some(self.sealer.token(&Value::from(n), self.redact));
         }
     }
 }
@@ -303,7 +358,7 @@ mod tests {
         assert_eq!(stored["ticket_id"], "T-1");
         let mut results =
             json!({ "sent_to": "jane@example.com", "refund_amount": 4999, "amount": 4999, "id": "re_1" });
-        s.value(&mut results);
+        s.value(&mut results, false);
         assert!(!results["sent_to"].to_string().contains("jane"));
         assert!(
             results["refund_amount"].is_string(),
@@ -314,7 +369,7 @@ mod tests {
             "a distinctive number is sealed under any name"
         );
         let mut small = json!({ "quantity": 2 });
-        s.value(&mut small);
+        s.value(&mut small, false);
         assert_eq!(
             small["quantity"], 2,
             "a small number under another name is left alone"

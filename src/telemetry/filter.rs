@@ -157,7 +157,11 @@ fn mask_numbers(text: &str) -> String {
             }
         }
         let phone = start > 0 && chars[start - 1] == '+' && count >= 7;
-        if (13..=19).contains(&count) || phone {
+        // Digits touching letters are part of an identifier (a task id, an order number in
+        // hex), not a card number: masking them would corrupt the id and protect nothing.
+        let in_word = (start > 0 && chars[start - 1].is_ascii_alphabetic())
+            || chars.get(end).is_some_and(|c| c.is_ascii_alphabetic());
+        if ((13..=19).contains(&count) && !in_word) || phone {
             if phone {
                 out.pop(); // the `+`
             }
@@ -238,6 +242,9 @@ mod tests {
             scrub_text("version 1.2.3 on 10.0.0.1"),
             "version 1.2.3 on 10.0.0.1"
         );
+        // Digits inside an identifier are not a card number.
+        let delegated = "delegated by task 01a22a90-3219-7456-8012-345678b96877def4";
+        assert_eq!(scrub_text(delegated), delegated);
         assert_eq!(
             mask(&json!({ "correlation_id": "John Smith" }))["correlation_id"],
             FILTER_MASK

@@ -105,6 +105,26 @@ pub fn fields_of(schema: &Value) -> Result<Vec<Field>, Vec<(String, String)>> {
     let mut fields = Vec::new();
     let mut errors = Vec::new();
     walk(schema, "", "", &mut fields, &mut errors);
+    // One identifier names the person: two would let a task join two people's records (an
+    // id of one and an email of another), and an export or erasure of one reach the other.
+    let subjects: Vec<&Field> = fields.iter().filter(|f| f.subject).collect();
+    if let [first, second, ..] = subjects.as_slice() {
+        let at: Vec<String> = second
+            .path
+            .split('.')
+            .map(|part| match part.strip_suffix("[]") {
+                Some(name) => format!("properties.{name}.items"),
+                None => format!("properties.{part}"),
+            })
+            .collect();
+        errors.push((
+            format!("{}.x-data-subject", at.join(".")),
+            format!(
+                "a task is about one person, named by one field: `{}` is marked already",
+                first.path
+            ),
+        ));
+    }
     if errors.is_empty() {
         Ok(fields)
     } else {
