@@ -367,3 +367,32 @@ fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
         assert!(journal.contains(action), "{action} not journaled");
     }
 }
+
+#[test]
+fn a_master_key_others_may_read_is_refused_not_tightened() {
+    let data = tempfile::tempdir().unwrap();
+    let (workflow, context) = contexts().remove(2);
+    ok(taskdeck(
+        data.path(),
+        &["submit", workflow, "--context", &context.to_string(), "--wait"],
+        None,
+    ));
+    let key = data.path().join("keys/master.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = taskdeck(data.path(), &["tasks"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("master.key"), "{err}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "left as found, for the owner to look into");
+    // Gone: refused, and no new key is made over the sealed data.
+    std::fs::remove_file(&key).unwrap();
+    let out = taskdeck(data.path(), &["tasks"], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!key.exists());
+}
