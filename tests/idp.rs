@@ -320,6 +320,20 @@ fn lifetimes_issue_times_critical_headers_and_bad_key_sets_are_refused() {
         .verify(&with(&|c| c["exp"] = json!(9_999_999_999i64)))
         .unwrap_err();
     assert!(far.to_string().contains("more than 30 days"), "{far}");
+    // Every form of a number is read: a fraction or beyond i64 skips no check.
+    for exp in [json!(9_999_999_999.5f64), json!(9_223_372_036_854_775_808u64)] {
+        let err = idp().verify(&with(&|c| c["exp"] = exp.clone())).unwrap_err();
+        assert!(err.to_string().contains("more than 30 days"), "{exp}: {err}");
+    }
+    let fractional_iat = idp()
+        .verify(&with(&|c| c["iat"] = json!(now() as f64 + 86_400.5)))
+        .unwrap_err();
+    assert!(matches!(
+        fractional_iat,
+        taskdeck::auth::token::TokenError::NotYetValid
+    ));
+    let listed_issuer = idp().verify(&with(&|c| c["iss"] = json!([ISS]))).unwrap_err();
+    assert!(listed_issuer.to_string().contains("iss"), "{listed_issuer}");
     let future = idp()
         .verify(&with(&|c| c["iat"] = json!(now() + 3600)))
         .unwrap_err();
@@ -355,6 +369,9 @@ fn lifetimes_issue_times_critical_headers_and_bad_key_sets_are_refused() {
     let mut mismatched = rsa_key.clone();
     mismatched["alg"] = json!("ES256");
     assert!(parse(json!([mismatched])).contains("declares ES256, but it is a key for RS256"));
+    let mut encrypting = rsa_key.clone();
+    encrypting["use"] = json!("enc");
+    assert!(parse(json!([encrypting])).contains("not for verifying"));
     let mut broken = rsa_key;
     broken["n"] = json!("not base64!");
     assert!(parse(json!([broken])).contains("not a usable public key"));

@@ -83,6 +83,19 @@ impl Idp {
                     "keys[{i}] (`{kid}`) declares {declared:?}, but it is a key for {alg:?}"
                 ));
             }
+            // A key the provider published for encryption is not one its tokens are signed with.
+            let signs = !matches!(
+                k.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            ) && k.common.key_operations.as_ref().is_none_or(|ops| {
+                ops.iter()
+                    .any(|o| matches!(o, jsonwebtoken::jwk::KeyOperations::Verify))
+            });
+            if !signs {
+                return Err(format!(
+                    "keys[{i}] (`{kid}`) is not for verifying signatures (`use`/`key_ops`)"
+                ));
+            }
             if let Err(e) = DecodingKey::from_jwk(k) {
                 return Err(format!("keys[{i}] (`{kid}`) is not a usable public key: {e}"));
             }
@@ -180,32 +193,35 @@ impl Idp {
             TokenError::Invalid(format!("`{}` is not a valid team", crate::model::clip(&team, 64)))
         })?;
         let now_s = chrono::Utc::now().timestamp();
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        // Times are numbers of seconds, possibly with a fraction or beyond i64 (read as f64,
+        // so no form of a number skips a check).
+        let seconds = |name: &str| claims.get(name).and_then(Value::as_f64);
+        if !claims.get("iss").is_some_and(Value::is_string) {
+            return Err(TokenError::Invalid("its `iss` is not a string".into()));
+        }
+        let Some(exp) = seconds("exp").filter(|e| e.is_finite()) else {
+            return Err(TokenError::Invalid("its `exp` is not a number".into()));
+        };
         // As for local tokens: at most 30 days ahead, and not issued in the future.
-        let max_ttl = i64::try_from(super::token::MAX_TTL.as_secs()).unwrap_or(i64::MAX);
-        if exp > now_s.saturating_add(max_ttl) {
+        let max_ttl = super::token::MAX_TTL.as_secs_f64();
+        if exp > now_s as f64 + max_ttl {
             return Err(TokenError::Invalid(format!(
                 "it expires more than {} days from now",
-                max_ttl / 86_400
+                super::token::MAX_TTL.as_secs() / 86_400
             )));
         }
-        if claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .is_some_and(|iat| iat > now_s.saturating_add(60))
-        {
+        if seconds("iat").is_some_and(|iat| !iat.is_finite() || iat > now_s as f64 + 60.0) {
             return Err(TokenError::NotYetValid);
         }
+        let exp = exp.floor() as i64;
         let amr = claims
             .get("amr")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
-        let auth_time = claims
-            .get("auth_time")
-            .and_then(Value::as_i64)
-            .filter(|t| *t <= now_s.saturating_add(60))
-            .map(|t| t.saturating_mul(1000));
+        let auth_time = seconds("auth_time")
+            .filter(|t| t.is_finite() && *t <= now_s as f64 + 60.0)
+            .map(|t| (t * 1000.0).floor() as i64);
         Ok(Identity::new(&sub, &team, role)
             .expiring_at(exp.saturating_mul(1000))
             .authenticated(Authn { amr, auth_time }))

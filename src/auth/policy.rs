@@ -262,7 +262,13 @@ impl Policy {
                     Err(why) => errors.push(err(format!("roles.{name}[{i}]"), why)),
                 }
             }
-            roles.insert(role, perms);
+            // `agent` is another name of `operator`: both listed would leave one list unused.
+            if roles.insert(role, perms).is_some() {
+                errors.push(err(
+                    format!("roles.{name}"),
+                    format!("`{name}` names the role {role}, which is listed already (agent is operator)"),
+                ));
+            }
         }
         let mut sensitive: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (ns, list) in &doc.sensitive_workflows {
@@ -371,6 +377,13 @@ mod tests {
                 "step_up.max_auth_age_minutes"
             ]
         );
+    }
+
+    #[test]
+    fn a_role_under_two_names_is_refused() {
+        let text = "roles:\n  operator: []\n  agent: [\"*\"]\n";
+        let errors = Policy::parse("policy.yaml", text, Some(&workflows())).unwrap_err();
+        assert!(errors[0].message.contains("listed already"), "{errors:?}");
     }
 
     #[test]

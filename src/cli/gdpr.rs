@@ -290,7 +290,17 @@ async fn export(
             }
         }
     }
+    // Tasks linked to the person that neither the store nor the archive searched holds: removed
+    // by retention into another archive folder. Said, so an export is never silently partial.
+    let exported: std::collections::HashSet<String> = tasks
+        .iter()
+        .filter_map(|t| t["task_id"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !exported.contains(*id)).collect();
     Ok(json!({
+        "archive_searched": archive.display().to_string(),
+        "tasks_not_found": missing,
+        "note": if missing.is_empty() { "" } else { "these tasks were removed from the store and are not in the archive searched: pass the --archive-dir they were archived to" },
         "subject": {
             "id": subject.id,
             "created_at": crate::model::format_timestamp(subject.created_at),

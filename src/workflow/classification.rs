@@ -190,8 +190,21 @@ fn walk(schema: &Value, path: &str, at: &str, fields: &mut Vec<Field>, errors: &
                 }
             }
         };
+        let scalar = matches!(
+            object.get("type").and_then(Value::as_str),
+            Some("string" | "integer")
+        );
         let subject = match object.get("x-data-subject") {
             None | Some(Value::Bool(false)) => false,
+            // One value names one person: a list (or an object) of them would join several
+            // people's records under one key.
+            Some(Value::Bool(true)) if path.contains("[]") || !scalar => {
+                errors.push((
+                    format!("{at}.x-data-subject"),
+                    "the field naming the data subject holds one person's email or id: `type: string` or `type: integer`, not in a list".into(),
+                ));
+                false
+            }
             Some(Value::Bool(true)) if pii.is_some() => true,
             Some(Value::Bool(true)) => {
                 errors.push((
@@ -308,6 +321,31 @@ pub fn classify(fields: &[Field], context: &Value) -> Classification {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn one_scalar_field_names_the_data_subject() {
+        let subject = |props: serde_json::Value| fields_of(&json!({ "properties": props }));
+        let ok =
+            subject(json!({ "email": { "type": "string", "x-pii": "contact", "x-data-subject": true } }))
+                .unwrap();
+        assert!(ok[0].subject);
+        let refused = [
+            json!({ "email": { "type": "string", "x-pii": "contact", "x-data-subject": true },
+                    "id": { "type": "string", "x-pii": "identifier", "x-data-subject": true } }),
+            json!({ "emails": { "type": "array", "items": { "type": "string", "x-pii": "contact", "x-data-subject": true } } }),
+            json!({ "who": { "type": "object", "x-pii": "contact", "x-data-subject": true } }),
+            json!({ "email": { "x-pii": "contact", "x-data-subject": true } }),
+            json!({ "email": { "type": "string", "x-data-subject": true } }),
+            json!({ "email": { "type": "string", "x-pii": "contact", "x-data-subject": "yes" } }),
+        ];
+        for props in refused {
+            let errors = subject(props.clone()).unwrap_err();
+            assert!(
+                errors.iter().any(|(at, _)| at.ends_with("x-data-subject")),
+                "{props}: {errors:?}"
+            );
+        }
+    }
 
     #[test]
     fn fields_are_found_at_any_depth_and_pii_raises_their_level() {
