@@ -136,16 +136,6 @@ impl Coordinator {
         )))
     }
 
-    /// Whether `who` may export or erase a data subject's data (`gdpr:manage`): admins.
-    pub fn check_gdpr(&self, who: &Identity) -> Result<(), Denied> {
-        self.check_global(who, "gdpr:manage").map_err(|_| {
-            Denied(format!(
-                "{} may not export or erase a person's data: it takes gdpr:manage",
-                who.describe()
-            ))
-        })
-    }
-
     /// Whether `who` may read every task of every namespace (an admin whose token holds), so
     /// a count needs no task-by-task decision.
     pub fn may_read_all(&self, who: &Identity) -> bool {

@@ -3,6 +3,7 @@
 
 use super::{say, AuditCommand, Before, Cli, ExportFormat};
 use crate::audit::{AuditEntry, Finding};
+use crate::client::Client;
 use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 
@@ -10,36 +11,19 @@ use std::path::Path;
 const PAGE: usize = 10_000;
 
 pub(super) async fn run(cli: &Cli, data: &Path, command: &AuditCommand) -> Result<i32> {
-    let who = super::identity(cli, data)?;
     // Reading the trail never makes a store: a directory without one has no trail to verify.
-    if !data.join("store").join("db").exists() {
-        bail!(
-            "{} holds no store: there is no audit trail to read (is --data right?)",
-            data.display()
-        );
-    }
-    let session = super::session::own_store(cli, data).await?;
+    let (session, engine, client) =
+        super::session::existing_store(cli, data, "there is no audit trail to read").await?;
     let result = async {
-        let engine = session
-            .engine
-            .clone()
-            .ok_or_else(|| anyhow!("the audit commands open the store here"))?;
-        if let Err(denied) = engine.query().coordinator().check_global(&who, "audit:read") {
-            let mut record = crate::audit::AuditRecord::new(
-                engine.clock().now(),
-                &who.sub,
-                "authz.denied",
-                "audit".into(),
-                denied.0.clone(),
-            );
-            record.outcome = "denied".into();
-            record.compliance_tags = vec!["SOC2:CC6.3".into()];
-            let _ = engine.store().append_audit(vec![record]).await;
-            bail!(
-                "{} may not read the audit trail: it takes audit:read (admins)",
-                who.describe()
-            );
-        }
+        client
+            .authorize("audit:read", "audit.read", "audit")
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{} may not read the audit trail: it takes audit:read (admins)",
+                    client.identity().describe()
+                )
+            })?;
         match command {
             AuditCommand::Verify { json } => verify(data, &**engine.store(), *json).await,
             AuditCommand::Export { from, to, format } => {

@@ -11,6 +11,7 @@
 
 use super::{say, Cli, GdprCommand};
 use crate::audit::AuditRecord;
+use crate::client::Client;
 use crate::privacy::{Access, SubjectRecord, Vault};
 use crate::store::Store;
 use anyhow::{anyhow, bail, Result};
@@ -23,38 +24,20 @@ pub const LEGAL_BASIS: &str = "contract_performance";
 pub const RETENTION_PERIOD: &str = "7_years";
 
 pub(super) async fn run(cli: &Cli, data: &Path, command: &GdprCommand) -> Result<i32> {
-    let who = super::identity(cli, data)?;
-    if !data.join("store").join("db").exists() {
-        bail!(
-            "{} holds no store: no personal data is kept there (is --data right?)",
-            data.display()
-        );
-    }
-    let session = super::session::own_store(cli, data).await?;
+    let (session, engine, client) =
+        super::session::existing_store(cli, data, "no personal data is kept there").await?;
+    let who = client.identity().clone();
     let result = async {
-        let engine = session
-            .engine
-            .clone()
-            .ok_or_else(|| anyhow!("the gdpr commands open the store here"))?;
         let query = engine.query();
-        if let Err(denied) = query.coordinator().check_gdpr(&who) {
-            let record = AuditRecord::new(
-                engine.clock().now(),
-                &who.sub,
-                "authz.denied",
-                "gdpr".into(),
-                denied.0.clone(),
-            );
-            let _ = engine
-                .store()
-                .append_audit(vec![AuditRecord {
-                    outcome: "denied".into(),
-                    compliance_tags: vec!["SOC2:CC6.3".into(), "gdpr".into()],
-                    ..record
-                }])
-                .await;
-            bail!("{}", denied.0);
-        }
+        client
+            .authorize("gdpr:manage", "gdpr", "gdpr")
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{} may not export or erase a person's data: it takes gdpr:manage",
+                    who.describe()
+                )
+            })?;
         let vault = query
             .vault()
             .ok_or_else(|| anyhow!("this engine seals no personal data"))?

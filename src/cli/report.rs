@@ -7,7 +7,7 @@
 use super::{say, Before, Cli, ReportFormat};
 use crate::audit::AuditEntry;
 use crate::privacy::envelope;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,24 +30,13 @@ pub(super) async fn run(
     to: &Option<Before>,
     format: ReportFormat,
 ) -> Result<i32> {
-    let who = super::identity(cli, data)?;
-    if !data.join("store").join("db").exists() {
-        bail!(
-            "{} holds no store: there is no evidence to report on (is --data right?)",
-            data.display()
-        );
-    }
-    let session = super::session::own_store(cli, data).await?;
+    let (session, engine, client) =
+        super::session::existing_store(cli, data, "there is no evidence to report on").await?;
     let result = async {
-        let engine = session
-            .engine
-            .clone()
-            .ok_or_else(|| anyhow!("the report opens the store here"))?;
-        engine
-            .query()
-            .coordinator()
-            .check_global(&who, "audit:read")
-            .map_err(|d| anyhow!("{}: the SOC 2 report reads the audit trail", d.0))?;
+        client
+            .authorize("audit:read", "report.soc2", "report/soc2")
+            .await
+            .map_err(|p| anyhow!("{}: the SOC 2 report reads the audit trail", p.message))?;
         let now = engine.clock().now();
         let (from, to) = super::audit::period(now, from, to)?;
         let report = compute(data, &engine, from, to, now).await?;

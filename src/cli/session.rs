@@ -165,6 +165,28 @@ pub(super) async fn own(cli: &Cli, data: &Path, serve: bool, strict: bool) -> Re
     own_with(cli, data, true, serve, strict).await
 }
 
+/// The engine here over the store the data directory already holds (never making one), running
+/// no steps and serving nothing, with a client acting as the command's identity: for the
+/// commands that read or change what the store holds (`audit`, `gdpr`, `report`). `missing`
+/// says what a directory without a store has none of. Close the session when done.
+pub(super) async fn existing_store(
+    cli: &Cli,
+    data: &Path,
+    missing: &str,
+) -> Result<(Session, Arc<Engine>, Local)> {
+    if !data.join("store").join("db").exists() {
+        bail!("{} holds no store: {missing} (is --data right?)", data.display());
+    }
+    let who = super::identity(cli, data)?;
+    let session = own_store(cli, data).await?;
+    let Some(engine) = session.engine.clone() else {
+        session.close(data, Duration::ZERO).await;
+        bail!("this command opens the store here");
+    };
+    let client = Local::new(engine.clone(), who);
+    Ok((session, engine, client))
+}
+
 /// The engine here over the data directory, running no steps and serving nothing: for
 /// maintenance (`prune`) that must not go through another process.
 pub(super) async fn own_store(cli: &Cli, data: &Path) -> Result<Session> {

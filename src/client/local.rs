@@ -29,6 +29,18 @@ impl Local {
         &self.engine
     }
 
+    /// Whether this client's identity holds the global permission `permission` (`audit:read`,
+    /// `gdpr:manage`), decided by the coordinator; a refusal is journaled like every other.
+    pub async fn authorize(&self, permission: &str, action: &str, resource: &str) -> Result<(), Problem> {
+        let decided = self
+            .engine
+            .query()
+            .coordinator()
+            .check_global(&self.identity, permission)
+            .map_err(|d| EngineError::Denied(d.0));
+        self.audited(action, resource.to_string(), decided).await
+    }
+
     fn request(&self, task: NewTask) -> SubmitRequest {
         SubmitRequest::new(task.workflow, task.context, self.identity.clone())
     }
