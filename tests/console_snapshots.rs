@@ -492,3 +492,31 @@ fn every_screen_draws_at_every_terminal_size() {
         }
     }
 }
+
+/// What an operator without `pii:read` is given (the engine reveals per reader) shows as
+/// `[REDACTED]` in the inbox and in the open gate, never as an empty cell; the task's title
+/// carries its classification.
+#[test]
+fn masked_fields_read_redacted_in_the_inbox_and_the_gate() {
+    let mut app = app();
+    let waiting: Vec<std::sync::Arc<taskdeck::model::Task>> =
+        app.approvals().into_iter().map(|(t, _)| t).collect();
+    assert!(!waiting.is_empty());
+    for held in waiting {
+        let mut task = (*held).clone();
+        if let Some(a) = task.steps[2].approval.as_mut() {
+            a.request.amount = None;
+            a.request.sealed_amount = Some("[REDACTED]".into());
+            a.request.customer = Some("[REDACTED]".into());
+        }
+        task.classification = taskdeck::workflow::classification::Classification::Restricted;
+        app.apply(Update::Tasks(vec![task]));
+    }
+    typed(&mut app, ":approvals");
+    key(&mut app, KeyCode::Enter);
+    let text = screen(&app, 120, 40);
+    assert!(text.contains("[REDACTED]"), "{text}");
+    assert!(!text.contains("$120.00  "), "no amount in the inbox: {text}");
+    assert!(text.contains("amount   [REDACTED]"), "{text}");
+    assert!(text.contains("restricted"), "{text}");
+}

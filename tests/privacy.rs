@@ -60,9 +60,19 @@ const CARD_TOKEN: &str = "tok_visa_grep7731";
 const REFUND_EMAIL: &str = "refund.7731@example.net";
 const CUSTOMER: &str = "CUST-GREP-7731";
 const FAILING_PAYMENT: &str = "pay_grepfails7731";
+const CHECKOUT_CUSTOMER: &str = "CUST-CHECKOUT-7731";
+const CHECKOUT_EMAIL: &str = "checkout.7731@example.com";
 
 fn contexts() -> Vec<(&'static str, Value)> {
     vec![
+        (
+            "blog_examples/monitored_checkout",
+            json!({
+                "customer_id": CHECKOUT_CUSTOMER, "customer_email": CHECKOUT_EMAIL, "customer_tier": "premium",
+                "cart_items": [{ "sku": "WIDGET-A", "price": 49.99, "quantity": 2 }],
+                "payment_method": "credit_card", "order_value": 99.98
+            }),
+        ),
         (
             "ecommerce/process_order",
             json!({
@@ -125,7 +135,7 @@ fn no_personal_value_is_stored_logged_or_archived_in_clear() {
         ids.push(task["id"].as_str().unwrap().to_string());
     }
     // An admin (the local user) reads the values back.
-    let shown = ok(taskdeck(data.path(), &["show", &ids[0], "--json"], None));
+    let shown = ok(taskdeck(data.path(), &["show", &ids[1], "--json"], None)); // the order
     assert!(shown.contains(EMAIL) && shown.contains(CARD_TOKEN), "{shown}");
     // Finished tasks go to the archive.
     ok(taskdeck(data.path(), &["prune", "--before", "0s"], None));
@@ -171,7 +181,7 @@ fn no_personal_value_is_stored_logged_or_archived_in_clear() {
 #[test]
 fn a_viewer_reads_redacted_values_and_a_manager_reads_them() {
     let data = tempfile::tempdir().unwrap();
-    let (workflow, context) = contexts().remove(3);
+    let (workflow, context) = contexts().remove(4);
     let out = ok(taskdeck(
         data.path(),
         &[
@@ -272,8 +282,8 @@ fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
             .unwrap()
             .to_string()
     };
-    let refund = submit(2); // payments: completes
-    let waiting = submit(3); // customer success: waits for a manager, same customer email
+    let refund = submit(3); // payments: completes
+    let waiting = submit(4); // customer success: waits for a manager, same customer email
 
     let export = ok(taskdeck(
         data.path(),
@@ -371,7 +381,7 @@ fn an_erased_subject_reads_erased_everywhere_and_the_journal_still_verifies() {
 #[test]
 fn a_master_key_others_may_read_is_refused_not_tightened() {
     let data = tempfile::tempdir().unwrap();
-    let (workflow, context) = contexts().remove(2);
+    let (workflow, context) = contexts().remove(3);
     ok(taskdeck(
         data.path(),
         &["submit", workflow, "--context", &context.to_string(), "--wait"],
