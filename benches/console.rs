@@ -84,6 +84,7 @@ fn app(tasks: Vec<Task>, catalog: Arc<Catalog>) -> App {
         data_dir: "~/.local/share/taskdeck".into(),
         durability: "immediate".into(),
         operator: "bench".into(),
+        read_only_flag: false,
     };
     let mut app = App::new(
         ViewModel::new(workflow_entries(&catalog)),

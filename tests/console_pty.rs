@@ -256,6 +256,30 @@ fn a_session_in_a_real_terminal() {
     assert!(String::from_utf8_lossy(&in_process.stdout).contains("crash"));
 }
 
+/// `--read-only` and a viewer's token: the header says so, the key bar offers nothing that
+/// changes a task, and such a key only says why it is off.
+#[test]
+fn read_only_consoles_offer_and_take_no_change() {
+    let data = tempfile::tempdir().unwrap();
+    let viewer = customer_success_token(data.path(), "vic", "viewer");
+    let mut s = console(data.path(), &["--token", &viewer]);
+    s.screen.wait_for("vic (viewer, customer_success)  read-only");
+    s.send(b"n");
+    s.screen
+        .wait_for("read-only: `n` (new task) changes tasks and is off for a viewer");
+    s.quit();
+    let mut s = console(data.path(), &["--read-only"]);
+    s.screen.wait_for("read-only");
+    s.send(b"c");
+    s.screen.wait_for("is off (--read-only)");
+    assert!(
+        !s.screen.text().contains("press n to start"),
+        "{}",
+        s.screen.text()
+    );
+    s.quit();
+}
+
 #[test]
 fn a_manager_approves_a_refund_from_the_inbox() {
     let data = tempfile::tempdir().unwrap();

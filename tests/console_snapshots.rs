@@ -177,6 +177,7 @@ fn app() -> App {
         data_dir: "~/.local/share/taskdeck".into(),
         durability: "immediate".into(),
         operator: "sarah (admin, no token)".into(),
+        read_only_flag: false,
     };
     let mut app = App::new(
         ViewModel::new(workflow_entries(&catalog)),
@@ -357,6 +358,13 @@ fn audit_view_of_a_refund_day() {
         key(app, KeyCode::Enter);
         app.apply(Update::Audit(journal()));
     });
+}
+
+/// `--read-only` (or a viewer): the header says so and the key bar offers no key that changes
+/// a task.
+#[test]
+fn tasks_screen_read_only() {
+    both("tasks_read_only", |app| app.read_only = true);
 }
 
 #[test]

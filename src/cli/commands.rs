@@ -1179,6 +1179,7 @@ async fn console(cli: &Cli, data: &Path) -> Result<i32> {
                 format!("{} (admin, no token)", who.sub)
             },
             endpoint,
+            read_only_flag: cli.read_only,
         },
     };
     let result = crate::console::run(client, options).await;

@@ -48,6 +48,9 @@ pub struct Cli {
     /// Extra folder (or file) of workflow YAML, loaded beside the bundled workflows. Repeatable.
     #[arg(long = "workflows", global = true, value_name = "DIR")]
     pub workflows: Vec<PathBuf>,
+    /// Console: hide and refuse every key and command that changes tasks (submit, retry, cancel, approve, deny); the header says so. Automatic for a viewer's token.
+    #[arg(long, global = true, env = "TASKDECK_READ_ONLY")]
+    pub read_only: bool,
     /// The permission policy (roles → permissions, sensitive workflows, step-up window), replacing the bundled workflows/policy.yaml.
     #[arg(long, global = true, env = "TASKDECK_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,

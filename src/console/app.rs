@@ -167,6 +167,8 @@ pub struct HeaderInfo {
     /// Where the engine is: `api 127.0.0.1:7420` when this console runs it and serves it,
     /// `→ https://host:7420` when connected to another.
     pub endpoint: String,
+    /// `--read-only` was given (else read-only mode comes from the identity).
+    pub read_only_flag: bool,
 }
 
 type RowCache = Option<(u64, TaskFilter, SortKey, bool, Arc<Vec<Arc<Task>>>)>;
@@ -190,6 +192,9 @@ pub struct App {
     pub selected_approval: usize,
     /// Who operates the console; decides what the keys may do (the engine checks again).
     pub identity: crate::auth::Identity,
+    /// Keys and commands that change tasks are hidden and refused (`--read-only`, or a viewer,
+    /// who may change nothing anyway); the header says so.
+    pub read_only: bool,
     pub now: Timestamp,
     /// Why the connection to a remote engine is down (a banner while it reconnects).
     pub link_down: Option<String>,
@@ -247,6 +252,7 @@ impl App {
             selected_step: 0,
             selected_approval: 0,
             identity: crate::auth::Identity::local("operator"),
+            read_only: false,
             now: 0,
             link_down: None,
             loading_older: false,
@@ -693,6 +699,18 @@ impl App {
         let Some(binding) = keymap::lookup(key.code, self.place()) else {
             return;
         };
+        if self.read_only && binding.action.mutates() {
+            return self.notify(format!(
+                "read-only: `{}` ({}) changes tasks and is off{}",
+                binding.label,
+                binding.help,
+                if self.info.read_only_flag {
+                    " (--read-only)"
+                } else {
+                    " for a viewer"
+                }
+            ));
+        }
         match binding.action {
             KeyAction::Quit => self.quit = true,
             KeyAction::Help => self.mode = Mode::Help,
@@ -956,8 +974,8 @@ impl App {
     pub fn complete(&self, line: &str) -> Vec<String> {
         let (cmd, arg) = match line.split_once(' ') {
             None => {
-                return keymap::command_names()
-                    .into_iter()
+                return keymap::usable_commands(self.read_only)
+                    .map(|c| c.name)
                     .filter(|c| c.starts_with(line))
                     .map(|c| c.to_string())
                     .collect()
@@ -1063,6 +1081,7 @@ impl App {
                 }
                 Err(e) => self.notify(e.to_string()),
             },
+            "submit" if self.read_only => self.notify("read-only: :submit changes tasks and is off"),
             "submit" => match self.catalog.resolve(arg) {
                 Ok(w) => self.open_form(Some(w)),
                 Err(e) => self.notify(e.to_string()),
@@ -1182,15 +1201,14 @@ impl App {
     /// The help overlay's keys for where they are typed now: `(keys, what they do)`. From
     /// `keymap`, like the key bar and completion.
     pub fn keys(&self) -> Vec<(String, String)> {
-        keymap::at(self.place())
+        keymap::usable(self.place(), self.read_only)
             .map(|b| (b.label.to_string(), b.help.to_string()))
             .collect()
     }
 
     /// The help overlay's `:` commands: `(usage, what it does)`.
     pub fn commands(&self) -> Vec<(String, String)> {
-        keymap::COMMANDS
-            .iter()
+        keymap::usable_commands(self.read_only)
             .map(|c| {
                 let usage = if c.args.is_empty() {
                     format!(":{}", c.name)
@@ -1205,7 +1223,7 @@ impl App {
     /// The key bar: `(key, short name)` of the bindings that show there, for where the keys
     /// are typed now.
     pub fn key_bar(&self) -> Vec<(&'static str, &'static str)> {
-        keymap::at(self.place())
+        keymap::usable(self.place(), self.read_only)
             .filter_map(|b| {
                 b.bar
                     .map(|bar| (b.label.split(' ').next().unwrap_or(b.label), bar))
@@ -1265,6 +1283,7 @@ mod tests {
             data_dir: "d".into(),
             durability: "immediate".into(),
             operator: "o".into(),
+            read_only_flag: false,
         };
         let vm = ViewModel::new(super::super::workflow_entries(&catalog));
         (App::new(vm, Theme::load("dark").unwrap(), info, catalog, tx), rx)
@@ -1367,6 +1386,48 @@ mod tests {
         assert_eq!(app.screen, Screen::Audit, "Esc returns to the journal");
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.screen, Screen::Tasks);
+    }
+
+    #[test]
+    fn read_only_hides_and_refuses_every_key_and_command_that_changes_tasks() {
+        let (mut app, mut actions) = app();
+        app.read_only = true;
+        app.apply(Update::Tasks(vec![crate::console::model::tests::task(
+            "01",
+            "ns",
+            TaskState::Error,
+            &[],
+            1,
+        )]));
+        let bar: Vec<&str> = app.key_bar().into_iter().map(|(_, name)| name).collect();
+        assert!(
+            !bar.contains(&"retry") && !bar.contains(&"new") && !bar.contains(&"cancel"),
+            "{bar:?}"
+        );
+        assert!(bar.contains(&"help") && bar.contains(&"open"), "{bar:?}");
+        assert!(app.keys().iter().all(|(k, _)| k != "r" && k != "n" && k != "c"));
+        assert!(app
+            .commands()
+            .iter()
+            .all(|(usage, _)| !usage.starts_with(":submit")));
+        assert_eq!(app.complete("su"), Vec::<String>::new());
+        for key in ['r', 'c', 'n'] {
+            press(&mut app, KeyCode::Char(key));
+            assert!(matches!(app.mode, Mode::Normal), "{key} opened nothing");
+            assert!(
+                app.notice.as_ref().unwrap().0.starts_with("read-only"),
+                "{key} says why"
+            );
+        }
+        app.run_command("submit demo/release_pipeline");
+        assert!(matches!(app.mode, Mode::Normal));
+        assert!(std::iter::from_fn(|| actions.try_recv().ok()).all(|a| !matches!(
+            a,
+            Action::Retry(_) | Action::Cancel(_) | Action::Submit { .. } | Action::Decide { .. }
+        )));
+        // Reading goes on as before.
+        press(&mut app, KeyCode::Enter);
+        assert!(matches!(app.screen, Screen::Task(_)));
     }
 
     #[test]

@@ -62,6 +62,17 @@ pub enum KeyAction {
     Quit,
 }
 
+impl KeyAction {
+    /// Whether the action changes something (a task, a decision): hidden and refused in
+    /// read-only mode.
+    pub fn mutates(self) -> bool {
+        matches!(
+            self,
+            KeyAction::NewTask | KeyAction::Retry | KeyAction::Cancel | KeyAction::Approve | KeyAction::Deny
+        )
+    }
+}
+
 /// One binding: its keys, where it applies (empty: everywhere), what it does, how the key bar
 /// names it (if it shows there) and what help says.
 pub struct Binding {
@@ -319,11 +330,19 @@ pub fn at(place: Place) -> impl Iterator<Item = &'static Binding> {
         .filter(move |b| b.places.is_empty() || b.places.contains(&place))
 }
 
+/// The bindings a console shows and obeys at `place`: without the mutating ones when
+/// `read_only`.
+pub fn usable(place: Place, read_only: bool) -> impl Iterator<Item = &'static Binding> {
+    at(place).filter(move |b| !(read_only && b.action.mutates()))
+}
+
 /// A `:` command: its name, what it takes, what it does.
 pub struct CommandSpec {
     pub name: &'static str,
     pub args: &'static str,
     pub help: &'static str,
+    /// Changes something: hidden and refused in read-only mode.
+    pub mutates: bool,
 }
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -331,62 +350,78 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "tasks",
         args: "",
         help: "the tasks table",
+        mutates: false,
     },
     CommandSpec {
         name: "approvals",
         args: "",
         help: "requests waiting for a decision",
+        mutates: false,
     },
     CommandSpec {
         name: "metrics",
         args: "",
         help: "the last 10 minutes per namespace, slowest steps",
+        mutates: false,
     },
     CommandSpec {
         name: "audit",
         args: "[actor:NAME] [task:ID] [action:PREFIX]",
         help: "the audit journal, newest first, filtered",
+        mutates: false,
     },
     CommandSpec {
         name: "events",
         args: "",
         help: "focus the event stream",
+        mutates: false,
     },
     CommandSpec {
         name: "ns",
         args: "NS",
         help: "one namespace's tasks, or all",
+        mutates: false,
     },
     CommandSpec {
         name: "state",
         args: "STATE",
         help: "tasks in one state, or all",
+        mutates: false,
     },
     CommandSpec {
         name: "sort",
         args: "COLUMN",
         help: "by age|workflow|state|progress|health",
+        mutates: false,
     },
     CommandSpec {
         name: "submit",
         args: "NS/NAME",
         help: "new task of a workflow",
+        mutates: true,
     },
     CommandSpec {
         name: "theme",
         args: "NAME",
         help: "switch the theme",
+        mutates: false,
     },
     CommandSpec {
         name: "quit",
         args: "",
         help: "quit (also :q)",
+        mutates: false,
     },
 ];
 
 /// The command names, for completion and error messages.
 pub fn command_names() -> Vec<&'static str> {
     COMMANDS.iter().map(|c| c.name).collect()
+}
+
+/// The commands a console offers: without the mutating ones when `read_only`.
+pub fn usable_commands(read_only: bool) -> impl Iterator<Item = &'static CommandSpec> {
+    COMMANDS.iter().filter(move |c| !(read_only && c.mutates))
 }
 
 #[cfg(test)]

@@ -131,6 +131,8 @@ pub async fn run(client: Arc<dyn Client>, options: Options) -> io::Result<()> {
     let vm = ViewModel::new(workflow_entries(&catalog));
     let mut app = App::new(vm, options.theme, options.info, catalog, actions_tx);
     app.identity = client.identity().clone();
+    // A viewer may change nothing: the console shows no key that would only be refused.
+    app.read_only = app.info.read_only_flag || app.identity.role == crate::auth::Role::Viewer;
     app.now = client.now();
 
     let feeder = tokio::spawn(feeder::feed(

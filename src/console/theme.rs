@@ -254,6 +254,65 @@ pub fn task_glyph(state: TaskState) -> &'static str {
 mod tests {
     use super::*;
 
+    /// sRGB of a colour as a terminal shows it: RGB as given, the 16 named colours as xterm's
+    /// default palette has them.
+    fn rgb(c: Color) -> (u8, u8, u8) {
+        match c {
+            Color::Rgb(r, g, b) => (r, g, b),
+            Color::Black => (0, 0, 0),
+            Color::Red => (205, 0, 0),
+            Color::Green => (0, 205, 0),
+            Color::Yellow => (205, 205, 0),
+            Color::Blue => (0, 0, 238),
+            Color::Magenta => (205, 0, 205),
+            Color::Cyan => (0, 205, 205),
+            Color::Gray => (229, 229, 229),
+            Color::DarkGray => (127, 127, 127),
+            Color::LightRed => (255, 0, 0),
+            Color::LightGreen => (0, 255, 0),
+            Color::LightYellow => (255, 255, 0),
+            Color::LightBlue => (92, 92, 255),
+            Color::LightMagenta => (255, 0, 255),
+            Color::LightCyan => (0, 255, 255),
+            Color::White => (255, 255, 255),
+            other => panic!("no fixed RGB for {other:?}"),
+        }
+    }
+
+    /// WCAG 2's contrast ratio of two colours, 1 to 21.
+    fn contrast(a: Color, b: Color) -> f64 {
+        let luminance = |c: Color| {
+            let (r, g, b) = rgb(c);
+            let lin = |v: u8| {
+                let s = f64::from(v) / 255.0;
+                if s <= 0.03928 {
+                    s / 12.92
+                } else {
+                    ((s + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+        };
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn every_theme_reads_at_4_5_to_1_on_its_background_and_surface() {
+        for name in Theme::names() {
+            let t = Theme::load(&name).unwrap();
+            for (what, fg) in [("text", t.text), ("muted", t.muted)] {
+                for (on, bg) in [("background", t.background), ("surface", t.surface)] {
+                    let ratio = contrast(fg, bg);
+                    assert!(
+                        ratio >= 4.5,
+                        "{name}: {what} on {on} is {ratio:.2}:1, below 4.5:1"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_bundled_theme_loads() {
         for name in ["dark", "light", "high-contrast", "screencast"] {

@@ -54,6 +54,18 @@ pub fn age(now: Timestamp, then: Timestamp) -> String {
     }
 }
 
+/// A countdown in whole seconds as people read it: `59s`, `4m 50s`, `2h 05m`, `3d 4h`
+/// (seconds rounded up, so a deadline never reads 0 before it passes).
+pub fn countdown(ms: u64) -> String {
+    let s = ms.div_ceil(1000);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
 /// An amount in cents as dollars for people: `$120.00`, `-$5.25`. Exact for every i64.
 pub fn money(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
@@ -102,4 +114,19 @@ pub fn format_timestamp(ms: Timestamp) -> String {
 /// tasks created close together share). Commands accept it.
 pub fn short_id(id: &str) -> &str {
     &id[id.len().saturating_sub(8)..]
+}
+
+#[cfg(test)]
+mod countdown_tests {
+    #[test]
+    fn countdowns_read_as_people_say_them() {
+        let c = super::countdown;
+        assert_eq!(c(0), "0s");
+        assert_eq!(c(1), "1s");
+        assert_eq!(c(59_000), "59s");
+        assert_eq!(c(290_000), "4m 50s");
+        assert_eq!(c(3_600_000 + 5 * 60_000), "1h 05m");
+        assert_eq!(c(30 * 86_400_000), "30d 0h");
+        assert!(!c(u64::MAX).is_empty());
+    }
 }

@@ -34,9 +34,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 .unwrap_or_default();
             let requester = a.map_or(String::new(), |a| a.request.requester.clone());
             let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
-            let left = a.map_or(0, |a| {
-                crate::model::millis_until(app.now, a.expires_at).div_ceil(1000)
-            });
+            let left = a.map_or(0, |a| crate::model::millis_until(app.now, a.expires_at));
             let row = Row::new(vec![
                 Cell::from(Span::styled(short_id(&task.id).to_string(), t.muted())),
                 Cell::from(task.workflow_ref()),
@@ -45,7 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Cell::from(requester),
                 Cell::from(asked),
                 Cell::from(Span::styled(
-                    format!("{left}s"),
+                    crate::model::countdown(left),
                     t.base().fg(t.step(crate::model::StepState::AwaitingApproval)),
                 )),
             ])

@@ -46,6 +46,12 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     if !app.info.endpoint.is_empty() {
         context.push(Span::styled(format!("  {}", app.info.endpoint), t.muted()));
     }
+    if app.read_only {
+        context.insert(
+            1,
+            Span::styled("  read-only", t.base().fg(t.accent).add_modifier(Modifier::BOLD)),
+        );
+    }
     // A business signal in the last minutes (`:metrics` shows where): on the first line when
     // it fits there, else first on the second.
     let marker = app.live_marker().map(|m| {

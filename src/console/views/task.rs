@@ -178,10 +178,13 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
             ]));
         }
         if waiting {
-            let left = crate::model::millis_until(app.now, a.expires_at) as f64 / 1000.0;
+            let left = crate::model::millis_until(app.now, a.expires_at);
             lines.push(Line::from(vec![
                 label("expires"),
-                Span::styled(format!("in {left:.0}s"), t.base().fg(colour)),
+                Span::styled(
+                    format!("in {}", crate::model::countdown(left)),
+                    t.base().fg(colour),
+                ),
             ]));
             let can = match app.may_decide(task, i) {
                 Ok(()) => "press a to approve, d to deny".to_string(),

@@ -88,7 +88,9 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     .block(pane(app, title, app.focus == Focus::Main));
     frame.render_widget(table, area);
     if rows.is_empty() {
-        let hint = if app.vm.is_empty() {
+        let hint = if app.vm.is_empty() && app.read_only {
+            "no tasks yet"
+        } else if app.vm.is_empty() {
             "no tasks yet — press n to start one"
         } else {
             "no task matches the filters — Esc clears them"
