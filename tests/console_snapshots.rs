@@ -360,6 +360,16 @@ fn audit_view_of_a_refund_day() {
     });
 }
 
+/// The events pane focused, scrolled one up, its event's payload open.
+#[test]
+fn an_events_payload() {
+    both("event_payload", |app| {
+        key(app, KeyCode::Tab);
+        key(app, KeyCode::Up);
+        key(app, KeyCode::Enter);
+    });
+}
+
 /// `--read-only` (or a viewer): the header says so and the key bar offers no key that changes
 /// a task.
 #[test]
@@ -467,7 +477,12 @@ fn the_task_view_state_of_the_countdown_is_text() {
 #[test]
 fn every_screen_draws_at_every_terminal_size() {
     type Setup<'a> = (&'a str, &'a dyn Fn(&mut App));
-    let setups: [Setup; 8] = [
+    let setups: [Setup; 9] = [
+        ("payload", &|app| {
+            key(app, KeyCode::Tab);
+            key(app, KeyCode::Up);
+            key(app, KeyCode::Enter);
+        }),
         ("audit", &|app| {
             typed(app, ":audit");
             key(app, KeyCode::Enter);

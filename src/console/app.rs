@@ -149,6 +149,11 @@ pub enum Mode {
     Gone {
         message: String,
     },
+    /// An event's payload, shown until Esc or Enter.
+    Payload {
+        title: String,
+        text: String,
+    },
     /// Typing the note (approve, optional) or reason (deny, required) of a decision.
     Decide {
         task: String,
@@ -184,6 +189,10 @@ pub struct App {
     pub mode: Mode,
     pub task_filter: TaskFilter,
     pub event_filter: String,
+    /// The selected event, counted from the newest (0) among those shown.
+    pub selected_event: usize,
+    /// Only this task's events are shown (`f` in the events pane).
+    pub event_follow: Option<String>,
     pub sort: SortKey,
     pub reverse: bool,
     pub selected_task: Option<String>,
@@ -245,6 +254,8 @@ impl App {
             mode: Mode::Normal,
             task_filter: TaskFilter::default(),
             event_filter: String::new(),
+            selected_event: 0,
+            event_follow: None,
             sort: SortKey::Age,
             reverse: false,
             selected_task: None,
@@ -324,6 +335,53 @@ impl App {
             Screen::Approvals => self.current_approval().map(|(t, _)| t),
             Screen::Metrics | Screen::Audit => None,
         }
+    }
+
+    /// The events the pane shows, newest first: the bounded history (`EVENT_HISTORY`),
+    /// narrowed by `/` and by the task followed.
+    pub fn event_rows(&self) -> Vec<Arc<Event>> {
+        let filter = self.event_filter.to_lowercase();
+        self.vm
+            .events
+            .iter()
+            .rev()
+            .filter(|e| self.event_follow.as_ref().is_none_or(|id| &e.task_id == id))
+            .filter(|e| filter.is_empty() || e.line().to_lowercase().contains(&filter))
+            .cloned()
+            .collect()
+    }
+
+    fn selected_event(&self) -> Option<Arc<Event>> {
+        let rows = self.event_rows();
+        rows.get(self.selected_event.min(rows.len().saturating_sub(1)))
+            .cloned()
+    }
+
+    fn show_payload(&mut self) {
+        let Some(e) = self.selected_event() else {
+            return self.notify("no event selected");
+        };
+        let text = serde_json::to_string_pretty(&e.payload).unwrap_or_else(|_| e.payload.to_string());
+        self.mode = Mode::Payload {
+            title: format!("#{} {} · {}", e.seq, e.name, crate::model::short_id(&e.task_id)),
+            text,
+        };
+    }
+
+    fn follow_task(&mut self) {
+        if self.event_follow.take().is_some() {
+            self.selected_event = 0;
+            return self.notify("events of every task");
+        }
+        let Some(e) = self.selected_event() else {
+            return self.notify("no event selected");
+        };
+        self.notify(format!(
+            "following task {} (f again: every task)",
+            crate::model::short_id(&e.task_id)
+        ));
+        self.event_follow = Some(e.task_id.clone());
+        self.selected_event = 0;
     }
 
     /// The journal entries of `:audit` matching the `/` filter (any field).
@@ -612,6 +670,11 @@ impl App {
                     self.mode = Mode::Gone { message };
                 }
             }
+            Mode::Payload { title, text } => {
+                if !matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
+                    self.mode = Mode::Payload { title, text };
+                }
+            }
             Mode::Command(line) => self.command_key(line, key),
             Mode::Filter(line) => self.filter_key(line, key),
             Mode::Form(form) => self.form_key(form, key),
@@ -734,6 +797,8 @@ impl App {
             KeyAction::OpenSlowest => self.open_slowest(),
             KeyAction::OpenAuditTask => self.open_audit_task(),
             KeyAction::Refresh => self.act(Action::Audit(self.audit_query.clone())),
+            KeyAction::ShowPayload => self.show_payload(),
+            KeyAction::FollowTask => self.follow_task(),
             KeyAction::Back => self.back(),
             KeyAction::NewTask => self.open_form(None),
             KeyAction::Retry => self.retry_current(),
@@ -909,7 +974,12 @@ impl App {
             (Focus::Main, Screen::Audit) => {
                 self.selected_audit = step(self.selected_audit, self.audit_rows().len());
             }
-            (Focus::Events, _) => {}
+            (Focus::Events, _) => {
+                // The newest is at the bottom: down goes towards it.
+                let len = self.event_rows().len() as i64;
+                self.selected_event =
+                    (self.selected_event as i64 - delta).clamp(0, (len - 1).max(0)) as usize;
+            }
         }
     }
 
@@ -1386,6 +1456,43 @@ mod tests {
         assert_eq!(app.screen, Screen::Audit, "Esc returns to the journal");
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.screen, Screen::Tasks);
+    }
+
+    #[test]
+    fn the_events_pane_scrolls_follows_one_task_and_shows_a_payload() {
+        let (mut app, _) = app();
+        for (seq, task) in [(1, "a"), (2, "b"), (3, "a"), (4, "b")] {
+            app.apply(Update::Event(Arc::new(Event {
+                seq,
+                at: seq as i64,
+                name: "step.completed".into(),
+                task_id: format!("{task}0000000-0000-7000-8000-000000000000"),
+                workflow: "ns/wf@1.0.0".into(),
+                step: Some("s".into()),
+                custom: false,
+                payload: serde_json::json!({ "n": seq }),
+            })));
+        }
+        app.focus = Focus::Events;
+        assert_eq!(app.place(), Place::Events);
+        press(&mut app, KeyCode::Up);
+        press(&mut app, KeyCode::Enter);
+        match &app.mode {
+            Mode::Payload { title, text } => {
+                assert!(title.starts_with("#3 step.completed"), "{title}");
+                assert!(text.contains("\"n\": 3"), "{text}");
+            }
+            _ => panic!("Enter shows the payload"),
+        }
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Char('f'));
+        assert_eq!(app.event_rows().len(), 2, "only task a's events");
+        assert!(app.event_rows().iter().all(|e| e.task_id.starts_with('a')));
+        press(&mut app, KeyCode::Char('f'));
+        assert_eq!(app.event_rows().len(), 4, "every task again");
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.selected_event, 0, "down stops at the newest");
     }
 
     #[test]

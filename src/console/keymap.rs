@@ -50,6 +50,10 @@ pub enum KeyAction {
     OpenAuditTask,
     /// Read the journal again (`:audit`).
     Refresh,
+    /// Show the selected event's payload (events pane).
+    ShowPayload,
+    /// Show only the selected event's task's events, or all again (events pane).
+    FollowTask,
     Back,
     NewTask,
     Retry,
@@ -161,6 +165,22 @@ pub const BINDINGS: &[Binding] = &[
         action: A::OpenAuditTask,
         bar: Some("open"),
         help: "open the task the selected entry is about",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::Events],
+        action: A::ShowPayload,
+        bar: Some("payload"),
+        help: "show the selected event's payload",
+    },
+    Binding {
+        keys: &[KeyCode::Char('f')],
+        label: "f",
+        places: &[P::Events],
+        action: A::FollowTask,
+        bar: Some("follow"),
+        help: "follow the selected event's task (again: every task)",
     },
     Binding {
         keys: &[KeyCode::Char('r')],

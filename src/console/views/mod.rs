@@ -76,6 +76,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Form(form) => overlays::form(frame, app, form, area),
         Mode::Confirm { message, yes, .. } => overlays::confirm(frame, app, message, yes, area),
         Mode::Gone { message } => overlays::gone(frame, app, message, area),
+        Mode::Payload { title, text } => overlays::payload(frame, app, title, text, area),
         _ => {}
     }
 }

@@ -172,6 +172,30 @@ pub fn form(frame: &mut Frame, app: &App, form: &NewTaskForm, area: Rect) {
 }
 
 /// A dialog that closed by itself: says why, and takes keys until Esc or Enter.
+/// An event's payload as pretty JSON (Esc or Enter closes it).
+pub fn payload(frame: &mut Frame, app: &App, title: &str, text: &str, area: Rect) {
+    let t = &app.theme;
+    let width = area.width.saturating_sub(8).clamp(20, 100);
+    let height = u16::try_from(text.lines().count())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3)
+        .min(area.height.saturating_sub(2))
+        .max(3);
+    let popup = centered(area, width, height);
+    let mut lines: Vec<Line> = text
+        .lines()
+        .map(|l| Line::from(Span::styled(l.to_string(), t.base())))
+        .collect();
+    lines.push(Line::from(Span::styled("Esc or Enter closes", t.muted())));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(pane(app, title.to_string(), true)),
+        popup,
+    );
+}
+
 pub fn gone(frame: &mut Frame, app: &App, message: &str, area: Rect) {
     let t = &app.theme;
     let lines = vec![Line::from(Span::styled(
