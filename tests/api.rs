@@ -150,7 +150,11 @@ async fn every_role_against_every_endpoint() {
     ];
     // (endpoint, expected status for each person above, in order)
     type Row = (&'static str, [u16; 8]);
-    let table: [Row; 17] = [
+    let table: [Row; 18] = [
+        (
+            "POST /v1/tasks/{id}/steps/get_manager_approval/retry-now",
+            [409, 409, 409, 409, 403, 404, 401, 401],
+        ),
         ("GET /v1/audit", [200, 403, 403, 403, 403, 403, 401, 401]),
         ("GET /health/status", [200, 200, 200, 200, 200, 200, 401, 401]),
         (

@@ -514,3 +514,54 @@ async fn versions_coexist_and_running_tasks_keep_theirs() {
     assert_eq!(pinned.version, "1.0.0");
     assert_eq!(pinned.steps[0].results.as_ref().unwrap()["v"], json!(1));
 }
+
+/// `retry_now`: a step waiting out a 60 s backoff the service asked for starts at once when an
+/// operator says so, recorded with the operator and the reason; a step not waiting, or a viewer,
+/// is refused.
+#[tokio::test(start_paused = true)]
+async fn an_operator_starts_a_step_waiting_out_its_backoff_now() {
+    let yaml = one_step("    handler_config: { fail_times: 1, retry_after_seconds: 60 }\n");
+    let mut h = start(&[&yaml], Registry::builtin(), config()).await;
+    let task = h.submit("t/one", json!({})).await;
+    loop {
+        let stored = h.store.task(&task.id).await.unwrap().unwrap();
+        if stored.steps[0].state == StepState::WaitingForRetry {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let viewer = taskdeck::auth::Identity::new("vic", "t", taskdeck::auth::Role::Viewer);
+    let refused = h
+        .engine
+        .retry_now(&task.id, "work", &viewer, "hurry")
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, EngineError::Denied(_)), "{refused}");
+    let operator = admin("ops-lead");
+    h.engine
+        .retry_now(&task.id, "work", &operator, "the gateway is back")
+        .await
+        .unwrap();
+    h.engine.when_idle().await.unwrap();
+    let done = h.store.task(&task.id).await.unwrap().unwrap();
+    assert_eq!(done.state, TaskState::Complete);
+    let starts = times(&h.drain(), "step.execution_requested", "work", task.created_at);
+    assert_eq!(starts.len(), 2);
+    assert!(starts[1] < 1_000, "started at once, not after 60 s: {starts:?}");
+    let log = h.store.transitions(&task.id).await.unwrap();
+    let now = log
+        .iter()
+        .find(|t| t.from.as_deref() == Some("waiting_for_retry"))
+        .unwrap();
+    assert_eq!(now.actor, "ops-lead");
+    assert_eq!(now.reason.as_deref(), Some("retry now: the gateway is back"));
+    let again = h
+        .engine
+        .retry_now(&task.id, "work", &operator, "again")
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("only a step waiting out its backoff"),
+        "{again}"
+    );
+}

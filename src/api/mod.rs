@@ -130,6 +130,7 @@ pub fn router(
         .route("/v1/tasks/batch", post(create_batch))
         .route("/v1/tasks/{id}", get(show_task))
         .route("/v1/tasks/{id}/retry", post(retry_task))
+        .route("/v1/tasks/{id}/steps/{step}/retry-now", post(retry_step_now))
         .route("/v1/tasks/{id}/cancel", post(cancel_task))
         .route("/v1/tasks/{id}/steps/{step}/resolve", post(resolve_step))
         .route("/v1/tasks/{id}/steps/{step}/approve", post(approve_step))

@@ -68,7 +68,7 @@ impl Modify for Bearer {
     paths(
         routes::live, routes::ready, routes::status, routes::metrics, routes::whoami, routes::proof, routes::workflows,
         routes::workflow_files, routes::list_tasks, routes::create_task, routes::create_batch,
-        routes::show_task, routes::retry_task, routes::cancel_task, routes::resolve_step,
+        routes::show_task, routes::retry_task, routes::cancel_task, routes::resolve_step, routes::retry_step_now,
         routes::approve_step, routes::deny_step, routes::approvals, routes::events, routes::metrics_summary, routes::audit,
     ),
     components(schemas(crate::model::Event)),

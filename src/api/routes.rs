@@ -415,6 +415,21 @@ pub struct Resolution {
     pub reason: Option<String>,
 }
 
+/// Starts a step waiting out its backoff at once (the attempt the timer would have started),
+/// recorded with the caller and reason.
+#[utoipa::path(post, path = "/v1/tasks/{id}/steps/{step}/retry-now", tag = "steps", security(("bearer" = [])), request_body = Reason,
+    params(("id" = String, Path, description = "A task id, prefix or short id"), ("step" = String, Path, description = "The step's name")),
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn retry_step_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segments((id, step)): Segments<(String, String)>,
+    JsonBody(body): JsonBody<Reason>,
+) -> Answer<Task> {
+    let reason = body.reason.unwrap_or_else(|| "retry now".into());
+    Ok(Json(client(&state, caller).retry_now(&id, &step, &reason).await?))
+}
+
 /// Completes a step with results an operator supplies: a step in error, or a pending step
 /// whose parents are done; never an approval gate or a step that feeds one.
 #[utoipa::path(post, path = "/v1/tasks/{id}/steps/{step}/resolve", tag = "steps", security(("bearer" = [])), request_body = Resolution,

@@ -140,6 +140,9 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         Command::Prune { before, dry_run } => prune(&cli, &data, *before, *dry_run).await,
         Command::Retry { task, reason } => admin(&cli, &data, Admin::Retry { task, reason }).await,
         Command::Cancel { task, reason } => admin(&cli, &data, Admin::Cancel { task, reason }).await,
+        Command::RetryNow { task, step, reason } => {
+            admin(&cli, &data, Admin::RetryNow { task, step, reason }).await
+        }
         Command::Resolve {
             task,
             step,
@@ -768,6 +771,11 @@ enum Admin<'a> {
         task: &'a str,
         reason: &'a str,
     },
+    RetryNow {
+        task: &'a str,
+        step: &'a str,
+        reason: &'a str,
+    },
     Cancel {
         task: &'a str,
         reason: &'a str,
@@ -785,6 +793,7 @@ async fn admin(cli: &Cli, data: &Path, action: Admin<'_>) -> Result<i32> {
     let client = &session.client;
     let result = match action {
         Admin::Retry { task, reason } => client.retry(task, reason).await,
+        Admin::RetryNow { task, step, reason } => client.retry_now(task, step, reason).await,
         Admin::Cancel { task, reason } => client.cancel(task, reason).await,
         Admin::Resolve {
             task,

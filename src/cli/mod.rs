@@ -289,6 +289,16 @@ pub enum Command {
         #[arg(long, default_value = "operator retry")]
         reason: String,
     },
+    /// Start a step waiting out its retry backoff now (the attempt the timer would start), recorded with who and why.
+    RetryNow {
+        /// The task: its id, a prefix, or the short id shown in tables.
+        task: String,
+        /// The step waiting for its retry.
+        step: String,
+        /// Why, kept in the transition log.
+        #[arg(long, default_value = "retry now")]
+        reason: String,
+    },
     /// Cancel a task, and the unfinished tasks it delegated to.
     Cancel {
         /// The task: its id, a prefix, or the short id shown in tables.

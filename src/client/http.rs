@@ -439,6 +439,19 @@ impl Client for Http {
             .await
     }
 
+    async fn retry_now(&self, id: &str, step: &str, reason: &str) -> Result<Task, Problem> {
+        self.conn
+            .post(
+                &format!(
+                    "/v1/tasks/{}/steps/{}/retry-now",
+                    task_segment(id)?,
+                    self.step_segment(id, step).await?
+                ),
+                &json!({ "reason": reason }),
+            )
+            .await
+    }
+
     async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem> {
         self.conn
             .post(

@@ -209,6 +209,14 @@ impl Client for Local {
         Ok(self.for_reader(task).await)
     }
 
+    async fn retry_now(&self, id: &str, step: &str, reason: &str) -> Result<Task, Problem> {
+        let result = self.engine.retry_now(id, step, &self.identity, reason).await;
+        let task = self
+            .audited("step.retry_now", format!("task/{id}/step/{step}"), result)
+            .await?;
+        Ok(self.for_reader(task).await)
+    }
+
     async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem> {
         let result = self.engine.cancel(id, &self.identity, reason).await;
         let task = self.audited("task.cancel", format!("task/{id}"), result).await?;

@@ -254,6 +254,8 @@ pub trait Client: Send + Sync {
     async fn submit_batch(&self, tasks: Vec<NewTask>) -> Result<Vec<BatchItem>, Problem>;
     async fn retry(&self, id: &str, reason: &str) -> Result<Task, Problem>;
     async fn cancel(&self, id: &str, reason: &str) -> Result<Task, Problem>;
+    /// Starts a step waiting out its backoff at once (`Engine::retry_now`).
+    async fn retry_now(&self, id: &str, step: &str, reason: &str) -> Result<Task, Problem>;
     async fn resolve(&self, id: &str, step: &str, results: Value, reason: &str) -> Result<Task, Problem>;
     /// Approves (`approve`) or denies a step waiting for approval; a denial needs a `note`.
     async fn decide(

@@ -86,6 +86,11 @@ pub enum Action {
         context: Value,
     },
     Retry(String),
+    /// Start a step waiting out its backoff now.
+    RetryNow {
+        task: String,
+        step: String,
+    },
     Cancel(String),
     /// Approve or deny a step waiting for approval.
     Decide {
@@ -802,6 +807,7 @@ impl App {
             KeyAction::Back => self.back(),
             KeyAction::NewTask => self.open_form(None),
             KeyAction::Retry => self.retry_current(),
+            KeyAction::RetryNow => self.retry_step_now(),
             KeyAction::Cancel => self.cancel_current(),
             KeyAction::Approve => self.start_decision(true),
             KeyAction::Deny => self.start_decision(false),
@@ -829,6 +835,29 @@ impl App {
                 ));
             }
         }
+    }
+
+    /// `R` on the open task's selected step: starts it now if it waits out a backoff.
+    fn retry_step_now(&mut self) {
+        let Screen::Task(id) = &self.screen else { return };
+        let Some(task) = self.vm.task(id).cloned() else {
+            return;
+        };
+        let Some(&i) = super::dag::reading_order(&task).get(self.selected_step) else {
+            return;
+        };
+        let step = &task.steps[i];
+        if step.state != crate::model::StepState::WaitingForRetry {
+            return self.notify(format!(
+                "step {} is {}; R starts a step waiting out its backoff",
+                step.name, step.state
+            ));
+        }
+        self.act(Action::RetryNow {
+            task: task.id.clone(),
+            step: step.name.clone(),
+        });
+        self.notify(format!("starting {} now", step.name));
     }
 
     fn retry_current(&mut self) {
@@ -1456,6 +1485,33 @@ mod tests {
         assert_eq!(app.screen, Screen::Audit, "Esc returns to the journal");
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.screen, Screen::Tasks);
+    }
+
+    #[test]
+    fn capital_r_starts_a_step_waiting_out_its_backoff_now() {
+        let (mut app, mut actions) = app();
+        let task = crate::console::model::tests::task(
+            "01",
+            "ns",
+            TaskState::InProgress,
+            &[crate::model::StepState::WaitingForRetry],
+            1,
+        );
+        let id = task.id.clone();
+        app.apply(Update::Tasks(vec![task]));
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Task(id.clone()));
+        press(&mut app, KeyCode::Char('R'));
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert!(
+            asked
+                .iter()
+                .any(|a| matches!(a, Action::RetryNow { task, .. } if *task == id)),
+            "{asked:?}"
+        );
+        app.read_only = true;
+        press(&mut app, KeyCode::Char('R'));
+        assert!(app.notice.as_ref().unwrap().0.starts_with("read-only"));
     }
 
     #[test]

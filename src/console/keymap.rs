@@ -57,6 +57,8 @@ pub enum KeyAction {
     Back,
     NewTask,
     Retry,
+    /// Start the selected step now instead of after its backoff.
+    RetryNow,
     Cancel,
     Approve,
     Deny,
@@ -72,7 +74,12 @@ impl KeyAction {
     pub fn mutates(self) -> bool {
         matches!(
             self,
-            KeyAction::NewTask | KeyAction::Retry | KeyAction::Cancel | KeyAction::Approve | KeyAction::Deny
+            KeyAction::NewTask
+                | KeyAction::Retry
+                | KeyAction::RetryNow
+                | KeyAction::Cancel
+                | KeyAction::Approve
+                | KeyAction::Deny
         )
     }
 }
@@ -133,6 +140,14 @@ pub const BINDINGS: &[Binding] = &[
         action: A::Retry,
         bar: Some("retry"),
         help: "retry the failed task",
+    },
+    Binding {
+        keys: &[KeyCode::Char('R')],
+        label: "R",
+        places: &[P::TaskView],
+        action: A::RetryNow,
+        bar: Some("now"),
+        help: "start the selected step now, not after its backoff",
     },
     Binding {
         keys: &[KeyCode::Char('c')],

@@ -317,6 +317,13 @@ fn perform(
                 }
             });
         }
+        Action::RetryNow { task, step } => {
+            tokio::spawn(async move {
+                if let Err(e) = client.retry_now(&task, &step, "retry now from the console").await {
+                    let _ = updates.send(Update::Notice(format!("retry now failed: {e}")));
+                }
+            });
+        }
         Action::Decide {
             task,
             step,

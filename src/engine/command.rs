@@ -180,6 +180,14 @@ pub(crate) enum Command {
         reason: String,
         reply: Reply<Task>,
     },
+    /// Start a step waiting out its backoff now.
+    RetryNow {
+        task: String,
+        step: String,
+        actor: Identity,
+        reason: String,
+        reply: Reply<Task>,
+    },
     Cancel {
         task: String,
         actor: Identity,

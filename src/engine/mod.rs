@@ -295,6 +295,35 @@ impl Engine {
         .await
     }
 
+    /// Starts step `step` of `task`, waiting out its backoff, at once: the same attempt the
+    /// timer would have started, recorded with `actor` and `reason` (an operator who knows
+    /// the service is back need not wait out a 60 s backoff).
+    ///
+    /// Errors: `Denied` without `<ns>.workflows:manage`; `Conflict` when the step is not
+    /// waiting for a retry; `NoSuchStep`; `Invalid` for a reason over the size limit.
+    pub async fn retry_now(
+        &self,
+        task: &str,
+        step: &str,
+        actor: &Identity,
+        reason: &str,
+    ) -> Result<Task, EngineError> {
+        let (task, step, actor, reason) = (
+            task.to_string(),
+            step.to_string(),
+            actor.clone(),
+            reason.to_string(),
+        );
+        self.ask(|reply| Command::RetryNow {
+            task,
+            step,
+            actor,
+            reason,
+            reply,
+        })
+        .await
+    }
+
     pub async fn cancel(&self, task: &str, actor: &Identity, reason: &str) -> Result<Task, EngineError> {
         let (task, actor, reason) = (task.to_string(), actor.clone(), reason.to_string());
         self.ask(|reply| Command::Cancel {

@@ -335,6 +335,16 @@ impl Orchestrator {
                 let result = self.retry(&task, &actor, &reason).await;
                 self.reply_after_commit(reply, result);
             }
+            Command::RetryNow {
+                task,
+                step,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.retry_now(&task, &step, &actor, &reason).await;
+                self.reply_after_commit(reply, result);
+            }
             Command::Cancel {
                 task,
                 actor,
@@ -630,6 +640,38 @@ impl Orchestrator {
         }
         self.schedule_task(&id);
         self.evaluate(&id);
+        Ok(id)
+    }
+
+    async fn retry_now(
+        &mut self,
+        task: &str,
+        step: &str,
+        who: &Identity,
+        reason: &str,
+    ) -> Result<String, EngineError> {
+        check_text("reason", reason, MAX_REASON_BYTES)?;
+        let id = self.load(task, who).await?;
+        self.authorize_operation(&id, who, "retry")?;
+        let i = self.step_of(&id, step)?;
+        let state = self.tasks[&id].task.steps[i].state;
+        if state != StepState::WaitingForRetry {
+            return Err(EngineError::Conflict(format!(
+                "step {step} of task {id} is {state}; only a step waiting out its backoff can start now"
+            )));
+        }
+        // Its timer stays queued and finds the step no longer waiting.
+        self.step_change(
+            &id,
+            i,
+            StepEvent::RetryDue,
+            &who.sub,
+            Some(format!("retry now: {reason}")),
+            None,
+        );
+        if self.tasks[&id].is_ready(i) {
+            self.ready.push_back((id.clone(), i));
+        }
         Ok(id)
     }
 
