@@ -256,6 +256,36 @@ fn a_session_in_a_real_terminal() {
     assert!(String::from_utf8_lossy(&in_process.stdout).contains("crash"));
 }
 
+/// Two failed tasks marked with Space are retried together after one confirmation, and each
+/// one's result is reported.
+#[test]
+fn marked_failed_tasks_are_retried_together() {
+    let data = tempfile::tempdir().unwrap();
+    let fixtures = format!("{}/tests/fixtures/workflows", env!("CARGO_MANIFEST_DIR"));
+    for _ in 0..2 {
+        let out = taskdeck(
+            data.path(),
+            &["--workflows", &fixtures, "submit", "crash/fails", "--wait"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut s = console(data.path(), &[]);
+    s.screen.wait_for("tasks 2/2");
+    s.screen.wait_for("✖ 2 failed/1h");
+    s.send(b"  ");
+    s.screen.wait_for("✓ 2 marked");
+    s.send(b"r");
+    s.screen.wait_for("Retry 2 marked task(s)");
+    s.send(b"y");
+    s.screen.wait_for("retried 2 of 2:");
+    s.quit();
+}
+
 /// `--read-only` and a viewer's token: the header says so, the key bar offers nothing that
 /// changes a task, and such a key only says why it is off.
 #[test]

@@ -360,6 +360,15 @@ fn audit_view_of_a_refund_day() {
     });
 }
 
+/// Two tasks marked with Space: the header counts them, their ids carry `✓`.
+#[test]
+fn tasks_screen_with_marked_tasks() {
+    both("tasks_marked", |app| {
+        key(app, KeyCode::Char(' '));
+        key(app, KeyCode::Char(' '));
+    });
+}
+
 /// The events pane focused, scrolled one up, its event's payload open.
 #[test]
 fn an_events_payload() {

@@ -86,6 +86,9 @@ pub enum Action {
         context: Value,
     },
     Retry(String),
+    /// Retry or cancel every one of these tasks, reporting each one's result.
+    RetryMany(Vec<String>),
+    CancelMany(Vec<String>),
     /// Start a step waiting out its backoff now.
     RetryNow {
         task: String,
@@ -194,6 +197,8 @@ pub struct App {
     pub mode: Mode,
     pub task_filter: TaskFilter,
     pub event_filter: String,
+    /// Tasks marked with Space: `r` and `c` act on all of them.
+    pub marked: std::collections::BTreeSet<String>,
     /// The selected event, counted from the newest (0) among those shown.
     pub selected_event: usize,
     /// Only this task's events are shown (`f` in the events pane).
@@ -261,6 +266,7 @@ impl App {
             event_filter: String::new(),
             selected_event: 0,
             event_follow: None,
+            marked: std::collections::BTreeSet::new(),
             sort: SortKey::Age,
             reverse: false,
             selected_task: None,
@@ -803,6 +809,7 @@ impl App {
             KeyAction::OpenAuditTask => self.open_audit_task(),
             KeyAction::Refresh => self.act(Action::Audit(self.audit_query.clone())),
             KeyAction::ShowPayload => self.show_payload(),
+            KeyAction::Mark => self.toggle_mark(),
             KeyAction::FollowTask => self.follow_task(),
             KeyAction::Back => self.back(),
             KeyAction::NewTask => self.open_form(None),
@@ -860,7 +867,74 @@ impl App {
         self.notify(format!("starting {} now", step.name));
     }
 
+    fn toggle_mark(&mut self) {
+        let Some(t) = self.current_task() else {
+            return self.notify("no task selected");
+        };
+        if !self.marked.remove(&t.id) {
+            self.marked.insert(t.id.clone());
+        }
+        self.move_selection(1);
+    }
+
+    /// The marked tasks the console holds, in id order.
+    fn marked_tasks(&self) -> Vec<Arc<Task>> {
+        self.marked
+            .iter()
+            .filter_map(|id| self.vm.task(id).cloned())
+            .collect()
+    }
+
+    /// `r` or `c` with tasks marked: one confirmation naming how many and which (those that
+    /// cannot take the action are named as skipped).
+    fn act_on_marked(&mut self, retry: bool) {
+        let tasks = self.marked_tasks();
+        let (fit, skipped): (Vec<Arc<Task>>, Vec<Arc<Task>>) = tasks.into_iter().partition(|t| {
+            if retry {
+                t.state == TaskState::Error
+            } else {
+                !t.state.is_terminal()
+            }
+        });
+        let short = |ts: &[Arc<Task>]| {
+            ts.iter()
+                .map(|t| crate::model::short_id(&t.id).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if fit.is_empty() {
+            return self.notify(format!(
+                "none of the {} marked task(s) can be {}",
+                skipped.len(),
+                if retry {
+                    "retried (only failed ones)"
+                } else {
+                    "cancelled (all have ended)"
+                }
+            ));
+        }
+        let verb = if retry { "Retry" } else { "Cancel" };
+        let mut message = format!("{verb} {} marked task(s): {}?", fit.len(), short(&fit));
+        if !skipped.is_empty() {
+            message.push_str(&format!(" ({} skipped: {})", skipped.len(), short(&skipped)));
+        }
+        let ids: Vec<String> = fit.iter().map(|t| t.id.clone()).collect();
+        self.mode = Mode::Confirm {
+            action: if retry {
+                Action::RetryMany(ids)
+            } else {
+                Action::CancelMany(ids)
+            },
+            message,
+            yes: format!("yes, {} {}", verb.to_lowercase(), fit.len()),
+        };
+        self.marked.clear();
+    }
+
     fn retry_current(&mut self) {
+        if !self.marked.is_empty() && self.screen == Screen::Tasks {
+            return self.act_on_marked(true);
+        }
         match self.current_task() {
             Some(t) if t.state == TaskState::Error => {
                 self.act(Action::Retry(t.id.clone()));
@@ -876,6 +950,9 @@ impl App {
     }
 
     fn cancel_current(&mut self) {
+        if !self.marked.is_empty() && self.screen == Screen::Tasks {
+            return self.act_on_marked(false);
+        }
         match self.current_task() {
             Some(t) if !t.state.is_terminal() => {
                 self.mode = Mode::Confirm {
@@ -1485,6 +1562,51 @@ mod tests {
         assert_eq!(app.screen, Screen::Audit, "Esc returns to the journal");
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.screen, Screen::Tasks);
+    }
+
+    #[test]
+    fn marked_tasks_are_retried_together_after_one_confirmation_naming_them() {
+        let (mut app, mut actions) = app();
+        use crate::console::model::tests::task;
+        app.apply(Update::Tasks(vec![
+            task("01", "ns", TaskState::Error, &[], 1),
+            task("02", "ns", TaskState::Error, &[], 2),
+            task("03", "ns", TaskState::Complete, &[], 3),
+        ]));
+        app.focus = Focus::Main;
+        // Newest first: 03, 02, 01. Mark all three (Space moves down).
+        for _ in 0..3 {
+            press(&mut app, KeyCode::Char(' '));
+        }
+        assert_eq!(app.marked.len(), 3);
+        press(&mut app, KeyCode::Char('r'));
+        match &app.mode {
+            Mode::Confirm { message, yes, action } => {
+                assert!(message.starts_with("Retry 2 marked task(s)"), "{message}");
+                assert!(
+                    message.contains("1 skipped"),
+                    "the complete one is named as skipped: {message}"
+                );
+                assert_eq!(yes, "yes, retry 2");
+                assert!(matches!(action, Action::RetryMany(ids) if ids.len() == 2));
+            }
+            _ => panic!("one confirmation for the marked tasks"),
+        }
+        press(&mut app, KeyCode::Char('y'));
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert!(
+            asked
+                .iter()
+                .any(|a| matches!(a, Action::RetryMany(ids) if ids.len() == 2)),
+            "{asked:?}"
+        );
+        assert!(app.marked.is_empty(), "marks are spent");
+        // Space again unmarks.
+        press(&mut app, KeyCode::Home);
+        press(&mut app, KeyCode::Char(' '));
+        press(&mut app, KeyCode::Up);
+        press(&mut app, KeyCode::Char(' '));
+        assert!(app.marked.is_empty());
     }
 
     #[test]

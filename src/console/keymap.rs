@@ -50,6 +50,8 @@ pub enum KeyAction {
     OpenAuditTask,
     /// Read the journal again (`:audit`).
     Refresh,
+    /// Mark or unmark the selected task (`r` and `c` then act on every marked task).
+    Mark,
     /// Show the selected event's payload (events pane).
     ShowPayload,
     /// Show only the selected event's task's events, or all again (events pane).
@@ -140,6 +142,14 @@ pub const BINDINGS: &[Binding] = &[
         action: A::Retry,
         bar: Some("retry"),
         help: "retry the failed task",
+    },
+    Binding {
+        keys: &[KeyCode::Char(' ')],
+        label: "Space",
+        places: &[P::TasksTable],
+        action: A::Mark,
+        bar: Some("mark"),
+        help: "mark or unmark the task; r and c then act on every marked one",
     },
     Binding {
         keys: &[KeyCode::Char('R')],

@@ -263,6 +263,34 @@ impl TerminationSignals {
     }
 }
 
+/// Retries or cancels each of `ids` in turn and says how each one went:
+/// `retried 2 of 3: 1a2b ok · 3c4d ok · 5e6f: task 5e6f… is complete`.
+async fn bulk(client: &dyn Client, ids: Vec<String>, retry: bool) -> String {
+    let mut outcomes = Vec::with_capacity(ids.len());
+    let mut done = 0;
+    for id in &ids {
+        let result = if retry {
+            client.retry(id, "retried from the console (marked)").await
+        } else {
+            client.cancel(id, "cancelled from the console (marked)").await
+        };
+        let short = crate::model::short_id(id);
+        outcomes.push(match result {
+            Ok(_) => {
+                done += 1;
+                format!("{short} ok")
+            }
+            Err(e) => format!("{short}: {}", crate::model::clip(&e.to_string(), 80)),
+        });
+    }
+    format!(
+        "{} {done} of {}: {}",
+        if retry { "retried" } else { "cancelled" },
+        ids.len(),
+        outcomes.join(" · ")
+    )
+}
+
 /// Carries out an action without blocking the loop: client calls run on their own task and
 /// report back as updates.
 fn perform(
@@ -315,6 +343,16 @@ fn perform(
                 if let Err(e) = client.retry(&id, "retried from the console").await {
                     let _ = updates.send(Update::Notice(format!("retry failed: {e}")));
                 }
+            });
+        }
+        Action::RetryMany(ids) => {
+            tokio::spawn(async move {
+                let _ = updates.send(Update::Notice(bulk(&*client, ids, true).await));
+            });
+        }
+        Action::CancelMany(ids) => {
+            tokio::spawn(async move {
+                let _ = updates.send(Update::Notice(bulk(&*client, ids, false).await));
             });
         }
         Action::RetryNow { task, step } => {

@@ -37,6 +37,12 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
         ),
         Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
     ];
+    if !app.marked.is_empty() {
+        first.push(Span::styled(
+            format!("  ✓ {} marked", app.marked.len()),
+            t.base().fg(t.accent).add_modifier(Modifier::BOLD),
+        ));
+    }
 
     let mut context = vec![
         Span::styled(format!("  {}", app.info.operator), t.base()),

@@ -30,8 +30,18 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 "recovering" => t.step(crate::model::StepState::WaitingForRetry),
                 _ => t.muted,
             };
+            // A marked task: `✓` and the start of its short id, in the accent colour.
+            let id_cell = if app.marked.contains(&task.id) {
+                let short: String = short_id(&task.id).chars().take(7).collect();
+                Span::styled(
+                    format!("✓{short}"),
+                    t.base().fg(t.accent).add_modifier(Modifier::BOLD),
+                )
+            } else {
+                Span::styled(short_id(&task.id).to_string(), t.muted())
+            };
             let row = Row::new(vec![
-                Cell::from(Span::styled(short_id(&task.id).to_string(), t.muted())),
+                Cell::from(id_cell),
                 Cell::from(task.workflow_ref()),
                 Cell::from(Span::styled(
                     format!("{} {}", task_glyph(task.state), task.state),
@@ -64,6 +74,9 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     }
     if !app.task_filter.text.is_empty() {
         title.push_str(&format!(" · /{}", app.task_filter.text));
+    }
+    if !app.marked.is_empty() {
+        title.push_str(&format!(" · {} marked (r, c act on them)", app.marked.len()));
     }
     if app.loading_older {
         title.push_str(" · loading older…");
