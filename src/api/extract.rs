@@ -103,7 +103,7 @@ fn journal_failure(state: &AppState, from: Option<std::net::IpAddr>, why: &str) 
             if window.0 != minute {
                 *window = (minute, 0);
             }
-            window.1 += 1;
+            window.1 = window.1.saturating_add(1);
             window.1 <= FAILURES_PER_MINUTE
         }
         Err(_) => false,

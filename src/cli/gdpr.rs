@@ -128,21 +128,14 @@ async fn erase_subject(
     Ok(0)
 }
 
-/// The tasks among `ids` that are not in `store` but in an archive file under `dir`
+/// The tasks `wanted` (ids no longer in the store) found in an archive file under `dir`
 /// (`tasks-*.jsonl`, `demo-tasks-*.jsonl`), as archived (sealed). A line that cannot be read is
 /// skipped: archives are append-only files an operator may have edited.
-async fn archived_tasks(
+fn archived_tasks(
     dir: &Path,
-    ids: &[String],
-    store: &dyn Store,
+    wanted: &std::collections::HashSet<&str>,
 ) -> Result<std::collections::HashMap<String, crate::model::Task>> {
     use std::io::BufRead;
-    let mut wanted = std::collections::HashSet::new();
-    for id in ids {
-        if store.task(id).await?.is_none() {
-            wanted.insert(id.as_str());
-        }
-    }
     let mut found = std::collections::HashMap::new();
     if wanted.is_empty() {
         return Ok(found);
@@ -218,10 +211,21 @@ async fn export(
     let ids = store.subject_tasks(&subject.id).await?;
     let mut tasks = Vec::new();
     let mut resources = std::collections::HashSet::new();
-    // Tasks retention moved out of the store are read from the archive.
-    let mut archived = archived_tasks(archive, &ids, store).await?;
+    let mut stored = std::collections::HashMap::new();
     for id in &ids {
-        let (mut task, from_archive) = match store.task(id).await? {
+        if let Some(task) = store.task(id).await? {
+            stored.insert(id.clone(), task);
+        }
+    }
+    // Tasks retention moved out of the store are read from the archive.
+    let gone: std::collections::HashSet<&str> = ids
+        .iter()
+        .filter(|id| !stored.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    let mut archived = archived_tasks(archive, &gone)?;
+    for id in &ids {
+        let (mut task, from_archive) = match stored.remove(id) {
             Some(task) => (task, false),
             None => match archived.remove(id) {
                 Some(task) => (task, true),
