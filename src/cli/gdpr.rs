@@ -61,7 +61,11 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &GdprCommand) -> Result
                 &who.sub,
                 "gdpr.exported",
                 format!("subject/{}", subject.id),
-                format!("{} task(s) exported", report["data_found"]["tasks"].as_array().map_or(0, Vec::len)),
+                format!(
+                    "{} task(s) exported, {} not found (not in the store or the archive searched)",
+                    report["data_found"]["tasks"].as_array().map_or(0, Vec::len),
+                    report["tasks_not_found"].as_array().map_or(0, Vec::len)
+                ),
             );
             record.classification = "restricted".into();
             record.compliance_tags = vec!["gdpr".into()];
