@@ -214,6 +214,20 @@ fn cli_commands_give_the_same_output_in_process_and_through_serve() {
             args.join(" ")
         );
     }
+    // The local user submits a sensitive workflow through the server with no token, as it
+    // can in-process: its self-minted token proves it holds the data directory. (It waits for
+    // a manager, so the count of finished tasks below stays the same.)
+    let local_refund = run(
+        data,
+        None,
+        &[
+            "submit",
+            "customer_success/process_refund",
+            "--context",
+            &refund(15_000),
+        ],
+    );
+    assert_eq!(local_refund.status.code(), Some(0), "{:?}", text(&local_refund));
     // And an approval through the server, which runs the rest of the refund.
     let approved = run(data, Some(&manager), &["approve", short, "get_manager_approval"]);
     assert_eq!(approved.status.code(), Some(0), "{:?}", text(&approved));

@@ -249,7 +249,7 @@ pub async fn workflow_files(State(state): State<AppState>, Caller(who): Caller) 
 /// Audit journal entries, newest first (`audit:read`; personal values revealed only with
 /// `pii:read`).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(crate::client::AuditQuery),
-    responses((status = 200, body = Vec<crate::audit::AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = Vec<crate::audit::AuditEntry>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,

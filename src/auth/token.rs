@@ -20,6 +20,12 @@ pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Length of the HS256 signing key in bytes; a shorter key file is refused.
 pub const KEY_LEN: usize = 32;
 
+/// The `amr` value of a token a local client mints for its own user (RFC 8176 `swk`: proof of
+/// possession of a software-held key, here the data directory's signing key). Such a token
+/// stands for the local user, who holds the data directory, so it needs no step-up; `token
+/// issue` never writes it, and tokens from an identity provider never count as one.
+pub const LOCAL_KEY_AMR: &str = "swk";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("invalid token: {0}")]
@@ -373,12 +379,15 @@ pub fn verify(key: &[u8], token: &str) -> Result<Identity, TokenError> {
         .auth_time
         .filter(|t| *t <= now.saturating_add(60))
         .map(|t| Timestamp::try_from(t.saturating_mul(1000)).unwrap_or(Timestamp::MAX));
-    Ok(Identity::new(&c.sub, &c.team, role)
-        .expiring_at(expires_at)
-        .authenticated(crate::auth::Authn {
-            amr: c.amr,
-            auth_time,
-        }))
+    let identity = Identity::new(&c.sub, &c.team, role).expiring_at(expires_at);
+    // Minted by a client that read the signing key for its own user: the local user itself.
+    if c.amr.iter().any(|m| m == LOCAL_KEY_AMR) {
+        return Ok(identity);
+    }
+    Ok(identity.authenticated(crate::auth::Authn {
+        amr: c.amr,
+        auth_time,
+    }))
 }
 
 #[cfg(test)]
@@ -414,6 +423,26 @@ mod tests {
             amr: Vec::new(),
             auth_time: None,
         }
+    }
+
+    #[test]
+    fn a_self_minted_local_token_stands_for_the_local_user_and_an_issued_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = signing_key(dir.path()).unwrap();
+        let local = verify(&key, &crate::client::local_token(&key).unwrap()).unwrap();
+        assert_eq!(
+            local.auth, None,
+            "no step-up asked of the data directory's holder"
+        );
+        assert_eq!(local.team, "local");
+        let issued = issue(
+            &key,
+            &Identity::new("priya", "payments", Role::Admin),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let issued = verify(&key, &issued).unwrap();
+        assert!(issued.auth.is_some(), "a handed-out token is a token: {issued:?}");
     }
 
     #[test]

@@ -71,9 +71,13 @@ pub fn discover_holder(data: &Path) -> Option<ServerFile> {
 /// process holds the data directory. Only someone who can read the key (its owner) can mint
 /// one.
 pub fn local_token(key: &[u8]) -> Result<String, crate::auth::token::TokenError> {
+    let proof = crate::auth::Authn {
+        amr: vec![crate::auth::token::LOCAL_KEY_AMR.into()],
+        auth_time: None,
+    };
     crate::auth::token::issue(
         key,
-        &Identity::local(&crate::engine::default_operator()?),
+        &Identity::local(&crate::engine::default_operator()?).authenticated(proof),
         LOCAL_TOKEN_TTL,
     )
 }
