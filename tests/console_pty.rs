@@ -535,3 +535,59 @@ fn two_consoles_share_one_server() {
     }
     assert!(server.0.wait().unwrap().success());
 }
+
+/// A refund under the approval threshold runs to the end and delegates to payments: the
+/// operator opens it, reads its context (`i`) and history (`h`), focuses the step pane (Tab),
+/// follows the child link into the payments task (Enter), and comes back (Esc).
+#[test]
+fn a_refund_is_inspected_and_its_payments_child_followed_and_back() {
+    let data = tempfile::tempdir().unwrap();
+    let context = r#"{"ticket_id":"TICKET-4242","customer_id":"CUST-1","refund_amount":5000,"refund_reason":"Product defect","customer_email":"c@example.com","payment_id":"pay_1"}"#;
+    let out = taskdeck(
+        data.path(),
+        &[
+            "submit",
+            "customer_success/process_refund",
+            "--context",
+            context,
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut s = console(data.path(), &[]);
+    s.screen.wait_for("tasks 2/2");
+    s.send(b"/customer_success");
+    s.send(b"\r");
+    s.screen.wait_for("tasks 1/2");
+    s.send(b"\r");
+    s.screen.wait_for("customer_success/process_refund@1.3.0");
+    s.send(b"i");
+    s.screen.wait_for("context of");
+    s.screen.wait_for("TICKET-4242");
+    s.send(b"\x1b");
+    s.send(b"h");
+    s.screen.wait_for("history of");
+    s.screen.wait_for("task  pending → in_progress");
+    s.send(b"\x1b");
+    s.send(b"\t");
+    s.screen.wait_for("j/k scroll · Enter opens a link");
+    s.send(b"\r");
+    s.screen.wait_for("payments/process_refund@");
+    s.screen.wait_for("parent   task");
+    s.send(b"\x1b");
+    s.screen.wait_for("task ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s
+        .screen
+        .text()
+        .contains("· customer_success/process_refund@1.3.0 ·")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Esc went back to the refund:\n{}",
+            s.screen.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.quit();
+}

@@ -116,6 +116,8 @@ pub enum Action {
 pub enum Focus {
     Namespaces,
     Main,
+    /// The open task's step pane (Tab from the graph): it scrolls, and Enter follows links.
+    Detail,
     Events,
 }
 
@@ -157,11 +159,9 @@ pub enum Mode {
     Gone {
         message: String,
     },
-    /// An event's payload, shown until Esc or Enter.
-    Payload {
-        title: String,
-        text: String,
-    },
+    /// A scrollable, filterable text: an event's payload (Enter in the events pane), a
+    /// task's context (`i`) or its whole stored history (`h`).
+    Viewer(Box<Viewer>),
     /// Typing the note (approve, optional) or reason (deny, required) of a decision.
     Decide {
         task: String,
@@ -169,6 +169,41 @@ pub enum Mode {
         approve: bool,
         note: LineEdit,
     },
+}
+
+/// Text shown over the console until Esc: scrolled with the movement keys, narrowed with `/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Viewer {
+    pub title: String,
+    pub lines: Vec<String>,
+    /// The first line shown, among those the filter keeps.
+    pub scroll: usize,
+    /// Only lines containing this (case-insensitive) are shown.
+    pub filter: String,
+    /// The filter is being typed.
+    pub typing: Option<LineEdit>,
+}
+
+impl Viewer {
+    pub fn new(title: String, text: &str) -> Self {
+        Viewer {
+            title,
+            lines: text.lines().map(str::to_string).collect(),
+            scroll: 0,
+            filter: String::new(),
+            typing: None,
+        }
+    }
+
+    /// The lines the filter keeps.
+    pub fn shown(&self) -> Vec<&str> {
+        let needle = self.filter.to_lowercase();
+        self.lines
+            .iter()
+            .filter(|l| needle.is_empty() || l.to_lowercase().contains(&needle))
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 /// Fixed facts for the header.
@@ -233,8 +268,13 @@ pub struct App {
     pub selected_audit: usize,
     /// The latest business signal (lit in the header for `MARKER_MS`).
     pub marker: Option<Marker>,
-    /// Where `Esc` from the open task goes when not to the tasks (`:metrics` opened it).
-    pub back_to: Option<Screen>,
+    /// Where `Esc` from the open task goes, most recent last: the task a link was followed
+    /// from, or the view (`:metrics`, `:audit`) that opened it; empty: the tasks table.
+    pub back_to: Vec<Screen>,
+    /// The step pane's cursor line (its links open with Enter).
+    pub detail_cursor: usize,
+    /// `h` asked for this task's history, which is being read from the store.
+    history_wanted: Option<String>,
     /// A step to select once its task arrives (opened from `:metrics` before it was held).
     pending_step: Option<(String, String)>,
     pub quit: bool,
@@ -287,7 +327,9 @@ impl App {
             audit_query: crate::client::AuditQuery::default(),
             selected_audit: 0,
             marker: None,
-            back_to: None,
+            back_to: Vec::new(),
+            detail_cursor: 0,
+            history_wanted: None,
             pending_step: None,
             quit: false,
             dirty: true,
@@ -373,10 +415,98 @@ impl App {
             return self.notify("no event selected");
         };
         let text = serde_json::to_string_pretty(&e.payload).unwrap_or_else(|_| e.payload.to_string());
-        self.mode = Mode::Payload {
-            title: format!("#{} {} · {}", e.seq, e.name, crate::model::short_id(&e.task_id)),
-            text,
+        self.mode = Mode::Viewer(Box::new(Viewer::new(
+            format!("#{} {} · {}", e.seq, e.name, crate::model::short_id(&e.task_id)),
+            &text,
+        )));
+    }
+
+    /// `i`: the current task's context, as the engine gave it to this operator (fields they
+    /// may not read are `[REDACTED]`).
+    fn show_context(&mut self) {
+        let Some(task) = self.current_task() else {
+            return self.notify("no task selected");
         };
+        let text = serde_json::to_string_pretty(&task.context).unwrap_or_else(|_| task.context.to_string());
+        self.mode = Mode::Viewer(Box::new(Viewer::new(
+            format!(
+                "context of {} · {}",
+                crate::model::short_id(&task.id),
+                task.workflow_ref()
+            ),
+            &text,
+        )));
+    }
+
+    /// `h`: the current task's whole history as stored (every transition, not the bounded
+    /// event stream). Read again from the store when it is not the one held.
+    fn show_history(&mut self) {
+        let Some(task) = self.current_task() else {
+            return self.notify("no task selected");
+        };
+        let held = self
+            .vm
+            .transitions
+            .as_ref()
+            .filter(|(id, _)| id == &task.id)
+            .map(|(_, log)| log.clone());
+        let Some(log) = held else {
+            self.history_wanted = Some(task.id.clone());
+            self.act(Action::Load(task.id.clone()));
+            return self.notify("reading the history from the store…");
+        };
+        self.open_history(&task, &log);
+    }
+
+    fn open_history(&mut self, task: &Task, log: &[Transition]) {
+        let text: Vec<String> = log.iter().map(super::inspect::history_line).collect();
+        self.mode = Mode::Viewer(Box::new(Viewer::new(
+            format!(
+                "history of {} · {} · {} transitions",
+                crate::model::short_id(&task.id),
+                task.workflow_ref(),
+                log.len()
+            ),
+            &text.join("\n"),
+        )));
+    }
+
+    fn viewer_key(&mut self, mut viewer: Box<Viewer>, key: KeyEvent) {
+        if let Some(mut line) = viewer.typing.take() {
+            match key.code {
+                KeyCode::Enter => {}
+                KeyCode::Esc => viewer.filter.clear(),
+                _ => {
+                    line.edit(&key);
+                    viewer.filter = line.text.clone();
+                    viewer.typing = Some(line);
+                }
+            }
+            viewer.scroll = 0;
+            self.mode = Mode::Viewer(viewer);
+            return;
+        }
+        let shown = viewer.shown().len();
+        let scroll = |at: usize, delta: i64| (at as i64 + delta).clamp(0, (shown as i64 - 1).max(0)) as usize;
+        let action = keymap::lookup(key.code, Place::Viewer)
+            .map(|b| b.action)
+            .filter(|a| keymap::VIEWER_ACTIONS.contains(a));
+        match action {
+            Some(KeyAction::Back) => return,
+            Some(KeyAction::Quit) => {
+                self.quit = true;
+                return;
+            }
+            Some(KeyAction::Down) => viewer.scroll = scroll(viewer.scroll, 1),
+            Some(KeyAction::Up) => viewer.scroll = scroll(viewer.scroll, -1),
+            Some(KeyAction::PageDown) => viewer.scroll = scroll(viewer.scroll, 10),
+            Some(KeyAction::PageUp) => viewer.scroll = scroll(viewer.scroll, -10),
+            Some(KeyAction::First) => viewer.scroll = 0,
+            Some(KeyAction::Last) => viewer.scroll = scroll(0, shown as i64),
+            Some(KeyAction::Filter) => viewer.typing = Some(LineEdit::with(&viewer.filter)),
+            _ => {}
+        }
+        self.mode = Mode::Viewer(viewer);
     }
 
     fn follow_task(&mut self) {
@@ -470,7 +600,7 @@ impl App {
             self.act(Action::Load(id.clone()));
         }
         self.open_task(id);
-        self.back_to = Some(Screen::Audit);
+        self.back_to.push(Screen::Audit);
     }
 
     /// The slowest-steps table of `:metrics`: every readable namespace's, slowest attempt
@@ -520,7 +650,7 @@ impl App {
             self.act(Action::Load(id.clone()));
         }
         self.open_task(id.clone());
-        self.back_to = Some(Screen::Metrics);
+        self.back_to.push(Screen::Metrics);
         if !self.select_step(&id, &name) {
             self.pending_step = Some((id, name));
         }
@@ -596,7 +726,15 @@ impl App {
                 self.audit_error = None;
             }
             Update::AuditFailed(why) => self.audit_error = Some(why),
-            Update::Transitions(id, log) => self.vm.transitions = Some((id, log)),
+            Update::Transitions(id, log) => {
+                if self.history_wanted.as_ref() == Some(&id) && matches!(self.mode, Mode::Normal) {
+                    self.history_wanted = None;
+                    if let Some(task) = self.vm.task(&id).cloned() {
+                        self.open_history(&task, &log);
+                    }
+                }
+                self.vm.transitions = Some((id, log));
+            }
             Update::Submitted(task) => {
                 let id = task.id.clone();
                 self.notify(format!(
@@ -643,7 +781,24 @@ impl App {
     }
 
     fn open_task(&mut self, id: String) {
-        self.back_to = None;
+        self.back_to.clear();
+        self.show_task(id);
+    }
+
+    /// Opens `id` from the open task (a parent or child link): Esc comes back.
+    fn follow_link(&mut self, id: String) {
+        let from = self.screen.clone();
+        let trail = std::mem::take(&mut self.back_to);
+        if self.vm.task(&id).is_none() {
+            self.act(Action::Load(id.clone()));
+        }
+        self.show_task(id);
+        self.back_to = trail;
+        self.back_to.push(from);
+    }
+
+    fn show_task(&mut self, id: String) {
+        self.detail_cursor = 0;
         self.pending_step = None;
         self.selected_task = Some(id.clone());
         // Start on the step that needs attention: failing, retrying, waiting or running.
@@ -653,7 +808,7 @@ impl App {
                 crate::model::StepState::Error => 0,
                 crate::model::StepState::WaitingForRetry => 1,
                 crate::model::StepState::AwaitingApproval => 2,
-                crate::model::StepState::InProgress => 3,
+                crate::model::StepState::InProgress | crate::model::StepState::WaitingForChild => 3,
                 _ => 4,
             };
             let best = order.iter().min_by_key(|i| urgency(i)).filter(|i| urgency(i) < 4);
@@ -681,11 +836,7 @@ impl App {
                     self.mode = Mode::Gone { message };
                 }
             }
-            Mode::Payload { title, text } => {
-                if !matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q')) {
-                    self.mode = Mode::Payload { title, text };
-                }
-            }
+            Mode::Viewer(viewer) => self.viewer_key(viewer, key),
             Mode::Command(line) => self.command_key(line, key),
             Mode::Filter(line) => self.filter_key(line, key),
             Mode::Form(form) => self.form_key(form, key),
@@ -755,6 +906,9 @@ impl App {
 
     /// Where keys are typed now (see `keymap::Place`).
     pub fn place(&self) -> Place {
+        if matches!(self.mode, Mode::Viewer(_)) {
+            return Place::Viewer;
+        }
         match (self.focus, &self.screen) {
             (Focus::Namespaces, _) => Place::Namespaces,
             (Focus::Events, _) => Place::Events,
@@ -762,6 +916,7 @@ impl App {
             (Focus::Main, Screen::Task(_)) => Place::TaskView,
             (Focus::Main, Screen::Approvals) => Place::Inbox,
             (Focus::Main, Screen::Metrics) => Place::Metrics,
+            (Focus::Detail, _) => Place::StepPane,
             (Focus::Main, Screen::Audit) => Place::Audit,
         }
     }
@@ -809,6 +964,9 @@ impl App {
             KeyAction::OpenAuditTask => self.open_audit_task(),
             KeyAction::Refresh => self.act(Action::Audit(self.audit_query.clone())),
             KeyAction::ShowPayload => self.show_payload(),
+            KeyAction::ShowContext => self.show_context(),
+            KeyAction::ShowHistory => self.show_history(),
+            KeyAction::OpenLink => self.open_link(),
             KeyAction::Mark => self.toggle_mark(),
             KeyAction::FollowTask => self.follow_task(),
             KeyAction::Back => self.back(),
@@ -1038,10 +1196,64 @@ impl App {
     }
 
     fn cycle_focus(&mut self, forward: bool) {
-        let order = [Focus::Namespaces, Focus::Main, Focus::Events];
+        // The step pane takes focus only where it is shown: in an open task.
+        let order: &[Focus] = if matches!(self.screen, Screen::Task(_)) {
+            &[Focus::Namespaces, Focus::Main, Focus::Detail, Focus::Events]
+        } else {
+            &[Focus::Namespaces, Focus::Main, Focus::Events]
+        };
+        let n = order.len();
         let at = order.iter().position(|f| *f == self.focus).unwrap_or(1);
-        let next = if forward { (at + 1) % 3 } else { (at + 2) % 3 };
+        let next = if forward { (at + 1) % n } else { (at + n - 1) % n };
         self.focus = order[next];
+    }
+
+    /// The open task's step pane, as drawn: its lines and which of them are links.
+    pub fn step_pane(&self) -> Vec<super::inspect::PaneLine> {
+        let Screen::Task(id) = &self.screen else {
+            return Vec::new();
+        };
+        let Some(task) = self.vm.task(id) else {
+            return Vec::new();
+        };
+        let Some(&i) = super::dag::reading_order(task).get(self.selected_step) else {
+            return Vec::new();
+        };
+        let log = self
+            .vm
+            .transitions
+            .as_ref()
+            .filter(|(tid, _)| tid == id)
+            .map(|(_, log)| log.as_slice());
+        super::inspect::step_lines(self, task, i, log)
+    }
+
+    /// Enter: in the step pane, the link on the cursor's line; in the graph, the selected
+    /// step's child task.
+    fn open_link(&mut self) {
+        let link = if self.focus == Focus::Detail {
+            let lines = self.step_pane();
+            let at = self.detail_cursor.min(lines.len().saturating_sub(1));
+            match lines.get(at).and_then(|l| l.link.clone()) {
+                Some(link) => Some(link),
+                None => return self.notify("not a link: move to a parent or child line (j/k)"),
+            }
+        } else {
+            let Screen::Task(id) = &self.screen else { return };
+            let child = self.vm.task(id).and_then(|task| {
+                let i = *super::dag::reading_order(task).get(self.selected_step)?;
+                task.steps[i].child.as_ref().map(|c| c.task_id.clone())
+            });
+            match child {
+                Some(c) => Some(c),
+                None => {
+                    return self.notify("this step has no child task; Tab to the step pane for the links")
+                }
+            }
+        };
+        if let Some(id) = link {
+            self.follow_link(id);
+        }
     }
 
     fn move_selection(&mut self, delta: i64) {
@@ -1069,7 +1281,15 @@ impl App {
             }
             (Focus::Main, Screen::Task(id)) => {
                 let len = self.vm.task(id).map_or(0, |t| t.steps.len());
+                let before = self.selected_step;
                 self.selected_step = step(self.selected_step, len);
+                if before != self.selected_step {
+                    self.detail_cursor = 0;
+                }
+            }
+            (Focus::Detail, _) => {
+                let len = self.step_pane().len();
+                self.detail_cursor = step(self.detail_cursor, len);
             }
             (Focus::Main, Screen::Approvals) => {
                 self.selected_approval = step(self.selected_approval, self.approvals().len());
@@ -1115,12 +1335,29 @@ impl App {
     }
 
     fn back(&mut self) {
-        if let Screen::Task(_) | Screen::Approvals | Screen::Metrics | Screen::Audit = self.screen {
-            self.screen = match (&self.screen, self.back_to.take()) {
-                (Screen::Task(_), Some(previous)) => previous,
-                _ => Screen::Tasks,
+        if self.focus == Focus::Detail {
+            self.focus = Focus::Main;
+        } else if let Screen::Task(_) | Screen::Approvals | Screen::Metrics | Screen::Audit = self.screen {
+            let previous = match self.screen {
+                Screen::Task(_) => self.back_to.pop(),
+                _ => None,
             };
-            self.act(Action::Focus(None));
+            match previous {
+                Some(Screen::Task(id)) => {
+                    // Back along a followed link: the task it came from, its log read again.
+                    let trail = std::mem::take(&mut self.back_to);
+                    self.show_task(id);
+                    self.back_to = trail;
+                }
+                Some(screen) => {
+                    self.screen = screen;
+                    self.act(Action::Focus(None));
+                }
+                None => {
+                    self.screen = Screen::Tasks;
+                    self.act(Action::Focus(None));
+                }
+            }
         } else if self.focus != Focus::Main {
             self.focus = Focus::Main;
         } else if self.task_filter != TaskFilter::default() {
@@ -1399,7 +1636,9 @@ impl App {
     /// The key bar: `(key, short name)` of the bindings that show there, for where the keys
     /// are typed now.
     pub fn key_bar(&self) -> Vec<(&'static str, &'static str)> {
-        keymap::usable(self.place(), self.read_only)
+        let place = self.place();
+        keymap::usable(place, self.read_only)
+            .filter(|b| place != Place::Viewer || keymap::VIEWER_ACTIONS.contains(&b.action))
             .filter_map(|b| {
                 b.bar
                     .map(|bar| (b.label.split(' ').next().unwrap_or(b.label), bar))
@@ -1609,6 +1848,195 @@ mod tests {
         assert!(app.marked.is_empty());
     }
 
+    fn transition(task: &str, step: &str, at: Timestamp, from: &str, to: &str, attempt: u32) -> Transition {
+        Transition {
+            seq: 0,
+            task_id: task.into(),
+            at,
+            actor: "engine".into(),
+            subject: crate::model::Subject::Step(step.into()),
+            from: Some(from.into()),
+            to: to.into(),
+            attempt,
+            reason: None,
+            error: (to == "waiting_for_retry").then(|| crate::model::ErrorInfo {
+                kind: "retryable".into(),
+                code: Some("GATEWAY_TIMEOUT".into()),
+                message: "the gateway did not answer".into(),
+            }),
+            step: None,
+        }
+    }
+
+    #[test]
+    fn the_step_pane_shows_attempts_inputs_and_history_and_its_links_open_tasks_and_come_back() {
+        use crate::model::StepState as S;
+        let (mut app, _actions) = app();
+        let mut parent = crate::console::model::tests::task(
+            "01",
+            "customer_success",
+            TaskState::InProgress,
+            &[S::Complete, S::WaitingForChild],
+            0,
+        );
+        parent.context = serde_json::json!({ "ticket_id": "TICKET-1", "customer_email": "[REDACTED]" });
+        parent.steps[1].depends_on = vec![parent.steps[0].name.clone()];
+        parent.steps[0].results = Some(serde_json::json!({ "validated": true }));
+        let mut child =
+            crate::console::model::tests::task("02", "payments", TaskState::InProgress, &[S::InProgress], 0);
+        child.parent = Some(parent.id.clone());
+        parent.steps[1].child = Some(crate::model::ChildWait {
+            task_id: child.id.clone(),
+            results: serde_json::json!({}),
+        });
+        let (pid, cid) = (parent.id.clone(), child.id.clone());
+        let delegate = parent.steps[1].name.clone();
+        app.apply(Update::Tasks(vec![parent.clone(), child]));
+        app.run_command(&format!("state {}", TaskState::InProgress));
+        while app.current_task().is_some_and(|t| t.id != pid) {
+            press(&mut app, KeyCode::Down);
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Task(pid.clone()));
+        let log = vec![
+            transition(&pid, &delegate, 1_000, "pending", "in_progress", 1),
+            transition(&pid, &delegate, 1_400, "in_progress", "waiting_for_retry", 1),
+            transition(&pid, &delegate, 3_400, "waiting_for_retry", "in_progress", 2),
+            transition(&pid, &delegate, 3_600, "in_progress", "waiting_for_child", 2),
+        ];
+        app.apply(Update::Transitions(pid.clone(), log));
+        // The graph starts on the step that waits; its pane shows everything about it.
+        let text: Vec<String> = app.step_pane().iter().map(|l| l.line.to_string()).collect();
+        let joined = text.join("\n");
+        for expected in [
+            "attempts",
+            "#1",
+            "400ms",
+            "waiting_for_retry",
+            "retryable GATEWAY_TIMEOUT: the gateway did not answer",
+            "#2",
+            "inputs",
+            "\"ticket_id\": \"TICKET-1\"",
+            "\"customer_email\": \"[REDACTED]\"",
+            "\"validated\": true",
+            "history",
+            "waiting_for_retry → in_progress",
+        ] {
+            assert!(joined.contains(expected), "no `{expected}` in\n{joined}");
+        }
+        // Enter in the graph follows the step's child; Esc comes back.
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Task(cid.clone()));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Task(pid.clone()));
+        // Tab focuses the pane; j moves the cursor to a link, Enter opens it.
+        press(&mut app, KeyCode::Tab);
+        assert_eq!(app.place(), Place::StepPane);
+        let links: Vec<usize> = app
+            .step_pane()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.link.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!links.is_empty());
+        press(&mut app, KeyCode::Char('G'));
+        press(&mut app, KeyCode::Enter);
+        assert!(app.notice.as_ref().unwrap().0.starts_with("not a link"));
+        press(&mut app, KeyCode::Char('g'));
+        while app.detail_cursor < links[0] {
+            press(&mut app, KeyCode::Char('j'));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Task(cid.clone()));
+        // The child's pane links back to its parent.
+        press(&mut app, KeyCode::Tab);
+        assert_eq!(
+            app.step_pane()[0].link.as_deref(),
+            Some(pid.as_str()),
+            "parent first"
+        );
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.screen, Screen::Task(pid.clone()));
+        // Esc walks the trail back: the child, then the parent, then the tasks (an open task
+        // starts with the graph focused).
+        assert_eq!(app.place(), Place::TaskView);
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.place(), Place::TaskView, "Esc first leaves the pane");
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Task(cid));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Task(pid.clone()));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Tasks);
+    }
+
+    #[test]
+    fn i_shows_the_context_and_h_the_whole_history_filtered_with_slash() {
+        let (mut app, mut actions) = app();
+        let mut task = crate::console::model::tests::task(
+            "01",
+            "ns",
+            TaskState::Error,
+            &[crate::model::StepState::Error],
+            0,
+        );
+        task.context = serde_json::json!({ "ticket_id": "TICKET-7", "card": "[REDACTED]" });
+        let id = task.id.clone();
+        let step = task.steps[0].name.clone();
+        app.apply(Update::Tasks(vec![task]));
+        press(&mut app, KeyCode::Char('i'));
+        match &app.mode {
+            Mode::Viewer(v) => {
+                assert!(v.title.starts_with("context of"));
+                assert!(
+                    v.lines.iter().any(|l| l.contains("TICKET-7"))
+                        && v.lines.iter().any(|l| l.contains("[REDACTED]"))
+                );
+            }
+            _ => panic!("i shows the context"),
+        }
+        assert_eq!(app.place(), Place::Viewer);
+        assert!(
+            app.key_bar().iter().any(|(_, what)| *what == "close"),
+            "{:?}",
+            app.key_bar()
+        );
+        press(&mut app, KeyCode::Esc);
+        assert!(matches!(app.mode, Mode::Normal));
+        // The history is read from the store when not held, then shown.
+        press(&mut app, KeyCode::Char('h'));
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert!(asked.contains(&Action::Load(id.clone())), "{asked:?}");
+        let log: Vec<Transition> = (0..40u32)
+            .map(|n| {
+                transition(
+                    &id,
+                    &step,
+                    i64::from(n) * 1000,
+                    "pending",
+                    if n == 39 { "error" } else { "in_progress" },
+                    n,
+                )
+            })
+            .collect();
+        app.apply(Update::Transitions(id.clone(), log));
+        let Mode::Viewer(v) = &app.mode else {
+            panic!("the history opens when it arrives")
+        };
+        assert_eq!(v.lines.len(), 40, "every transition, not a window");
+        press(&mut app, KeyCode::Char('G'));
+        let Mode::Viewer(v) = &app.mode else { panic!() };
+        assert_eq!(v.scroll, 39);
+        press(&mut app, KeyCode::Char('/'));
+        typing(&mut app, "→ error");
+        press(&mut app, KeyCode::Enter);
+        let Mode::Viewer(v) = &app.mode else { panic!() };
+        assert_eq!(v.shown().len(), 1, "{:?}", v.shown());
+        assert_eq!(v.scroll, 0);
+    }
+
     #[test]
     fn capital_r_starts_a_step_waiting_out_its_backoff_now() {
         let (mut app, mut actions) = app();
@@ -1656,9 +2084,9 @@ mod tests {
         press(&mut app, KeyCode::Up);
         press(&mut app, KeyCode::Enter);
         match &app.mode {
-            Mode::Payload { title, text } => {
-                assert!(title.starts_with("#3 step.completed"), "{title}");
-                assert!(text.contains("\"n\": 3"), "{text}");
+            Mode::Viewer(v) => {
+                assert!(v.title.starts_with("#3 step.completed"), "{}", v.title);
+                assert!(v.lines.iter().any(|l| l.contains("\"n\": 3")), "{:?}", v.lines);
             }
             _ => panic!("Enter shows the payload"),
         }

@@ -15,10 +15,14 @@ pub enum Place {
     Metrics,
     /// The `:audit` view (the journal, newest first).
     Audit,
+    /// The open task's step pane, focused with Tab.
+    StepPane,
+    /// A text shown over the console: a payload, a context, a history.
+    Viewer,
 }
 
 /// Every place, for tests and for help.
-pub const PLACES: [Place; 7] = [
+pub const PLACES: [Place; 9] = [
     Place::TasksTable,
     Place::TaskView,
     Place::Inbox,
@@ -26,6 +30,8 @@ pub const PLACES: [Place; 7] = [
     Place::Events,
     Place::Metrics,
     Place::Audit,
+    Place::StepPane,
+    Place::Viewer,
 ];
 
 /// What a key asks for.
@@ -56,6 +62,13 @@ pub enum KeyAction {
     ShowPayload,
     /// Show only the selected event's task's events, or all again (events pane).
     FollowTask,
+    /// Show the task's context (`i`).
+    ShowContext,
+    /// Show the task's whole stored history (`h`).
+    ShowHistory,
+    /// Open the task a link names: the step pane's parent or child line, or the selected
+    /// step's child task in the graph.
+    OpenLink,
     Back,
     NewTask,
     Retry,
@@ -150,6 +163,38 @@ pub const BINDINGS: &[Binding] = &[
         action: A::Mark,
         bar: Some("mark"),
         help: "mark or unmark the task; r and c then act on every marked one",
+    },
+    Binding {
+        keys: &[KeyCode::Char('i')],
+        label: "i",
+        places: &[P::TasksTable, P::TaskView, P::Inbox, P::StepPane],
+        action: A::ShowContext,
+        bar: Some("context"),
+        help: "show the task's context (fields you may not read are [REDACTED])",
+    },
+    Binding {
+        keys: &[KeyCode::Char('h')],
+        label: "h",
+        places: &[P::TasksTable, P::TaskView, P::Inbox, P::StepPane],
+        action: A::ShowHistory,
+        bar: Some("history"),
+        help: "show the task's whole history from the store (/ filters it)",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::TaskView],
+        action: A::OpenLink,
+        bar: Some("child"),
+        help: "open the selected step's child task (Esc comes back)",
+    },
+    Binding {
+        keys: &[KeyCode::Enter],
+        label: "Enter",
+        places: &[P::StepPane],
+        action: A::OpenLink,
+        bar: Some("open link"),
+        help: "open the parent or child task on the cursor's line (Esc comes back)",
     },
     Binding {
         keys: &[KeyCode::Char('R')],
@@ -341,15 +386,23 @@ pub const BINDINGS: &[Binding] = &[
         places: &[P::TaskView, P::Inbox, P::Metrics, P::Audit],
         action: A::Back,
         bar: Some("back"),
-        help: "back to the tasks",
+        help: "back: to the task a link came from, the view that opened it, or the tasks",
     },
     Binding {
         keys: &[KeyCode::Esc],
         label: "Esc",
-        places: &[P::Namespaces, P::Events],
+        places: &[P::Namespaces, P::Events, P::StepPane],
         action: A::Back,
         bar: Some("back"),
         help: "back to the main pane",
+    },
+    Binding {
+        keys: &[KeyCode::Esc, KeyCode::Enter],
+        label: "Esc Enter",
+        places: &[P::Viewer],
+        action: A::Back,
+        bar: Some("close"),
+        help: "close",
     },
     Binding {
         keys: &[KeyCode::Char('q')],
@@ -374,6 +427,19 @@ pub fn at(place: Place) -> impl Iterator<Item = &'static Binding> {
         .iter()
         .filter(move |b| b.places.is_empty() || b.places.contains(&place))
 }
+
+/// What a text viewer (payload, context, history) obeys; other keys do nothing there.
+pub const VIEWER_ACTIONS: &[KeyAction] = &[
+    A::Back,
+    A::Filter,
+    A::Down,
+    A::Up,
+    A::PageDown,
+    A::PageUp,
+    A::First,
+    A::Last,
+    A::Quit,
+];
 
 /// The bindings a console shows and obeys at `place`: without the mutating ones when
 /// `read_only`.

@@ -10,6 +10,7 @@ pub mod app;
 pub mod dag;
 mod feeder;
 pub mod input;
+pub mod inspect;
 pub mod keymap;
 pub mod model;
 pub mod record;

@@ -120,6 +120,8 @@ pub struct ViewModel {
     failed: HashMap<String, Timestamp>,
     /// Tasks with a step waiting for a person, for the approvals inbox.
     awaiting: std::collections::BTreeSet<String>,
+    /// Parent id → the ids of the tasks it created that are held, in id (creation) order.
+    children: HashMap<String, std::collections::BTreeSet<String>>,
     pub events: VecDeque<Arc<Event>>,
     /// The transition log of the task the operator is looking at.
     pub transitions: Option<(String, Vec<Transition>)>,
@@ -179,6 +181,12 @@ impl ViewModel {
         } else {
             self.awaiting.remove(&task.id);
         }
+        if let Some(parent) = &task.parent {
+            self.children
+                .entry(parent.clone())
+                .or_default()
+                .insert(task.id.clone());
+        }
         self.tasks.insert(task.id.clone(), Arc::new(task));
         if self.tasks.len() > MAX_FINISHED_HELD + MAX_FINISHED_HELD / 10 {
             self.let_go_of_old_finished();
@@ -208,6 +216,9 @@ impl ViewModel {
                     c[state_index(old.state)] = c[state_index(old.state)].saturating_sub(1);
                 }
                 self.failed.remove(id);
+                if let Some(siblings) = old.parent.as_ref().and_then(|p| self.children.get_mut(p)) {
+                    siblings.remove(id);
+                }
             }
         }
         self.ids.retain(|id| !gone.contains(id));
@@ -241,9 +252,11 @@ impl ViewModel {
 
     /// Tasks that `id` created (delegation).
     pub fn children(&self, id: &str) -> Vec<&Arc<Task>> {
-        self.tasks
-            .values()
-            .filter(|t| t.parent.as_deref() == Some(id))
+        self.children
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.tasks.get(c))
             .collect()
     }
 

@@ -157,13 +157,19 @@ pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
                     return;
                 }
             }
+            // Whole entries only: one that does not fit is left out, never cut (`?` lists all).
             let mut spans = Vec::new();
+            let mut used = 0;
             for (key, what) in app.key_bar() {
-                spans.push(Span::styled(
-                    format!(" {key} "),
-                    t.base().fg(t.background).bg(t.muted),
-                ));
-                spans.push(Span::styled(format!(" {what} "), t.muted()));
+                let key = format!(" {key} ");
+                let what = format!(" {what} ");
+                let width = key.chars().count() + what.chars().count();
+                if used + width > usize::from(area.width) {
+                    break;
+                }
+                used += width;
+                spans.push(Span::styled(key, t.base().fg(t.background).bg(t.muted)));
+                spans.push(Span::styled(what, t.muted()));
             }
             Line::from(spans)
         }

@@ -12,6 +12,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let focused = app.focus == Focus::Events;
     let visible = area.height.saturating_sub(2) as usize;
     let rows = app.event_rows();
+    let width = usize::from(area.width.saturating_sub(2));
+    let mut tooltip: Option<String> = None;
     let selected = app.selected_event.min(rows.len().saturating_sub(1));
     // Newest at the bottom; scrolled so the selected event stays on screen.
     let skip = selected.saturating_sub(visible.saturating_sub(1));
@@ -35,7 +37,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 t.base().fg(colour)
             };
-            Line::from(Span::styled(e.line(), style))
+            let line = e.line();
+            let shown = super::fit(&line, width);
+            if focused && i == selected && shown != line {
+                // The part the row could not show, below the pane.
+                let rest: String = line.chars().skip(width.saturating_sub(12)).collect();
+                tooltip = Some(format!("…{rest}"));
+            }
+            Line::from(Span::styled(shown, style))
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -55,5 +64,12 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             rows.len()
         ));
     }
-    frame.render_widget(Paragraph::new(lines).block(pane(app, title, focused)), area);
+    let mut block = pane(app, super::fit(&title, width.saturating_sub(4)), focused);
+    if let Some(rest) = tooltip {
+        block = block.title_bottom(Span::styled(
+            format!(" {} ", super::fit(&rest, width.saturating_sub(4))),
+            t.base().fg(t.accent),
+        ));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }

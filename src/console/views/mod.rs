@@ -76,7 +76,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Form(form) => overlays::form(frame, app, form, area),
         Mode::Confirm { message, yes, .. } => overlays::confirm(frame, app, message, yes, area),
         Mode::Gone { message } => overlays::gone(frame, app, message, area),
-        Mode::Payload { title, text } => overlays::payload(frame, app, title, text, area),
+        Mode::Viewer(viewer) => overlays::viewer(frame, app, viewer, area),
         _ => {}
     }
 }
@@ -94,6 +94,44 @@ fn pane<'a>(app: &App, title: String, focused: bool) -> Block<'a> {
                 .add_modifier(ratatui::style::Modifier::BOLD),
         ))
         .style(app.theme.base())
+}
+
+/// `text` in at most `width` characters: whole if it fits, else cut at the last word or name
+/// boundary (space, `/`, `_`, `.`, `@`, `-`) that keeps most of it, and ended with `…`; never
+/// cut mid-word when a boundary is near.
+pub fn fit(text: &str, width: usize) -> String {
+    let chars = text.chars().count();
+    if chars <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let room = width - 1;
+    let head: Vec<char> = text.chars().take(room).collect();
+    let boundary = head
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, ' ' | '/' | '_' | '.' | '@' | '-'))
+        .map(|(i, c)| if *c == ' ' { i } else { i + 1 })
+        .next_back()
+        .filter(|i| *i * 5 >= room * 3);
+    let keep = boundary.unwrap_or(room);
+    let mut out: String = head[..keep].iter().collect::<String>().trim_end().to_string();
+    out.push('…');
+    out
+}
+
+/// A workflow reference in `width` characters: whole, else without its version, else fitted.
+pub fn fit_workflow(reference: &str, width: usize) -> String {
+    if reference.chars().count() <= width {
+        return reference.to_string();
+    }
+    let name = reference.split('@').next().unwrap_or(reference);
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    fit(name, width)
 }
 
 /// A rectangle of `w`×`h` centred in `area` (clipped to it).

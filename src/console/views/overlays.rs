@@ -171,31 +171,63 @@ pub fn form(frame: &mut Frame, app: &App, form: &NewTaskForm, area: Rect) {
     );
 }
 
-/// A dialog that closed by itself: says why, and takes keys until Esc or Enter.
-/// An event's payload as pretty JSON (Esc or Enter closes it).
-pub fn payload(frame: &mut Frame, app: &App, title: &str, text: &str, area: Rect) {
+/// A text over the console (a payload, a context, a history): as many lines as fit from the
+/// scroll position, the filter being typed or kept, and where in the text the view is.
+pub fn viewer(frame: &mut Frame, app: &App, viewer: &crate::console::app::Viewer, area: Rect) {
     let t = &app.theme;
-    let width = area.width.saturating_sub(8).clamp(20, 100);
-    let height = u16::try_from(text.lines().count())
+    let shown = viewer.shown();
+    let width = area.width.saturating_sub(8).clamp(20, 110);
+    let height = u16::try_from(shown.len())
         .unwrap_or(u16::MAX)
         .saturating_add(3)
+        .max(6)
         .min(area.height.saturating_sub(2))
         .max(3);
     let popup = centered(area, width, height);
-    let mut lines: Vec<Line> = text
-        .lines()
+    let rows = usize::from(height.saturating_sub(3));
+    let top = viewer.scroll.min(shown.len().saturating_sub(1));
+    let mut lines: Vec<Line> = shown
+        .iter()
+        .skip(top)
+        .take(rows)
         .map(|l| Line::from(Span::styled(l.to_string(), t.base())))
         .collect();
-    lines.push(Line::from(Span::styled("Esc or Enter closes", t.muted())));
+    while lines.len() < rows {
+        lines.push(Line::from(""));
+    }
+    let position = if shown.is_empty() {
+        "no line matches".to_string()
+    } else {
+        format!("{}-{} of {}", top + 1, (top + rows).min(shown.len()), shown.len())
+    };
+    let status = match &viewer.typing {
+        Some(line) => Line::from(vec![
+            Span::styled("/", t.base().fg(t.accent).add_modifier(Modifier::BOLD)),
+            Span::styled(line.text.clone(), t.base()),
+            Span::styled("█", t.base().fg(t.accent)),
+            Span::styled(format!("   {position} · Enter keep · Esc clear"), t.muted()),
+        ]),
+        None if !viewer.filter.is_empty() => Line::from(Span::styled(
+            format!(
+                "/{} · {position} · j/k scroll · / filter · Esc close",
+                viewer.filter
+            ),
+            t.muted(),
+        )),
+        None => Line::from(Span::styled(
+            format!("{position} · j/k scroll · / filter · Esc close"),
+            t.muted(),
+        )),
+    };
+    lines.push(status);
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(pane(app, title.to_string(), true)),
+        Paragraph::new(lines).block(pane(app, viewer.title.clone(), true)),
         popup,
     );
 }
 
+/// A dialog that closed by itself: says why, and takes keys until Esc or Enter.
 pub fn gone(frame: &mut Frame, app: &App, message: &str, area: Rect) {
     let t = &app.theme;
     let lines = vec![Line::from(Span::styled(

@@ -2,13 +2,14 @@
 
 use super::super::app::{App, Focus};
 use super::super::dag;
+use super::super::inspect;
 use super::super::theme::{step_glyph, task_glyph};
 use super::pane;
-use crate::model::{format_timestamp, short_id, StepState, Subject, Task};
+use crate::model::{short_id, StepState, Task};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 /// The task view; `selected` is a step index.
@@ -28,7 +29,12 @@ pub fn draw(frame: &mut Frame, app: &App, id: &str, selected: Option<usize>, are
         task.classification
     );
     // Borders (2), margins (2) and a legend line below the graph.
-    let detail_width = if area.width >= 110 { 44 } else { area.width / 2 };
+    // A fair share on wide screens: two fifths, between 44 and 100 columns.
+    let detail_width = if area.width >= 110 {
+        (area.width * 2 / 5).clamp(44, 100)
+    } else {
+        area.width / 2
+    };
     let beside = dag::layout(&task, area.width.saturating_sub(detail_width + 4))
         .filter(|l| l.height + 4 <= area.height);
     let stacked =
@@ -57,7 +63,11 @@ pub fn draw(frame: &mut Frame, app: &App, id: &str, selected: Option<usize>, are
             (g, d, None)
         }
     };
-    let block = pane(app, title, app.focus == Focus::Main);
+    let block = pane(
+        app,
+        super::fit(&title, usize::from(graph_area.width).saturating_sub(4)),
+        app.focus == Focus::Main,
+    );
     let inner = block.inner(graph_area);
     frame.render_widget(block, graph_area);
     match layout {
@@ -102,204 +112,124 @@ fn legend(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// `retry in 3.4s, attempt 3/5`.
-pub fn countdown(task: &Task, index: usize, now: i64) -> Option<String> {
-    let step = &task.steps[index];
-    let at = step.next_attempt_at?;
-    if step.state != StepState::WaitingForRetry {
-        return None;
-    }
-    let left = crate::model::millis_until(now, at) as f64 / 1000.0;
-    Some(format!(
-        "retry in {left:.1}s, attempt {}/{}",
-        step.attempts_used() + 1,
-        step.retry.limit
-    ))
-}
-
+/// The selected step's pane: every line of `inspect::step_lines`, scrolled so the cursor
+/// (when the pane has focus) stays in view; lines are wrapped to the pane, never cut.
 fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, area: Rect) {
     let t = &app.theme;
     let Some(i) = selected else { return };
-    let step = &task.steps[i];
-    let label = |s: &str| Span::styled(format!("{s:<9}"), t.muted());
-    let mut lines = vec![
-        Line::from(vec![
-            label("state"),
-            Span::styled(
-                format!("{} {}", step_glyph(step.state), step.state),
-                t.base().fg(t.step(step.state)).add_modifier(Modifier::BOLD),
-            ),
-        ]),
-        Line::from(vec![
-            label("attempts"),
-            Span::raw(format!("{}/{}", step.attempts_used(), step.retry.limit)),
-        ]),
-        Line::from(vec![label("handler"), Span::raw(step.handler.clone())]),
-    ];
-    if !step.depends_on.is_empty() {
-        lines.push(Line::from(vec![
-            label("after"),
-            Span::raw(step.depends_on.join(", ")),
-        ]));
+    let log = app
+        .vm
+        .transitions
+        .as_ref()
+        .filter(|(id, _)| id == &task.id)
+        .map(|(_, log)| log.as_slice());
+    let lines = inspect::step_lines(app, task, i, log);
+    let focused = app.focus == Focus::Detail;
+    let cursor = app.detail_cursor.min(lines.len().saturating_sub(1));
+    let block = pane(
+        app,
+        format!(
+            "step {}{}",
+            task.steps[i].name,
+            if focused {
+                " · j/k scroll · Enter opens a link"
+            } else {
+                ""
+            }
+        ),
+        focused,
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = usize::from(inner.width.max(1));
+    // Rows of each line once wrapped, so the cursor's line can be scrolled into view.
+    let mut rows: Vec<Line> = Vec::new();
+    let mut cursor_rows = (0, 0);
+    for (n, pl) in lines.into_iter().enumerate() {
+        let start = rows.len();
+        let mut line = pl.line;
+        if focused && n == cursor {
+            line = line.patch_style(t.base().add_modifier(Modifier::REVERSED));
+        }
+        rows.extend(wrap(line, width));
+        if n == cursor {
+            cursor_rows = (start, rows.len());
+        }
     }
-    if let Some(a) = &step.approval {
-        let waiting = step.state == StepState::AwaitingApproval;
-        let colour = t.step(StepState::AwaitingApproval);
-        lines.push(Line::from(vec![
-            label("approval"),
-            Span::styled(
-                if waiting {
-                    "waiting for a person".to_string()
-                } else {
-                    "decided".to_string()
-                },
-                t.base().fg(colour).add_modifier(Modifier::BOLD),
-            ),
-        ]));
-        lines.push(Line::from(vec![
-            label("request"),
-            Span::raw(a.request.summary.clone()),
-        ]));
-        // A reader without `pii:read` gets the sealed amount's `[REDACTED]` instead.
-        if let Some(amount) = a
-            .request
-            .amount
-            .map(crate::model::money)
-            .or_else(|| a.request.sealed_amount.clone())
-        {
-            lines.push(Line::from(vec![label("amount"), Span::raw(amount)]));
-        }
-        let who = format!("{} · needs {}", a.request.requester, a.request.required_role);
-        lines.push(Line::from(vec![label("asked by"), Span::raw(who)]));
-        if let Some(notes) = &a.request.policy_notes {
-            lines.push(Line::from(vec![
-                label("policy"),
-                Span::styled(notes.clone(), t.muted()),
-            ]));
-        }
-        if waiting {
-            let left = crate::model::millis_until(app.now, a.expires_at);
-            lines.push(Line::from(vec![
-                label("expires"),
-                Span::styled(
-                    format!("in {}", crate::model::countdown(left)),
-                    t.base().fg(colour),
-                ),
-            ]));
-            let can = match app.may_decide(task, i) {
-                Ok(()) => "press a to approve, d to deny".to_string(),
-                Err(why) => why,
+    let height = usize::from(inner.height);
+    let top = if focused && cursor_rows.1 > height {
+        cursor_rows.1 - height
+    } else {
+        0
+    };
+    let more = rows.len().saturating_sub(top + height);
+    let visible: Vec<Line> = rows.into_iter().skip(top).take(height).collect();
+    frame.render_widget(Paragraph::new(visible).style(t.base()), inner);
+    if more > 0 && inner.height > 0 {
+        let note = format!(" {more} more ↓ (Tab, then j) ");
+        let w = u16::try_from(note.chars().count())
+            .unwrap_or(u16::MAX)
+            .min(area.width.saturating_sub(2));
+        let at = Rect::new(
+            area.x + area.width.saturating_sub(w + 1),
+            area.y + area.height - 1,
+            w,
+            1,
+        );
+        frame.render_widget(Paragraph::new(Span::styled(note, t.muted())), at);
+    }
+}
+
+/// `line` cut into rows of at most `width` characters, at spaces where it can.
+fn wrap(line: Line<'static>, width: usize) -> Vec<Line<'static>> {
+    let total: usize = line.spans.iter().map(|s| s.content.chars().count()).sum();
+    if total <= width {
+        return vec![line];
+    }
+    let mut out = Vec::new();
+    let mut row: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for span in line.spans {
+        let mut rest: String = span.content.into_owned();
+        while !rest.is_empty() {
+            let room = width - used;
+            let chars = rest.chars().count();
+            if chars <= room {
+                used += chars;
+                row.push(Span::styled(std::mem::take(&mut rest), span.style));
+                break;
+            }
+            // Break at the last space that fits, else after the last `.`, `_`, `/` or `-` of
+            // a long name, and only mid-word when a token has none of them.
+            let fits: Vec<(usize, char)> = rest.char_indices().take(room + 1).collect();
+            let after = |set: &[char]| {
+                fits.iter()
+                    .filter(|(_, c)| set.contains(c))
+                    .map(|(b, c)| if *c == ' ' { *b } else { b + c.len_utf8() })
+                    .rfind(|b| *b > 0 && *b < rest.len() && rest[..*b].chars().count() <= room)
             };
-            lines.push(Line::from(vec![label("you"), Span::styled(can, t.muted())]));
-        }
-        if let Some(d) = &a.decision {
-            let verdict = if d.approved { "approved" } else { "denied" };
-            lines.push(Line::from(vec![
-                label(verdict),
-                Span::raw(format!("by {} {}", d.by, d.note.clone().unwrap_or_default())),
-            ]));
-        }
-    }
-    if let Some(c) = &step.child {
-        let waiting = step.state == StepState::WaitingForChild;
-        let state = app
-            .vm
-            .children(&task.id)
-            .iter()
-            .find(|t| t.id == c.task_id)
-            .map(|t| format!("{} {}", task_glyph(t.state), t.state))
-            .unwrap_or_default();
-        lines.push(Line::from(vec![
-            label(if waiting { "waiting" } else { "child" }),
-            Span::styled(
-                format!(
-                    "{}on child task {} {state}",
-                    if waiting { "" } else { "ran " },
-                    short_id(&c.task_id)
-                ),
-                t.base()
-                    .fg(t.step(StepState::WaitingForChild))
-                    .add_modifier(Modifier::BOLD),
-            ),
-        ]));
-    }
-    if let Some(text) = countdown(task, i, app.now) {
-        lines.push(Line::from(vec![
-            label("next"),
-            Span::styled(
-                text,
-                t.base()
-                    .fg(t.step(StepState::WaitingForRetry))
-                    .add_modifier(Modifier::BOLD),
-            ),
-        ]));
-    }
-    if let Some(e) = &step.last_error {
-        lines.push(Line::from(vec![
-            label("error"),
-            Span::styled(
-                format!("{} {}", e.kind, e.code.as_deref().unwrap_or("")),
-                t.base().fg(t.step(StepState::Error)),
-            ),
-        ]));
-        lines.push(Line::from(Span::styled(
-            format!("  {}", e.message),
-            t.base().fg(t.step(StepState::Error)),
-        )));
-    }
-    if let Some(results) = &step.results {
-        lines.push(Line::from(Span::styled("results", t.base().fg(t.accent))));
-        let pretty = serde_json::to_string_pretty(results).unwrap_or_default();
-        for l in pretty.lines().take(12) {
-            lines.push(Line::from(Span::raw(format!("  {l}"))));
-        }
-        if pretty.lines().count() > 12 {
-            lines.push(Line::from(Span::styled("  …", t.muted())));
-        }
-    }
-    if let Some((id, log)) = &app.vm.transitions {
-        if id == &task.id {
-            lines.push(Line::from(Span::styled("history", t.base().fg(t.accent))));
-            for tr in log
-                .iter()
-                .filter(|tr| tr.subject == Subject::Step(step.name.clone()))
-            {
-                let time = format_timestamp(tr.at);
-                lines.push(Line::from(vec![
-                    Span::styled(format!("  {} ", time.get(11..19).unwrap_or(&time)), t.muted()),
-                    Span::raw(format!("{} → {}", tr.from.as_deref().unwrap_or("new"), tr.to)),
-                    Span::styled(format!("  {}", tr.actor), t.muted()),
-                ]));
+            let cut_at = after(&[' '])
+                .or_else(|| after(&['.', '_', '/', '-', ',']))
+                .unwrap_or_else(|| rest.char_indices().nth(room).map_or(rest.len(), |(b, _)| b));
+            let tail = rest.split_off(cut_at);
+            if !rest.is_empty() {
+                row.push(Span::styled(rest, span.style));
+            }
+            out.push(Line::from(std::mem::take(&mut row)));
+            used = 0;
+            rest = tail.trim_start_matches(' ').to_string();
+            if rest.is_empty() {
+                break;
+            }
+            // Continuation rows are indented by two to read as one line (when there is room).
+            if width > 8 {
+                row.push(Span::raw("  "));
+                used = 2;
             }
         }
     }
-    if let Some(parent) = &task.parent {
-        lines.insert(
-            0,
-            Line::from(vec![
-                label("parent"),
-                Span::styled(format!("task {}", short_id(parent)), t.base().fg(t.accent)),
-            ]),
-        );
+    if !row.is_empty() {
+        out.push(Line::from(row));
     }
-    let children: Vec<String> = app
-        .vm
-        .children(&task.id)
-        .iter()
-        .map(|c| format!("{} {}", short_id(&c.id), c.workflow_ref()))
-        .collect();
-    if !children.is_empty() {
-        lines.insert(
-            0,
-            Line::from(vec![
-                label("child"),
-                Span::styled(children.join(", "), t.base().fg(t.accent)),
-            ]),
-        );
-    }
-    let block = pane(app, format!("step {}", step.name), false);
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(block),
-        area,
-    );
+    out
 }

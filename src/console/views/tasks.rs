@@ -15,6 +15,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let rows = app.rows();
     let selected = app.selected_index();
     let visible = area.height.saturating_sub(3) as usize;
+    // What the workflow column gets: the width less the borders, the fixed columns and the
+    // spacing. A reference too long for it is fitted, and shown whole below when selected.
+    let workflow_width = usize::from(area.width).saturating_sub(2 + 8 + 13 + 5 + 3 + 10 + 5 * 2);
+    let mut tooltip: Option<String> = None;
     // Keep the selection in view: scroll by pages so rows do not jump on every move.
     let offset = selected.checked_div(visible).map_or(0, |page| page * visible);
     let body: Vec<Row> = rows
@@ -40,9 +44,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             } else {
                 Span::styled(short_id(&task.id).to_string(), t.muted())
             };
+            let reference = task.workflow_ref();
+            let shown = super::fit_workflow(&reference, workflow_width);
+            if i == selected && shown != reference {
+                tooltip = Some(format!("{} {reference}", short_id(&task.id)));
+            }
             let row = Row::new(vec![
                 Cell::from(id_cell),
-                Cell::from(task.workflow_ref()),
+                Cell::from(shown),
                 Cell::from(Span::styled(
                     format!("{} {}", task_glyph(task.state), task.state),
                     t.base().fg(colour),
@@ -98,7 +107,23 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     )
     .header(header)
     .column_spacing(2)
-    .block(pane(app, title, app.focus == Focus::Main));
+    .block({
+        let block = pane(
+            app,
+            super::fit(&title, usize::from(area.width).saturating_sub(6)),
+            app.focus == Focus::Main,
+        );
+        match tooltip {
+            Some(full) => block.title_bottom(Span::styled(
+                format!(
+                    " {} ",
+                    super::fit(&full, usize::from(area.width).saturating_sub(6))
+                ),
+                t.base().fg(t.accent),
+            )),
+            None => block,
+        }
+    });
     frame.render_widget(table, area);
     if rows.is_empty() {
         let hint = if app.vm.is_empty() && app.read_only {
