@@ -60,6 +60,7 @@ fn task(catalog: &Catalog, workflow: &str, n: usize) -> Task {
         traceparent: None,
         classification: Default::default(),
         seq: 0,
+        search_terms: Vec::new(),
         created_at: 1_795_000_000_000 - n as i64 * 1000,
         updated_at: 1_795_000_000_000,
         steps: t

@@ -54,6 +54,7 @@ fn task(
             t.sample_context.as_ref().unwrap_or(&json!({})),
         ),
         seq: 0,
+        search_terms: Vec::new(),
         created_at: NOW - age_s * 1000,
         updated_at: NOW - age_s * 1000 + 500,
         steps: t

@@ -53,6 +53,9 @@ impl Sim {
                 s
             })
             .collect();
+        // Search terms are opaque to a store: one its namespace's tasks share, one of its own
+        // (marked personal: the mark is not part of the indexed hash).
+        let search_terms = vec![format!("n{ns}"), format!("p:{id}")];
         Task {
             id,
             namespace: ns.into(),
@@ -70,6 +73,7 @@ impl Sim {
             traceparent: None,
             classification: Default::default(),
             seq: 0,
+            search_terms,
         }
     }
 
@@ -345,6 +349,30 @@ async fn conformance(make: &dyn Fn() -> Opened) {
         .await
         .unwrap();
     assert_eq!(etl.len(), 4);
+    // Search terms: every listed task carries all of them, read through the first's index.
+    let by_term = |terms: Vec<String>| Listing {
+        terms,
+        ..Listing::default()
+    };
+    let data = store
+        .list(&by_term(vec!["ndata".into()]), &|_| true, 100)
+        .await
+        .unwrap();
+    assert_eq!(data.len(), 4);
+    assert!(
+        data.iter().all(|t| t.search_terms.contains(&"ndata".to_string())),
+        "terms are read back"
+    );
+    let one = store
+        .list(&by_term(vec!["ndata".into(), done[5].id.clone()]), &|_| true, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&one), [done[5].id.as_str()]);
+    let none = store
+        .list(&by_term(vec!["ndata".into(), "nowhere".into()]), &|_| true, 100)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
     let recent = store
         .list(
             &Listing {

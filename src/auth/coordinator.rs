@@ -366,6 +366,7 @@ mod tests {
             traceparent: None,
             classification: Default::default(),
             seq: 0,
+            search_terms: Vec::new(),
         };
         let cs = Identity::new("jane", "customer_success", Role::Manager);
         assert!(c.may_read(&cs, &child));

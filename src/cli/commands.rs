@@ -117,6 +117,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
             state,
             workflow,
             since,
+            search,
             limit,
             all,
             cursor,
@@ -128,6 +129,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
                     state: *state,
                     workflow: workflow.clone(),
                     cursor: cursor.clone(),
+                    search: search.clone(),
                     ..TaskQuery::default()
                 },
                 since: *since,

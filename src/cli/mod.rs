@@ -250,6 +250,10 @@ pub enum Command {
         /// Only tasks created within this long, e.g. 30m, 2h, 7d.
         #[arg(long, value_name = "AGE", value_parser = parse_age)]
         since: Option<std::time::Duration>,
+        /// Words that must all match: a task id or its last 8 characters, a workflow, a state,
+        /// or a ticket, customer, order or correlation id (e.g. `--search "TICKET-98765 error"`).
+        #[arg(long, value_name = "WORDS")]
+        search: Option<String>,
         /// Most tasks to list, newest first.
         #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         limit: u64,

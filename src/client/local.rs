@@ -145,6 +145,7 @@ impl Client for Local {
             state: query.state,
             workflow: query.workflow.clone(),
             since: query.since,
+            search: query.search.clone(),
         };
         let listed = self
             .engine

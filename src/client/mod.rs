@@ -96,7 +96,7 @@ impl AuditQuery {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TaskQuery {
@@ -112,6 +112,12 @@ pub struct TaskQuery {
     /// Only tasks created at or after this time, in milliseconds since the Unix epoch.
     #[param(minimum = 0)]
     pub since: Option<i64>,
+    /// Words that must all match, separated by spaces (at most 8, each at most 128
+    /// characters): a task id or its last 8 characters, a workflow (`NAME` or `NS/NAME`), a
+    /// state, a namespace, or the value of a ticket, customer, order or correlation id. A
+    /// customer id (personal data) finds a task only for a reader with `pii:read`.
+    #[param(max_length = 1100)]
+    pub search: Option<String>,
     /// Most tasks in the page, 1–1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,

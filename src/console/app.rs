@@ -33,6 +33,18 @@ pub enum Update {
     Summary(Box<MetricsSummary>),
     /// The engine did not give a summary (an older server, or a refusal): why.
     SummaryFailed(String),
+    /// A page of a store search: the search it answers (`serial`), the tasks, and where the
+    /// next page starts.
+    Found {
+        serial: u64,
+        tasks: Vec<Task>,
+        next: Option<String>,
+    },
+    /// A store search failed: why.
+    SearchFailed {
+        serial: u64,
+        why: String,
+    },
     /// Journal entries for `:audit`, newest first.
     Audit(Vec<crate::audit::AuditEntry>),
     /// The journal could not be read (no `audit:read`, a lost link): why.
@@ -110,7 +122,27 @@ pub enum Action {
     Load(String),
     /// Read the audit journal (`:audit`).
     Audit(crate::client::AuditQuery),
+    /// Search the store (`/` then Enter in the tasks table); `serial` names the search.
+    Search {
+        serial: u64,
+        query: crate::client::TaskQuery,
+    },
 }
+
+/// A search of the whole store (not only the tasks the console holds): its words, the tasks
+/// found so far, newest first, and where the next page starts.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSearch {
+    pub words: String,
+    pub serial: u64,
+    pub found: Vec<Arc<Task>>,
+    pub next: Option<String>,
+    pub loading: bool,
+    pub error: Option<String>,
+}
+
+/// Tasks per page of a store search.
+pub const SEARCH_PAGE: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
@@ -232,6 +264,8 @@ pub struct App {
     pub mode: Mode,
     pub task_filter: TaskFilter,
     pub event_filter: String,
+    /// The store search the tasks table shows, when one was run.
+    pub search: Option<StoreSearch>,
     /// Tasks marked with Space: `r` and `c` act on all of them.
     pub marked: std::collections::BTreeSet<String>,
     /// The selected event, counted from the newest (0) among those shown.
@@ -304,6 +338,7 @@ impl App {
             mode: Mode::Normal,
             task_filter: TaskFilter::default(),
             event_filter: String::new(),
+            search: None,
             selected_event: 0,
             event_follow: None,
             marked: std::collections::BTreeSet::new(),
@@ -361,7 +396,28 @@ impl App {
                 return rows.clone();
             }
         }
-        let rows = Arc::new(self.vm.rows(&self.task_filter, self.sort, self.reverse));
+        let rows = Arc::new(match &self.search {
+            // Until the store answers (or when it cannot), the held tasks that match.
+            Some(search) if search.found.is_empty() && (search.loading || search.error.is_some()) => {
+                self.vm.rows(&self.task_filter, self.sort, self.reverse)
+            }
+            // The store matched the words (on fields this console may not even see): the
+            // filters still narrow, and the console's newer copy of a task wins.
+            Some(search) => {
+                let filter = TaskFilter {
+                    text: String::new(),
+                    ..self.task_filter.clone()
+                };
+                let found = search
+                    .found
+                    .iter()
+                    .map(|t| self.vm.task(&t.id).cloned().unwrap_or_else(|| t.clone()))
+                    .filter(|t| filter.matches(t))
+                    .collect();
+                super::model::sorted(found, self.sort, self.reverse)
+            }
+            None => self.vm.rows(&self.task_filter, self.sort, self.reverse),
+        });
         *cache = Some((
             self.vm.generation,
             self.task_filter.clone(),
@@ -721,6 +777,22 @@ impl App {
                 self.summary_error = None;
             }
             Update::SummaryFailed(why) => self.summary_error = Some(why),
+            Update::Found { serial, tasks, next } => {
+                if let Some(search) = self.search.as_mut().filter(|s| s.serial == serial) {
+                    search.found.extend(tasks.into_iter().map(Arc::new));
+                    search.next = next;
+                    search.loading = false;
+                    search.error = None;
+                    self.vm.generation += 1;
+                }
+            }
+            Update::SearchFailed { serial, why } => {
+                if let Some(search) = self.search.as_mut().filter(|s| s.serial == serial) {
+                    search.loading = false;
+                    search.error = Some(why.clone());
+                    self.notify(format!("search failed: {why}"));
+                }
+            }
             Update::Audit(entries) => {
                 self.audit = Some(Arc::new(entries));
                 self.audit_error = None;
@@ -998,6 +1070,7 @@ impl App {
                     "state filter: {}",
                     next.map_or("all".to_string(), |s| s.to_string())
                 ));
+                self.refresh_search();
             }
         }
     }
@@ -1272,9 +1345,21 @@ impl App {
                 let rows = self.rows();
                 let at = step(self.selected_index(), rows.len());
                 self.selected_task = rows.get(at).map(|t| t.id.clone());
-                // Moving down past the last row loaded asks the store for older tasks.
+                // Moving down past the last row loaded asks the store for older tasks (or
+                // the search's next page).
                 let at_end = rows.is_empty() || at + 1 >= rows.len();
-                if delta > 0 && at_end && self.vm.more_older && !self.loading_older {
+                if let Some(search) = &self.search {
+                    if delta > 0 && at_end && !search.loading {
+                        if let Some(cursor) = search.next.clone() {
+                            let query = self.search_query(search.words.clone(), Some(cursor));
+                            let serial = search.serial;
+                            if let Some(s) = self.search.as_mut() {
+                                s.loading = true;
+                            }
+                            self.act(Action::Search { serial, query });
+                        }
+                    }
+                } else if delta > 0 && at_end && self.vm.more_older && !self.loading_older {
                     self.loading_older = true;
                     self.act(Action::Older);
                 }
@@ -1319,6 +1404,7 @@ impl App {
                 };
                 self.screen = Screen::Tasks;
                 self.focus = Focus::Main;
+                self.refresh_search();
             }
             (Focus::Main, Screen::Tasks) => {
                 if let Some(t) = self.current_task() {
@@ -1360,16 +1446,74 @@ impl App {
             }
         } else if self.focus != Focus::Main {
             self.focus = Focus::Main;
-        } else if self.task_filter != TaskFilter::default() {
+        } else if self.task_filter != TaskFilter::default() || self.search.is_some() {
             self.task_filter = TaskFilter::default();
-            self.notify("filters cleared");
+            self.clear_search();
+            self.notify("filters and search cleared");
+        }
+    }
+
+    /// Searches the store for `words` with the table's filters (state, namespace, since).
+    fn start_search(&mut self, words: String) {
+        let serial = self.search.as_ref().map_or(1, |s| s.serial + 1);
+        self.search = Some(StoreSearch {
+            words: words.clone(),
+            serial,
+            loading: true,
+            ..StoreSearch::default()
+        });
+        self.selected_task = None;
+        self.vm.generation += 1;
+        self.act(Action::Search {
+            serial,
+            query: self.search_query(words, None),
+        });
+    }
+
+    fn search_query(&self, words: String, cursor: Option<String>) -> crate::client::TaskQuery {
+        crate::client::TaskQuery {
+            namespace: self.task_filter.namespace.clone(),
+            state: self.task_filter.state,
+            since: self.task_filter.since,
+            search: Some(words),
+            limit: Some(SEARCH_PAGE),
+            cursor,
+            ..crate::client::TaskQuery::default()
+        }
+    }
+
+    /// The filters changed: a store search runs again with them.
+    fn refresh_search(&mut self) {
+        if let Some(words) = self.search.as_ref().map(|s| s.words.clone()) {
+            self.start_search(words);
+        }
+    }
+
+    fn clear_search(&mut self) {
+        if self.search.take().is_some() {
+            self.vm.generation += 1;
         }
     }
 
     fn filter_key(&mut self, mut line: LineEdit, key: KeyEvent) {
         match key.code {
+            // In the tasks table, Enter searches the whole store for the words.
+            KeyCode::Enter if self.place() == Place::TasksTable => {
+                let words = line.text.trim().to_string();
+                if words.is_empty() {
+                    self.clear_search();
+                } else {
+                    self.start_search(words);
+                }
+                return;
+            }
             KeyCode::Enter => return,
-            KeyCode::Esc => line = LineEdit::default(),
+            KeyCode::Esc => {
+                line = LineEdit::default();
+                if self.focus != Focus::Events {
+                    self.clear_search();
+                }
+            }
             _ => {
                 line.edit(&key);
             }
@@ -1406,6 +1550,7 @@ impl App {
             "state" => std::iter::once("all".to_string())
                 .chain(TaskState::ALL.iter().map(|s| s.to_string()))
                 .collect(),
+            "since" => ["30m", "2h", "1d", "7d", "all"].map(String::from).to_vec(),
             "sort" => ["age", "workflow", "state", "progress", "health"]
                 .map(String::from)
                 .to_vec(),
@@ -1482,6 +1627,20 @@ impl App {
                 }
                 self.screen = Screen::Tasks;
                 self.focus = Focus::Main;
+                self.refresh_search();
+            }
+            "since" => {
+                if arg.is_empty() || arg == "all" {
+                    self.task_filter.since = None;
+                } else {
+                    match crate::engine::search::since(arg, self.now) {
+                        Ok(at) => self.task_filter.since = Some(at),
+                        Err(e) => return self.notify(e),
+                    }
+                }
+                self.screen = Screen::Tasks;
+                self.focus = Focus::Main;
+                self.refresh_search();
             }
             "theme" => match Theme::load(arg) {
                 Ok(theme) => {
@@ -1505,9 +1664,10 @@ impl App {
                 } else {
                     match arg.parse() {
                         Ok(s) => self.task_filter.state = Some(s),
-                        Err(e) => self.notify(e),
+                        Err(e) => return self.notify(e),
                     }
                 }
+                self.refresh_search();
             }
             "sort" => match arg {
                 "age" => self.sort = SortKey::Age,
@@ -2038,6 +2198,90 @@ mod tests {
     }
 
     #[test]
+    fn slash_then_enter_searches_the_store_with_the_filters_and_pages_on() {
+        let (mut app, mut actions) = app();
+        app.now = 10 * 86_400_000;
+        let held = crate::console::model::tests::task("01", "ns", TaskState::Complete, &[], 0);
+        app.apply(Update::Tasks(vec![held]));
+        app.run_command("state error");
+        app.run_command("since 2h");
+        assert_eq!(app.task_filter.since, Some(10 * 86_400_000 - 7_200_000));
+        assert!(app.notice.is_none() || !app.notice.as_ref().unwrap().0.contains("expected"));
+        press(&mut app, KeyCode::Char('/'));
+        typing(&mut app, "TICKET-9 refund");
+        press(&mut app, KeyCode::Enter);
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        let Some(Action::Search { serial, query }) =
+            asked.iter().find(|a| matches!(a, Action::Search { .. })).cloned()
+        else {
+            panic!("Enter searches the store: {asked:?}")
+        };
+        assert_eq!(query.search.as_deref(), Some("TICKET-9 refund"));
+        assert_eq!(query.state, Some(TaskState::Error));
+        assert_eq!(query.since, Some(10 * 86_400_000 - 7_200_000));
+        assert!(
+            app.rows().is_empty(),
+            "the held task matches neither the words nor the filters"
+        );
+        // A task the console did not hold: found, shown, and the next page asked for when the
+        // selection moves past it.
+        let mut old = crate::console::model::tests::task("02", "customer_success", TaskState::Error, &[], 0);
+        old.created_at = app.now - 3_600_000;
+        app.apply(Update::Found {
+            serial,
+            tasks: vec![old.clone()],
+            next: Some("cursor-1".into()),
+        });
+        assert_eq!(
+            app.rows().iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            vec![old.id.clone()]
+        );
+        press(&mut app, KeyCode::Down);
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert!(
+            asked.iter().any(
+                |a| matches!(a, Action::Search { query, .. } if query.cursor.as_deref() == Some("cursor-1"))
+            ),
+            "{asked:?}"
+        );
+        // An answer to an older search is ignored; a change of filter searches again.
+        app.apply(Update::Found {
+            serial: serial + 7,
+            tasks: vec![],
+            next: None,
+        });
+        app.run_command("state all");
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert!(asked.iter().any(|a| matches!(a, Action::Search { query, .. } if query.state.is_none() && query.cursor.is_none())), "{asked:?}");
+        // Esc clears the search and the filters: the held tasks are back.
+        press(&mut app, KeyCode::Esc);
+        assert!(app.search.is_none());
+        assert_eq!(app.rows().len(), 1);
+        app.run_command("since 2y");
+        assert!(
+            app.notice.as_ref().unwrap().0.contains("unit"),
+            "{:?}",
+            app.notice
+        );
+    }
+
+    #[test]
+    fn the_table_filter_matches_every_word_against_ids_workflows_and_indexed_fields() {
+        let (mut app, _actions) = app();
+        let mut refund =
+            crate::console::model::tests::task("01", "customer_success", TaskState::Error, &[], 0);
+        refund.context = serde_json::json!({ "ticket_id": "TICKET-98765" });
+        let other = crate::console::model::tests::task("02", "customer_success", TaskState::Error, &[], 0);
+        app.apply(Update::Tasks(vec![refund.clone(), other]));
+        press(&mut app, KeyCode::Char('/'));
+        typing(&mut app, "98765 error");
+        assert_eq!(
+            app.rows().iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            vec![refund.id]
+        );
+    }
+
+    #[test]
     fn capital_r_starts_a_step_waiting_out_its_backoff_now() {
         let (mut app, mut actions) = app();
         let task = crate::console::model::tests::task(
@@ -2147,7 +2391,7 @@ mod tests {
     fn the_command_line_completes_commands_and_arguments() {
         let (app, _) = app();
         assert_eq!(app.complete("th"), ["theme"]);
-        assert_eq!(app.complete("s"), ["state", "sort", "submit"]);
+        assert_eq!(app.complete("s"), ["state", "since", "sort", "submit"]);
         assert_eq!(app.complete("a"), ["approvals", "audit"]);
         assert_eq!(app.complete("theme l"), ["theme light"]);
         assert_eq!(app.complete("ns eco"), ["ns ecommerce"]);

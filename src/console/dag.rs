@@ -406,6 +406,7 @@ mod tests {
             traceparent: None,
             classification: Default::default(),
             seq: 0,
+            search_terms: Vec::new(),
             created_at: 0,
             updated_at: 0,
             steps: vec![

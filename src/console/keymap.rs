@@ -138,7 +138,7 @@ pub const BINDINGS: &[Binding] = &[
         places: &[],
         action: A::Filter,
         bar: Some("filter"),
-        help: "filter the focused pane",
+        help: "filter the focused pane; in the tasks table Enter then searches the whole store (ids, workflows, states, ticket, customer, order, correlation ids; all words must match)",
     },
     Binding {
         keys: &[KeyCode::Char('n')],
@@ -497,6 +497,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "state",
         args: "STATE",
         help: "tasks in one state, or all",
+        mutates: false,
+    },
+    CommandSpec {
+        name: "since",
+        args: "AGE",
+        help: "tasks created within 30m, 2h, 7d… (or all); combines with :state, :ns and /",
         mutates: false,
     },
     CommandSpec {

@@ -317,6 +317,21 @@ fn perform(
                 });
             });
         }
+        Action::Search { serial, query } => {
+            tokio::spawn(async move {
+                let _ = updates.send(match client.tasks(&query).await {
+                    Ok(page) => Update::Found {
+                        serial,
+                        tasks: page.tasks,
+                        next: page.next_cursor,
+                    },
+                    Err(e) => Update::SearchFailed {
+                        serial,
+                        why: e.to_string(),
+                    },
+                });
+            });
+        }
         Action::Load(id) => {
             tokio::spawn(async move {
                 match client.task(&id).await {

@@ -45,10 +45,13 @@ impl SortKey {
 /// Which tasks the table shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
-    /// Matched against id, workflow and state.
+    /// Words that must all match a task's id, workflow, state, health or an indexed context
+    /// field it shows (ticket, customer, order or correlation id).
     pub text: String,
     pub state: Option<TaskState>,
     pub namespace: Option<String>,
+    /// Only tasks created at or after this time (`:since 2h`; ms since the Unix epoch).
+    pub since: Option<Timestamp>,
 }
 
 impl TaskFilter {
@@ -59,14 +62,28 @@ impl TaskFilter {
         if self.namespace.as_ref().is_some_and(|ns| ns != &task.namespace) {
             return false;
         }
-        if self.text.is_empty() {
-            return true;
+        if self.since.is_some_and(|s| task.created_at < s) {
+            return false;
         }
-        let needle = self.text.to_lowercase();
-        task.id.contains(&needle)
-            || task.workflow_ref().to_lowercase().contains(&needle)
-            || task.state.as_str().contains(&needle)
-            || task.health().contains(&needle)
+        let workflow = task.workflow_ref().to_lowercase();
+        self.text.split_whitespace().all(|word| {
+            let needle = word.to_lowercase();
+            task.id.contains(&needle)
+                || workflow.contains(&needle)
+                || task.state.as_str().contains(&needle)
+                || task.health().contains(&needle)
+                || task
+                    .correlation_id
+                    .as_ref()
+                    .is_some_and(|c| c.to_lowercase().contains(&needle))
+                || crate::engine::search::INDEXED_FIELDS
+                    .iter()
+                    .any(|f| match &task.context[*f] {
+                        serde_json::Value::String(s) => s.to_lowercase().contains(&needle),
+                        serde_json::Value::Number(n) => n.to_string() == needle,
+                        _ => false,
+                    })
+        })
     }
 }
 
@@ -280,7 +297,7 @@ impl ViewModel {
 
     /// The table's rows: filtered and sorted ids. Newest first for `Age`.
     pub fn rows(&self, filter: &TaskFilter, sort: SortKey, reverse: bool) -> Vec<Arc<Task>> {
-        let mut rows: Vec<Arc<Task>> = self
+        let rows: Vec<Arc<Task>> = self
             .ids
             .iter()
             .rev()
@@ -288,25 +305,30 @@ impl ViewModel {
             .filter(|t| filter.matches(t))
             .cloned()
             .collect();
-        match sort {
-            SortKey::Age => {}
-            SortKey::Workflow => rows.sort_by_key(|t| t.workflow_ref()),
-            SortKey::State => rows.sort_by_key(|t| state_index(t.state)),
-            SortKey::Progress => rows.sort_by(|a, b| {
-                let p = |t: &Task| t.done_steps() as f64 / t.steps.len().max(1) as f64;
-                p(a).total_cmp(&p(b))
-            }),
-            SortKey::Health => rows.sort_by_key(|t| match t.health() {
-                "blocked" => 0,
-                "recovering" => 1,
-                _ => 2,
-            }),
-        }
-        if reverse {
-            rows.reverse();
-        }
-        rows
+        sorted(rows, sort, reverse)
     }
+}
+
+/// `rows` (newest first) in the order `sort` and `reverse` ask for.
+pub fn sorted(mut rows: Vec<Arc<Task>>, sort: SortKey, reverse: bool) -> Vec<Arc<Task>> {
+    match sort {
+        SortKey::Age => {}
+        SortKey::Workflow => rows.sort_by_key(|t| t.workflow_ref()),
+        SortKey::State => rows.sort_by_key(|t| state_index(t.state)),
+        SortKey::Progress => rows.sort_by(|a, b| {
+            let p = |t: &Task| t.done_steps() as f64 / t.steps.len().max(1) as f64;
+            p(a).total_cmp(&p(b))
+        }),
+        SortKey::Health => rows.sort_by_key(|t| match t.health() {
+            "blocked" => 0,
+            "recovering" => 1,
+            _ => 2,
+        }),
+    }
+    if reverse {
+        rows.reverse();
+    }
+    rows
 }
 
 /// Task records for the console's unit tests.
@@ -340,6 +362,7 @@ pub(crate) mod tests {
             traceparent: None,
             classification: Default::default(),
             seq: 0,
+            search_terms: Vec::new(),
             created_at: at,
             updated_at: at,
             steps: steps

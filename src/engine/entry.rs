@@ -230,6 +230,7 @@ mod tests {
             traceparent: None,
             classification: Default::default(),
             seq: 0,
+            search_terms: Vec::new(),
         }
     }
 

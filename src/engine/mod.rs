@@ -15,6 +15,7 @@ mod orchestrator;
 pub mod query;
 pub mod retention;
 mod runner;
+pub mod search;
 mod stream;
 
 pub use clock::Clock;

@@ -506,6 +506,13 @@ impl Orchestrator {
             Some(vault) => vault.sealer(&t.classified, &context, &id, now).await?,
             None => None,
         };
+        // Hashed while the context is in clear; the store keeps only the hashes.
+        let search_terms = super::search::terms_of(
+            self.vault.as_deref(),
+            &t.classified,
+            &context,
+            req.correlation_id.as_deref(),
+        );
         let task = Task {
             id: id.clone(),
             namespace: t.namespace.clone(),
@@ -523,6 +530,7 @@ impl Orchestrator {
             traceparent,
             classification,
             seq: 0,
+            search_terms,
         };
         let mut entry = Entry::new(task);
         entry.sealer = sealer;

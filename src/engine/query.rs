@@ -31,6 +31,9 @@ pub struct TaskFilter {
     pub workflow: Option<String>,
     /// Only tasks created at or after this time (ms since the Unix epoch).
     pub since: Option<Timestamp>,
+    /// Words that must all match (`engine::search`): ids, workflows, states, namespaces,
+    /// ticket, customer, order or correlation ids.
+    pub search: Option<String>,
 }
 
 /// A step waiting for a person's decision, as the approvals inbox lists it.
@@ -267,15 +270,90 @@ impl Query {
                 });
             }
         }
-        let accept =
-            |t: &Task| workflow.as_ref().is_none_or(|w| w.matches(t)) && self.coordinator.may_read(who, t);
+        let words = match filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(text) => {
+                let workflows: Vec<(String, String)> = self
+                    .catalog
+                    .iter()
+                    .map(|w| (w.template.namespace.clone(), w.template.name.clone()))
+                    .collect();
+                super::search::parse(text, &self.namespaces(), &workflows).map_err(|message| {
+                    EngineError::Invalid {
+                        field: "search".into(),
+                        message,
+                    }
+                })?
+            }
+            None => super::search::Words::default(),
+        };
+        // Words narrow the filters; words that contradict them (or each other) match nothing.
+        let state = words.state.or(filter.state);
+        let namespace = words.namespace.clone().or_else(|| filter.namespace.clone());
+        if words.contradiction
+            || filter.state.is_some_and(|s| Some(s) != state)
+            || filter
+                .namespace
+                .as_ref()
+                .is_some_and(|n| Some(n) != namespace.as_ref())
+        {
+            return Ok((Vec::new(), None));
+        }
+        let vault = self.vault.as_deref();
+        let hashes: Vec<String> = words
+            .values
+            .iter()
+            .map(|v| super::search::hash(vault, v))
+            .collect();
+        // A personal field finds a task only for a reader who may see it in clear.
+        let personal_ok = self.coordinator.may_read_pii(who);
+        let accept = |t: &Task| {
+            workflow.as_ref().is_none_or(|w| w.matches(t))
+                && (words.workflows.is_empty()
+                    || words
+                        .workflows
+                        .iter()
+                        .any(|(ns, name)| &t.namespace == ns && &t.name == name))
+                && (personal_ok || hashes.iter().all(|h| t.search_terms.iter().any(|term| term == h)))
+                && self.coordinator.may_read(who, t)
+        };
+        // One word that reads as (the end of) a task id finds that task.
+        if let ([word], None) = (words.values.as_slice(), after) {
+            if super::search::may_be_id(word) {
+                let by_id = |t: &Task| {
+                    state.is_none_or(|s| t.state == s)
+                        && namespace.as_ref().is_none_or(|n| &t.namespace == n)
+                        && workflow.as_ref().is_none_or(|w| w.matches(t))
+                        && (words.workflows.is_empty()
+                            || words
+                                .workflows
+                                .iter()
+                                .any(|(ns, name)| &t.namespace == ns && &t.name == name))
+                        && filter.since.is_none_or(|s| t.created_at >= s)
+                        && self.coordinator.may_read(who, t)
+                };
+                let mut found = self.store.find_tasks(word, &by_id, limit).await?;
+                if !found.is_empty() {
+                    found.sort_by(|a, b| b.id.cmp(&a.id));
+                    for t in &mut found {
+                        self.reveal_task(who, t).await?;
+                    }
+                    return Ok((found, None));
+                }
+            }
+        }
+        let single_workflow = match (&workflow, words.workflows.as_slice()) {
+            (Some(w), _) => Some((w.namespace.clone(), w.name.clone())),
+            (None, [only]) => Some(only.clone()),
+            _ => None,
+        };
         let listing = Listing {
-            namespace: filter.namespace.clone(),
-            state: filter.state,
-            workflow: workflow.as_ref().map(|w| (w.namespace.clone(), w.name.clone())),
+            namespace,
+            state,
+            workflow: single_workflow,
             before: after.map(str::to_string),
             since: filter.since,
             headers_only: false,
+            terms: hashes.clone(),
         };
         // One more than asked says whether another page exists.
         let mut tasks = self.store.list(&listing, &accept, limit + 1).await?;

@@ -342,6 +342,12 @@ pub struct Task {
     /// never hides what the log says happened.
     #[serde(default)]
     pub seq: u64,
+    /// Keyed hashes of the values of its indexed context fields (`engine::search`), fixed at
+    /// submit and kept with its header, so a ticket or customer id finds the task without
+    /// the value being stored in clear. `p:` marks a personal field's. Internal: never sent.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub search_terms: Vec<String>,
 }
 
 impl Task {

@@ -89,6 +89,9 @@ pub struct Listing {
     pub since: Option<Timestamp>,
     /// Headers only: steps empty and context `null` (counts and filters need no more).
     pub headers_only: bool,
+    /// Search term hashes every task listed carries (`engine::search`; a personal field's
+    /// counts too: the caller's `accept` decides whether it may be searched by).
+    pub terms: Vec<String>,
 }
 
 /// A listing's read permission: whether the caller may see a task (shown its header only).

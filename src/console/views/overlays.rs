@@ -14,10 +14,10 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let key_style = t.base().fg(t.accent).add_modifier(Modifier::BOLD);
     let entry = |k: &str, what: &str, kw: usize, width: usize| -> Vec<Span<'static>> {
-        let what: String = what.chars().take(width.saturating_sub(kw + 3)).collect();
+        let what = super::fit(what, width.saturating_sub(kw + 3));
         let pad = width.saturating_sub(kw + 3 + what.chars().count());
         vec![
-            Span::styled(format!(" {k:<kw$} "), key_style),
+            Span::styled(format!(" {:<kw$} ", super::fit(k, kw)), key_style),
             Span::styled(format!("{what}{} ", " ".repeat(pad)), t.base()),
         ]
     };
@@ -28,6 +28,8 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let inner = usize::from(area.width.saturating_sub(4)).min(112);
     let two_columns = inner >= 74;
     let left = if two_columns { inner / 2 } else { inner };
+    // A command's arguments take at most half its column; the rest is for what it does.
+    let cw = cw.min((if two_columns { inner - left } else { left }) / 2);
     let mut lines: Vec<Line> = Vec::new();
     if two_columns {
         for i in 0..keys.len().max(commands.len()) {

@@ -81,15 +81,35 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(state) = app.task_filter.state {
         title.push_str(&format!(" · state {state}"));
     }
-    if !app.task_filter.text.is_empty() {
-        title.push_str(&format!(" · /{}", app.task_filter.text));
+    if let Some(since) = app.task_filter.since {
+        title.push_str(&format!(" · since {}", crate::model::age(app.now, since)));
+    }
+    match &app.search {
+        Some(search) => {
+            title.push_str(&format!(" · search “{}”", search.words));
+            if search.loading {
+                title.push_str(" · searching the store…");
+            } else if let Some(e) = &search.error {
+                title.push_str(&format!(" · failed: {e}"));
+            } else {
+                title.push_str(&format!(
+                    " · {} found in the store{}",
+                    search.found.len(),
+                    if search.next.is_some() { " · more ↓" } else { "" }
+                ));
+            }
+        }
+        None if !app.task_filter.text.is_empty() => {
+            title.push_str(&format!(" · /{} (Enter: search the store)", app.task_filter.text));
+        }
+        None => {}
     }
     if !app.marked.is_empty() {
         title.push_str(&format!(" · {} marked (r, c act on them)", app.marked.len()));
     }
     if app.loading_older {
         title.push_str(" · loading older…");
-    } else if app.vm.more_older {
+    } else if app.vm.more_older && app.search.is_none() {
         title.push_str(" · older below ↓");
     }
     let header = Row::new(["ID", "WORKFLOW", "STATE", "STEPS", "AGE", "HEALTH"])
@@ -126,7 +146,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     });
     frame.render_widget(table, area);
     if rows.is_empty() {
-        let hint = if app.vm.is_empty() && app.read_only {
+        let hint = if app.search.as_ref().is_some_and(|s| !s.loading) {
+            "the store holds no task matching every word — Esc clears the search"
+        } else if app.search.is_some() {
+            "searching the store…"
+        } else if app.vm.is_empty() && app.read_only {
             "no tasks yet"
         } else if app.vm.is_empty() {
             "no tasks yet — press n to start one"

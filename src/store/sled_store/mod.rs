@@ -817,6 +817,8 @@ impl SledStore {
     ) -> Result<Vec<Task>, StoreError> {
         let before = listing.before.as_deref();
         let prefix = match (&listing.workflow, &listing.namespace, listing.state) {
+            // A search term is the narrowest index there is: a ticket names a task or two.
+            _ if !listing.terms.is_empty() => Some(key::search(&listing.terms[0])),
             (Some((ns, name)), _, _) => Some(key::workflow(ns, name)),
             (None, Some(ns), Some(state)) => Some(key::namespace_state(ns, state)),
             (None, Some(ns), None) => Some(key::namespace(ns)),
@@ -859,6 +861,12 @@ impl SledStore {
                     .workflow
                     .as_ref()
                     .is_none_or(|(ns, name)| &light.namespace == ns && &light.name == name)
+                && listing.terms.iter().all(|hash| {
+                    light
+                        .search_terms
+                        .iter()
+                        .any(|t| crate::engine::search::hash_of(t) == hash)
+                })
                 && accept(&light);
             if !fits {
                 continue;

@@ -29,6 +29,9 @@ pub(super) struct Header {
     pub classification: crate::workflow::classification::Classification,
     /// The last transition this header (and the step records written with it) includes.
     pub seq: u64,
+    /// The task's search terms (`Task::search_terms`), each also an index key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
 }
 
 impl Header {
@@ -48,6 +51,7 @@ impl Header {
             traceparent: task.traceparent.clone(),
             classification: task.classification,
             seq: task.seq,
+            search: task.search_terms.clone(),
         }
     }
 
@@ -69,6 +73,7 @@ impl Header {
             traceparent: self.traceparent,
             classification: self.classification,
             seq: self.seq,
+            search_terms: self.search,
         }
     }
 }
@@ -165,6 +170,11 @@ pub(super) mod key {
         join(&[b"w\0", ns.as_bytes(), b"\0", name.as_bytes(), b"\0"])
     }
 
+    /// Prefix of the tasks carrying the search term hash `hash` (`engine::search`).
+    pub fn search(hash: &str) -> Vec<u8> {
+        join(&[b"x\0", hash.as_bytes(), b"\0"])
+    }
+
     /// The id reversed, so that a short id (the id's last characters) is a prefix.
     pub fn short(id: &str) -> Vec<u8> {
         let mut key = b"r\0".to_vec();
@@ -200,6 +210,9 @@ pub(super) mod key {
             join(&[&workflow(&h.namespace, &h.name), id]),
             short(&h.id),
         ];
+        for term in &h.search {
+            keys.push(join(&[&search(crate::engine::search::hash_of(term)), id]));
+        }
         if !h.state.is_active() {
             keys.push(finished(h.updated_at, &h.id));
         }
