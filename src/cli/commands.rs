@@ -21,6 +21,11 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
     match command {
         Command::Validate { paths } => validate(&cli, paths),
         Command::Workflows => workflows(&cli),
+        Command::Screencast {
+            tape,
+            output,
+            last_frame,
+        } => super::screencast::record(tape, output.as_deref(), *last_frame).await,
         Command::Submit {
             batch: Some(file),
             workflow,

@@ -52,7 +52,11 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &GdprCommand) -> Result
         };
         let now = engine.clock().now();
         if erase {
-            erase_subject(&*store, &vault, &subject, &who.sub, now).await
+            let done = crate::privacy::erasure::erase(&*store, &vault, &subject, &who.sub, now)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            say!("{done}");
+            Ok(0)
         } else {
             let archive = cli.archive_dir.clone().unwrap_or_else(|| data.join("archive"));
             let report = export(&*store, &vault, engine.catalog(), &subject, now, &archive).await?;
@@ -77,59 +81,6 @@ pub(super) async fn run(cli: &Cli, data: &Path, command: &GdprCommand) -> Result
     .await;
     session.close(data, std::time::Duration::ZERO).await;
     result
-}
-
-async fn erase_subject(
-    store: &dyn Store,
-    vault: &Vault,
-    subject: &SubjectRecord,
-    by: &str,
-    now: crate::model::Timestamp,
-) -> Result<i32> {
-    if subject.wrapped_key.is_none() {
-        say!(
-            "subject {} was already erased at {}",
-            subject.id,
-            crate::model::format_timestamp(subject.erased_at.unwrap_or_default())
-        );
-        return Ok(0);
-    }
-    let ids = store.subject_tasks(&subject.id).await?;
-    let mut active = Vec::new();
-    for id in &ids {
-        if let Some(t) = store.task(id).await? {
-            if t.state.is_active() {
-                active.push(t.id);
-            }
-        }
-    }
-    if !active.is_empty() {
-        bail!(
-            "subject {} has {} unfinished task(s) ({}): their data is still needed to perform the contract; let them finish or cancel them, then erase",
-            subject.id,
-            active.len(),
-            active.join(", ")
-        );
-    }
-    let tombstone = vault.erase(&subject.id, by, now).await?;
-    store.remove_subject_aliases(&subject.id).await?;
-    let mut record = AuditRecord::new(
-        now,
-        by,
-        "gdpr.erased",
-        format!("subject/{}", subject.id),
-        format!("data key shredded; {} task(s) now read [ERASED]", ids.len()),
-    );
-    record.classification = "restricted".into();
-    record.compliance_tags = vec!["gdpr".into()];
-    store.append_audit(vec![record]).await?;
-    say!(
-        "erased subject {}: {} task(s) now read [ERASED] everywhere (store, events, archives, audit entries); tombstone at {}",
-        tombstone.id,
-        ids.len(),
-        crate::model::format_timestamp(tombstone.erased_at.unwrap_or(now))
-    );
-    Ok(0)
 }
 
 /// The tasks `wanted` (ids no longer in the store) found in an archive file under `dir`

@@ -8,6 +8,7 @@ mod commands;
 mod gdpr;
 mod output;
 mod report;
+mod screencast;
 mod session;
 
 use crate::auth::Identity;
@@ -149,6 +150,19 @@ pub enum Command {
     },
     /// List the workflows in the catalog.
     Workflows,
+    /// Play a screencast script (`screencasts/*.tape`) against a fresh temporary data
+    /// directory on a virtual clock and write an asciicast v2 recording (`asciinema play`);
+    /// the same tape gives the same recording, byte for byte.
+    Screencast {
+        /// The tape to play.
+        tape: PathBuf,
+        /// Where the recording goes (default: the tape's path with `.cast`).
+        #[arg(short, long, value_name = "FILE.cast")]
+        output: Option<PathBuf>,
+        /// Also print the last frame as text (to check a tape while writing it).
+        #[arg(long)]
+        last_frame: bool,
+    },
     /// Create a task from NS/NAME[@VERSION].
     Submit {
         /// The workflow: NAMESPACE/NAME (latest version) or NAMESPACE/NAME@VERSION (with --batch: for lines that name none).
@@ -442,7 +456,10 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse();
     // Checking workflow files touches no data: no data directory is created for them.
-    let needs_data = !matches!(cli.command, Some(Command::Validate { .. } | Command::Workflows));
+    let needs_data = !matches!(
+        cli.command,
+        Some(Command::Validate { .. } | Command::Workflows | Command::Screencast { .. })
+    );
     let data = if needs_data {
         match data_dir(&cli) {
             Ok(d) => d,

@@ -373,6 +373,14 @@ impl App {
         }
     }
 
+    /// Read-only when `--read-only` was given, the operator is a viewer (who may change
+    /// nothing: the console shows no key that would only be refused), or the theme says so.
+    pub fn decide_read_only(&mut self) {
+        self.read_only = self.info.read_only_flag
+            || self.identity.role == crate::auth::Role::Viewer
+            || self.theme.read_only;
+    }
+
     fn act(&self, action: Action) {
         let _ = self.actions.send(action);
     }
@@ -1007,6 +1015,8 @@ impl App {
                 binding.help,
                 if self.info.read_only_flag {
                     " (--read-only)"
+                } else if self.theme.read_only {
+                    " (the theme is read-only)"
                 } else {
                     " for a viewer"
                 }
@@ -1649,7 +1659,11 @@ impl App {
                     } else {
                         theme
                     };
-                    self.notify(format!("theme {arg}"));
+                    self.decide_read_only();
+                    self.notify(format!(
+                        "theme {arg}{}",
+                        if self.theme.read_only { " (read-only)" } else { "" }
+                    ));
                 }
                 Err(e) => self.notify(e.to_string()),
             },

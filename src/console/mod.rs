@@ -14,6 +14,8 @@ pub mod inspect;
 pub mod keymap;
 pub mod model;
 pub mod record;
+pub mod script;
+pub mod tape;
 pub mod theme;
 pub mod views;
 
@@ -132,8 +134,7 @@ pub async fn run(client: Arc<dyn Client>, options: Options) -> io::Result<()> {
     let vm = ViewModel::new(workflow_entries(&catalog));
     let mut app = App::new(vm, options.theme, options.info, catalog, actions_tx);
     app.identity = client.identity().clone();
-    // A viewer may change nothing: the console shows no key that would only be refused.
-    app.read_only = app.info.read_only_flag || app.identity.role == crate::auth::Role::Viewer;
+    app.decide_read_only();
     app.now = client.now();
 
     let feeder = tokio::spawn(feeder::feed(

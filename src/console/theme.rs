@@ -26,6 +26,8 @@ pub struct Theme {
     step: [Color; 9],
     /// No colours at all (NO_COLOR): emphasis by bold and reverse video only.
     pub monochrome: bool,
+    /// The theme turns read-only mode on (`read_only: true` in its file; `presenter`).
+    pub read_only: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -49,6 +51,9 @@ struct ThemeDoc {
     title: String,
     task: TaskColors,
     step: StepColors,
+    /// A theme for showing a console (a screencast, a shared screen) can make it read-only.
+    #[serde(default)]
+    read_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +171,7 @@ impl Theme {
                 colour("step.resolved_manually", &s.resolved_manually)?,
             ],
             monochrome: false,
+            read_only: doc.read_only,
         })
     }
 
@@ -315,7 +321,7 @@ mod tests {
 
     #[test]
     fn every_bundled_theme_loads() {
-        for name in ["dark", "light", "high-contrast", "screencast"] {
+        for name in ["dark", "light", "high-contrast", "screencast", "presenter"] {
             assert_eq!(Theme::load(name).unwrap().name, name);
         }
     }

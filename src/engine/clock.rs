@@ -24,6 +24,16 @@ impl Clock {
         }
     }
 
+    /// A clock that reads `wall` (ms since the Unix epoch) now, whatever the system time:
+    /// with tokio's paused clock, a run that happens at the same virtual times every time
+    /// (`taskdeck screencast`).
+    pub fn starting_at(wall: Timestamp) -> Self {
+        Clock {
+            anchor_wall: wall,
+            anchor: Instant::now(),
+        }
+    }
+
     pub fn now(&self) -> Timestamp {
         crate::model::deadline_after(self.anchor_wall, self.anchor.elapsed())
     }

@@ -72,6 +72,9 @@ pub struct EngineConfig {
     pub jitter: bool,
     /// Seed for the jitter, for reproducible runs.
     pub jitter_seed: Option<u64>,
+    /// Seed for the random part of task and approval ids (with a fixed clock, the same ids
+    /// every run: `taskdeck screencast`); `None`: from the OS.
+    pub id_seed: Option<u64>,
     /// Capacity of the event broadcast; a subscriber further behind than this lags.
     pub event_capacity: usize,
     /// Largest task context accepted at submit, in bytes of JSON (`--max-context-bytes`).
@@ -105,6 +108,7 @@ impl Default for EngineConfig {
             dispatch: true,
             jitter: true,
             jitter_seed: None,
+            id_seed: None,
             event_capacity: 16_384,
             max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
             clock: None,
@@ -151,9 +155,13 @@ impl Engine {
         metrics.catalog(&catalog);
         let loop_tx = tx.clone();
         let vault = match config.privacy.clone() {
-            Some(source) => Some(Arc::new(
-                crate::privacy::Vault::open(source, store.clone()).await?,
-            )),
+            Some(source) => {
+                let vault = crate::privacy::Vault::open(source, store.clone()).await?;
+                if let Some(seed) = config.id_seed {
+                    vault.seed_subject_ids(seed);
+                }
+                Some(Arc::new(vault))
+            }
             None => None,
         };
         let query = Query::new(

@@ -54,6 +54,8 @@ pub(crate) struct Orchestrator {
     tx: UnboundedSender<Message>,
     inbox: UnboundedReceiver<Message>,
     rng: SmallRng,
+    /// Task and approval ids from a seed (`EngineConfig::id_seed`), or `None`: UUIDv7.
+    ids: Option<SmallRng>,
     tasks: HashMap<String, Entry>,
     ready: VecDeque<(String, usize)>,
     timers: BTreeSet<(Timestamp, String, usize)>,
@@ -108,7 +110,9 @@ impl Orchestrator {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_os_rng(),
         };
+        let ids = config.id_seed.map(|seed| SmallRng::seed_from_u64(seed ^ 0x1d5));
         Orchestrator {
+            ids,
             config,
             store,
             catalog: catalog.clone(),
@@ -291,6 +295,18 @@ impl Orchestrator {
         let _ = self.store.flush().await;
         if let Some((_, reply)) = self.stopping.take() {
             let _ = reply.send(());
+        }
+    }
+
+    /// A new UUIDv7 for `now` (ms since the epoch): random bits from the OS, or from the id
+    /// seed, so a seeded run on a fixed clock names everything the same way every time.
+    fn new_uuid(&mut self, now: Timestamp) -> uuid::Uuid {
+        match &mut self.ids {
+            Some(rng) => {
+                let bits: [u8; 10] = rng.random();
+                uuid::Builder::from_unix_timestamp_millis(u64::try_from(now).unwrap_or(0), &bits).into_uuid()
+            }
+            None => uuid::Uuid::now_v7(),
         }
     }
 
@@ -481,8 +497,8 @@ impl Orchestrator {
         }
         check_depth("context", &req.context)?;
         workflow.validate_context(&req.context)?;
-        let id = uuid::Uuid::now_v7().to_string();
         let now = self.clock.now();
+        let id = self.new_uuid(now).to_string();
         let steps: Vec<Step> = t
             .steps
             .iter()
@@ -1239,7 +1255,7 @@ impl Orchestrator {
             note: note.clone(),
             approval_id: format!(
                 "APPR-{}",
-                &uuid::Uuid::now_v7().simple().to_string()[20..].to_uppercase()
+                &self.new_uuid(now).simple().to_string()[20..].to_uppercase()
             ),
         };
         let info = ErrorInfo {
@@ -1883,13 +1899,21 @@ impl Orchestrator {
                 step.timeout_ms.map(Duration::from_millis),
                 attempt,
                 self.tx.clone(),
+                self.clock,
             ),
             None => {
                 let missing = StepError::permanent(
                     "HANDLER_NOT_FOUND",
                     format!("no handler named `{}` is registered", step.handler),
                 );
-                runner::spawn(Arc::new(Missing(missing)), input, None, attempt, self.tx.clone())
+                runner::spawn(
+                    Arc::new(Missing(missing)),
+                    input,
+                    None,
+                    attempt,
+                    self.tx.clone(),
+                    self.clock,
+                )
             }
         };
         self.inflight.insert((id, i), handle);

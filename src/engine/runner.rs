@@ -45,8 +45,10 @@ pub(crate) fn spawn(
     timeout: Option<Duration>,
     attempt: Attempt,
     tx: UnboundedSender<Message>,
+    clock: super::Clock,
 ) -> AbortHandle {
-    let task = tokio::spawn(async move {
+    // Handlers (and the services they call) read the time from the engine's clock.
+    let task = tokio::spawn(crate::handlers::support::with_clock(clock, async move {
         let mut guard = OutcomeGuard {
             tx,
             attempt: Some(attempt),
@@ -63,6 +65,6 @@ pub(crate) fn spawn(
             },
         };
         guard.send(result);
-    });
+    }));
     task.abort_handle()
 }

@@ -9,7 +9,7 @@ pub mod ecommerce;
 pub mod microservices;
 pub mod payments;
 mod simulate;
-mod support;
+pub(crate) mod support;
 
 use crate::auth::Identity;
 use crate::model::{Step, StepError};

@@ -80,8 +80,29 @@ pub fn dollars(cents: i64) -> f64 {
     cents as f64 / 100.0
 }
 
+tokio::task_local! {
+    /// The clock of the engine running the current step.
+    static CLOCK: crate::engine::Clock;
+}
+
+/// Runs `f` (a step attempt) with `clock` as the time every handler and service reads.
+pub async fn with_clock<F: std::future::Future>(clock: crate::engine::Clock, f: F) -> F::Output {
+    CLOCK.scope(clock, f).await
+}
+
+/// Now, on the engine's clock when a step runs (so a run on a virtual clock stamps virtual
+/// times: `taskdeck screencast`), else the system's.
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    CLOCK
+        .try_with(|c| c.now())
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now)
+}
+
+/// `now_utc()` as RFC 3339 with milliseconds.
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    now_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A retryable error carrying the service's retry-after (or `default_after` seconds).

@@ -12,6 +12,7 @@
 //! alike — none of which is rewritten, so the audit chain still verifies.
 
 pub mod envelope;
+pub mod erasure;
 pub mod master;
 pub mod seal;
 mod vault;

@@ -37,6 +37,8 @@ pub struct Vault {
     source: KeySource,
     store: Arc<dyn Store>,
     keys: Mutex<HashMap<String, Key>>,
+    /// Subject ids from a seed (`seed_subject_ids`), or `None`: from the OS.
+    ids: Mutex<Option<rand::rngs::SmallRng>>,
 }
 
 impl Vault {
@@ -69,7 +71,31 @@ impl Vault {
             source,
             store,
             keys: Mutex::new(HashMap::new()),
+            ids: Mutex::new(None),
         })
+    }
+
+    /// Draws new subject ids from `seed` instead of the OS (with the engine's id seed: a run
+    /// that names everything the same way every time, `taskdeck screencast`).
+    pub fn seed_subject_ids(&self, seed: u64) {
+        use rand::SeedableRng;
+        if let Ok(mut ids) = self.ids.lock() {
+            *ids = Some(rand::rngs::SmallRng::seed_from_u64(seed));
+        }
+    }
+
+    fn new_subject_id(&self) -> String {
+        use rand::Rng;
+        match self
+            .ids
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|ids| ids.as_mut().map(|rng| rng.random::<[u8; 16]>()))
+        {
+            Some(bytes) => crate::audit::entry::hex(&bytes),
+            None => envelope::new_subject_id(),
+        }
     }
 
     /// Where the master key is.
@@ -181,7 +207,7 @@ impl Vault {
     }
 
     async fn new_subject(&self, now: Timestamp) -> Result<(String, Arc<Aes256Gcm>), PrivacyError> {
-        let id = envelope::new_subject_id();
+        let id = self.new_subject_id();
         let (cipher, wrapped) = envelope::new_data_key(&self.master.wrap, &id)
             .ok_or_else(|| PrivacyError::Seal("cannot make a data key".into()))?;
         let record = SubjectRecord {

@@ -128,7 +128,7 @@ impl Services {
                 "name": name,
                 "plan": plan,
                 "status": "pending",
-                "created_at": chrono::Utc::now().to_rfc3339(),
+                "created_at": crate::handlers::support::now_utc().to_rfc3339(),
             });
             users.insert(email, user.clone());
             HttpResponse::new(201, user)

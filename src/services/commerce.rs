@@ -341,7 +341,7 @@ impl Services {
             let hex = hex_id("", call.key);
             let number = format!(
                 "ORD-{}-{}",
-                chrono::Utc::now().format("%Y%m%d"),
+                crate::handlers::support::now_utc().format("%Y%m%d"),
                 hex[hex.len().saturating_sub(8)..].to_uppercase()
             );
             let mut order = make(&number);

@@ -290,7 +290,7 @@ impl StepHandler for CreateOrder {
         let cart = upstream(&input, "validate_cart", "MISSING_CART_VALIDATION")?.clone();
         let payment = upstream(&input, "process_payment", "MISSING_PAYMENT_RESULT")?.clone();
         let inventory = upstream(&input, "update_inventory", "MISSING_INVENTORY_RESULT")?.clone();
-        let delivery = (chrono::Utc::now() + chrono::Duration::days(7))
+        let delivery = (crate::handlers::support::now_utc() + chrono::Duration::days(7))
             .format("%B %d, %Y")
             .to_string();
         let version = input.version.clone();

@@ -176,7 +176,7 @@ impl StepHandler for GatewayRefund {
             "gateway_provider": validated["gateway_provider"],
             "refund_status": "completed",
             "processing_time_seconds": started.elapsed().as_secs_f64(),
-            "estimated_arrival": (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string(),
+            "estimated_arrival": (crate::handlers::support::now_utc() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string(),
             "processed_at": now(),
             "namespace": "payments",
         }))
