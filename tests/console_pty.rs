@@ -591,3 +591,37 @@ fn a_refund_is_inspected_and_its_payments_child_followed_and_back() {
     }
     s.quit();
 }
+
+/// Two refunds wait for a manager: she marks both in the inbox and denies them with one
+/// reason and one confirmation, and hears how each went. Then she finds one of them by its
+/// ticket id with `/` and Enter (a search of the store).
+#[test]
+fn a_manager_denies_two_marked_requests_at_once_and_finds_one_by_its_ticket() {
+    let data = tempfile::tempdir().unwrap();
+    let token = |sub: &str, role: &str| customer_success_token(data.path(), sub, role);
+    let (agent, manager) = (token("priya", "agent"), token("jane", "manager"));
+    for ticket in ["TICKET-5001", "TICKET-5002"] {
+        let context = format!(
+            r#"{{"ticket_id":"{ticket}","customer_id":"CUST-1","refund_amount":12000,"refund_reason":"Product defect","customer_email":"customer@example.com","payment_id":"pay_1"}}"#
+        );
+        submit_refund(data.path(), &agent, &context);
+    }
+    let mut s = console(data.path(), &["--token", &manager]);
+    s.screen.wait_for("‖ 2 approval");
+    s.send(b":approvals\r");
+    s.screen.wait_for("approvals ‖ 2 waiting");
+    s.send(b"  ");
+    s.screen.wait_for("2 marked (a, d decide them)");
+    s.send(b"d");
+    s.screen
+        .wait_for("reason for the denials (required) for all 2 marked");
+    s.send(b"duplicate tickets\r");
+    s.screen.wait_for("Deny 2 marked request(s)");
+    s.send(b"y");
+    s.screen.wait_for("denied 2 of 2:");
+    s.send(b"\x1b");
+    s.send(b"/TICKET-5002\r");
+    s.screen.wait_for("search “TICKET-5002” · 1 found in the store");
+    s.screen.wait_for("✖ error");
+    s.quit();
+}

@@ -101,6 +101,12 @@ pub enum Action {
     /// Retry or cancel every one of these tasks, reporting each one's result.
     RetryMany(Vec<String>),
     CancelMany(Vec<String>),
+    /// Approve or deny each of these requests (task, step) with one note, reporting each.
+    DecideMany {
+        targets: Vec<(String, String)>,
+        approve: bool,
+        note: Option<String>,
+    },
     /// Start a step waiting out its backoff now.
     RetryNow {
         task: String,
@@ -194,6 +200,15 @@ pub enum Mode {
     /// A scrollable, filterable text: an event's payload (Enter in the events pane), a
     /// task's context (`i`) or its whole stored history (`h`).
     Viewer(Box<Viewer>),
+    /// Typing the one note or reason of a decision on every marked request (the inbox).
+    DecideMany {
+        /// (task, step) of each request decided.
+        targets: Vec<(String, String)>,
+        /// Marked requests this operator may not decide, with why (said in the confirmation).
+        skipped: Vec<String>,
+        approve: bool,
+        note: LineEdit,
+    },
     /// Typing the note (approve, optional) or reason (deny, required) of a decision.
     Decide {
         task: String,
@@ -925,6 +940,24 @@ impl App {
                 KeyCode::Char('n') | KeyCode::Esc => self.notify("nothing done"),
                 _ => self.mode = Mode::Confirm { action, message, yes },
             },
+            Mode::DecideMany {
+                targets,
+                skipped,
+                approve,
+                mut note,
+            } => match key.code {
+                KeyCode::Esc => self.notify("nothing done"),
+                KeyCode::Enter => self.confirm_many(targets, skipped, approve, note),
+                _ => {
+                    note.edit(&key);
+                    self.mode = Mode::DecideMany {
+                        targets,
+                        skipped,
+                        approve,
+                        note,
+                    };
+                }
+            },
             Mode::Decide {
                 task,
                 step,
@@ -944,6 +977,65 @@ impl App {
                 }
             },
         }
+    }
+
+    /// One confirmation for every marked request: how many, which (short id and amount), and
+    /// those skipped with why.
+    fn confirm_many(
+        &mut self,
+        targets: Vec<(String, String)>,
+        skipped: Vec<String>,
+        approve: bool,
+        note: LineEdit,
+    ) {
+        let text = note.text.trim().to_string();
+        if !approve && text.is_empty() {
+            self.notify("a denial needs a reason");
+            self.mode = Mode::DecideMany {
+                targets,
+                skipped,
+                approve,
+                note,
+            };
+            return;
+        }
+        let which: Vec<String> = targets
+            .iter()
+            .map(|(task, step)| {
+                let amount = self
+                    .vm
+                    .task(task)
+                    .and_then(|t| t.step(step).and_then(|s| s.approval.as_ref()))
+                    .and_then(|a| {
+                        a.request
+                            .amount
+                            .map(crate::model::money)
+                            .or_else(|| a.request.sealed_amount.clone())
+                    });
+                match amount {
+                    Some(a) => format!("{} ({a})", crate::model::short_id(task)),
+                    None => crate::model::short_id(task).to_string(),
+                }
+            })
+            .collect();
+        let verb = if approve { "Approve" } else { "Deny" };
+        let mut message = format!(
+            "{verb} {} marked request(s): {}?",
+            targets.len(),
+            which.join(", ")
+        );
+        if !skipped.is_empty() {
+            message.push_str(&format!(" ({} skipped: {})", skipped.len(), skipped.join("; ")));
+        }
+        self.mode = Mode::Confirm {
+            yes: format!("yes, {} {}", verb.to_lowercase(), targets.len()),
+            message,
+            action: Action::DecideMany {
+                targets,
+                approve,
+                note: (!text.is_empty()).then_some(text),
+            },
+        };
     }
 
     fn confirm_decision(&mut self, task: String, step: String, approve: bool, note: LineEdit) {
@@ -1264,6 +1356,9 @@ impl App {
     }
 
     fn start_decision(&mut self, approve: bool) {
+        if self.screen == Screen::Approvals && !self.marked.is_empty() {
+            return self.start_many(approve);
+        }
         let Some((task, i)) = self.current_approval() else {
             return self.notify("select a step waiting for approval (:approvals lists them)");
         };
@@ -1273,6 +1368,42 @@ impl App {
         self.mode = Mode::Decide {
             task: task.id.clone(),
             step: task.steps[i].name.clone(),
+            approve,
+            note: LineEdit::default(),
+        };
+    }
+
+    /// `a` or `d` in the inbox with requests marked: one note for all of them.
+    fn start_many(&mut self, approve: bool) {
+        let mut targets = Vec::new();
+        let mut skipped = Vec::new();
+        for (task, i) in self.approvals() {
+            if !self.marked.contains(&task.id) {
+                continue;
+            }
+            match self.may_decide(&task, i) {
+                Ok(()) => targets.push((task.id.clone(), task.steps[i].name.clone())),
+                Err(why) => skipped.push(format!(
+                    "{}: {}",
+                    crate::model::short_id(&task.id),
+                    crate::model::clip(&why, 60)
+                )),
+            }
+        }
+        self.marked.clear();
+        if targets.is_empty() {
+            return self.notify(if skipped.is_empty() {
+                "none of the marked requests is waiting any more".to_string()
+            } else {
+                format!(
+                    "you may decide none of the marked requests: {}",
+                    skipped.join("; ")
+                )
+            });
+        }
+        self.mode = Mode::DecideMany {
+            targets,
+            skipped,
             approve,
             note: LineEdit::default(),
         };
@@ -2649,6 +2780,62 @@ mod tests {
         );
         press(&mut app, KeyCode::Esc);
         assert!(matches!(app.mode, Mode::Normal));
+    }
+
+    #[test]
+    fn marked_requests_are_decided_together_with_one_reason_and_ones_own_are_skipped() {
+        let (mut app, mut actions) = app();
+        app.identity = crate::auth::Identity::new("jane", "customer_success", crate::auth::Role::Manager);
+        app.now = 1_000;
+        let mut requests: Vec<Task> = (0..3)
+            .map(|n| {
+                let mut t = awaiting(500_000);
+                t.id = format!("0000000{n}-0000-7000-8000-00000000000{n}");
+                t
+            })
+            .collect();
+        // The third is jane's own request: she may not decide it.
+        requests[2].steps[0].approval.as_mut().unwrap().request.requester = "jane".into();
+        app.apply(Update::Tasks(requests.clone()));
+        app.run_command("approvals");
+        assert_eq!(app.approvals().len(), 3);
+        for _ in 0..3 {
+            press(&mut app, KeyCode::Char(' '));
+        }
+        assert_eq!(app.marked.len(), 3);
+        assert!(app.key_bar().iter().any(|(k, _)| *k == "Space"));
+        press(&mut app, KeyCode::Char('d'));
+        assert!(
+            matches!(&app.mode, Mode::DecideMany { targets, skipped, .. } if targets.len() == 2 && skipped.len() == 1)
+        );
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.notice.as_ref().unwrap().0, "a denial needs a reason");
+        typing(&mut app, "duplicate tickets");
+        press(&mut app, KeyCode::Enter);
+        let Mode::Confirm { message, yes, .. } = &app.mode else {
+            panic!("one confirmation")
+        };
+        assert!(
+            message.starts_with("Deny 2 marked request(s): 00000000 ($120.00), 00000001 ($120.00)?"),
+            "{message}"
+        );
+        assert!(message.contains("1 skipped: 00000002:"), "{message}");
+        assert_eq!(yes, "yes, deny 2");
+        while actions.try_recv().is_ok() {}
+        press(&mut app, KeyCode::Char('y'));
+        let sent: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert_eq!(
+            sent,
+            vec![Action::DecideMany {
+                targets: requests[..2]
+                    .iter()
+                    .map(|t| (t.id.clone(), t.steps[0].name.clone()))
+                    .collect(),
+                approve: false,
+                note: Some("duplicate tickets".into()),
+            }]
+        );
+        assert!(app.marked.is_empty());
     }
 
     #[test]

@@ -159,10 +159,10 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Char(' ')],
         label: "Space",
-        places: &[P::TasksTable],
+        places: &[P::TasksTable, P::Inbox],
         action: A::Mark,
         bar: Some("mark"),
-        help: "mark or unmark the task; r and c then act on every marked one",
+        help: "mark or unmark the task (request); r and c (a and d in the inbox) then act on every marked one",
     },
     Binding {
         keys: &[KeyCode::Char('i')],

@@ -372,6 +372,32 @@ fn perform(
                 let _ = updates.send(Update::Notice(bulk(&*client, ids, false).await));
             });
         }
+        Action::DecideMany {
+            targets,
+            approve,
+            note,
+        } => {
+            tokio::spawn(async move {
+                let verb = if approve { "approved" } else { "denied" };
+                let mut outcomes = Vec::with_capacity(targets.len());
+                let mut done = 0;
+                for (task, step) in &targets {
+                    let short = crate::model::short_id(task);
+                    outcomes.push(match client.decide(task, step, approve, note.clone()).await {
+                        Ok(_) => {
+                            done += 1;
+                            format!("{short} ok")
+                        }
+                        Err(e) => format!("{short}: {}", crate::model::clip(&e.to_string(), 80)),
+                    });
+                }
+                let _ = updates.send(Update::Notice(format!(
+                    "{verb} {done} of {}: {}",
+                    targets.len(),
+                    outcomes.join(" · ")
+                )));
+            });
+        }
         Action::RetryNow { task, step } => {
             tokio::spawn(async move {
                 if let Err(e) = client.retry_now(&task, &step, "retry now from the console").await {

@@ -19,6 +19,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .saturating_add(3);
     let list_height = rows.min(area.height / 3).max(4).min(area.height);
     let [list, below] = Layout::vertical([Constraint::Length(list_height), Constraint::Min(5)]).areas(area);
+    // The workflow column: the width less borders, the fixed columns and the spacing.
+    let workflow_width = usize::from(area.width).saturating_sub(2 + 8 + 22 + 10 + 12 + 4 + 7 + 6 * 2);
     let rows: Vec<Row> = approvals
         .iter()
         .enumerate()
@@ -35,9 +37,18 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             let requester = a.map_or(String::new(), |a| a.request.requester.clone());
             let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
             let left = a.map_or(0, |a| crate::model::millis_until(app.now, a.expires_at));
+            let id_cell = if app.marked.contains(&task.id) {
+                let short: String = short_id(&task.id).chars().take(7).collect();
+                Span::styled(
+                    format!("✓{short}"),
+                    t.base().fg(t.accent).add_modifier(Modifier::BOLD),
+                )
+            } else {
+                Span::styled(short_id(&task.id).to_string(), t.muted())
+            };
             let row = Row::new(vec![
-                Cell::from(Span::styled(short_id(&task.id).to_string(), t.muted())),
-                Cell::from(task.workflow_ref()),
+                Cell::from(id_cell),
+                Cell::from(super::fit_workflow(&task.workflow_ref(), workflow_width)),
                 Cell::from(task.steps[*step].name.clone()),
                 Cell::from(amount),
                 Cell::from(requester),
@@ -81,10 +92,18 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     .column_spacing(2)
     .block(pane(
         app,
-        format!(
-            "approvals ‖ {} waiting · you are {}",
-            approvals.len(),
-            app.identity.describe()
+        super::fit(
+            &format!(
+                "approvals ‖ {} waiting{} · you are {}",
+                approvals.len(),
+                if app.marked.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · {} marked (a, d decide them)", app.marked.len())
+                },
+                app.identity.describe()
+            ),
+            usize::from(area.width).saturating_sub(6),
         ),
         app.focus == Focus::Main,
     ));

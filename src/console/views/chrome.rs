@@ -143,6 +143,28 @@ pub fn footer(frame: &mut Frame, app: &App, area: Rect) {
             Span::styled("█", t.base().fg(t.accent)),
             Span::styled("   Enter continue · Esc cancel", t.muted()),
         ]),
+        Mode::DecideMany {
+            approve,
+            note,
+            targets,
+            ..
+        } => Line::from(vec![
+            Span::styled(
+                format!(
+                    "{} for all {} marked: ",
+                    if *approve {
+                        "approval note (optional)"
+                    } else {
+                        "reason for the denials (required)"
+                    },
+                    targets.len()
+                ),
+                t.base().fg(t.accent).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(note.text.clone(), t.base()),
+            Span::styled("█", t.base().fg(t.accent)),
+            Span::styled("   Enter continue · Esc cancel", t.muted()),
+        ]),
         Mode::Filter(l) => Line::from(vec![
             Span::styled("/", t.base().fg(t.accent).add_modifier(Modifier::BOLD)),
             Span::styled(l.text.clone(), t.base()),
