@@ -478,6 +478,14 @@ async fn conformance(make: &dyn Fn() -> Opened) {
             .await
             .unwrap()
             .is_empty());
+        let by_own_term = Listing {
+            terms: vec![t.id.clone()],
+            ..Listing::default()
+        };
+        assert!(
+            store.list(&by_own_term, &|_| true, 6).await.unwrap().is_empty(),
+            "a removed task's search keys went with it"
+        );
     }
     assert_eq!(all_tasks(&*store).await.unwrap().len(), 6);
     assert_eq!(

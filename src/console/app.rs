@@ -183,7 +183,11 @@ pub enum Mode {
     Normal,
     Command(LineEdit),
     Filter(LineEdit),
-    Help,
+    /// The keys and commands; `scroll` is the first line shown (the list can be taller than
+    /// the terminal: the movement keys scroll it, any other key closes it).
+    Help {
+        scroll: usize,
+    },
     Form(Box<NewTaskForm>),
     /// A yes/no question before a consequential action; `yes` names what `y` does.
     Confirm {
@@ -925,7 +929,22 @@ impl App {
         self.check_dialog();
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => self.normal_key(key),
-            Mode::Help => {}
+            Mode::Help { scroll } => {
+                let action = keymap::lookup(key.code, Place::Viewer).map(|b| b.action);
+                let scroll = match action {
+                    Some(KeyAction::Down) => scroll.saturating_add(1),
+                    Some(KeyAction::Up) => scroll.saturating_sub(1),
+                    Some(KeyAction::PageDown) => scroll.saturating_add(10),
+                    Some(KeyAction::PageUp) => scroll.saturating_sub(10),
+                    Some(KeyAction::First) => 0,
+                    Some(KeyAction::Last) => usize::MAX / 2,
+                    _ => return,
+                };
+                // The view clamps what it shows; keep the number small enough to move back.
+                self.mode = Mode::Help {
+                    scroll: scroll.min(self.keys().len() + keymap::COMMANDS.len()),
+                };
+            }
             Mode::Gone { message } => {
                 if !matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
                     self.mode = Mode::Gone { message };
@@ -1116,7 +1135,7 @@ impl App {
         }
         match binding.action {
             KeyAction::Quit => self.quit = true,
-            KeyAction::Help => self.mode = Mode::Help,
+            KeyAction::Help => self.mode = Mode::Help { scroll: 0 },
             KeyAction::CommandLine => self.mode = Mode::Command(LineEdit::default()),
             KeyAction::Filter => {
                 let current = match self.focus {
@@ -2836,6 +2855,27 @@ mod tests {
             }]
         );
         assert!(app.marked.is_empty());
+    }
+
+    #[test]
+    fn help_scrolls_with_the_movement_keys_and_any_other_key_closes_it() {
+        let (mut app, _) = app();
+        press(&mut app, KeyCode::Char('?'));
+        assert!(matches!(app.mode, Mode::Help { scroll: 0 }));
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::PageDown);
+        assert!(matches!(app.mode, Mode::Help { scroll: 11 }));
+        press(&mut app, KeyCode::Char('G'));
+        let Mode::Help { scroll } = app.mode else { panic!() };
+        assert!(
+            scroll <= app.keys().len() + keymap::COMMANDS.len(),
+            "bounded: {scroll}"
+        );
+        press(&mut app, KeyCode::Char('g'));
+        assert!(matches!(app.mode, Mode::Help { scroll: 0 }));
+        press(&mut app, KeyCode::Char('x'));
+        assert!(matches!(app.mode, Mode::Normal));
+        assert!(!app.quit);
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     chrome::footer(frame, app, footer);
     match &app.mode {
-        Mode::Help => overlays::help(frame, app, area),
+        Mode::Help { scroll } => overlays::help(frame, app, *scroll, area),
         Mode::Form(form) => overlays::form(frame, app, form, area),
         Mode::Confirm { message, yes, .. } => overlays::confirm(frame, app, message, yes, area),
         Mode::Gone { message } => overlays::gone(frame, app, message, area),

@@ -10,7 +10,7 @@ use ratatui::Frame;
 
 /// Keys on the left, `:` commands on the right (below them on a very narrow screen), both
 /// from the key table.
-pub fn help(frame: &mut Frame, app: &App, area: Rect) {
+pub fn help(frame: &mut Frame, app: &App, scroll: usize, area: Rect) {
     let t = &app.theme;
     let key_style = t.base().fg(t.accent).add_modifier(Modifier::BOLD);
     let entry = |k: &str, what: &str, kw: usize, width: usize| -> Vec<Span<'static>> {
@@ -50,9 +50,27 @@ pub fn help(frame: &mut Frame, app: &App, area: Rect) {
     let width = u16::try_from(inner + 2).unwrap_or(u16::MAX);
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
     let popup = centered(area, width, height);
+    // Taller than the terminal: it scrolls, and the title says so.
+    let rows = usize::from(popup.height.saturating_sub(2));
+    let top = scroll.min(lines.len().saturating_sub(rows));
+    let title = if lines.len() > rows {
+        format!(
+            "keys {}-{} of {} · j/k scroll · any other key closes",
+            top + 1,
+            (top + rows).min(lines.len()),
+            lines.len()
+        )
+    } else {
+        "keys · any key closes".into()
+    };
+    let shown: Vec<Line> = lines.into_iter().skip(top).collect();
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(pane(app, "keys · any key closes".into(), true)),
+        Paragraph::new(shown).block(pane(
+            app,
+            super::fit(&title, usize::from(popup.width).saturating_sub(4)),
+            true,
+        )),
         popup,
     );
 }

@@ -288,6 +288,7 @@ impl SledStore {
             None => Value::Object(Default::default()),
         };
         let mut task = header.into_task(steps, context);
+        task.search_terms = self.terms(&id)?;
         self.replay(&mut task)?;
         Ok(task)
     }
@@ -490,6 +491,11 @@ impl SledStore {
             }
         }
         self.index.remove(key::short(id))?;
+        for term in self.terms(id)? {
+            let k = key::join(&[&key::search(crate::engine::search::hash_of(&term)), id.as_bytes()]);
+            self.index.remove(k)?;
+        }
+        self.index.remove(key::terms_of(id))?;
         for k in self.index.scan_prefix(key::waiting_of(id)).keys() {
             self.index.remove(k?)?;
         }
@@ -503,6 +509,14 @@ impl SledStore {
         self.plans.remove(id.as_bytes())?;
         self.active.remove(id.as_bytes())?;
         Ok(())
+    }
+
+    /// The search terms a task was created with (none for a task from before them).
+    fn terms(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        match self.index.get(key::terms_of(id))? {
+            Some(bytes) => Self::decode(&key::terms_of(id), &bytes),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Ids under an index prefix, newest first, before `before` (exclusive).
@@ -648,6 +662,19 @@ impl SledStore {
                 self.plans.insert(task.id.as_bytes(), encode("steps", &plan)?)?;
                 if let Some(origin) = &task.origin_key {
                     self.origins.insert(origin.as_bytes(), task.id.as_bytes())?;
+                }
+                if !task.search_terms.is_empty() {
+                    self.index.insert(
+                        key::terms_of(&task.id),
+                        encode("search terms", &task.search_terms)?,
+                    )?;
+                    for term in &task.search_terms {
+                        let k = key::join(&[
+                            &key::search(crate::engine::search::hash_of(term)),
+                            task.id.as_bytes(),
+                        ]);
+                        self.index.insert(k, &[])?;
+                    }
                 }
             }
         }
@@ -852,9 +879,12 @@ impl SledStore {
             if listing.since.is_some_and(|since| header.created_at < since) {
                 break; // newest first: everything after is older
             }
-            let Some(light) = readable(self.light(header.clone()))? else {
+            let Some(mut light) = readable(self.light(header.clone()))? else {
                 continue;
             };
+            if !listing.terms.is_empty() {
+                light.search_terms = self.terms(&id)?;
+            }
             let fits = listing.namespace.as_ref().is_none_or(|ns| &light.namespace == ns)
                 && listing.state.is_none_or(|s| light.state == s)
                 && listing

@@ -29,9 +29,6 @@ pub(super) struct Header {
     pub classification: crate::workflow::classification::Classification,
     /// The last transition this header (and the step records written with it) includes.
     pub seq: u64,
-    /// The task's search terms (`Task::search_terms`), each also an index key.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub search: Vec<String>,
 }
 
 impl Header {
@@ -51,7 +48,6 @@ impl Header {
             traceparent: task.traceparent.clone(),
             classification: task.classification,
             seq: task.seq,
-            search: task.search_terms.clone(),
         }
     }
 
@@ -73,7 +69,7 @@ impl Header {
             traceparent: self.traceparent,
             classification: self.classification,
             seq: self.seq,
-            search_terms: self.search,
+            search_terms: Vec::new(),
         }
     }
 }
@@ -175,6 +171,12 @@ pub(super) mod key {
         join(&[b"x\0", hash.as_bytes(), b"\0"])
     }
 
+    /// One task's search terms, written once at its creation (not in its header, which every
+    /// commit rewrites), so its index keys can be found and removed with it.
+    pub fn terms_of(id: &str) -> Vec<u8> {
+        join(&[b"t\0", id.as_bytes()])
+    }
+
     /// The id reversed, so that a short id (the id's last characters) is a prefix.
     pub fn short(id: &str) -> Vec<u8> {
         let mut key = b"r\0".to_vec();
@@ -210,9 +212,7 @@ pub(super) mod key {
             join(&[&workflow(&h.namespace, &h.name), id]),
             short(&h.id),
         ];
-        for term in &h.search {
-            keys.push(join(&[&search(crate::engine::search::hash_of(term)), id]));
-        }
+
         if !h.state.is_active() {
             keys.push(finished(h.updated_at, &h.id));
         }
