@@ -352,6 +352,7 @@ async fn conformance(make: &dyn Fn() -> Opened) {
     // Search terms: every listed task carries all of them, read through the first's index.
     let by_term = |terms: Vec<String>| Listing {
         terms,
+        personal: true,
         ..Listing::default()
     };
     let data = store
@@ -368,6 +369,21 @@ async fn conformance(make: &dyn Fn() -> Opened) {
         .await
         .unwrap();
     assert_eq!(ids(&one), [done[5].id.as_str()]);
+    // A personal term (`p:`) counts only for a caller who may search personal fields.
+    let impersonal = Listing {
+        terms: vec!["ndata".into(), done[5].id.clone()],
+        ..Listing::default()
+    };
+    assert!(store.list(&impersonal, &|_| true, 100).await.unwrap().is_empty());
+    let first_personal = Listing {
+        terms: vec![done[5].id.clone()],
+        ..Listing::default()
+    };
+    assert!(store
+        .list(&first_personal, &|_| true, 100)
+        .await
+        .unwrap()
+        .is_empty());
     let none = store
         .list(&by_term(vec!["ndata".into(), "nowhere".into()]), &|_| true, 100)
         .await
@@ -480,6 +496,7 @@ async fn conformance(make: &dyn Fn() -> Opened) {
             .is_empty());
         let by_own_term = Listing {
             terms: vec![t.id.clone()],
+            personal: true,
             ..Listing::default()
         };
         assert!(

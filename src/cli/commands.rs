@@ -9,7 +9,6 @@ use crate::model::{short_id, TaskState};
 use crate::workflow::{Catalog, Source};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -834,15 +833,16 @@ fn read_context(inline: Option<&str>, file: Option<&PathBuf>, limit: usize) -> R
             serde_json::from_str(text).map_err(|e| anyhow!("--context is not valid JSON: {e}"))
         }
         (None, Some(path)) => {
-            let file =
-                std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let mut text = String::new();
-            file.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
-                .read_to_string(&mut text)
-                .with_context(|| format!("cannot read {} (expected UTF-8 JSON)", path.display()))?;
-            if text.len() > limit {
-                return Err(too_big(&path.display().to_string()));
-            }
+            // A regular file (a FIFO would hang), read up to the limit and no further.
+            let bytes = match crate::fsutil::read_named(path, u64::try_from(limit).unwrap_or(u64::MAX)) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(too_big(&path.display().to_string()))
+                }
+                Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+            };
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow!("cannot read {} (expected UTF-8 JSON)", path.display()))?;
             // A byte-order mark is not JSON, but editors write one.
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
             serde_json::from_str(text).map_err(|e| anyhow!("{}: not valid JSON: {e}", path.display()))

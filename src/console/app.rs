@@ -955,7 +955,16 @@ impl App {
             Mode::Filter(line) => self.filter_key(line, key),
             Mode::Form(form) => self.form_key(form, key),
             Mode::Confirm { action, message, yes } => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') if is_typing(&key) => self.act(action),
+                KeyCode::Char('y') | KeyCode::Char('Y') if is_typing(&key) => {
+                    // Marks stay until the bulk action they chose is confirmed.
+                    if matches!(
+                        action,
+                        Action::RetryMany(_) | Action::CancelMany(_) | Action::DecideMany { .. }
+                    ) {
+                        self.marked.clear();
+                    }
+                    self.act(action)
+                }
                 KeyCode::Char('n') | KeyCode::Esc => self.notify("nothing done"),
                 _ => self.mode = Mode::Confirm { action, message, yes },
             },
@@ -1280,7 +1289,6 @@ impl App {
             message,
             yes: format!("yes, {} {}", verb.to_lowercase(), fit.len()),
         };
-        self.marked.clear();
     }
 
     fn retry_current(&mut self) {
@@ -1409,7 +1417,6 @@ impl App {
                 )),
             }
         }
-        self.marked.clear();
         if targets.is_empty() {
             return self.notify(if skipped.is_empty() {
                 "none of the marked requests is waiting any more".to_string()

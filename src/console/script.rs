@@ -46,6 +46,20 @@ const SEED: u64 = 7;
 /// Errors: the tape does not parse, names a console it did not declare, submits a task the
 /// engine refuses, or waits for text that never appears (with the screen at that moment).
 pub fn play(tape: &str, name: &str) -> Result<Recording, String> {
+    play_until(tape, name, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// The most virtual time one tape may take: a day.
+pub const MAX_RECORDING: Duration = Duration::from_secs(86_400);
+
+/// The largest recording: 256 MiB.
+pub const MAX_CAST_BYTES: usize = 256 << 20;
+
+/// `play`, stopping with an error (and its temporary data directory removed) soon after
+/// `stop` is set (a signal reached `taskdeck screencast`).
+pub fn play_until(tape: &str, name: &str, stop: &std::sync::atomic::AtomicBool) -> Result<Recording, String> {
+    // Recordings are played elsewhere: colours whatever this terminal's NO_COLOR says.
+    crossterm::style::Colored::set_ansi_color_disabled(false);
     let lines = super::tape::parse(tape).map_err(|errors| {
         errors
             .iter()
@@ -58,7 +72,7 @@ pub fn play(tape: &str, name: &str) -> Result<Recording, String> {
         .start_paused(true)
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    runtime.block_on(run(lines, name))
+    runtime.block_on(run(lines, name, stop))
 }
 
 /// The settings of a tape (its `Set` lines, which come first).
@@ -142,7 +156,8 @@ impl Write for Bytes {
     }
 }
 
-struct Player {
+struct Player<'a> {
+    stop: &'a std::sync::atomic::AtomicBool,
     name: String,
     settings: Settings,
     engine: Arc<crate::engine::Engine>,
@@ -157,7 +172,11 @@ struct Player {
     last_frame: String,
 }
 
-async fn run(lines: Vec<Line>, name: &str) -> Result<Recording, String> {
+async fn run(
+    lines: Vec<Line>,
+    name: &str,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Recording, String> {
     let (settings, first) = settings(&lines, name)?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary data directory: {e}"))?;
     let engine = start_engine(dir.path(), settings.start).await?;
@@ -180,6 +199,7 @@ async fn run(lines: Vec<Line>, name: &str) -> Result<Recording, String> {
         "env": { "TERM": "xterm-256color" },
     });
     let mut player = Player {
+        stop,
         name: name.to_string(),
         settings,
         engine: engine.clone(),
@@ -255,11 +275,12 @@ const TYPE_PAUSE: Duration = Duration::from_millis(70);
 /// The finest step of virtual time between frames.
 const STEP: Duration = Duration::from_millis(100);
 
-impl Player {
+impl Player<'_> {
     async fn play(&mut self, lines: &[Line]) -> Result<(), String> {
         for line in lines {
             let tape = self.name.clone();
             let at = |e: String| format!("{tape}: line {}: {e}", line.number);
+            self.within_budget().map_err(at)?;
             match &line.command {
                 Command::Console { name, role, team } => {
                     let identity = if team == "local" {
@@ -338,8 +359,15 @@ impl Player {
                                 self.last_frame
                             )));
                         }
-                        self.advance(STEP).await;
-                        waited += STEP;
+                        self.within_budget().map_err(at)?;
+                        // Every 100 ms for the first minute, then every second.
+                        let step = if waited < Duration::from_secs(60) {
+                            STEP
+                        } else {
+                            Duration::from_secs(1)
+                        };
+                        self.advance(step).await;
+                        waited += step;
                     }
                 }
                 Command::Note(text) => {
@@ -404,6 +432,23 @@ impl Player {
             self.engine.clock().now(),
         )
         .await
+    }
+
+    /// Whether the tape may go on: not stopped, within `MAX_RECORDING` and `MAX_CAST_BYTES`.
+    fn within_budget(&self) -> Result<(), String> {
+        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("stopped".into());
+        }
+        if self.started.elapsed() > MAX_RECORDING {
+            return Err("the tape runs longer than a day of virtual time".into());
+        }
+        if self.cast.len() > MAX_CAST_BYTES {
+            return Err(format!(
+                "the recording is larger than {} MiB",
+                MAX_CAST_BYTES >> 20
+            ));
+        }
+        Ok(())
     }
 
     /// The default console when a tape declares none: the local admin, as `cargo run` opens.

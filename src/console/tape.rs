@@ -4,7 +4,7 @@
 //! ```text
 //! Set Width 100                 # terminal columns (40–300, default 100)
 //! Set Height 30                 # terminal rows (12–120, default 30)
-//! Set Theme screencast          # a theme name (`screencast` turns read-only on)
+//! Set Theme presenter           # a theme name (default `screencast`; `presenter` is read-only)
 //! Set ReadOnly on               # hide and refuse keys that change tasks
 //! Set Title "Post 04: …"        # the recording's title
 //! Set Start 2026-11-27T09:00:00Z  # the virtual clock's start (default that Black Friday)
@@ -12,7 +12,7 @@
 //!                                         # becomes the one shown
 //! Switch priya                  # show another console
 //! Submit NS/NAME {"json": 1}    # a task, submitted as the shown console's operator
-//! Type "TICKET-98765"           # typed, one key every 60 ms
+//! Type "TICKET-98765"           # typed, one key every 70 ms
 //! Key Enter [3]                 # a key, N times: Enter Esc Tab BackTab Space Up Down Left
 //!                               # Right PageUp PageDown Home End Backspace Ctrl-S, or a char
 //! Sleep 2s                      # time passes: 250ms, 2s, 5m, 1h

@@ -85,13 +85,25 @@ struct StepColors {
 
 pub const DEFAULT: &str = "dark";
 
+/// The largest theme file read.
+pub const MAX_THEME_BYTES: u64 = 64 * 1024;
+
 impl Theme {
     /// A bundled theme by name, or a theme file by path.
     pub fn load(name: &str) -> Result<Theme, ThemeError> {
         if name.ends_with(".yaml") || name.ends_with(".yml") {
-            let text = std::fs::read_to_string(name).map_err(|e| ThemeError {
+            // A regular file of at most 64 KiB: a FIFO or /dev/zero is an error, never a hang
+            // of the console or gigabytes read.
+            let bytes =
+                crate::fsutil::read_named(std::path::Path::new(name), MAX_THEME_BYTES).map_err(|e| {
+                    ThemeError {
+                        file: name.to_string(),
+                        message: format!("cannot read (a regular YAML file of at most 64 KiB): {e}"),
+                    }
+                })?;
+            let text = String::from_utf8(bytes).map_err(|_| ThemeError {
                 file: name.to_string(),
-                message: format!("cannot read: {e}"),
+                message: "not UTF-8 text".into(),
             })?;
             return Theme::parse(name, &text);
         }

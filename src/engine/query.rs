@@ -304,16 +304,17 @@ impl Query {
             .iter()
             .map(|v| super::search::hash(vault, v))
             .collect();
-        // A personal field finds a task only for a reader who may see it in clear.
-        let personal_ok = self.coordinator.may_read_pii(who);
+        // A personal field finds a task only for a reader who may see it in clear (the store
+        // reads that index for them only).
+        let personal = self.coordinator.may_read_pii(who);
         let accept = |t: &Task| {
             workflow.as_ref().is_none_or(|w| w.matches(t))
+                && words.version.as_ref().is_none_or(|v| &t.version == v)
                 && (words.workflows.is_empty()
                     || words
                         .workflows
                         .iter()
                         .any(|(ns, name)| &t.namespace == ns && &t.name == name))
-                && (personal_ok || hashes.iter().all(|h| t.search_terms.iter().any(|term| term == h)))
                 && self.coordinator.may_read(who, t)
         };
         // One word that reads as (the end of) a task id finds that task.
@@ -321,6 +322,7 @@ impl Query {
             if super::search::may_be_id(word) {
                 let by_id = |t: &Task| {
                     state.is_none_or(|s| t.state == s)
+                        && words.version.as_ref().is_none_or(|v| &t.version == v)
                         && namespace.as_ref().is_none_or(|n| &t.namespace == n)
                         && workflow.as_ref().is_none_or(|w| w.matches(t))
                         && (words.workflows.is_empty()
@@ -354,6 +356,7 @@ impl Query {
             since: filter.since,
             headers_only: false,
             terms: hashes.clone(),
+            personal,
         };
         // One more than asked says whether another page exists.
         let mut tasks = self.store.list(&listing, &accept, limit + 1).await?;

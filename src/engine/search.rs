@@ -82,6 +82,8 @@ pub struct Words {
     pub namespace: Option<String>,
     /// Workflows a word named (`NS/NAME`, or a bare `NAME` several namespaces may have).
     pub workflows: Vec<(String, String)>,
+    /// The version a workflow word named (`NAME@1.3.0`).
+    pub version: Option<String>,
     /// Everything else: ids, ticket, customer, order or correlation ids.
     pub values: Vec<String>,
     /// Two words contradict each other (two states): nothing can match.
@@ -101,7 +103,7 @@ pub fn parse(text: &str, namespaces: &[String], workflows: &[(String, String)]) 
     for word in all {
         if word.chars().count() > MAX_WORD {
             return Err(format!(
-                "`{}…` is longer than {MAX_WORD} characters",
+                "`{}` is longer than {MAX_WORD} characters",
                 crate::model::clip(word, 24)
             ));
         }
@@ -124,7 +126,10 @@ pub fn parse(text: &str, namespaces: &[String], workflows: &[(String, String)]) 
             words.namespace = namespaces.iter().find(|n| n.to_lowercase() == lower).cloned();
             continue;
         }
-        let reference = lower.split('@').next().unwrap_or(&lower);
+        let (reference, version) = match lower.split_once('@') {
+            Some((r, v)) => (r, Some(v)),
+            None => (lower.as_str(), None),
+        };
         let named: Vec<(String, String)> = workflows
             .iter()
             .filter(|(ns, name)| {
@@ -134,6 +139,12 @@ pub fn parse(text: &str, namespaces: &[String], workflows: &[(String, String)]) 
             .cloned()
             .collect();
         if !named.is_empty() {
+            if let Some(v) = version {
+                if words.version.as_ref().is_some_and(|old| old != v) {
+                    words.contradiction = true;
+                }
+                words.version = Some(v.to_string());
+            }
             if words.workflows.is_empty() {
                 words.workflows = named;
             } else {
@@ -202,6 +213,16 @@ mod tests {
         assert_eq!(w.values, vec!["TICKET-9"]);
         let w = parse("customer_success/process_refund@1.3.0", &namespaces, &workflows).unwrap();
         assert_eq!(w.workflows, vec![workflows[1].clone()]);
+        assert_eq!(w.version.as_deref(), Some("1.3.0"));
+        assert!(
+            parse(
+                "process_refund@1.3.0 process_refund@2.1.0",
+                &namespaces,
+                &workflows
+            )
+            .unwrap()
+            .contradiction
+        );
         assert!(
             parse("error complete", &namespaces, &workflows)
                 .unwrap()

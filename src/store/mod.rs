@@ -89,9 +89,11 @@ pub struct Listing {
     pub since: Option<Timestamp>,
     /// Headers only: steps empty and context `null` (counts and filters need no more).
     pub headers_only: bool,
-    /// Search term hashes every task listed carries (`engine::search`; a personal field's
-    /// counts too: the caller's `accept` decides whether it may be searched by).
+    /// Search term hashes every task listed carries (`engine::search`).
     pub terms: Vec<String>,
+    /// A personal field's term counts too (the caller holds `pii:read`); otherwise the
+    /// personal index is not even read, so its contents cannot be timed.
+    pub personal: bool,
 }
 
 /// A listing's read permission: whether the caller may see a task (shown its header only).

@@ -19,8 +19,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         .saturating_add(3);
     let list_height = rows.min(area.height / 3).max(4).min(area.height);
     let [list, below] = Layout::vertical([Constraint::Length(list_height), Constraint::Min(5)]).areas(area);
-    // The workflow column: the width less borders, the fixed columns and the spacing.
-    let workflow_width = usize::from(area.width).saturating_sub(2 + 8 + 22 + 10 + 12 + 4 + 7 + 6 * 2);
+    // Under 100 columns the requester (also in the step pane below) gives its room to the
+    // workflow. The workflow column: the width less borders, the fixed columns and spacing.
+    let requester_width: u16 = if area.width >= 100 { 12 } else { 0 };
+    let workflow_width = usize::from(area.width)
+        .saturating_sub(2 + 9 + 22 + 10 + usize::from(requester_width) + 4 + 7 + 6 * 2);
     let rows: Vec<Row> = approvals
         .iter()
         .enumerate()
@@ -38,9 +41,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
             let left = a.map_or(0, |a| crate::model::millis_until(app.now, a.expires_at));
             let id_cell = if app.marked.contains(&task.id) {
-                let short: String = short_id(&task.id).chars().take(7).collect();
                 Span::styled(
-                    format!("✓{short}"),
+                    format!("✓{}", short_id(&task.id)),
                     t.base().fg(t.accent).add_modifier(Modifier::BOLD),
                 )
             } else {
@@ -79,11 +81,11 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(8),
+            Constraint::Length(9),
             Constraint::Fill(1),
             Constraint::Length(22),
             Constraint::Length(10),
-            Constraint::Length(12),
+            Constraint::Length(requester_width),
             Constraint::Length(4),
             Constraint::Length(7),
         ],

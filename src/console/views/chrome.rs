@@ -37,12 +37,12 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
         ),
         Span::styled(format!("✖ {failed} failed/1h"), state(S::Error)),
     ];
-    if !app.marked.is_empty() {
-        first.push(Span::styled(
+    let marks = (!app.marked.is_empty()).then(|| {
+        Span::styled(
             format!("  ✓ {} marked", app.marked.len()),
             t.base().fg(t.accent).add_modifier(Modifier::BOLD),
-        ));
-    }
+        )
+    });
 
     let mut context = vec![
         Span::styled(format!("  {}", app.info.operator), t.base()),
@@ -66,6 +66,13 @@ pub fn header_lines(app: &App, width: u16) -> Vec<Line<'static>> {
             state(S::Error).add_modifier(Modifier::BOLD),
         )
     });
+    // The marks on the first line when they fit beside the clock, else first on the second.
+    let first_width = first.iter().map(|s| s.width()).sum::<usize>() + 12;
+    match marks {
+        Some(m) if first_width + m.width() <= width as usize => first.push(m),
+        Some(m) => context.insert(0, m),
+        None => {}
+    }
     let first_width = first.iter().map(|s| s.width()).sum::<usize>() + 12;
     match marker {
         Some(m) if first_width + m.width() <= width as usize => first.push(m),

@@ -49,7 +49,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         }
         for w in app.vm.workflows.iter().filter(|w| &w.namespace == ns) {
             lines.push(Line::from(Span::styled(
-                format!("   {} {}", w.name, w.versions.join(" ")),
+                super::fit(
+                    &format!("   {} {}", w.name, w.versions.join(" ")),
+                    usize::from(area.width).saturating_sub(2),
+                ),
                 t.muted(),
             )));
         }

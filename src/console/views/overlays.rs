@@ -96,11 +96,20 @@ pub fn confirm(frame: &mut Frame, app: &App, message: &str, yes: &str, area: Rec
             Span::styled(" no", t.base()),
         ]),
     ];
-    let width = u16::try_from(message.chars().count().saturating_add(6)).unwrap_or(u16::MAX);
-    let popup = centered(area, width.max(44), 5);
+    // Wrapped, never cut: a bulk action names every task it will touch.
+    let width = u16::try_from(message.chars().count().saturating_add(6))
+        .unwrap_or(u16::MAX)
+        .max(44)
+        .min(area.width.saturating_sub(4).max(20));
+    let text_width = usize::from(width.saturating_sub(4)).max(1);
+    let message_rows = message.chars().count().div_ceil(text_width).max(1) + 1;
+    let height = u16::try_from(message_rows + 4).unwrap_or(u16::MAX);
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(pane(app, "confirm".into(), true)),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(pane(app, "confirm".into(), true)),
         popup,
     );
 }
@@ -241,8 +250,13 @@ pub fn viewer(frame: &mut Frame, app: &App, viewer: &crate::console::app::Viewer
     };
     lines.push(status);
     frame.render_widget(Clear, popup);
+    // Long lines wrap (an error message must be readable whole); the scroll counts lines.
     frame.render_widget(
-        Paragraph::new(lines).block(pane(app, viewer.title.clone(), true)),
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(pane(
+            app,
+            super::fit(&viewer.title, usize::from(width).saturating_sub(4)),
+            true,
+        )),
         popup,
     );
 }

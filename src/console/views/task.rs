@@ -126,17 +126,18 @@ fn detail(frame: &mut Frame, app: &App, task: &Task, selected: Option<usize>, ar
     let lines = inspect::step_lines(app, task, i, log);
     let focused = app.focus == Focus::Detail;
     let cursor = app.detail_cursor.min(lines.len().saturating_sub(1));
+    let title = format!(
+        "step {}{}",
+        task.steps[i].name,
+        if focused {
+            " · j/k scroll · Enter opens a link"
+        } else {
+            ""
+        }
+    );
     let block = pane(
         app,
-        format!(
-            "step {}{}",
-            task.steps[i].name,
-            if focused {
-                " · j/k scroll · Enter opens a link"
-            } else {
-                ""
-            }
-        ),
+        super::fit(&title, usize::from(area.width).saturating_sub(4)),
         focused,
     );
     let inner = block.inner(area);

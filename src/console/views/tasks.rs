@@ -17,7 +17,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let visible = area.height.saturating_sub(3) as usize;
     // What the workflow column gets: the width less the borders, the fixed columns and the
     // spacing. A reference too long for it is fitted, and shown whole below when selected.
-    let workflow_width = usize::from(area.width).saturating_sub(2 + 8 + 13 + 5 + 3 + 10 + 5 * 2);
+    let workflow_width = usize::from(area.width).saturating_sub(2 + 9 + 13 + 5 + 3 + 10 + 5 * 2);
     let mut tooltip: Option<String> = None;
     // Keep the selection in view: scroll by pages so rows do not jump on every move.
     let offset = selected.checked_div(visible).map_or(0, |page| page * visible);
@@ -36,9 +36,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             };
             // A marked task: `✓` and the start of its short id, in the accent colour.
             let id_cell = if app.marked.contains(&task.id) {
-                let short: String = short_id(&task.id).chars().take(7).collect();
                 Span::styled(
-                    format!("✓{short}"),
+                    format!("✓{}", short_id(&task.id)),
                     t.base().fg(t.accent).add_modifier(Modifier::BOLD),
                 )
             } else {
@@ -92,11 +91,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             } else if let Some(e) = &search.error {
                 title.push_str(&format!(" · failed: {e}"));
             } else {
-                title.push_str(&format!(
-                    " · {} found in the store{}",
-                    search.found.len(),
-                    if search.next.is_some() { " · more ↓" } else { "" }
-                ));
+                title.push_str(&match search.next {
+                    Some(_) => format!(" · first {} found in the store · more ↓", search.found.len()),
+                    None => format!(" · {} found in the store", search.found.len()),
+                });
             }
         }
         None if !app.task_filter.text.is_empty() => {
@@ -117,7 +115,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let table = Table::new(
         body,
         [
-            Constraint::Length(8),
+            Constraint::Length(9),
             Constraint::Fill(1),
             Constraint::Length(13),
             Constraint::Length(5),
@@ -159,7 +157,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         };
         let inner = Rect::new(area.x + 2, area.y + 2, area.width.saturating_sub(4), 1);
         frame.render_widget(
-            ratatui::widgets::Paragraph::new(Span::styled(hint, t.muted())),
+            ratatui::widgets::Paragraph::new(Span::styled(
+                super::fit(hint, usize::from(inner.width)),
+                t.muted(),
+            )),
             inner,
         );
     }

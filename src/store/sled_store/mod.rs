@@ -492,8 +492,7 @@ impl SledStore {
         }
         self.index.remove(key::short(id))?;
         for term in self.terms(id)? {
-            let k = key::join(&[&key::search(crate::engine::search::hash_of(&term)), id.as_bytes()]);
-            self.index.remove(k)?;
+            self.index.remove(key::search_key(&term, id))?;
         }
         self.index.remove(key::terms_of(id))?;
         for k in self.index.scan_prefix(key::waiting_of(id)).keys() {
@@ -536,6 +535,24 @@ impl SledStore {
             .rev()
             .map(move |k| Ok(String::from_utf8_lossy(&k?[start..]).into_owned()))
     }
+}
+
+/// Two id streams, each newest first, as one newest-first stream without repeats.
+fn merge_newest_first(
+    a: impl Iterator<Item = Result<String, StoreError>>,
+    b: impl Iterator<Item = Result<String, StoreError>>,
+) -> impl Iterator<Item = Result<String, StoreError>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(Ok(x)), Some(Ok(y))) if x == y => {
+            b.next();
+            a.next()
+        }
+        (Some(Ok(x)), Some(Ok(y))) if x > y => a.next(),
+        (Some(Ok(_)), Some(Ok(_))) => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 const LAST_SEQ: &[u8] = b"last_seq";
@@ -669,11 +686,7 @@ impl SledStore {
                         encode("search terms", &task.search_terms)?,
                     )?;
                     for term in &task.search_terms {
-                        let k = key::join(&[
-                            &key::search(crate::engine::search::hash_of(term)),
-                            task.id.as_bytes(),
-                        ]);
-                        self.index.insert(k, &[])?;
+                        self.index.insert(key::search_key(term, &task.id), &[])?;
                     }
                 }
             }
@@ -853,6 +866,11 @@ impl SledStore {
             (None, None, None) => None,
         };
         let ids: Box<dyn Iterator<Item = Result<String, StoreError>>> = match &prefix {
+            // A caller who may search personal fields reads their index too, merged.
+            Some(prefix) if !listing.terms.is_empty() && listing.personal => Box::new(merge_newest_first(
+                self.ids_under(prefix, before),
+                self.ids_under(&key::search_personal(&listing.terms[0]), before),
+            )),
             Some(prefix) => Box::new(self.ids_under(prefix, before)),
             None => {
                 let range = match before {
@@ -892,10 +910,9 @@ impl SledStore {
                     .as_ref()
                     .is_none_or(|(ns, name)| &light.namespace == ns && &light.name == name)
                 && listing.terms.iter().all(|hash| {
-                    light
-                        .search_terms
-                        .iter()
-                        .any(|t| crate::engine::search::hash_of(t) == hash)
+                    light.search_terms.iter().any(|t| {
+                        t == hash || (listing.personal && t.strip_prefix("p:") == Some(hash.as_str()))
+                    })
                 })
                 && accept(&light);
             if !fits {
@@ -1288,3 +1305,24 @@ impl Store for SledStore {
 
 /// The meta key a readiness probe writes.
 const HEALTH_PROBE: &[u8] = b"health_probe";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn two_newest_first_streams_merge_newest_first_without_repeats() {
+        let ids = |v: &[&str]| {
+            v.iter()
+                .map(|s| Ok(s.to_string()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let merged: Vec<String> = super::merge_newest_first(ids(&["9", "7", "3"]), ids(&["8", "7", "1"]))
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(merged, ["9", "8", "7", "3", "1"]);
+        let one_empty: Vec<String> = super::merge_newest_first(ids(&[]), ids(&["2", "1"]))
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(one_empty, ["2", "1"]);
+    }
+}

@@ -171,6 +171,20 @@ pub(super) mod key {
         join(&[b"x\0", hash.as_bytes(), b"\0"])
     }
 
+    /// Prefix of the tasks carrying the personal search term hash `hash` (a customer id):
+    /// apart from the others, so a caller who may not search personal fields never reads it.
+    pub fn search_personal(hash: &str) -> Vec<u8> {
+        join(&[b"y\0", hash.as_bytes(), b"\0"])
+    }
+
+    /// The index key of one of task `id`'s search terms (`p:`-marked: the personal index).
+    pub fn search_key(term: &str, id: &str) -> Vec<u8> {
+        match term.strip_prefix("p:") {
+            Some(hash) => join(&[&search_personal(hash), id.as_bytes()]),
+            None => join(&[&search(term), id.as_bytes()]),
+        }
+    }
+
     /// One task's search terms, written once at its creation (not in its header, which every
     /// commit rewrites), so its index keys can be found and removed with it.
     pub fn terms_of(id: &str) -> Vec<u8> {
