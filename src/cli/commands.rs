@@ -1131,7 +1131,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM.
+pub(super) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

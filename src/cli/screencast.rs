@@ -38,7 +38,7 @@ pub(super) async fn record(tape: &Path, output: Option<&Path>, last_frame: bool)
         .context("cannot start the player")?;
     let played = tokio::select! {
         played = &mut rx => played,
-        () = signalled() => {
+        () = super::commands::shutdown_signal() => {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = (&mut rx).await;
             return Err(anyhow!("stopped by a signal; nothing was written"));
@@ -62,20 +62,4 @@ pub(super) async fn record(tape: &Path, output: Option<&Path>, last_frame: bool)
         out.display()
     );
     Ok(0)
-}
-
-/// SIGINT or SIGTERM.
-async fn signalled() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

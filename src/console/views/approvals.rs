@@ -3,7 +3,7 @@
 
 use super::super::app::{App, Focus};
 use super::{pane, task};
-use crate::model::{age, short_id};
+use crate::model::age;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::Span;
@@ -40,14 +40,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             let requester = a.map_or(String::new(), |a| a.request.requester.clone());
             let asked = a.map_or(String::new(), |a| age(app.now, a.requested_at));
             let left = a.map_or(0, |a| crate::model::millis_until(app.now, a.expires_at));
-            let id_cell = if app.marked.contains(&task.id) {
-                Span::styled(
-                    format!("✓{}", short_id(&task.id)),
-                    t.base().fg(t.accent).add_modifier(Modifier::BOLD),
-                )
-            } else {
-                Span::styled(short_id(&task.id).to_string(), t.muted())
-            };
+            let id_cell = super::id_cell(app, &task.id);
             let row = Row::new(vec![
                 Cell::from(id_cell),
                 Cell::from(super::fit_workflow(&task.workflow_ref(), workflow_width)),

@@ -122,6 +122,22 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// A task's short id for a table: `✓` and the id in the accent colour when it is marked.
+pub fn id_cell(app: &App, id: &str) -> ratatui::text::Span<'static> {
+    let short = crate::model::short_id(id);
+    if app.marked.contains(id) {
+        ratatui::text::Span::styled(
+            format!("✓{short}"),
+            app.theme
+                .base()
+                .fg(app.theme.accent)
+                .add_modifier(ratatui::style::Modifier::BOLD),
+        )
+    } else {
+        ratatui::text::Span::styled(short.to_string(), app.theme.muted())
+    }
+}
+
 /// A workflow reference in `width` characters: whole, else without its version, else fitted.
 pub fn fit_workflow(reference: &str, width: usize) -> String {
     if reference.chars().count() <= width {

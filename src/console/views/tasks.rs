@@ -35,14 +35,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 _ => t.muted,
             };
             // A marked task: `✓` and the start of its short id, in the accent colour.
-            let id_cell = if app.marked.contains(&task.id) {
-                Span::styled(
-                    format!("✓{}", short_id(&task.id)),
-                    t.base().fg(t.accent).add_modifier(Modifier::BOLD),
-                )
-            } else {
-                Span::styled(short_id(&task.id).to_string(), t.muted())
-            };
+            let id_cell = super::id_cell(app, &task.id);
             let reference = task.workflow_ref();
             let shown = super::fit_workflow(&reference, workflow_width);
             if i == selected && shown != reference {
