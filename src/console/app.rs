@@ -2886,6 +2886,34 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_theme_turns_read_only_on_while_it_is_shown() {
+        let (mut app, mut actions) = app();
+        app.apply(Update::Tasks(vec![crate::console::model::tests::task(
+            "01",
+            "ns",
+            TaskState::Error,
+            &[],
+            0,
+        )]));
+        app.run_command("theme presenter");
+        assert!(app.read_only);
+        assert!(app.notice.as_ref().unwrap().0.ends_with("(read-only)"));
+        assert!(
+            !app.key_bar().iter().any(|(k, _)| *k == "r"),
+            "{:?}",
+            app.key_bar()
+        );
+        press(&mut app, KeyCode::Char('r'));
+        assert!(app.notice.as_ref().unwrap().0.contains("the theme is read-only"));
+        assert!(std::iter::from_fn(|| actions.try_recv().ok()).all(|a| !matches!(a, Action::Retry(_))));
+        app.run_command("theme dark");
+        assert!(!app.read_only, "only while the theme is on");
+        app.info.read_only_flag = true;
+        app.run_command("theme dark");
+        assert!(app.read_only, "--read-only holds whatever the theme");
+    }
+
+    #[test]
     fn confirmations_say_what_yes_does() {
         let (mut app, _) = app();
         app.identity = crate::auth::Identity::new("jane", "customer_success", crate::auth::Role::Manager);
