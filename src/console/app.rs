@@ -1575,6 +1575,10 @@ impl App {
             }
             (Focus::Main, Screen::Tasks) => {
                 if let Some(t) = self.current_task() {
+                    // A search result the console does not hold (an old task): read it.
+                    if self.vm.task(&t.id).is_none() {
+                        self.act(Action::Load(t.id.clone()));
+                    }
                     self.open_task(t.id.clone());
                 }
             }
@@ -2407,6 +2411,12 @@ mod tests {
             app.rows().iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
             vec![old.id.clone()]
         );
+        // Opening it reads it from the store (the console did not hold it).
+        press(&mut app, KeyCode::Enter);
+        let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
+        assert!(asked.contains(&Action::Load(old.id.clone())), "{asked:?}");
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, Screen::Tasks);
         press(&mut app, KeyCode::Down);
         let asked: Vec<Action> = std::iter::from_fn(|| actions.try_recv().ok()).collect();
         assert!(
