@@ -1970,10 +1970,43 @@ impl App {
 
     /// The key bar: `(key, short name)` of the bindings that show there, for where the keys
     /// are typed now.
+    /// Whether `action` can do something for what is selected now: the key bar offers only
+    /// those (help lists every key of the place).
+    fn applies(&self, action: KeyAction) -> bool {
+        use crate::model::StepState;
+        let step = || {
+            let Screen::Task(id) = &self.screen else {
+                return None;
+            };
+            let task = self.vm.task(id)?;
+            let i = *super::dag::reading_order(task).get(self.selected_step)?;
+            task.steps.get(i).cloned()
+        };
+        let marked = !self.marked.is_empty();
+        match action {
+            KeyAction::RetryNow => step().is_some_and(|s| s.state == StepState::WaitingForRetry),
+            KeyAction::OpenLink if self.focus == Focus::Main => step().is_some_and(|s| s.child.is_some()),
+            KeyAction::Approve | KeyAction::Deny => {
+                (self.screen == Screen::Approvals && marked) || self.current_approval().is_some()
+            }
+            KeyAction::Retry if self.place() == Place::Audit => true,
+            KeyAction::Retry => {
+                (self.screen == Screen::Tasks && marked)
+                    || self.current_task().is_some_and(|t| t.state == TaskState::Error)
+            }
+            KeyAction::Cancel => {
+                (self.screen == Screen::Tasks && marked)
+                    || self.current_task().is_some_and(|t| !t.state.is_terminal())
+            }
+            _ => true,
+        }
+    }
+
     pub fn key_bar(&self) -> Vec<(&'static str, &'static str)> {
         let place = self.place();
         keymap::usable(place, self.read_only)
             .filter(|b| place != Place::Viewer || keymap::VIEWER_ACTIONS.contains(&b.action))
+            .filter(|b| self.applies(b.action))
             .filter_map(|b| {
                 b.bar
                     .map(|bar| (b.label.split(' ').next().unwrap_or(b.label), bar))
@@ -2982,8 +3015,17 @@ mod tests {
         assert!(commands.contains(&":approvals".to_string()));
         assert_eq!(app.complete("appr"), ["approvals"]);
         app.run_command("approvals");
+        // The bar offers what applies: nothing to decide in an empty inbox...
+        let bar: Vec<&str> = app.key_bar().into_iter().map(|(_, what)| what).collect();
+        assert!(!bar.contains(&"approve") && !bar.contains(&"sort"), "{bar:?}");
+        assert!(
+            app.keys().iter().any(|(k, _)| k == "a"),
+            "help lists every key of the place"
+        );
+        // ...approve and deny once a request waits.
+        app.now = 1_000;
+        app.apply(Update::Tasks(vec![awaiting(500_000)]));
         let bar: Vec<&str> = app.key_bar().into_iter().map(|(_, what)| what).collect();
         assert!(bar.contains(&"approve") && bar.contains(&"deny"), "{bar:?}");
-        assert!(!bar.contains(&"sort"));
     }
 }
