@@ -3,6 +3,8 @@
 //! with personal fields searchable only by readers who may see them, and no searched value
 //! stored in clear.
 
+mod common;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -146,7 +148,7 @@ fn a_failed_refund_is_found_by_its_ticket_and_a_customer_only_by_who_may_read_th
     // Searched values are hashed: the store holds no ticket id outside its contexts' records,
     // and none of a customer id at all (it is sealed there).
     let mut raw = Vec::new();
-    for entry in walk(&data.join("store")) {
+    for entry in common::files_under(&data.join("store")) {
         raw.extend(std::fs::read(entry).unwrap());
     }
     assert!(
@@ -180,17 +182,4 @@ fn a_failed_refund_is_found_by_its_ticket_and_a_customer_only_by_who_may_read_th
     let _ = server.wait();
     assert_eq!(remote, failed);
     assert!(remote_agent.is_empty());
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -3,6 +3,8 @@
 //! sealed fields; a server started with TLS (a certificate generated here) is CC7.2's evidence,
 //! and a control with nothing in the period says so instead of passing.
 
+mod common;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -130,7 +132,7 @@ fn the_report_counts_what_the_seeded_run_did() {
     assert_eq!(cc62["step_ups_refused"], 1, "{cc62}");
     let versions = std::fs::read_dir(format!("{}/workflows", env!("CARGO_MANIFEST_DIR")))
         .unwrap()
-        .flat_map(|ns| walk(&ns.unwrap().path()))
+        .flat_map(|ns| common::files_under(&ns.unwrap().path()))
         .filter(|p| {
             p.extension().is_some_and(|e| e == "yaml")
                 && p.file_name()
@@ -211,15 +213,4 @@ fn the_report_counts_what_the_seeded_run_did() {
         md.contains("## CC6.3 Authorization — evidenced") && md.contains("## CC7.2 Data transmission"),
         "{md}"
     );
-}
-
-fn walk(p: &Path) -> Vec<std::path::PathBuf> {
-    if p.is_dir() {
-        std::fs::read_dir(p)
-            .unwrap()
-            .flat_map(|e| walk(&e.unwrap().path()))
-            .collect()
-    } else {
-        vec![p.to_path_buf()]
-    }
 }

@@ -121,12 +121,29 @@ pub fn history_line(tr: &Transition) -> String {
     line
 }
 
+/// Most lines of one input (a context, a parent's results) the pane draws each frame; `i`
+/// shows a whole context. A step's own results are drawn whole.
+pub const MAX_INPUT_LINES: usize = 200;
+
 fn json_lines(value: &serde_json::Value, indent: &str) -> Vec<PaneLine> {
-    serde_json::to_string_pretty(value)
-        .unwrap_or_default()
+    json_lines_at_most(value, indent, usize::MAX, "")
+}
+
+/// At most `max` lines of `value`, then how many more and where they are (`whole`).
+fn json_lines_at_most(value: &serde_json::Value, indent: &str, max: usize, whole: &str) -> Vec<PaneLine> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut lines: Vec<PaneLine> = text
         .lines()
+        .take(max)
         .map(|l| PaneLine::text(Line::from(format!("{indent}{l}"))))
-        .collect()
+        .collect();
+    let more = text.lines().count().saturating_sub(max);
+    if more > 0 {
+        lines.push(PaneLine::text(Line::from(format!(
+            "{indent}… {more} more lines ({whole})"
+        ))));
+    }
+    lines
 }
 
 fn section(t: &Theme, title: &str) -> PaneLine {
@@ -274,14 +291,24 @@ pub fn step_lines(app: &App, task: &Task, i: usize, log: Option<&[Transition]>) 
     }
     lines.push(section(t, "inputs"));
     lines.push(PaneLine::text(Line::from(Span::styled("  context", t.muted()))));
-    lines.extend(json_lines(&task.context, "  "));
+    lines.extend(json_lines_at_most(
+        &task.context,
+        "  ",
+        MAX_INPUT_LINES,
+        "i shows the whole context",
+    ));
     for dep in &step.depends_on {
         if let Some(results) = task.step(dep).and_then(|s| s.results.as_ref()) {
             lines.push(PaneLine::text(Line::from(Span::styled(
                 format!("  results of {dep}"),
                 t.muted(),
             ))));
-            lines.extend(json_lines(results, "  "));
+            lines.extend(json_lines_at_most(
+                results,
+                "  ",
+                MAX_INPUT_LINES,
+                "select that step for all of them",
+            ));
         }
     }
     let history: Vec<&Transition> = log
@@ -367,5 +394,24 @@ fn approval_lines(app: &App, task: &Task, i: usize, lines: &mut Vec<PaneLine>) {
             label(verdict),
             Span::raw(format!("by {} {}", d.by, d.note.clone().unwrap_or_default())),
         ]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_large_input_is_drawn_in_part_and_says_where_the_rest_is() {
+        let value: serde_json::Value = (0..500).map(|n| serde_json::json!(n)).collect();
+        let lines = super::json_lines_at_most(&value, "  ", 10, "i shows the whole context");
+        assert_eq!(lines.len(), 11);
+        assert_eq!(
+            lines[10].line.to_string(),
+            "  … 492 more lines (i shows the whole context)"
+        );
+        assert_eq!(
+            super::json_lines(&value, "").len(),
+            502,
+            "results are drawn whole"
+        );
     }
 }

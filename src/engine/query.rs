@@ -320,18 +320,12 @@ impl Query {
         // One word that reads as (the end of) a task id finds that task.
         if let ([word], None) = (words.values.as_slice(), after) {
             if super::search::may_be_id(word) {
+                // The filters a listing would apply, then what every search accepts.
                 let by_id = |t: &Task| {
                     state.is_none_or(|s| t.state == s)
-                        && words.version.as_ref().is_none_or(|v| &t.version == v)
                         && namespace.as_ref().is_none_or(|n| &t.namespace == n)
-                        && workflow.as_ref().is_none_or(|w| w.matches(t))
-                        && (words.workflows.is_empty()
-                            || words
-                                .workflows
-                                .iter()
-                                .any(|(ns, name)| &t.namespace == ns && &t.name == name))
                         && filter.since.is_none_or(|s| t.created_at >= s)
-                        && self.coordinator.may_read(who, t)
+                        && accept(t)
                 };
                 let mut found = self.store.find_tasks(word, &by_id, limit).await?;
                 if !found.is_empty() {

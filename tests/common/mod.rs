@@ -204,3 +204,15 @@ pub mod refunds {
         })
     }
 }
+
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if dir.is_dir() {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flat_map(|e| files_under(&e.unwrap().path()))
+            .collect()
+    } else {
+        vec![dir.to_path_buf()]
+    }
+}
