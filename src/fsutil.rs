@@ -84,8 +84,17 @@ pub fn write_private_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Replaces `path` with `bytes` atomically: a reader sees the old content or the new, never
-/// a mix, and a symlink at `path` is replaced, not followed.
+/// a mix, and a symlink at `path` is replaced, not followed. Anything else at `path` (a
+/// device such as `/dev/null`, a FIFO, a socket, a directory) is an error and left as it is.
 pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !(meta.is_file() || meta.file_type().is_symlink()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "something other than a regular file is there (a device, FIFO or directory); it is left alone",
+            ));
+        }
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

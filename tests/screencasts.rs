@@ -38,3 +38,40 @@ fn every_shipped_tape_plays_the_same_recording_twice_and_ends_on_its_snapshot() 
         insta::assert_snapshot!(format!("screencast_{name}"), first.last_frame);
     }
 }
+
+/// The recording never replaces its own tape (by any path) or something that is not a
+/// regular file (a FIFO, a device): both are refused and left as they were.
+#[cfg(unix)]
+#[test]
+fn the_recording_goes_only_where_a_regular_file_may_be_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let tape = dir.path().join("t.tape");
+    std::fs::write(&tape, "Sleep 1s\n").unwrap();
+    let run = |out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_taskdeck"))
+            .current_dir(dir.path())
+            .args(["screencast", "t.tape", "-o", out])
+            .output()
+            .unwrap()
+    };
+    let itself = run("./t.tape");
+    assert!(!itself.status.success());
+    assert!(String::from_utf8_lossy(&itself.stderr).contains("would overwrite the tape"));
+    assert_eq!(std::fs::read_to_string(&tape).unwrap(), "Sleep 1s\n");
+    let fifo = dir.path().join("out.cast");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo only creates a FIFO at a path in our temporary directory.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let refused = run("out.cast");
+    assert!(
+        !refused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
+        "left alone"
+    );
+    assert!(run("fine.cast").status.success());
+}

@@ -19,7 +19,7 @@ pub(super) async fn record(tape: &Path, output: Option<&Path>, last_frame: bool)
     let text = String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8 text", tape.display()))?;
     let name = tape.display().to_string();
     let out = output.map_or_else(|| tape.with_extension("cast"), Path::to_path_buf);
-    if out == tape || tape.extension().is_some_and(|e| e == "cast") && output.is_none() {
+    if same_file(&out, tape) || tape.extension().is_some_and(|e| e == "cast") && output.is_none() {
         return Err(anyhow!(
             "the recording would overwrite the tape {}: give the tape a .tape name, or -o FILE.cast",
             tape.display()
@@ -62,4 +62,17 @@ pub(super) async fn record(tape: &Path, output: Option<&Path>, last_frame: bool)
         out.display()
     );
     Ok(0)
+}
+
+/// Whether `a` and `b` name the same file (through links, `./`, or another path), or the
+/// same text when `a` does not exist yet.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            x.dev() == y.dev() && x.ino() == y.ino()
+        }
+        _ => a == b,
+    }
 }

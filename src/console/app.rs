@@ -1987,7 +1987,10 @@ impl App {
             KeyAction::RetryNow => step().is_some_and(|s| s.state == StepState::WaitingForRetry),
             KeyAction::OpenLink if self.focus == Focus::Main => step().is_some_and(|s| s.child.is_some()),
             KeyAction::Approve | KeyAction::Deny => {
-                (self.screen == Screen::Approvals && marked) || self.current_approval().is_some()
+                (self.screen == Screen::Approvals && marked)
+                    || self
+                        .current_approval()
+                        .is_some_and(|(t, i)| self.may_decide(&t, i).is_ok())
             }
             KeyAction::Retry if self.place() == Place::Audit => true,
             KeyAction::Retry => {
@@ -3027,5 +3030,11 @@ mod tests {
         app.apply(Update::Tasks(vec![awaiting(500_000)]));
         let bar: Vec<&str> = app.key_bar().into_iter().map(|(_, what)| what).collect();
         assert!(bar.contains(&"approve") && bar.contains(&"deny"), "{bar:?}");
+        // Not one's own request: it cannot be decided by who asked.
+        let mut own = awaiting(500_000);
+        own.steps[0].approval.as_mut().unwrap().request.requester = app.identity.sub.clone();
+        app.apply(Update::Tasks(vec![own]));
+        let bar: Vec<&str> = app.key_bar().into_iter().map(|(_, what)| what).collect();
+        assert!(!bar.contains(&"approve"), "{bar:?}");
     }
 }

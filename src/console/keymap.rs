@@ -113,7 +113,8 @@ pub struct Binding {
 use KeyAction as A;
 use Place as P;
 
-const ALL_MAIN: &[Place] = &[P::TasksTable, P::TaskView, P::Inbox];
+/// Where a task is at hand: the table, the open task (graph or step pane) and the inbox.
+const ALL_MAIN: &[Place] = &[P::TasksTable, P::TaskView, P::StepPane, P::Inbox];
 
 pub const BINDINGS: &[Binding] = &[
     Binding {
@@ -159,7 +160,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Char('a')],
         label: "a",
-        places: &[P::TaskView, P::Inbox],
+        places: &[P::TaskView, P::StepPane, P::Inbox],
         action: A::Approve,
         bar: Some("approve"),
         help: "approve the selected request (optional note, asks first)",
@@ -167,7 +168,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Char('d')],
         label: "d",
-        places: &[P::TaskView, P::Inbox],
+        places: &[P::TaskView, P::StepPane, P::Inbox],
         action: A::Deny,
         bar: Some("deny"),
         help: "deny the selected request (reason required, asks first)",
@@ -215,7 +216,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[KeyCode::Char('R')],
         label: "R",
-        places: &[P::TaskView],
+        places: &[P::TaskView, P::StepPane],
         action: A::RetryNow,
         bar: Some("now"),
         help: "start the selected step now, not after its backoff",

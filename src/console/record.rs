@@ -27,7 +27,9 @@ impl<W: Write> Recorder<W> {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         }
-        let file = options.open(path)?;
+        let named =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot record to {}: {e}", path.display()));
+        let file = options.open(path).map_err(named)?;
         if !file.metadata()?.is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
