@@ -12,7 +12,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use taskdeck::model::{Event, Step, StepState, Subject, Task, TaskState, Transition};
-use taskdeck::store::{all_tasks, Durability, Listing, SledStore, Store, TaskWrite};
+use taskdeck::store::{all_tasks, Durability, Listing, PgStore, SledStore, Store, StoreError, TaskWrite};
+
+#[path = "common/postgres.rs"]
+mod pg;
 
 /// Builds tasks and the transitions and events that change them, as the engine would.
 struct Sim {
@@ -569,6 +572,103 @@ async fn sled_on_disk_passes_the_suite_across_reopens() {
         )
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_suite_across_reopens() {
+    let Some(url) = pg::url("postgres_passes_the_suite_across_reopens") else {
+        return;
+    };
+    conformance(&|| {
+        let target = pg::fresh_target(&url);
+        let open = move || -> Arc<dyn Store> {
+            let target = target.clone();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move {
+                    Arc::new(
+                        PgStore::open_target(&target, Durability::Immediate, "test", false)
+                            .await
+                            .unwrap(),
+                    )
+                })
+            })
+        };
+        (open(), Box::new(open))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_is_one_engine_per_schema_and_refuses_a_newer_schema() {
+    let Some(url) = pg::url("postgres_is_one_engine_per_schema_and_refuses_a_newer_schema") else {
+        return;
+    };
+    let target = pg::fresh_target(&url);
+    let first = PgStore::open_target(&target, Durability::Immediate, "first", true)
+        .await
+        .unwrap();
+    match PgStore::open_target(&target, Durability::Immediate, "second", true).await {
+        Err(StoreError::Locked(who)) => assert!(who.contains("taskdeck first"), "{who}"),
+        other => panic!("a second engine on one schema is refused, got {:?}", other.err()),
+    }
+    // Readers (no engine lock) still open it; the lock goes with the engine.
+    let reader = PgStore::open_target(&target, Durability::Immediate, "reader", false)
+        .await
+        .unwrap();
+    drop(first);
+    let mut again = None;
+    for _ in 0..100 {
+        match PgStore::open_target(&target, Durability::Immediate, "second", true).await {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(StoreError::Locked(_)) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(again.is_some(), "the lock is released when its holder goes");
+
+    // A schema from a newer build is refused, named, and left as it is.
+    let newer = taskdeck::store::postgres_schema_version() + 1;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "UPDATE {}.taskdeck_schema SET version = {newer}",
+            target.schema
+        ))
+        .await
+        .unwrap();
+    drop(reader);
+    drop(again);
+    match PgStore::open_target(&target, Durability::Immediate, "old build", false).await {
+        Err(e @ StoreError::Open { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!(
+                    "schema is version {newer}, newer than this taskdeck knows"
+                )),
+                "{text}"
+            );
+            let config: tokio_postgres::Config = url.parse().unwrap();
+            if let Some(password) = config.get_password() {
+                let password = String::from_utf8_lossy(password).into_owned();
+                assert!(!text.contains(&format!(":{password}@")), "no password in {text}");
+            }
+        }
+        other => panic!("a newer schema is refused, got {:?}", other.err()),
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT version FROM {}.taskdeck_schema", target.schema),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), newer, "the newer schema is left alone");
 }
 
 // ----- crash atomicity -----------------------------------------------------------------------

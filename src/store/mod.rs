@@ -6,10 +6,13 @@
 // Input never panics the engine: no `unwrap` here outside tests (issue 8).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+mod postgres;
+mod records;
 mod sled_store;
 mod sync;
 
 use crate::model::{Event, Task, TaskState, Timestamp, Transition};
+pub use postgres::{is_postgres_url, schema_version as postgres_schema_version, PgStore, PgTarget};
 use serde_json::Value;
 pub use sled_store::{SledStore, CRASH_AFTER_LOG};
 
@@ -38,7 +41,7 @@ impl Durability {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the data directory {0} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it")]
+    #[error("{0} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it")]
     Locked(String),
     /// The store exists but cannot be opened; `advice` says what to do.
     #[error("cannot open the store {path}: {cause}; {advice}")]

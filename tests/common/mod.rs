@@ -10,6 +10,8 @@ use taskdeck::store::{Durability, SledStore, Store};
 use taskdeck::workflow::{Catalog, Source};
 use tokio::sync::broadcast;
 
+pub mod postgres;
+
 pub fn catalog(yaml: &[&str], registry: &Registry) -> Arc<Catalog> {
     let sources: Vec<Source> = yaml
         .iter()

@@ -136,9 +136,9 @@ impl SledStore {
                     let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
                     let held = held.as_str();
                     StoreError::Locked(if held.is_empty() {
-                        dir.display().to_string()
+                        format!("the data directory {}", dir.display())
                     } else {
-                        format!("{} (held by {held})", dir.display())
+                        format!("the data directory {} (held by {held})", dir.display())
                     })
                 }
                 _ => open_error(&path, e),

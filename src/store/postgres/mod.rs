@@ -1,0 +1,1283 @@
+//! The PostgreSQL store: the same `Store` contract as sled, in one database schema, for teams
+//! that already run PostgreSQL (issue 14). Selected by `--store postgres://…` (or
+//! `TASKDECK_STORE`); `?schema=NAME` in the URL picks the schema (default `taskdeck`), so one
+//! database can hold several independent stores.
+//!
+//! Tables (migration 1, `schema`): `tasks` (one row per task: the header JSON and the columns
+//! listings filter on, the context and plan written at creation, the search terms), `steps`
+//! (each step's last status, once it has one), `transitions` (the log, one row per
+//! transition), `events` (the stream clients resume from), `search_terms` (hash → task, the
+//! personal ones apart), `audit` (the journal, one row per entry), `subjects`,
+//! `subject_aliases`, `subject_tasks`, and `meta` (sequence numbers, the catalog's digests,
+//! the latest audit checkpoint). A commit is one transaction, so there is nothing to settle
+//! after a crash: PostgreSQL keeps the whole group or none of it.
+//!
+//! The audit journal is one chain per schema: a commit appends its entries under a
+//! transaction-scoped advisory lock, after reading the head, so appends from any connection
+//! are serialized and the chain never forks.
+//!
+//! One engine per schema for now: `open` holds a session-level advisory lock for the life of
+//! the store, and a second engine is told the store is in use (`StoreError::Locked`). Sharing
+//! one schema between several engines needs claims with leases and fencing, which this store
+//! does not do yet.
+
+// Input never panics the engine: no `unwrap` here outside tests (issue 8).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
+mod schema;
+
+pub use schema::latest as schema_version;
+
+use super::records::{Header, StepDef};
+use super::{Accept, Durability, Listing, Store, StoreError, TaskWrite, Waiting};
+use crate::audit::verify::Stored;
+use crate::audit::{AuditEntry, AuditRecord, Checkpoint, GENESIS};
+use crate::model::{Event, StepStatus, Subject, Task, TaskState, Timestamp, Transition};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+/// Advisory lock keys (first half; the second is the schema's hash): the one engine of a
+/// schema, its migrations, its audit chain.
+const ENGINE_LOCK: i32 = 7420;
+const JOURNAL_LOCK: i32 = 7422;
+
+/// The schema a URL without `?schema=` uses.
+pub const DEFAULT_SCHEMA: &str = "taskdeck";
+
+/// Whether `store` names a PostgreSQL store (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
+/// Where a PostgreSQL store lives: the connection settings and the schema.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: tokio_postgres::Config,
+    /// A lowercase SQL identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    pub schema: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl PgTarget {
+    /// Parses a `postgres://user:password@host:port/database?schema=NAME&…` URL (every other
+    /// parameter is libpq's, as `tokio_postgres::Config` reads it). Errors name what is wrong,
+    /// never the password.
+    pub fn parse(url: &str) -> Result<PgTarget, String> {
+        if !is_postgres_url(url) {
+            return Err("a PostgreSQL store is a URL starting with postgres:// or postgresql://".into());
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut schema = DEFAULT_SCHEMA.to_string();
+        let mut rest = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.strip_prefix("schema=") {
+                Some(name) => schema = name.to_string(),
+                None => rest.push(pair),
+            }
+        }
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !schema.starts_with("pg_");
+        if !valid {
+            return Err(format!(
+                "schema `{}` is not a lowercase SQL name (letters, digits and _, at most 63, not pg_…)",
+                crate::cli::one_line(&schema.chars().take(80).collect::<String>())
+            ));
+        }
+        let url = if rest.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
+        let config = tokio_postgres::Config::from_str(&url)
+            .map_err(|e| format!("the PostgreSQL URL is not valid: {e}"))?;
+        Ok(PgTarget { config, schema })
+    }
+
+    /// The target without its password, for messages: `postgres://user@host:port/db (schema s)`.
+    pub fn describe(&self) -> String {
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgres://{}@{host}:{port}/{} (schema {})",
+            self.config.get_user().unwrap_or(""),
+            self.config.get_dbname().unwrap_or(""),
+            self.schema
+        )
+    }
+
+    /// This target with another schema (tests give each store its own).
+    pub fn with_schema(&self, schema: &str) -> PgTarget {
+        PgTarget {
+            config: self.config.clone(),
+            schema: schema.to_string(),
+        }
+    }
+
+    fn session_config(&self, durability: Durability, holder: &str) -> tokio_postgres::Config {
+        let mut config = self.config.clone();
+        let mut options = config.get_options().unwrap_or("").to_string();
+        // The schema is validated above: no quoting needed. Relaxed durability lets
+        // PostgreSQL acknowledge a commit before its WAL is flushed (a crash of the database
+        // server may lose the last fraction of a second; never a half group).
+        options.push_str(&format!(
+            " -c search_path={} -c synchronous_commit={}",
+            self.schema,
+            match durability {
+                Durability::Immediate => "on",
+                Durability::Relaxed => "off",
+            }
+        ));
+        config.options(options.trim());
+        config.application_name(format!("taskdeck {holder} (pid {})", std::process::id()));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        config
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    target: PgTarget,
+    /// The session holding the engine lock (`open`); `None` for a store opened to read or copy.
+    _engine_lock: Option<tokio_postgres::Client>,
+    durability: Durability,
+    /// The simulated services' own database (see `SledStore::open_services`), flushed before
+    /// each commit so a service's write made before its answer is durable whenever the
+    /// engine's record of the answer is.
+    services: std::sync::OnceLock<sled::Db>,
+}
+
+fn backend(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(pg_message(&e))
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => backend(e),
+        other => StoreError::Backend(format!("no PostgreSQL connection: {other}")),
+    }
+}
+
+/// A PostgreSQL error as one line: the server's message and code when it sent one.
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            format!("PostgreSQL: {text}")
+        }
+    }
+}
+
+fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encode(format!("{what}: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        cause: e.to_string(),
+    })
+}
+
+/// A column of our own schema (a type mismatch is a damaged schema, reported, never a panic).
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt {
+        key: format!("column {i}"),
+        cause: e.to_string(),
+    })
+}
+
+/// PostgreSQL's `bigint` for a sequence number or count (values past it are refused).
+fn big(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n)
+        .map_err(|_| StoreError::Encode(format!("{n} is past the largest number PostgreSQL stores")))
+}
+
+fn small(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Text PostgreSQL cannot hold (a NUL) names nothing stored.
+fn unstorable(text: &str) -> bool {
+    text.contains('\0')
+}
+
+/// `text` as a `LIKE` pattern matching itself literally.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Columns of a whole task, and of a header-only one (`row_task` reads either).
+const FULL: &str = "t.id, t.header, t.terms, t.context, t.plan, \
+    ARRAY(SELECT s.name FROM steps s WHERE s.task_id = t.id ORDER BY s.name), \
+    ARRAY(SELECT s.status FROM steps s WHERE s.task_id = t.id ORDER BY s.name)";
+const LIGHT: &str = "t.id, t.header, t.terms";
+
+/// States the engine no longer drives (`!TaskState::is_active`), as SQL.
+const FINISHED: &str = "t.state NOT IN ('pending', 'in_progress')";
+
+/// A task from a row of `FULL` or (`full` false) `LIGHT` columns.
+fn row_task(row: &Row, full: bool) -> Result<Task, StoreError> {
+    let id: String = col(row, 0)?;
+    let header: Header = decode(&id, &col::<String>(row, 1)?)?;
+    let terms: Vec<String> = decode(&id, &col::<String>(row, 2)?)?;
+    let mut task = if full {
+        let plan: Vec<StepDef> = match col::<Option<String>>(row, 4)? {
+            Some(text) => decode(&id, &text)?,
+            None => {
+                return Err(StoreError::Corrupt {
+                    key: id,
+                    cause: "the task's step definitions are missing".into(),
+                })
+            }
+        };
+        let mut steps: Vec<crate::model::Step> = plan.into_iter().map(StepDef::into_step).collect();
+        let names: Vec<String> = col(row, 5)?;
+        let statuses: Vec<String> = col(row, 6)?;
+        for (name, status) in names.iter().zip(&statuses) {
+            if let Some(step) = steps.iter_mut().find(|s| &s.name == name) {
+                step.set_status(decode::<StepStatus>(&format!("{id} step {name}"), status)?);
+            }
+        }
+        let context = match col::<Option<String>>(row, 3)? {
+            Some(text) => decode(&id, &text)?,
+            None => Value::Object(Default::default()),
+        };
+        header.into_task(steps, context)
+    } else {
+        header.into_task(Vec::new(), Value::Null)
+    };
+    task.search_terms = terms;
+    Ok(task)
+}
+
+/// One unreadable row must not hide every other task: listings skip it (logged, with its id).
+fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError> {
+    match loaded {
+        Ok(task) => Ok(Some(task)),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!("skipping an unreadable task: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl PgStore {
+    /// Opens (creating and migrating as needed) the store at `url` as the one engine of its
+    /// schema: holds the schema's engine lock while the store lives. Errors: `Open` (cannot
+    /// connect, or a schema newer than this build), `Locked` (another engine holds it; the
+    /// message names it by its `application_name`).
+    pub async fn open(url: &str, durability: Durability, holder: &str) -> Result<PgStore, StoreError> {
+        let target = PgTarget::parse(url).map_err(|cause| StoreError::Open {
+            path: "--store".into(),
+            cause,
+            advice: "write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]",
+        })?;
+        Self::open_target(&target, durability, holder, true).await
+    }
+
+    /// Opens the store at `target`; with `exclusive`, as its one engine (see `open`), else
+    /// alongside whatever holds it (tests, `store copy`).
+    pub async fn open_target(
+        target: &PgTarget,
+        durability: Durability,
+        holder: &str,
+        exclusive: bool,
+    ) -> Result<PgStore, StoreError> {
+        let config = target.session_config(durability, holder);
+        let place = target.describe();
+        let unreachable = |e: tokio_postgres::Error| StoreError::Open {
+            path: place.clone(),
+            cause: pg_message(&e),
+            advice: "check that PostgreSQL runs and the URL's host, port, user, password and database",
+        };
+        let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(
+                    "the PostgreSQL session holding the store lost its connection: {}",
+                    pg_message(&e)
+                );
+            }
+        });
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", target.schema))
+            .await
+            .map_err(|e| StoreError::Open {
+                path: place.clone(),
+                cause: pg_message(&e),
+                advice: "give the URL's user the right to create a schema in the database (or create it for them)",
+            })?;
+        let before = schema::migrate(&mut client, &place).await?;
+        if before < schema::latest() {
+            tracing::info!(
+                "PostgreSQL store {place}: schema version {before} migrated to {}",
+                schema::latest()
+            );
+        }
+        if exclusive {
+            let got: bool = col(
+                &client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+                        &[&ENGINE_LOCK],
+                    )
+                    .await
+                    .map_err(backend)?,
+                0,
+            )?;
+            if !got {
+                let holder: Option<String> = client
+                    .query_opt(
+                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                         WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.granted \
+                         AND l.objid = hashtext(current_schema())::bigint::bit(32)::int::oid LIMIT 1",
+                        &[&ENGINE_LOCK],
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|row| row.try_get(0).ok());
+                return Err(StoreError::Locked(match holder {
+                    Some(h) => format!(
+                        "the PostgreSQL store {place} (held by {})",
+                        crate::cli::one_line(&h.chars().take(120).collect::<String>())
+                    ),
+                    None => format!("the PostgreSQL store {place}"),
+                }));
+            }
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot make a PostgreSQL connection pool: {e}")))?;
+        let store = PgStore {
+            pool,
+            target: target.clone(),
+            _engine_lock: exclusive.then_some(client),
+            durability,
+            services: std::sync::OnceLock::new(),
+        };
+        store.ensure_store_id().await?;
+        Ok(store)
+    }
+
+    /// Where this store lives, without the password.
+    pub fn describe(&self) -> String {
+        self.target.describe()
+    }
+
+    /// Keeps `db` (the simulated services' records) flushed before every commit.
+    pub fn attach_services(&self, db: sled::Db) {
+        let _ = self.services.set(db);
+    }
+
+    /// Drops the store's schema with everything in it (tests' temporary stores).
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.target.schema))
+            .await
+            .map_err(backend)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    fn flush_services(&self) -> Result<(), StoreError> {
+        if let Some(db) = self.services.get() {
+            db.flush().map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_store_id(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', $1) ON CONFLICT (key) DO NOTHING",
+                &[&uuid::Uuid::now_v7().to_string()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await
+            .map_err(backend)?;
+        row.map(|r| col(&r, 0)).transpose()
+    }
+
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn meta_number(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .meta(key)
+            .await?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0))
+    }
+
+    /// Rows of `sql` (which selects `FULL` or `LIGHT` columns) as tasks, unreadable ones skipped.
+    async fn tasks_of(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        full: bool,
+    ) -> Result<Vec<Task>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(backend)?;
+        let rows = client.query(&statement, params).await.map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.extend(readable(row_task(row, full))?);
+        }
+        Ok(out)
+    }
+
+    /// Chains `records` after the journal's head inside `tx` (serialized by the journal lock,
+    /// held until `tx` ends). `keep`: return the entries written.
+    async fn journal(
+        tx: &Transaction<'_>,
+        records: Vec<AuditRecord>,
+        keep: bool,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+            &[&JOURNAL_LOCK],
+        )
+        .await
+        .map_err(backend)?;
+        let (mut seq, mut hash) = Self::head_in(tx).await?;
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut bodies = Vec::with_capacity(records.len());
+        let mut written = Vec::new();
+        // The head comes from the store: a tampered last entry may claim any number.
+        let full = || StoreError::Corrupt {
+            key: "audit journal".into(),
+            cause: "its last entry claims the highest sequence number there is; run `taskdeck audit verify`"
+                .into(),
+        };
+        for record in records {
+            seq = seq.checked_add(1).ok_or_else(full)?;
+            let (bytes, sealed) = crate::audit::entry::sealed_bytes(seq, &record, &hash);
+            seqs.push(big(seq)?);
+            bodies.push(String::from_utf8_lossy(&bytes).into_owned());
+            if keep {
+                written.push(AuditEntry {
+                    seq,
+                    record,
+                    prev_hash: std::mem::replace(&mut hash, sealed),
+                    hash: hash.clone(),
+                });
+            } else {
+                hash = sealed;
+            }
+        }
+        let statement = tx
+            .prepare_cached("INSERT INTO audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])")
+            .await
+            .map_err(backend)?;
+        tx.execute(&statement, &[&seqs, &bodies]).await.map_err(backend)?;
+        Ok(written)
+    }
+
+    /// The journal's head as `tx` sees it: the last entry's sequence number and hash.
+    async fn head_in(tx: &Transaction<'_>) -> Result<(u64, String), StoreError> {
+        let row = tx
+            .query_opt("SELECT seq, body FROM audit ORDER BY seq DESC LIMIT 1", &[])
+            .await
+            .map_err(backend)?;
+        match row {
+            None => Ok((0, GENESIS.to_string())),
+            Some(row) => {
+                let seq: i64 = col(&row, 0)?;
+                let entry: AuditEntry = decode(&format!("audit entry {seq}"), &col::<String>(&row, 1)?)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: "audit journal".into(),
+                        cause: format!("its last entry is unreadable ({e}); nothing more is journaled until it is looked at: run `taskdeck audit verify`"),
+                    })?;
+                Ok((entry.seq, entry.hash))
+            }
+        }
+    }
+
+    async fn find_by_pattern(
+        &self,
+        column: &str,
+        pattern: &str,
+        accept: &Accept<'_>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        // Pages of candidates in the index's order; ones the caller may not read do not count.
+        let sql = format!(
+            "SELECT {LIGHT}, {column} AS k FROM tasks t WHERE {column} LIKE $1 ESCAPE '\\' AND {column} > $2 \
+             ORDER BY {column} LIMIT 200"
+        );
+        let mut after = String::new();
+        let mut found = Vec::new();
+        loop {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(&sql).await.map_err(backend)?;
+            let rows = client
+                .query(&statement, &[&pattern, &after])
+                .await
+                .map_err(backend)?;
+            drop(client);
+            for row in &rows {
+                after = col(row, 3)?;
+                let Some(light) = readable(row_task(row, false))? else {
+                    continue;
+                };
+                if accept(&light) {
+                    found.extend(self.task(&light.id).await?);
+                    if found.len() >= limit {
+                        return Ok(found);
+                    }
+                }
+            }
+            if rows.len() < 200 {
+                return Ok(found);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn commit(
+        &self,
+        tasks: &[TaskWrite<'_>],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.flush_services()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        for w in tasks {
+            let t = w.task;
+            let header = encode("task", &Header::of(t))?;
+            let state = t.state.as_str();
+            match w.context {
+                Some(context) => {
+                    let plan: Vec<StepDef> = t.steps.iter().map(StepDef::of).collect();
+                    let statement = tx
+                        .prepare_cached(
+                            "INSERT INTO tasks (id, namespace, name, state, created_at, updated_at, header, context, plan, origin_key, terms) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                             ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, \
+                             state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at, \
+                             header = excluded.header, context = excluded.context, plan = excluded.plan, \
+                             origin_key = excluded.origin_key, terms = excluded.terms",
+                        )
+                        .await
+                        .map_err(backend)?;
+                    tx.execute(
+                        &statement,
+                        &[
+                            &t.id,
+                            &t.namespace,
+                            &t.name,
+                            &state,
+                            &t.created_at,
+                            &t.updated_at,
+                            &header,
+                            &encode("context", context)?,
+                            &encode("steps", &plan)?,
+                            &t.origin_key,
+                            &encode("search terms", &t.search_terms)?,
+                        ],
+                    )
+                    .await
+                    .map_err(backend)?;
+                    if !t.search_terms.is_empty() {
+                        let (mut terms, mut personal) = (Vec::new(), Vec::new());
+                        for term in &t.search_terms {
+                            match term.strip_prefix("p:") {
+                                Some(hash) => {
+                                    terms.push(hash.to_string());
+                                    personal.push(true);
+                                }
+                                None => {
+                                    terms.push(term.clone());
+                                    personal.push(false);
+                                }
+                            }
+                        }
+                        let statement = tx
+                            .prepare_cached(
+                                "INSERT INTO search_terms (term, personal, task_id) \
+                                 SELECT u.term, u.personal, $3 FROM unnest($1::text[], $2::bool[]) AS u(term, personal) \
+                                 ON CONFLICT DO NOTHING",
+                            )
+                            .await
+                            .map_err(backend)?;
+                        tx.execute(&statement, &[&terms, &personal, &t.id])
+                            .await
+                            .map_err(backend)?;
+                    }
+                }
+                None => {
+                    let statement = tx
+                        .prepare_cached(
+                            "INSERT INTO tasks (id, namespace, name, state, created_at, updated_at, header) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
+                             header = excluded.header",
+                        )
+                        .await
+                        .map_err(backend)?;
+                    tx.execute(
+                        &statement,
+                        &[
+                            &t.id,
+                            &t.namespace,
+                            &t.name,
+                            &state,
+                            &t.created_at,
+                            &t.updated_at,
+                            &header,
+                        ],
+                    )
+                    .await
+                    .map_err(backend)?;
+                }
+            }
+        }
+        if !transitions.is_empty() {
+            let mut ids = Vec::with_capacity(transitions.len());
+            let mut seqs = Vec::with_capacity(transitions.len());
+            let mut bodies = Vec::with_capacity(transitions.len());
+            // Each changed step's last status in the group.
+            let mut last: BTreeMap<(&str, &str), &StepStatus> = BTreeMap::new();
+            for t in transitions {
+                ids.push(t.task_id.clone());
+                seqs.push(big(t.seq)?);
+                bodies.push(encode("transition", t)?);
+                if let (Subject::Step(name), Some(status)) = (&t.subject, &t.step) {
+                    last.insert((t.task_id.as_str(), name.as_str()), status);
+                }
+            }
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO transitions (task_id, seq, body) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])",
+                )
+                .await
+                .map_err(backend)?;
+            tx.execute(&statement, &[&ids, &seqs, &bodies])
+                .await
+                .map_err(backend)?;
+            if !last.is_empty() {
+                let (mut task_ids, mut names, mut states, mut statuses) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for ((id, name), status) in last {
+                    task_ids.push(id.to_string());
+                    names.push(name.to_string());
+                    states.push(status.state.as_str().to_string());
+                    statuses.push(encode("step", status)?);
+                }
+                let statement = tx
+                    .prepare_cached(
+                        "INSERT INTO steps (task_id, name, state, status) \
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                         ON CONFLICT (task_id, name) DO UPDATE SET state = excluded.state, status = excluded.status",
+                    )
+                    .await
+                    .map_err(backend)?;
+                tx.execute(&statement, &[&task_ids, &names, &states, &statuses])
+                    .await
+                    .map_err(backend)?;
+            }
+            let max = transitions.iter().map(|t| t.seq).max().unwrap_or(0);
+            raise_meta(&tx, "last_seq", big(max)?).await?;
+        }
+        if !events.is_empty() {
+            let (mut seqs, mut ats, mut ids, mut bodies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for e in events {
+                seqs.push(big(e.seq)?);
+                ats.push(e.at);
+                ids.push(e.task_id.clone());
+                bodies.push(encode("event", e)?);
+            }
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO events (seq, at, task_id, body) \
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
+                )
+                .await
+                .map_err(backend)?;
+            tx.execute(&statement, &[&seqs, &ats, &ids, &bodies])
+                .await
+                .map_err(backend)?;
+            let max = events.iter().map(|e| e.seq).max().unwrap_or(0);
+            raise_meta(&tx, "last_event_seq", big(max)?).await?;
+        }
+        // The journal, in the same transaction as the transitions it describes.
+        if !transitions.is_empty() {
+            let mut ordered: Vec<&Transition> = transitions.iter().collect();
+            ordered.sort_by_key(|t| t.seq);
+            let records = ordered
+                .into_iter()
+                .filter_map(|t| {
+                    let task = tasks.iter().find(|w| w.task.id == t.task_id)?.task;
+                    Some(AuditRecord::of_transition(t, task))
+                })
+                .collect();
+            Self::journal(&tx, records, false).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        if unstorable(id) {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {FULL} FROM tasks t WHERE t.id = $1");
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await.map_err(backend)?;
+        match client.query_opt(&statement, &[&id]).await.map_err(backend)? {
+            Some(row) => Ok(Some(row_task(&row, true)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn find_tasks(
+        &self,
+        text: &str,
+        accept: &Accept<'_>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        if text.is_empty() || limit == 0 || unstorable(text) {
+            return Ok(Vec::new());
+        }
+        if let Some(task) = self.task(text).await? {
+            return Ok(if accept(&task) { vec![task] } else { Vec::new() });
+        }
+        let found = self
+            .find_by_pattern("t.id", &format!("{}%", like_escape(text)), accept, limit)
+            .await?;
+        if !found.is_empty() || text.len() < 4 {
+            return Ok(found);
+        }
+        let reversed: String = text.chars().rev().collect();
+        self.find_by_pattern(
+            "reverse(t.id)",
+            &format!("{}%", like_escape(&reversed)),
+            accept,
+            limit,
+        )
+        .await
+    }
+
+    async fn task_by_origin(&self, key: &str) -> Result<Option<Task>, StoreError> {
+        if unstorable(key) {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {FULL} FROM tasks t WHERE t.origin_key = $1");
+        Ok(self.tasks_of(&sql, &[&key], true).await?.into_iter().next())
+    }
+
+    async fn list(
+        &self,
+        listing: &Listing,
+        accept: &Accept<'_>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let strings = [
+            listing.namespace.as_deref(),
+            listing.before.as_deref(),
+            listing.workflow.as_ref().map(|(ns, _)| ns.as_str()),
+            listing.workflow.as_ref().map(|(_, name)| name.as_str()),
+        ];
+        if strings.iter().flatten().any(|s| unstorable(s)) || listing.terms.iter().any(|t| unstorable(t)) {
+            return Ok(Vec::new());
+        }
+        // The filters in SQL (each re-checked by nothing else: PostgreSQL's answer is exact),
+        // the read permission in Rust, page by page, newest first.
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut bind = |clauses: &mut Vec<String>, template: &str, value: Box<dyn ToSql + Sync + Send>| {
+            params.push(value);
+            clauses.push(template.replace("$?", &format!("${}", params.len())));
+        };
+        if let Some(ns) = &listing.namespace {
+            bind(&mut clauses, "t.namespace = $?", Box::new(ns.clone()));
+        }
+        if let Some(state) = listing.state {
+            bind(&mut clauses, "t.state = $?", Box::new(state.as_str().to_string()));
+        }
+        if let Some((ns, name)) = &listing.workflow {
+            bind(&mut clauses, "t.namespace = $?", Box::new(ns.clone()));
+            bind(&mut clauses, "t.name = $?", Box::new(name.clone()));
+        }
+        if let Some(since) = listing.since {
+            bind(&mut clauses, "t.created_at >= $?", Box::new(since));
+        }
+        for term in &listing.terms {
+            // Without `personal` the personal index is not read at all (its contents cannot
+            // be timed).
+            let template = if listing.personal {
+                "t.id IN (SELECT st.task_id FROM search_terms st WHERE st.term = $?)"
+            } else {
+                "t.id IN (SELECT st.task_id FROM search_terms st WHERE st.term = $? AND NOT st.personal)"
+            };
+            bind(&mut clauses, template, Box::new(term.clone()));
+        }
+        let full = !listing.headers_only;
+        let page = limit.clamp(1, 500);
+        let cursor_at = params.len() + 1;
+        let mut sql = format!(
+            "SELECT {} FROM tasks t WHERE t.id < ${cursor_at}",
+            if full { FULL } else { LIGHT }
+        );
+        for c in &clauses {
+            sql.push_str(" AND ");
+            sql.push_str(c);
+        }
+        sql.push_str(&format!(" ORDER BY t.id DESC LIMIT {page}"));
+        // Past every UUID: the first page starts at the newest task.
+        let mut before = listing.before.clone().unwrap_or_else(|| "\u{10FFFF}".to_string());
+        let mut out = Vec::new();
+        loop {
+            let mut args: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+            args.push(&before);
+            let client = self.client().await?;
+            let statement = client.prepare_cached(&sql).await.map_err(backend)?;
+            let rows = client.query(&statement, &args).await.map_err(backend)?;
+            drop(client);
+            let Some(last) = rows.last() else { break };
+            let next: String = col(last, 0)?;
+            for row in &rows {
+                let Some(task) = readable(row_task(row, full))? else {
+                    continue;
+                };
+                // The permission is judged on the header, as it is for sled.
+                let admitted = if full {
+                    let mut light = task.clone();
+                    light.steps.clear();
+                    light.context = Value::Null;
+                    accept(&light)
+                } else {
+                    accept(&task)
+                };
+                if admitted {
+                    out.push(task);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if rows.len() < page {
+                break;
+            }
+            before = next;
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, state: TaskState) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT count(*) FROM tasks WHERE state = $1", &[&state.as_str()])
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0))
+    }
+
+    async fn active_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let sql =
+            format!("SELECT {FULL} FROM tasks t WHERE t.state IN ('pending', 'in_progress') ORDER BY t.id");
+        self.tasks_of(&sql, &[], true).await
+    }
+
+    async fn waiting_for_decision(&self) -> Result<Vec<Waiting>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT task_id, name FROM steps WHERE state = 'awaiting_approval' ORDER BY task_id, name",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Waiting {
+                    task_id: col(r, 0)?,
+                    step: col(r, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn transitions(&self, task_id: &str) -> Result<Vec<Transition>, StoreError> {
+        if unstorable(task_id) {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, body FROM transitions WHERE task_id = $1 ORDER BY seq",
+                &[&task_id],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                decode(
+                    &format!("{task_id} transition {}", col::<i64>(r, 0)?),
+                    &col::<String>(r, 1)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .await
+            .map_err(backend)?;
+        let rows = client
+            .query(&statement, &[&after, &small(limit)])
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| decode(&format!("event {}", col::<i64>(r, 0)?), &col::<String>(r, 1)?))
+            .collect()
+    }
+
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.meta_number("last_event_seq").await
+    }
+
+    async fn oldest_task_id(&self) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT min(id) FROM tasks", &[])
+            .await
+            .map_err(backend)?;
+        col(&row, 0)
+    }
+
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.meta_number("last_seq").await
+    }
+
+    async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT t.id FROM tasks t WHERE {FINISHED} AND t.updated_at < $1 ORDER BY t.updated_at, t.id LIMIT $2"),
+                &[&before, &small(limit)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    async fn finished_beyond(&self, keep: usize, limit: usize) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT t.id FROM tasks t WHERE {FINISHED} ORDER BY t.updated_at DESC, t.id DESC OFFSET $1 LIMIT $2"
+                ),
+                &[&small(keep), &small(limit)],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    async fn remove(&self, ids: &[String], events_before: Timestamp) -> Result<usize, StoreError> {
+        let ids: Vec<&String> = ids.iter().filter(|id| !unstorable(id)).collect();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // Only tasks still finished (one retried since it was chosen is kept), locked.
+        let rows = tx
+            .query(
+                &format!("SELECT t.id FROM tasks t WHERE t.id = ANY($1) AND {FINISHED} FOR UPDATE"),
+                &[&ids],
+            )
+            .await
+            .map_err(backend)?;
+        let gone: Vec<String> = rows.iter().map(|r| col(r, 0)).collect::<Result<_, _>>()?;
+        if !gone.is_empty() {
+            for table in ["steps", "transitions", "search_terms", "events"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE task_id = ANY($1)"), &[&gone])
+                    .await
+                    .map_err(backend)?;
+            }
+            tx.execute("DELETE FROM tasks WHERE id = ANY($1)", &[&gone])
+                .await
+                .map_err(backend)?;
+        }
+        // Events are notifications (the log keeps the history): those older than the cutoff go.
+        tx.execute("DELETE FROM events WHERE at < $1", &[&events_before])
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(gone.len())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.put_meta("health_probe", &chrono::Utc::now().timestamp_millis().to_string())
+            .await
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // Every commit is durable when it returns (or, relaxed, within PostgreSQL's WAL writer
+        // delay); only the services' records need writing out.
+        self.flush_services()
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<Vec<AuditEntry>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let written = Self::journal(&tx, records, true).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(written)
+    }
+
+    async fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, body FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &small(limit)],
+            )
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = col(row, 0)?;
+            let body: String = col(row, 1)?;
+            out.push(serde_json::from_str::<AuditEntry>(&body).map_err(|e| (seq as u64, e.to_string())));
+        }
+        Ok(out)
+    }
+
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let head = Self::head_in(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(head)
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        match self.meta("audit_checkpoint").await? {
+            Some(text) => Ok(Some(decode("audit_checkpoint", &text)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_audit_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        self.put_meta("audit_checkpoint", &encode("audit checkpoint", checkpoint)?)
+            .await
+    }
+
+    async fn catalog_digests(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        match self.meta("catalog_digests").await? {
+            Some(text) => decode("catalog_digests", &text),
+            None => Ok(Default::default()),
+        }
+    }
+
+    async fn put_catalog_digests(&self, digests: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        self.put_meta("catalog_digests", &encode("catalog digests", digests)?)
+            .await
+    }
+
+    async fn subject(&self, id: &str) -> Result<Option<crate::privacy::SubjectRecord>, StoreError> {
+        if unstorable(id) {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT body FROM subjects WHERE id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        row.map(|r| decode(id, &col::<String>(&r, 0)?)).transpose()
+    }
+
+    async fn subject_by_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+        if unstorable(alias) {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT subject_id FROM subject_aliases WHERE alias = $1",
+                &[&alias],
+            )
+            .await
+            .map_err(backend)?;
+        row.map(|r| col(&r, 0)).transpose()
+    }
+
+    async fn put_subject(
+        &self,
+        record: &crate::privacy::SubjectRecord,
+        aliases: &[String],
+        tasks: &[String],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "INSERT INTO subjects (id, has_key, body) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET has_key = excluded.has_key, body = excluded.body",
+            &[
+                &record.id,
+                &record.wrapped_key.is_some(),
+                &encode("subject", record)?,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        if !aliases.is_empty() {
+            tx.execute(
+                "INSERT INTO subject_aliases (alias, subject_id) SELECT a, $2 FROM unnest($1::text[]) AS a \
+                 ON CONFLICT (alias) DO UPDATE SET subject_id = excluded.subject_id",
+                &[&aliases, &record.id],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        if !tasks.is_empty() {
+            tx.execute(
+                "INSERT INTO subject_tasks (subject_id, task_id) SELECT $2, t FROM unnest($1::text[]) AS t \
+                 ON CONFLICT DO NOTHING",
+                &[&tasks, &record.id],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn remove_subject_aliases(&self, id: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM subject_aliases WHERE subject_id = $1", &[&id])
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn subject_tasks(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        if unstorable(id) {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT task_id FROM subject_tasks WHERE subject_id = $1 ORDER BY task_id",
+                &[&id],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    async fn first_subject(&self) -> Result<Option<crate::privacy::SubjectRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, body FROM subjects ORDER BY has_key DESC, id LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        row.map(|r| decode(&col::<String>(&r, 0)?, &col::<String>(&r, 1)?))
+            .transpose()
+    }
+}
+
+/// Raises the number `meta[key]` to at least `value`, inside `tx`.
+async fn raise_meta(tx: &Transaction<'_>, key: &str, value: i64) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ($1, $2::bigint::text) ON CONFLICT (key) \
+             DO UPDATE SET value = GREATEST(meta.value::bigint, excluded.value::bigint)::text",
+        )
+        .await
+        .map_err(backend)?;
+    tx.execute(&statement, &[&key, &value]).await.map_err(backend)?;
+    Ok(())
+}
