@@ -78,7 +78,7 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
                 });
             }
             let token = crate::auth::token::issue(&key, &identity, *ttl)?;
-            journal_issue(&data, &who.sub, &identity, &token, *ttl).await;
+            journal_issue(&cli, &data, &who.sub, &identity, &token, *ttl).await;
             say!("{token}");
             Ok(0)
         }
@@ -491,6 +491,7 @@ async fn submit_with(
 /// Journals a token's issuance (`token.issued`, SOC 2 CC6.1) under its fingerprint, when the
 /// store is free; while a server holds it, the server journals the token's first use instead.
 async fn journal_issue(
+    cli: &Cli,
     data: &Path,
     issuer: &str,
     identity: &Identity,
@@ -498,9 +499,33 @@ async fn journal_issue(
     ttl: std::time::Duration,
 ) {
     use sha2::{Digest, Sha256};
-    let Ok(store) = crate::store::SledStore::open(data, crate::store::Durability::Immediate, "token issue")
-    else {
-        return;
+    // PostgreSQL's journal takes appends from any process (under its lock); sled's only when
+    // no other process holds the directory.
+    let store: Box<dyn crate::store::Store> = match super::postgres_store(cli) {
+        Ok(Some(url)) => match crate::store::PgTarget::parse(url) {
+            Ok(target) => match crate::store::PgStore::open_target(
+                &target,
+                crate::store::Durability::Immediate,
+                "token issue",
+                false,
+            )
+            .await
+            {
+                Ok(store) => Box::new(store),
+                Err(e) => {
+                    tracing::warn!("the token was issued but not journaled: {e}");
+                    return;
+                }
+            },
+            Err(_) => return,
+        },
+        Ok(None) => {
+            match crate::store::SledStore::open(data, crate::store::Durability::Immediate, "token issue") {
+                Ok(store) => Box::new(store),
+                Err(_) => return,
+            }
+        }
+        Err(_) => return,
     };
     let fingerprint = crate::audit::entry::hex(&Sha256::digest(token.as_bytes())[..8]);
     let mut record = crate::audit::AuditRecord::new(
@@ -516,7 +541,7 @@ async fn journal_issue(
         ),
     );
     record.compliance_tags = vec!["SOC2:CC6.1".into()];
-    if let Err(e) = crate::store::Store::append_audit(&store, vec![record]).await {
+    if let Err(e) = store.append_audit(vec![record]).await {
         tracing::warn!("the token was issued but not journaled: {e}");
     }
 }

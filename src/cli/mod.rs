@@ -70,6 +70,15 @@ pub struct Cli {
     /// The claim of the identity provider's tokens that holds the role (viewer, operator, manager, admin, monitor).
     #[arg(long, global = true, default_value = "role", value_name = "CLAIM")]
     pub jwt_role_claim: String,
+    /// Where tasks are stored: empty for the embedded sled store in the data directory (the default), or a PostgreSQL URL `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` (schema `taskdeck` by default; created and migrated at start). Keys, logs and the simulated services stay in the data directory either way. Pass the URL in the variable rather than on the command line, which every local user can read.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKDECK_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// When a transition is on disk: `immediate` (on stable storage, fdatasync'd, before it is acknowledged) or `relaxed` (written every 500 ms; for demos).
     #[arg(long, global = true, value_enum, default_value_t = Durability::Immediate, env = "TASKDECK_DURABILITY")]
     pub durability: Durability,
@@ -714,7 +723,19 @@ fn registry() -> Registry {
     Registry::standard(Arc::new(crate::services::Services::new(true)))
 }
 
-fn open(cli: &Cli, data: &Path) -> Result<Opened> {
+/// The PostgreSQL URL `--store` names, if any (empty is the default sled store). Errors: a
+/// value that is neither empty nor a PostgreSQL URL.
+fn postgres_store(cli: &Cli) -> Result<Option<&str>> {
+    match cli.store.as_deref().map(str::trim) {
+        None | Some("") | Some("sled") => Ok(None),
+        Some(url) if crate::store::is_postgres_url(url) => Ok(Some(url)),
+        Some(_) => bail!(
+            "--store (TASKDECK_STORE): expected a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]), or nothing for the sled store in the data directory"
+        ),
+    }
+}
+
+async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     let identity = identity(cli, data)?;
     require_admin_for_workflow_files(cli, &identity)?;
     let catalog = Arc::new(load_catalog(cli, &registry())?);
@@ -726,13 +747,29 @@ fn open(cli: &Cli, data: &Path) -> Result<Opened> {
             .unwrap_or("")
             .to_lowercase(),
     };
-    let sled = SledStore::open(data, cli.durability, &holder)?;
-    // The simulated systems keep their records beside the store: they stand for remote
-    // services that outlive this process.
-    let services =
-        crate::services::Services::durable(true, &crate::services::Backing::sled(sled.open_services(data)?));
+    // The simulated systems keep their records in the data directory, whichever store holds
+    // the tasks: they stand for remote services that outlive this process.
+    let (store, services): (Arc<dyn Store>, sled::Db) = match postgres_store(cli)? {
+        Some(url) => {
+            let pg = crate::store::PgStore::open(url, cli.durability, &holder).await?;
+            // Who holds this data directory, as the sled store says it (the next process
+            // finds the API this one serves through it).
+            let _ = crate::fsutil::replace_private(
+                &data.join("taskdeck.pid"),
+                format!("taskdeck process {} ({holder})\n", std::process::id()).as_bytes(),
+            );
+            let services = crate::store::open_services_db(data)?;
+            pg.attach_services(services.clone());
+            (Arc::new(pg), services)
+        }
+        None => {
+            let sled = SledStore::open(data, cli.durability, &holder)?;
+            let services = sled.open_services(data)?;
+            (Arc::new(sled), services)
+        }
+    };
+    let services = crate::services::Services::durable(true, &crate::services::Backing::sled(services));
     let registry = Registry::standard(Arc::new(services));
-    let store: Arc<dyn Store> = Arc::new(sled);
     Ok(Opened {
         store,
         catalog,

@@ -52,7 +52,7 @@ pub(super) async fn session(cli: &Cli, data: &Path, dispatch: bool, serve: bool)
     }
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
-        match open(cli, data) {
+        match open(cli, data).await {
             Ok(opened) => return local(cli, data, opened, dispatch, serve, false).await,
             Err(e) if is_locked(&e) => {
                 if let Some(file) = crate::client::discover_holder(data) {
@@ -174,7 +174,7 @@ pub(super) async fn existing_store(
     data: &Path,
     missing: &str,
 ) -> Result<(Session, Arc<Engine>, Local)> {
-    if !data.join("store").join("db").exists() {
+    if super::postgres_store(cli)?.is_none() && !data.join("store").join("db").exists() {
         bail!("{} holds no store: {missing} (is --data right?)", data.display());
     }
     let who = super::identity(cli, data)?;
@@ -197,7 +197,7 @@ async fn own_with(cli: &Cli, data: &Path, dispatch: bool, serve: bool, strict: b
     if cli.connect.is_some() {
         bail!("this command runs the engine here; it cannot run against --connect");
     }
-    let opened = match open(cli, data) {
+    let opened = match open(cli, data).await {
         Ok(o) => o,
         Err(e) if is_locked(&e) => {
             return Err(match crate::client::discover_holder(data) {

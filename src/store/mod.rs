@@ -14,7 +14,7 @@ mod sync;
 use crate::model::{Event, Task, TaskState, Timestamp, Transition};
 pub use postgres::{is_postgres_url, schema_version as postgres_schema_version, PgStore, PgTarget};
 use serde_json::Value;
-pub use sled_store::{SledStore, CRASH_AFTER_LOG};
+pub use sled_store::{open_services_db, SledStore, CRASH_AFTER_LOG};
 
 /// When a commit is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,7 +41,8 @@ impl Durability {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it")]
+    /// Another process holds the store; the message names it and says what to do.
+    #[error("{0}")]
     Locked(String),
     /// The store exists but cannot be opened; `advice` says what to do.
     #[error("cannot open the store {path}: {cause}; {advice}")]

@@ -39,8 +39,7 @@ pub fn config() -> EngineConfig {
 
 /// An engine on a temporary store running `yaml` workflows.
 pub async fn start(yaml: &[&str], registry: Registry, config: EngineConfig) -> Harness {
-    let store: Arc<dyn Store> = Arc::new(SledStore::temporary(Durability::Immediate).unwrap());
-    start_on(store, yaml, registry, config).await
+    start_on(temp_store(), yaml, registry, config).await
 }
 
 pub async fn start_on(
@@ -124,8 +123,19 @@ pub async fn start_blog_with(
     }
 }
 
+/// A fresh, empty store of the backend the run tests (the engine tests are a matrix):
+/// `TASKDECK_TEST_STORE=postgres` gives a PostgreSQL store in a schema of its own on the
+/// database `TASKDECK_TEST_POSTGRES` names; otherwise (or `sled`) a temporary sled store.
 pub fn temp_store() -> Arc<dyn Store> {
-    Arc::new(SledStore::temporary(Durability::Immediate).unwrap())
+    match std::env::var("TASKDECK_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let url = std::env::var("TASKDECK_TEST_POSTGRES")
+                .expect("TASKDECK_TEST_STORE=postgres needs TASKDECK_TEST_POSTGRES (a database URL)");
+            postgres::Synchronous::fresh(&url)
+        }
+        Ok("sled") | Err(_) => Arc::new(SledStore::temporary(Durability::Immediate).unwrap()),
+        Ok(other) => panic!("TASKDECK_TEST_STORE={other}: expected sled or postgres"),
+    }
 }
 
 /// A shipped sample context from `samples/`, with `extra` merged in at the top level.

@@ -375,13 +375,16 @@ impl PgStore {
                     .ok()
                     .flatten()
                     .and_then(|row| row.try_get(0).ok());
-                return Err(StoreError::Locked(match holder {
+                let holder = match holder {
                     Some(h) => format!(
-                        "the PostgreSQL store {place} (held by {})",
+                        " ({})",
                         crate::cli::one_line(&h.chars().take(120).collect::<String>())
                     ),
-                    None => format!("the PostgreSQL store {place}"),
-                }));
+                    None => String::new(),
+                };
+                return Err(StoreError::Locked(format!(
+                    "the PostgreSQL store {place} is in use by another taskdeck engine{holder}: one engine per store for now. Connect to it (--connect URL, or the data directory it was started with), or stop it"
+                )));
             }
         }
         let manager = Manager::from_config(
@@ -395,15 +398,22 @@ impl PgStore {
             .max_size(8)
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot make a PostgreSQL connection pool: {e}")))?;
-        let store = PgStore {
+        // The store's identity, made with it (on the session at hand: the pool connects lazily,
+        // on the runtime that first uses it).
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', $1) ON CONFLICT (key) DO NOTHING",
+                &[&uuid::Uuid::now_v7().to_string()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(PgStore {
             pool,
             target: target.clone(),
             _engine_lock: exclusive.then_some(client),
             durability,
             services: std::sync::OnceLock::new(),
-        };
-        store.ensure_store_id().await?;
-        Ok(store)
+        })
     }
 
     /// Where this store lives, without the password.
@@ -433,18 +443,6 @@ impl PgStore {
         if let Some(db) = self.services.get() {
             db.flush().map_err(|e| StoreError::Backend(e.to_string()))?;
         }
-        Ok(())
-    }
-
-    async fn ensure_store_id(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO meta (key, value) VALUES ('store_id', $1) ON CONFLICT (key) DO NOTHING",
-                &[&uuid::Uuid::now_v7().to_string()],
-            )
-            .await
-            .map_err(backend)?;
         Ok(())
     }
 

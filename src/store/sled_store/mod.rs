@@ -135,11 +135,12 @@ impl SledStore {
                     let held = crate::fsutil::read_small(&dir.join("taskdeck.pid"), 200).unwrap_or_default();
                     let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
                     let held = held.as_str();
-                    StoreError::Locked(if held.is_empty() {
-                        format!("the data directory {}", dir.display())
+                    let held = if held.is_empty() {
+                        String::new()
                     } else {
-                        format!("the data directory {} (held by {held})", dir.display())
-                    })
+                        format!(" (held by {held})")
+                    };
+                    StoreError::Locked(format!("the data directory {}{held} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it", dir.display()))
                 }
                 _ => open_error(&path, e),
             })?;
@@ -206,14 +207,7 @@ impl SledStore {
         if let Some(db) = self.services.get() {
             return Ok(db.clone());
         }
-        let path = dir.join("simulated");
-        crate::fsutil::make_private(&path);
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(16 * 1024 * 1024)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| open_error(&path, e))?;
+        let db = open_services_db(dir)?;
         Ok(self.services.get_or_init(|| db).clone())
     }
 
@@ -607,6 +601,19 @@ fn check_identity(db: &sled::Db, path: &Path, marker: &Path) -> Result<(), Store
         cause: e.to_string(),
         advice: "check the data directory's permissions",
     })
+}
+
+/// The simulated services' own sled database in `dir/simulated` (whatever store holds the
+/// tasks; see `SledStore::open_services`).
+pub fn open_services_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let path = dir.join("simulated");
+    crate::fsutil::make_private(&path);
+    sled::Config::new()
+        .path(&path)
+        .cache_capacity(16 * 1024 * 1024)
+        .flush_every_ms(Some(500))
+        .open()
+        .map_err(|e| open_error(&path, e))
 }
 
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
