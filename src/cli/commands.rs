@@ -86,6 +86,9 @@ pub(super) async fn dispatch(cli: Cli, data: PathBuf) -> Result<i32> {
         Command::Token(TokenCommand::RotateKey) => rotate_key(&cli, &data).await,
         Command::Audit(command) => super::audit::run(&cli, &data, command).await,
         Command::Gdpr(command) => super::gdpr::run(&cli, &data, command).await,
+        Command::Store(super::StoreCommand::Copy { from, to, json }) => {
+            super::store_copy::run(&cli, &data, from, to, *json).await
+        }
         Command::Report(super::ReportCommand::Soc2 { from, to, format }) => {
             super::report::run(&cli, &data, from, to, *format).await
         }

@@ -10,6 +10,7 @@ mod output;
 mod report;
 mod screencast;
 mod session;
+mod store_copy;
 
 use crate::auth::Identity;
 use crate::engine::{Engine, EngineConfig};
@@ -233,6 +234,9 @@ pub enum Command {
     /// Compliance evidence computed from the audit trail and the configuration.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The store itself: copy it between sled (a data directory) and PostgreSQL (admins).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// List the steps waiting for a person's decision (requests past their deadline are not listed).
     Approvals {
         /// Print the list as JSON.
@@ -370,6 +374,24 @@ pub enum AuditCommand {
         /// `jsonl` (one entry per line, as stored, hashes included) or `csv`.
         #[arg(long, default_value = "jsonl")]
         format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every task, transition, event, data subject and journal entry into an empty store
+    /// and verify the copy (tasks read back equal, counts, the audit chain intact with the same
+    /// head). Both stores are opened here, so no engine may run on either. Admins.
+    Copy {
+        /// The store to copy: a data directory (its sled store) or a postgres:// URL.
+        #[arg(long, value_name = "DIR_OR_URL")]
+        from: String,
+        /// An empty store to copy into: a data directory (a new sled store is made) or a postgres:// URL (schema made and migrated).
+        #[arg(long, value_name = "DIR_OR_URL")]
+        to: String,
+        /// Print what was copied as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

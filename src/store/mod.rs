@@ -6,6 +6,7 @@
 // Input never panics the engine: no `unwrap` here outside tests (issue 8).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod copy;
 mod postgres;
 mod records;
 mod sled_store;
@@ -233,6 +234,50 @@ pub trait Store: Send + Sync {
     async fn first_subject(&self) -> Result<Option<crate::privacy::SubjectRecord>, StoreError>;
     /// Keeps `checkpoint` as the latest (durably).
     async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError>;
+
+    /// Copying a store (`taskdeck store copy`): writes `tasks` whole as they stand — header,
+    /// context, step definitions, search terms — with `transitions` (every one of theirs, which
+    /// also give the steps their statuses) and `events`, durably, journaling nothing: the
+    /// journal is copied entry by entry with `import_audit`. For a store being filled by a copy.
+    async fn import(
+        &self,
+        tasks: &[Task],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+    /// Appends journal entries as they are (sequence numbers and hashes kept), durably.
+    /// Errors: the first does not follow the head (`Corrupt`).
+    async fn import_audit(&self, entries: &[crate::audit::AuditEntry]) -> Result<(), StoreError>;
+    /// Every data subject, oldest id first, with its alias hashes and linked task ids.
+    async fn subjects(&self) -> Result<Vec<SubjectCopy>, StoreError>;
+}
+
+/// A data subject as `Store::subjects` reads it for a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectCopy {
+    pub record: crate::privacy::SubjectRecord,
+    pub aliases: Vec<String>,
+    pub tasks: Vec<String>,
+}
+
+/// Where `entries` may follow a journal whose head is `head` (sequence number and hash).
+pub(crate) fn check_follows(
+    head: (u64, &str),
+    entries: &[crate::audit::AuditEntry],
+) -> Result<(), StoreError> {
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    if Some(first.seq) != head.0.checked_add(1) || first.prev_hash != head.1 {
+        return Err(StoreError::Corrupt {
+            key: "audit journal".into(),
+            cause: format!(
+                "entry {} does not follow the journal's head (entry {}); a copy goes into an empty store",
+                first.seq, head.0
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Every task, oldest first (tests, tools and the retention report; listings page instead).

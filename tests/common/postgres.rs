@@ -226,4 +226,18 @@ impl Store for Synchronous {
     async fn put_audit_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         self.run(self.inner.put_audit_checkpoint(checkpoint))
     }
+    async fn import(
+        &self,
+        tasks: &[Task],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.run(self.inner.import(tasks, transitions, events))
+    }
+    async fn import_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        self.run(self.inner.import_audit(entries))
+    }
+    async fn subjects(&self) -> Result<Vec<taskdeck::store::SubjectCopy>, StoreError> {
+        self.run(self.inner.subjects())
+    }
 }

@@ -603,13 +603,15 @@ impl PgStore {
     }
 }
 
-#[async_trait::async_trait]
-impl Store for PgStore {
-    async fn commit(
+impl PgStore {
+    /// A commit's writes in one transaction; `journal`: its transitions go into the audit
+    /// journal too (a copy's do not: the journal is copied as it is).
+    async fn write(
         &self,
         tasks: &[TaskWrite<'_>],
         transitions: &[Transition],
         events: &[Event],
+        journal: bool,
     ) -> Result<(), StoreError> {
         self.flush_services()?;
         let mut client = self.client().await?;
@@ -773,7 +775,7 @@ impl Store for PgStore {
             raise_meta(&tx, "last_event_seq", big(max)?).await?;
         }
         // The journal, in the same transaction as the transitions it describes.
-        if !transitions.is_empty() {
+        if journal && !transitions.is_empty() {
             let mut ordered: Vec<&Transition> = transitions.iter().collect();
             ordered.sort_by_key(|t| t.seq);
             let records = ordered
@@ -786,6 +788,87 @@ impl Store for PgStore {
             Self::journal(&tx, records, false).await?;
         }
         tx.commit().await.map_err(backend)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn commit(
+        &self,
+        tasks: &[TaskWrite<'_>],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.write(tasks, transitions, events, true).await
+    }
+
+    async fn import(
+        &self,
+        tasks: &[Task],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let writes: Vec<TaskWrite<'_>> = tasks
+            .iter()
+            .map(|task| TaskWrite {
+                task,
+                context: Some(&task.context),
+                before: None,
+            })
+            .collect();
+        self.write(&writes, transitions, events, false).await
+    }
+
+    async fn import_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+            &[&JOURNAL_LOCK],
+        )
+        .await
+        .map_err(backend)?;
+        let (seq, hash) = Self::head_in(&tx).await?;
+        super::check_follows((seq, &hash), entries)?;
+        let mut seqs = Vec::with_capacity(entries.len());
+        let mut bodies = Vec::with_capacity(entries.len());
+        for e in entries {
+            seqs.push(big(e.seq)?);
+            bodies.push(encode("audit entry", e)?);
+        }
+        tx.execute(
+            "INSERT INTO audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            &[&seqs, &bodies],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn subjects(&self) -> Result<Vec<super::SubjectCopy>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.id, s.body, \
+                 ARRAY(SELECT a.alias FROM subject_aliases a WHERE a.subject_id = s.id ORDER BY a.alias), \
+                 ARRAY(SELECT t.task_id FROM subject_tasks t WHERE t.subject_id = s.id ORDER BY t.task_id) \
+                 FROM subjects s ORDER BY s.id",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::SubjectCopy {
+                    record: decode(&col::<String>(r, 0)?, &col::<String>(r, 1)?)?,
+                    aliases: col(r, 2)?,
+                    tasks: col(r, 3)?,
+                })
+            })
+            .collect()
     }
 
     async fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {

@@ -213,6 +213,25 @@ impl SledStore {
         self.sync()
     }
 
+    /// Appends copied entries as they are (see `Store::import_audit`), in blocks of 1,000.
+    pub(super) fn import_audit_now(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let mut head = self.audit_head.lock().unwrap_or_else(|e| e.into_inner());
+        crate::store::check_follows((head.seq, &head.hash), entries)?;
+        for block in entries.chunks(1000) {
+            let Some(first) = block.first() else { continue };
+            self.audit
+                .insert(first.seq.to_be_bytes(), encode("audit entries", &block)?)?;
+        }
+        if let Some(last) = entries.last() {
+            head.seq = last.seq;
+            head.hash = last.hash.clone();
+            if let Some(t) = entries.iter().filter_map(|e| e.record.transition).max() {
+                head.transition = head.transition.max(t);
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn audit_head_now(&self) -> (u64, String) {
         let head = self.audit_head.lock().unwrap_or_else(|e| e.into_inner());
         (head.seq, head.hash.clone())

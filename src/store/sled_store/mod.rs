@@ -665,6 +665,18 @@ impl SledStore {
         transitions: &[Transition],
         events: &[Event],
     ) -> Result<(), StoreError> {
+        self.write_now(tasks, transitions, events, true)
+    }
+
+    /// A commit's writes; `journal`: its transitions go into the audit journal too (a copy's
+    /// do not: the journal is copied as it is).
+    fn write_now(
+        &self,
+        tasks: &[TaskWrite<'_>],
+        transitions: &[Transition],
+        events: &[Event],
+        journal: bool,
+    ) -> Result<(), StoreError> {
         // The order matters; see the module documentation.
         if let Some(max) = transitions.iter().map(|t| t.seq).max() {
             self.meta.insert(LAST_SEQ, &max.to_be_bytes())?;
@@ -713,8 +725,10 @@ impl SledStore {
             self.transitions.insert(key::transition(id, first), value)?;
         }
         // The journal, right after the log it describes (see `journal`).
-        let written: Vec<&Task> = tasks.iter().map(|w| w.task).collect();
-        self.journal_transitions(transitions, &written)?;
+        if journal {
+            let written: Vec<&Task> = tasks.iter().map(|w| w.task).collect();
+            self.journal_transitions(transitions, &written)?;
+        }
         // Events in chunks of at most EVENT_CHUNK_BYTES, keyed by their first sequence number.
         let mut chunk: Vec<u8> = Vec::new();
         let mut first = None;
@@ -1297,6 +1311,52 @@ impl Store for SledStore {
             first.get_or_insert(record);
         }
         Ok(first)
+    }
+
+    async fn import(
+        &self,
+        tasks: &[Task],
+        transitions: &[Transition],
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let writes: Vec<TaskWrite<'_>> = tasks
+            .iter()
+            .map(|task| TaskWrite {
+                task,
+                context: Some(&task.context),
+                before: None,
+            })
+            .collect();
+        self.write_now(&writes, transitions, events, false)?;
+        self.sync()
+    }
+
+    async fn import_audit(&self, entries: &[crate::audit::AuditEntry]) -> Result<(), StoreError> {
+        self.import_audit_now(entries)?;
+        self.sync()
+    }
+
+    async fn subjects(&self) -> Result<Vec<super::SubjectCopy>, StoreError> {
+        let mut aliases: HashMap<String, Vec<String>> = HashMap::new();
+        for kv in self.subject_aliases.iter() {
+            let (k, v) = kv?;
+            aliases
+                .entry(String::from_utf8_lossy(&v).into_owned())
+                .or_default()
+                .push(String::from_utf8_lossy(&k).into_owned());
+        }
+        let mut out = Vec::new();
+        for kv in self.subjects.iter() {
+            let (k, v) = kv?;
+            let record: crate::privacy::SubjectRecord = Self::decode(&k, &v)?;
+            let tasks = self.subject_tasks(&record.id).await?;
+            out.push(super::SubjectCopy {
+                aliases: aliases.remove(&record.id).unwrap_or_default(),
+                record,
+                tasks,
+            });
+        }
+        Ok(out)
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
