@@ -990,8 +990,28 @@ async fn serve(cli: &Cli, data: &Path) -> Result<i32> {
         "taskdeck serve: the engine over {} is at {url} (Ctrl-C or SIGTERM stops it)",
         data.display()
     ));
-    shutdown_signal().await;
+    // An engine that stops by itself (its store failed, or, sharing a PostgreSQL store, its
+    // leases were taken over) takes the process with it: a supervisor restarts it.
+    let engine = session.engine.clone();
+    let engine_stopped = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if engine.as_ref().is_some_and(|e| !e.is_running()) {
+                return;
+            }
+        }
+    };
+    let failed = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = engine_stopped => true,
+    };
     session.close(data, Duration::from_secs(10)).await;
+    if failed {
+        bail!(
+            "the engine stopped by itself (see {}); restart taskdeck serve",
+            data.join("logs").join("taskdeck.log").display()
+        );
+    }
     let _ = super::write_line(format_args!("stopped"));
     Ok(0)
 }

@@ -773,6 +773,9 @@ async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     // the tasks: they stand for remote services that outlive this process.
     let (store, services): (Arc<dyn Store>, sled::Db) = match postgres_store(cli)? {
         Some(url) => {
+            // The data directory's own files first: a second process on it is told who
+            // holds it (and connects to its API) before it joins the engines on the database.
+            let services = crate::store::open_services_db(data)?;
             let pg = crate::store::PgStore::open(url, cli.durability, &holder).await?;
             // Who holds this data directory, as the sled store says it (the next process
             // finds the API this one serves through it).
@@ -780,7 +783,6 @@ async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
                 &data.join("taskdeck.pid"),
                 format!("taskdeck process {} ({holder})\n", std::process::id()).as_bytes(),
             );
-            let services = crate::store::open_services_db(data)?;
             pg.attach_services(services.clone());
             (Arc::new(pg), services)
         }

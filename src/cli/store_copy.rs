@@ -11,9 +11,18 @@ use std::sync::Arc;
 /// Opens `place`: a PostgreSQL URL, or a data directory's sled store (made if `create`).
 async fn open(place: &str, create: bool) -> Result<Arc<dyn Store>> {
     if crate::store::is_postgres_url(place) {
-        return Ok(Arc::new(
-            PgStore::open(place, Durability::Immediate, "store copy").await?,
-        ));
+        let target = crate::store::PgTarget::parse(place).map_err(|e| anyhow!(e))?;
+        let store = PgStore::open_target(&target, Durability::Immediate, "store copy", false).await?;
+        let engines = store.live_engines().await?;
+        if !engines.is_empty() {
+            bail!(
+                "{} is in use by {} engine(s) ({}); stop them before copying",
+                target.describe(),
+                engines.len(),
+                engines.join(", ")
+            );
+        }
+        return Ok(Arc::new(store));
     }
     let dir = Path::new(place);
     if !create && !dir.join("store").join("db").exists() {

@@ -101,6 +101,9 @@ pub struct EngineConfig {
 /// How often a growing audit journal's head is signed.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a command on a task another engine drives waits for it to be handed over.
+pub const HAND_OVER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -137,6 +140,8 @@ pub struct Engine {
     operator: String,
     join: std::sync::Mutex<Option<JoinHandle<()>>>,
     checkpoints: Option<JoinHandle<()>>,
+    /// Publishes what every engine sharing the store committed (see `start`).
+    tail: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -175,10 +180,12 @@ impl Engine {
         );
         let seq = store.last_seq().await?;
         let event_seq = store.last_event_seq().await?;
-        let resume = if config.dispatch {
-            store.active_tasks().await?
-        } else {
-            Vec::new()
+        // Alone on its store, an engine resumes every unfinished task; sharing it, those no
+        // live engine drives.
+        let resume = match (config.dispatch, store.shared()) {
+            (true, false) => store.active_tasks().await?,
+            (true, true) => store.claim_orphans().await?,
+            (false, _) => Vec::new(),
         };
         let tracer = config.tracer.clone();
         let audit_keys = config.audit_keys.clone();
@@ -210,6 +217,35 @@ impl Engine {
         orchestrator.vault = vault;
         orchestrator.recover(resume).await;
         let join = tokio::spawn(orchestrator.run());
+        // Sharing the store: every engine's events reach this engine's subscribers from the
+        // store, in its order, woken by the store's notice of a commit (or every half second).
+        let tail = store.changes().map(|changes| {
+            let (store, bus) = (store.clone(), bus.clone());
+            tokio::spawn(async move {
+                let mut last = event_seq;
+                loop {
+                    tokio::select! {
+                        _ = changes.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    loop {
+                        match store.events_after(last, 1000).await {
+                            Ok(page) if page.is_empty() => break,
+                            Ok(page) => {
+                                for event in page {
+                                    last = event.seq;
+                                    bus.publish(event);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot read the events other engines stored: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        });
         let checkpoints = audit_keys.clone().map(|dir| {
             let (store, clock) = (store.clone(), clock);
             tokio::spawn(async move {
@@ -233,6 +269,7 @@ impl Engine {
             operator,
             join: std::sync::Mutex::new(Some(join)),
             checkpoints,
+            tail,
         })
     }
 
@@ -288,6 +325,23 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// `ask` for a command on an existing task. When another engine sharing the store drives
+    /// the task, the orchestrator asks it to hand the task over and this retries until it has
+    /// (within `HAND_OVER_WAIT`; the holder hands over once no step of the task runs).
+    async fn ask_task<T>(&self, make: impl Fn(command::Reply<T>) -> Command) -> Result<T, EngineError> {
+        let deadline = tokio::time::Instant::now() + HAND_OVER_WAIT;
+        loop {
+            match self.ask(&make).await {
+                Err(EngineError::Store(crate::store::StoreError::HeldElsewhere { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Creates a task; the answer comes once it is stored.
     pub async fn submit(&self, request: SubmitRequest) -> Result<Task, EngineError> {
         self.ask(|reply| Command::Submit(request, reply)).await
@@ -295,10 +349,10 @@ impl Engine {
 
     pub async fn retry(&self, task: &str, actor: &Identity, reason: &str) -> Result<Task, EngineError> {
         let (task, actor, reason) = (task.to_string(), actor.clone(), reason.to_string());
-        self.ask(|reply| Command::Retry {
-            task,
-            actor,
-            reason,
+        self.ask_task(|reply| Command::Retry {
+            task: task.clone(),
+            actor: actor.clone(),
+            reason: reason.clone(),
             reply,
         })
         .await
@@ -323,11 +377,11 @@ impl Engine {
             actor.clone(),
             reason.to_string(),
         );
-        self.ask(|reply| Command::RetryNow {
-            task,
-            step,
-            actor,
-            reason,
+        self.ask_task(|reply| Command::RetryNow {
+            task: task.clone(),
+            step: step.clone(),
+            actor: actor.clone(),
+            reason: reason.clone(),
             reply,
         })
         .await
@@ -335,10 +389,10 @@ impl Engine {
 
     pub async fn cancel(&self, task: &str, actor: &Identity, reason: &str) -> Result<Task, EngineError> {
         let (task, actor, reason) = (task.to_string(), actor.clone(), reason.to_string());
-        self.ask(|reply| Command::Cancel {
-            task,
-            actor,
-            reason,
+        self.ask_task(|reply| Command::Cancel {
+            task: task.clone(),
+            actor: actor.clone(),
+            reason: reason.clone(),
             reply,
         })
         .await
@@ -358,12 +412,12 @@ impl Engine {
             actor.clone(),
             reason.to_string(),
         );
-        self.ask(|reply| Command::Resolve {
-            task,
-            step,
-            results,
-            actor,
-            reason,
+        self.ask_task(|reply| Command::Resolve {
+            task: task.clone(),
+            step: step.clone(),
+            results: results.clone(),
+            actor: actor.clone(),
+            reason: reason.clone(),
             reply,
         })
         .await
@@ -380,12 +434,12 @@ impl Engine {
         note: Option<String>,
     ) -> Result<Task, EngineError> {
         let (task, step, actor) = (task.to_string(), step.to_string(), actor.clone());
-        self.ask(|reply| Command::Decide {
-            task,
-            step,
+        self.ask_task(|reply| Command::Decide {
+            task: task.clone(),
+            step: step.clone(),
             approve,
-            actor,
-            note,
+            actor: actor.clone(),
+            note: note.clone(),
             reply,
         })
         .await
@@ -479,6 +533,13 @@ impl Engine {
         }
         if let Some(dir) = &self.audit_keys {
             checkpoint_in(&*self.store, dir, self.clock.now()).await;
+        }
+        if let Some(tail) = &self.tail {
+            tail.abort();
+        }
+        // Sharing the store: what this engine drove is free for the others at once.
+        if let Err(e) = self.store.leave().await {
+            tracing::warn!("cannot give up this engine's tasks (others take them when its lease ends): {e}");
         }
     }
 }

@@ -87,7 +87,14 @@ pub(crate) struct Orchestrator {
     next_prune: Option<tokio::time::Instant>,
     /// Moved by every committed transition (see `commit`).
     metrics: Arc<crate::telemetry::Metrics>,
+    /// When this engine next does its part among the engines sharing the store (`share`);
+    /// `None` when it drives the store alone.
+    next_shared: Option<tokio::time::Instant>,
 }
+
+/// How often an engine sharing its store hands over what others asked for, takes over the
+/// tasks of engines that stopped answering, and looks at children other engines ran.
+const SHARED_EVERY: Duration = Duration::from_millis(500);
 
 impl Orchestrator {
     #[allow(clippy::too_many_arguments)]
@@ -111,7 +118,9 @@ impl Orchestrator {
             None => SmallRng::from_os_rng(),
         };
         let ids = config.id_seed.map(|seed| SmallRng::seed_from_u64(seed ^ 0x1d5));
+        let next_shared = store.shared().then(|| tokio::time::Instant::now() + SHARED_EVERY);
         Orchestrator {
+            next_shared,
             ids,
             config,
             store,
@@ -249,6 +258,7 @@ impl Orchestrator {
                 .map(|at| self.clock.instant_at(at));
             let stop_at = self.stopping.as_ref().map(|(at, _)| *at);
             let prune_at = self.next_prune;
+            let shared_at = self.next_shared;
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
@@ -257,6 +267,7 @@ impl Orchestrator {
                 _ = sleep_until(next_timer), if next_timer.is_some() => {}
                 _ = sleep_until(stop_at), if stop_at.is_some() => {}
                 _ = sleep_until(prune_at), if prune_at.is_some() => {}
+                _ = sleep_until(shared_at), if shared_at.is_some() => {}
             }
             // Take everything else already waiting into the same group (bounded, to keep
             // the latency of one turn small under heavy load).
@@ -267,6 +278,13 @@ impl Orchestrator {
                 }
             }
             self.fire_due_timers();
+            if self
+                .next_shared
+                .is_some_and(|at| tokio::time::Instant::now() >= at)
+            {
+                self.share().await;
+                self.next_shared = Some(tokio::time::Instant::now() + SHARED_EVERY);
+            }
             self.tell_parents().await;
             if !self.commit().await {
                 break;
@@ -587,11 +605,101 @@ impl Orchestrator {
         }
         let task = super::lookup::find_readable(&*self.store, &self.coordinator, who, text).await?;
         let id = task.id.clone();
+        if self.store.shared() {
+            // Another engine may drive it: take it (or ask for it) first, then read it as it
+            // stands now.
+            self.store.claim(&id).await?;
+            let task = self
+                .store
+                .task(&id)
+                .await?
+                .ok_or_else(|| crate::store::StoreError::NoSuchTask(text.to_string()))?;
+            self.adopt(task).await?;
+            return Ok(id);
+        }
         let (task, sealer) = self.open(task).await?;
         self.tasks
             .entry(id.clone())
             .or_insert_with(|| Entry::loaded(task, sealer));
         Ok(id)
+    }
+
+    /// A task this engine has just claimed from the store it shares: an unfinished one is
+    /// taken up as after a restart (a step its last engine was running runs again, with the
+    /// same idempotency key); a finished one is held for the command at hand.
+    async fn adopt(&mut self, task: Task) -> Result<(), EngineError> {
+        if self.tasks.contains_key(&task.id) {
+            return Ok(());
+        }
+        // Transition numbers stay increasing within the task whichever engine wrote last.
+        if let Ok(last) = self.store.last_seq().await {
+            self.seq = self.seq.max(last);
+        }
+        if task.state.is_active() {
+            self.recover(vec![task]).await;
+        } else {
+            let id = task.id.clone();
+            let (task, sealer) = self.open(task).await?;
+            self.finished.push(id.clone());
+            self.tasks.insert(id, Entry::loaded(task, sealer));
+        }
+        Ok(())
+    }
+
+    /// This engine's part among the engines sharing the store: hands over the tasks others
+    /// asked for once none of their steps runs, takes over the tasks of engines that stopped
+    /// answering, and ends delegating steps whose child another engine ran to its end.
+    async fn share(&mut self) {
+        match self.store.wanted().await {
+            Ok(ids) => {
+                for id in ids {
+                    let busy = self.dirty.contains(&id) || self.inflight.keys().any(|(t, _)| *t == id);
+                    if busy {
+                        continue;
+                    }
+                    match self.store.hand_over(&id).await {
+                        Ok(()) => self.drop_task(&id),
+                        Err(e) => tracing::warn!(task = %id, "cannot hand the task over: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot read which tasks other engines asked for: {e}"),
+        }
+        if self.config.dispatch {
+            match self.store.claim_orphans().await {
+                Ok(tasks) => {
+                    for task in tasks {
+                        if let Err(e) = self.adopt(task).await {
+                            tracing::error!("cannot take over a task: {e}");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot look for tasks to take over: {e}"),
+            }
+        }
+        let waiting: Vec<(String, usize)> = self
+            .tasks
+            .iter()
+            .flat_map(|(id, e)| {
+                e.task
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.state == StepState::WaitingForChild)
+                    .map(move |(i, _)| (id.clone(), i))
+            })
+            .collect();
+        for (id, i) in waiting {
+            self.check_child(&id, i).await;
+        }
+    }
+
+    /// Forgets a task another engine drives now (nothing of it runs here).
+    fn drop_task(&mut self, id: &str) {
+        self.tasks.remove(id);
+        self.timers.retain(|(_, t, _)| t != id);
+        self.approval_timers.retain(|(_, t, _)| t != id);
+        self.ready.retain(|(t, _)| t != id);
     }
 
     /// A task read from the store as the engine needs it: its sealed personal data opened,
@@ -1084,6 +1192,11 @@ impl Orchestrator {
         let Some(step) = origin.strip_prefix(parent).and_then(|s| s.strip_prefix('/')) else {
             return;
         };
+        if !self.tasks.contains_key(parent) && self.store.shared() {
+            // The engine driving the parent ends the step when it next looks (`share`), and
+            // one that takes the parent over looks at once (`recover`).
+            return;
+        }
         if !self.tasks.contains_key(parent) {
             let stored = match self.store.task(parent).await {
                 Ok(Some(task)) => self.open(task).await,
@@ -1699,6 +1812,12 @@ impl Orchestrator {
                     self.metrics.commit_took(started.elapsed().as_secs_f64());
                     true
                 }
+                Err(e @ crate::store::StoreError::Fenced(_)) => {
+                    // Crash-only: its leases went to other engines, which run those tasks now;
+                    // carrying on could run a step twice.
+                    tracing::error!("{e}; this engine stops (restart it to join again)");
+                    false
+                }
                 Err(e) => {
                     tracing::error!("store commit failed, stopping the engine: {e}");
                     false
@@ -1726,8 +1845,12 @@ impl Orchestrator {
                 }
                 None => std::mem::take(&mut self.events),
             };
-            for event in published {
-                self.bus.publish(event);
+            // With other engines on the store, every engine's subscribers get the events from
+            // the store, in the order it numbered them (`Engine::start`'s tail).
+            if !self.store.shared() {
+                for event in published {
+                    self.bus.publish(event);
+                }
             }
             for (id, i) in std::mem::take(&mut self.to_spawn) {
                 self.spawn(id, i);

@@ -32,6 +32,9 @@ enum Key {
     Unknown,
 }
 
+/// The subject name under which a store's master-key check value is wrapped.
+const KEY_CHECK_SUBJECT: &str = "taskdeck master key check";
+
 pub struct Vault {
     master: MasterKey,
     source: KeySource,
@@ -49,7 +52,8 @@ impl Vault {
     /// when the key does not open them; `Key` for an unreadable or malformed key file.
     pub async fn open(source: KeySource, store: Arc<dyn Store>) -> Result<Vault, PrivacyError> {
         let first = store.first_subject().await?;
-        let master = match MasterKey::load(&source, first.is_none())? {
+        let check = store.key_check(None).await?;
+        let master = match MasterKey::load(&source, first.is_none() && check.is_none())? {
             Some(m) => m,
             None => {
                 return Err(PrivacyError::Missing {
@@ -65,6 +69,22 @@ impl Vault {
                     });
                 }
             }
+        }
+        // The store remembers which master key seals it (a key wrapped under it), so engines
+        // that share a store cannot seal under two keys even before any subject exists.
+        let check = match check {
+            Some(check) => check,
+            None => {
+                let proposed = envelope::new_data_key(&master.wrap, KEY_CHECK_SUBJECT)
+                    .map(|(_, wrapped)| wrapped)
+                    .unwrap_or_default();
+                store.key_check(Some(&proposed)).await?.unwrap_or(proposed)
+            }
+        };
+        if envelope::unwrap_data_key(&master.wrap, KEY_CHECK_SUBJECT, &check).is_none() {
+            return Err(PrivacyError::Mismatch {
+                path: source.path().display().to_string(),
+            });
         }
         Ok(Vault {
             master,

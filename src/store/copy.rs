@@ -41,6 +41,10 @@ pub async fn copy(
     {
         bail!("the destination already holds a store (tasks, journal entries or data subjects); a copy goes into an empty one");
     }
+    let (theirs, ours) = (from.key_check(None).await?, to.key_check(None).await?);
+    if ours.is_some() && ours != theirs {
+        bail!("the destination was opened with another master key than the source's (its personal data would not open); copy into a new store");
+    }
     // A broken journal is not carried over as if it were whole.
     let audit = verify_store(from, key).await?.map_err(|b| {
         anyhow!(
@@ -111,6 +115,9 @@ pub async fn copy(
         to.put_audit_checkpoint(&checkpoint).await?;
     }
     to.put_catalog_digests(&from.catalog_digests().await?).await?;
+    if let Some(check) = from.key_check(None).await? {
+        to.key_check(Some(&check)).await?;
+    }
     to.flush().await?;
 
     // Verification, from what each side holds now.

@@ -13,7 +13,9 @@ mod sled_store;
 mod sync;
 
 use crate::model::{Event, Task, TaskState, Timestamp, Transition};
-pub use postgres::{is_postgres_url, schema_version as postgres_schema_version, PgStore, PgTarget};
+pub use postgres::{
+    is_postgres_url, schema_version as postgres_schema_version, PgStore, PgTarget, LEASE_SECONDS_ENV,
+};
 use serde_json::Value;
 pub use sled_store::{open_services_db, SledStore, CRASH_AFTER_LOG};
 
@@ -62,6 +64,16 @@ pub enum StoreError {
     Corrupt { key: String, cause: String },
     #[error("cannot encode a record for the store: {0}")]
     Encode(String),
+    /// The task is driven by another engine sharing the store, which was asked to hand it
+    /// over (it does once no step of the task runs).
+    #[error(
+        "task {task} is driven by another engine ({holder}); it was asked to hand the task over, try again"
+    )]
+    HeldElsewhere { task: String, holder: String },
+    /// This engine's lease on these tasks was taken away (it stopped answering for longer
+    /// than the lease): another engine drives them now, and nothing of theirs was stored.
+    #[error("this engine no longer holds task(s) {}: another engine took them over", .0.join(", "))]
+    Fenced(Vec<String>),
     #[error("no task matches `{0}`")]
     NoSuchTask(String),
     #[error("`{prefix}` matches several tasks: {matches}; give more characters")]
@@ -234,6 +246,11 @@ pub trait Store: Send + Sync {
     async fn first_subject(&self) -> Result<Option<crate::privacy::SubjectRecord>, StoreError>;
     /// Keeps `checkpoint` as the latest (durably).
     async fn put_audit_checkpoint(&self, checkpoint: &crate::audit::Checkpoint) -> Result<(), StoreError>;
+    /// The check value of the master key that seals this store's personal data
+    /// (`crate::privacy::Vault`): with `proposed`, stores it unless one is stored already
+    /// (atomically: engines starting together on one store agree on one key), durably; returns
+    /// the one stored, if any.
+    async fn key_check(&self, proposed: Option<&str>) -> Result<Option<String>, StoreError>;
 
     /// Copying a store (`taskdeck store copy`): writes `tasks` whole as they stand — header,
     /// context, step definitions, search terms — with `transitions` (every one of theirs, which
@@ -250,6 +267,40 @@ pub trait Store: Send + Sync {
     async fn import_audit(&self, entries: &[crate::audit::AuditEntry]) -> Result<(), StoreError>;
     /// Every data subject, oldest id first, with its alias hashes and linked task ids.
     async fn subjects(&self) -> Result<Vec<SubjectCopy>, StoreError>;
+
+    // Engines sharing one store (PostgreSQL, `postgres::leases`). A store one engine opens
+    // alone (sled) keeps these defaults: that engine drives every task.
+
+    /// Whether other engines may share this store (then the engine claims what it drives, and
+    /// events reach its subscribers from the store, numbered by it).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Woken when any engine commits events (a hint: read `events_after` to see what).
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Unfinished tasks no live engine drives, now held by this one (whole, as `task` reads them).
+    async fn claim_orphans(&self) -> Result<Vec<Task>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Takes task `id` for this engine before it acts on it. Errors: `HeldElsewhere` (another
+    /// live engine drives it and was asked to hand it over), `Fenced` (this engine is dead).
+    async fn claim(&self, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Tasks this engine drives that another engine asked for.
+    async fn wanted(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Gives task `id` to the engine that asked for it.
+    async fn hand_over(&self, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A clean stop: every task this engine drives is free for the others at once.
+    async fn leave(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A data subject as `Store::subjects` reads it for a copy.

@@ -234,6 +234,9 @@ impl Store for Synchronous {
     ) -> Result<(), StoreError> {
         self.run(self.inner.import(tasks, transitions, events))
     }
+    async fn key_check(&self, proposed: Option<&str>) -> Result<Option<String>, StoreError> {
+        self.run(self.inner.key_check(proposed))
+    }
     async fn import_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         self.run(self.inner.import_audit(entries))
     }

@@ -16,16 +16,17 @@
 //! transaction-scoped advisory lock, after reading the head, so appends from any connection
 //! are serialized and the chain never forks.
 //!
-//! One engine per schema for now: `open` holds a session-level advisory lock for the life of
-//! the store, and a second engine is told the store is in use (`StoreError::Locked`). Sharing
-//! one schema between several engines needs claims with leases and fencing, which this store
-//! does not do yet.
+//! Any number of engines share one schema (`leases`): each unfinished task is driven by the
+//! engine holding its lease, taken over when that engine stops answering, and a commit from an
+//! engine whose lease was taken away is refused (fencing).
 
 // Input never panics the engine: no `unwrap` here outside tests (issue 8).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+mod leases;
 mod schema;
 
+pub use leases::LEASE_SECONDS_ENV;
 pub use schema::latest as schema_version;
 
 use super::records::{Header, StepDef};
@@ -40,9 +41,8 @@ use std::str::FromStr;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-/// Advisory lock keys (first half; the second is the schema's hash): the one engine of a
-/// schema, its migrations, its audit chain.
-const ENGINE_LOCK: i32 = 7420;
+/// Advisory lock key (first half; the second is the schema's hash) of the audit chain, which
+/// also orders the event sequence (migrations use 7421).
 const JOURNAL_LOCK: i32 = 7422;
 
 /// The schema a URL without `?schema=` uses.
@@ -161,8 +161,9 @@ impl PgTarget {
 pub struct PgStore {
     pool: Pool,
     target: PgTarget,
-    /// The session holding the engine lock (`open`); `None` for a store opened to read or copy.
-    _engine_lock: Option<tokio_postgres::Client>,
+    /// This process as one of the engines sharing the store (`open`); `None` for a store
+    /// opened to read or copy.
+    membership: Option<leases::Membership>,
     durability: Durability,
     /// The simulated services' own database (see `SledStore::open_services`), flushed before
     /// each commit so a service's write made before its answer is durable whenever the
@@ -300,10 +301,10 @@ fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError
 }
 
 impl PgStore {
-    /// Opens (creating and migrating as needed) the store at `url` as the one engine of its
-    /// schema: holds the schema's engine lock while the store lives. Errors: `Open` (cannot
-    /// connect, or a schema newer than this build), `Locked` (another engine holds it; the
-    /// message names it by its `application_name`).
+    /// Opens (creating and migrating as needed) the store at `url` as one of the engines
+    /// sharing it: registers, heartbeats, and holds the leases of the tasks it drives (see
+    /// `leases`). Errors: `Open` (cannot connect, a schema newer than this build, a bad
+    /// `TASKDECK_LEASE_SECONDS`).
     pub async fn open(url: &str, durability: Durability, holder: &str) -> Result<PgStore, StoreError> {
         let target = PgTarget::parse(url).map_err(|cause| StoreError::Open {
             path: "--store".into(),
@@ -313,13 +314,13 @@ impl PgStore {
         Self::open_target(&target, durability, holder, true).await
     }
 
-    /// Opens the store at `target`; with `exclusive`, as its one engine (see `open`), else
-    /// alongside whatever holds it (tests, `store copy`).
+    /// Opens the store at `target`; with `engine`, as one of the engines sharing it (see
+    /// `open`), else only to read and write records (tests, `store copy`).
     pub async fn open_target(
         target: &PgTarget,
         durability: Durability,
         holder: &str,
-        exclusive: bool,
+        engine: bool,
     ) -> Result<PgStore, StoreError> {
         let config = target.session_config(durability, holder);
         let place = target.describe();
@@ -352,43 +353,8 @@ impl PgStore {
                 schema::latest()
             );
         }
-        if exclusive {
-            let got: bool = col(
-                &client
-                    .query_one(
-                        "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
-                        &[&ENGINE_LOCK],
-                    )
-                    .await
-                    .map_err(backend)?,
-                0,
-            )?;
-            if !got {
-                let holder: Option<String> = client
-                    .query_opt(
-                        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                         WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.granted \
-                         AND l.objid = hashtext(current_schema())::bigint::bit(32)::int::oid LIMIT 1",
-                        &[&ENGINE_LOCK],
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|row| row.try_get(0).ok());
-                let holder = match holder {
-                    Some(h) => format!(
-                        " ({})",
-                        crate::cli::one_line(&h.chars().take(120).collect::<String>())
-                    ),
-                    None => String::new(),
-                };
-                return Err(StoreError::Locked(format!(
-                    "the PostgreSQL store {place} is in use by another taskdeck engine{holder}: one engine per store for now. Connect to it (--connect URL, or the data directory it was started with), or stop it"
-                )));
-            }
-        }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -407,10 +373,15 @@ impl PgStore {
             )
             .await
             .map_err(backend)?;
+        drop(client);
+        let membership = match engine {
+            true => Some(Self::join(&pool, &config, &target.schema, holder, leases::ttl_from_env()?).await?),
+            false => None,
+        };
         Ok(PgStore {
             pool,
             target: target.clone(),
-            _engine_lock: exclusive.then_some(client),
+            membership,
             durability,
             services: std::sync::OnceLock::new(),
         })
@@ -419,6 +390,14 @@ impl PgStore {
     /// Where this store lives, without the password.
     pub fn describe(&self) -> String {
         self.target.describe()
+    }
+
+    /// For tests of fencing: stops this engine's heartbeat, as if its process hung; its
+    /// commits still try (and are refused once another engine has taken its tasks over).
+    pub fn suspend_heartbeat(&self) {
+        if let Some(m) = self.member() {
+            m.heartbeat.abort();
+        }
     }
 
     /// Keeps `db` (the simulated services' records) flushed before every commit.
@@ -616,6 +595,14 @@ impl PgStore {
         self.flush_services()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
+        // An engine's commit: only of tasks it holds (the fence), events numbered by the
+        // database in commit order.
+        let member = self.membership.as_ref().filter(|_| journal);
+        if let Some(m) = member {
+            let ids: Vec<String> = tasks.iter().map(|w| w.task.id.clone()).collect();
+            let active: Vec<bool> = tasks.iter().map(|w| w.task.state.is_active()).collect();
+            Self::fence(&tx, m, &ids, &active).await?;
+        }
         for w in tasks {
             let t = w.task;
             let header = encode("task", &Header::of(t))?;
@@ -754,8 +741,39 @@ impl PgStore {
             raise_meta(&tx, "last_seq", big(max)?).await?;
         }
         if !events.is_empty() {
+            // Engines sharing the store number events here, under the journal's lock, so the
+            // sequence follows commit order across engines.
+            let mut next = match member {
+                Some(_) => {
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                        &[&JOURNAL_LOCK],
+                    )
+                    .await
+                    .map_err(backend)?;
+                    let row = tx
+                        .query_opt("SELECT value FROM meta WHERE key = 'last_event_seq'", &[])
+                        .await
+                        .map_err(backend)?;
+                    let last = match row {
+                        Some(r) => col::<String>(&r, 0)?.parse::<u64>().unwrap_or(0),
+                        None => 0,
+                    };
+                    Some(last)
+                }
+                None => None,
+            };
             let (mut seqs, mut ats, mut ids, mut bodies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for e in events {
+                let numbered;
+                let e = match next.as_mut() {
+                    Some(n) => {
+                        *n = n.saturating_add(1);
+                        numbered = Event { seq: *n, ..e.clone() };
+                        &numbered
+                    }
+                    None => e,
+                };
                 seqs.push(big(e.seq)?);
                 ats.push(e.at);
                 ids.push(e.task_id.clone());
@@ -771,8 +789,16 @@ impl PgStore {
             tx.execute(&statement, &[&seqs, &ats, &ids, &bodies])
                 .await
                 .map_err(backend)?;
-            let max = events.iter().map(|e| e.seq).max().unwrap_or(0);
-            raise_meta(&tx, "last_event_seq", big(max)?).await?;
+            let max = seqs.iter().copied().max().unwrap_or(0);
+            raise_meta(&tx, "last_event_seq", max).await?;
+            if member.is_some() {
+                tx.execute(
+                    "SELECT pg_notify($1, '')",
+                    &[&leases::channel(&self.target.schema)],
+                )
+                .await
+                .map_err(backend)?;
+            }
         }
         // The journal, in the same transaction as the transitions it describes.
         if journal && !transitions.is_empty() {
@@ -802,6 +828,49 @@ impl Store for PgStore {
         self.write(tasks, transitions, events, true).await
     }
 
+    fn shared(&self) -> bool {
+        self.membership.is_some()
+    }
+
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.member().map(|m| m.changes.clone())
+    }
+
+    async fn claim_orphans(&self) -> Result<Vec<Task>, StoreError> {
+        match self.member() {
+            Some(m) => self.claim_orphans_now(m).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn claim(&self, id: &str) -> Result<(), StoreError> {
+        match self.member() {
+            Some(m) if !unstorable(id) => self.claim_now(m, id).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn wanted(&self) -> Result<Vec<String>, StoreError> {
+        match self.member() {
+            Some(m) => self.wanted_now(m).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn hand_over(&self, id: &str) -> Result<(), StoreError> {
+        match self.member() {
+            Some(m) => self.hand_over_now(m, id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn leave(&self) -> Result<(), StoreError> {
+        match self.member() {
+            Some(m) => self.leave_now(m).await,
+            None => Ok(()),
+        }
+    }
+
     async fn import(
         &self,
         tasks: &[Task],
@@ -817,6 +886,20 @@ impl Store for PgStore {
             })
             .collect();
         self.write(&writes, transitions, events, false).await
+    }
+
+    async fn key_check(&self, proposed: Option<&str>) -> Result<Option<String>, StoreError> {
+        if let Some(value) = proposed {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('master_key_check', $1) ON CONFLICT (key) DO NOTHING",
+                    &[&value],
+                )
+                .await
+                .map_err(backend)?;
+        }
+        self.meta("master_key_check").await
     }
 
     async fn import_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -1151,7 +1234,7 @@ impl Store for PgStore {
             .map_err(backend)?;
         let gone: Vec<String> = rows.iter().map(|r| col(r, 0)).collect::<Result<_, _>>()?;
         if !gone.is_empty() {
-            for table in ["steps", "transitions", "search_terms", "events"] {
+            for table in ["steps", "transitions", "search_terms", "events", "task_owners"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE task_id = ANY($1)"), &[&gone])
                     .await
                     .map_err(backend)?;

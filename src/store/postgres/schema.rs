@@ -70,6 +70,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (subject_id, task_id)
     );
     "#,
+    // 2: engines sharing the store (`store::postgres::leases`): who is alive, and which
+    // engine drives each unfinished task, under which lease (the fencing token).
+    r#"
+    CREATE TABLE engines (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE task_owners (
+        task_id text PRIMARY KEY,
+        engine text NOT NULL,
+        lease bigint NOT NULL,
+        wanted_by text,
+        handed boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX task_owners_by_engine ON task_owners (engine);
+    "#,
 ];
 
 /// The schema version this build writes.

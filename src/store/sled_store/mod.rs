@@ -131,17 +131,7 @@ impl SledStore {
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| match &e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    let held = crate::fsutil::read_small(&dir.join("taskdeck.pid"), 200).unwrap_or_default();
-                    let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
-                    let held = held.as_str();
-                    let held = if held.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (held by {held})")
-                    };
-                    StoreError::Locked(format!("the data directory {}{held} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it", dir.display()))
-                }
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => locked(dir),
                 _ => open_error(&path, e),
             })?;
         check_identity(&db, &path, &marker)?;
@@ -613,7 +603,26 @@ pub fn open_services_db(dir: &Path) -> Result<sled::Db, StoreError> {
         .cache_capacity(16 * 1024 * 1024)
         .flush_every_ms(Some(500))
         .open()
-        .map_err(|e| open_error(&path, e))
+        .map_err(|e| match &e {
+            // Another process holds the data directory (a store elsewhere, e.g. PostgreSQL).
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => locked(dir),
+            _ => open_error(&path, e),
+        })
+}
+
+/// The data directory `dir` is held by another process (named by its `taskdeck.pid`).
+fn locked(dir: &Path) -> StoreError {
+    let held = crate::fsutil::read_small(&dir.join("taskdeck.pid"), 200).unwrap_or_default();
+    let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
+    let held = if held.is_empty() {
+        String::new()
+    } else {
+        format!(" (held by {held})")
+    };
+    StoreError::Locked(format!(
+        "the data directory {}{held} is in use by another taskdeck process that serves no API (a short command, or `--no-api`); wait for it, or stop it",
+        dir.display()
+    ))
 }
 
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
@@ -1331,6 +1340,20 @@ impl Store for SledStore {
         self.sync()
     }
 
+    async fn key_check(&self, proposed: Option<&str>) -> Result<Option<String>, StoreError> {
+        if let Some(value) = proposed {
+            // Insert only where absent; a store already holding one keeps it.
+            let _ = self
+                .meta
+                .compare_and_swap(KEY_CHECK, None as Option<&[u8]>, Some(value.as_bytes()))?;
+            self.sync()?;
+        }
+        Ok(self
+            .meta
+            .get(KEY_CHECK)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
     async fn import_audit(&self, entries: &[crate::audit::AuditEntry]) -> Result<(), StoreError> {
         self.import_audit_now(entries)?;
         self.sync()
@@ -1369,6 +1392,9 @@ impl Store for SledStore {
         self.durability
     }
 }
+
+/// The meta key of the master key's check value (`Store::key_check`).
+const KEY_CHECK: &[u8] = b"master_key_check";
 
 /// The meta key a readiness probe writes.
 const HEALTH_PROBE: &[u8] = b"health_probe";
