@@ -32,7 +32,7 @@ unfinished() { # $1: store ("" for sled), $2: a data directory
   if [ -n "$1" ]; then
     psql "${1%%\?*}" -qAtc "select count(*) from $3.tasks where state in ('pending','in_progress')"
   else
-    TASKDECK_STORE= "$BIN" --data "$2" --workflows "$WORK/workflows" tasks --all --json \
+    TASKDECK_STORE= "$BIN" --data "$2" tasks --all --json \
       | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin) if t["state"] in ("pending","in_progress")))'
   fi
 }
@@ -58,7 +58,7 @@ run() { # $1: label, $2: processes, $3: store URL ("" for sled)
   start=$(date +%s.%N)
   local i=0 subs=()
   for part in "$WORK/$label-part-"*; do
-    TASKDECK_STORE="$store" "$BIN" --data "${dirs[$i]}" --workflows "$WORK/workflows" submit --batch "$part" > /dev/null &
+    TASKDECK_STORE="$store" "$BIN" --data "${dirs[$i]}" submit --batch "$part" > /dev/null &
     subs+=($!)
     i=$((i + 1))
   done
