@@ -227,21 +227,7 @@ impl Orchestrator {
         }
         // With every unfinished task loaded: a delegating step whose child ended while no
         // engine ran (or in an engine that did not hold the parent) ends now.
-        let waiting: Vec<(String, usize)> = self
-            .tasks
-            .iter()
-            .flat_map(|(id, e)| {
-                e.task
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.state == StepState::WaitingForChild)
-                    .map(move |(i, _)| (id.clone(), i))
-            })
-            .collect();
-        for (id, i) in waiting {
-            self.check_child(&id, i).await;
-        }
+        self.check_children().await;
     }
 
     pub async fn run(mut self) {
@@ -677,6 +663,11 @@ impl Orchestrator {
                 Err(e) => tracing::warn!("cannot look for tasks to take over: {e}"),
             }
         }
+        self.check_children().await;
+    }
+
+    /// Ends every delegating step whose child has ended (in another engine, or while none ran).
+    async fn check_children(&mut self) {
         let waiting: Vec<(String, usize)> = self
             .tasks
             .iter()

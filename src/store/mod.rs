@@ -303,12 +303,90 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// `tasks` as a copy writes them (`Store::import`): whole, context included.
+pub(crate) fn whole(tasks: &[Task]) -> Vec<TaskWrite<'_>> {
+    tasks
+        .iter()
+        .map(|task| TaskWrite {
+            task,
+            context: Some(&task.context),
+            before: None,
+        })
+        .collect()
+}
+
 /// A data subject as `Store::subjects` reads it for a copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubjectCopy {
     pub record: crate::privacy::SubjectRecord,
     pub aliases: Vec<String>,
     pub tasks: Vec<String>,
+}
+
+/// Journal entries chained after a head (`chain`): each entry's stored bytes with its
+/// sequence number, the entries themselves (when asked for), and the new head.
+pub(crate) struct Chained {
+    pub bodies: Vec<(u64, Vec<u8>)>,
+    pub written: Vec<crate::audit::AuditEntry>,
+    pub seq: u64,
+    pub hash: String,
+    /// The highest transition sequence number the records name (0 when none).
+    pub transition: u64,
+}
+
+/// Chains `records` after the head `seq`/`hash` (one place for both backends); `keep`: build
+/// the entries too. Errors: the head claims the highest sequence number there is (a
+/// tampered last entry), `Corrupt`.
+pub(crate) fn chain(
+    records: Vec<crate::audit::AuditRecord>,
+    mut seq: u64,
+    mut hash: String,
+    keep: bool,
+) -> Result<Chained, StoreError> {
+    let full = || StoreError::Corrupt {
+        key: "audit journal".into(),
+        cause: "its last entry claims the highest sequence number there is; run `taskdeck audit verify`"
+            .into(),
+    };
+    let mut bodies = Vec::with_capacity(records.len());
+    let mut written = Vec::with_capacity(if keep { records.len() } else { 0 });
+    let mut transition = 0;
+    for record in records {
+        seq = seq.checked_add(1).ok_or_else(full)?;
+        transition = transition.max(record.transition.unwrap_or(0));
+        let (bytes, sealed) = crate::audit::entry::sealed_bytes(seq, &record, &hash);
+        bodies.push((seq, bytes));
+        if keep {
+            written.push(crate::audit::AuditEntry {
+                seq,
+                record,
+                prev_hash: std::mem::replace(&mut hash, sealed),
+                hash: hash.clone(),
+            });
+        } else {
+            hash = sealed;
+        }
+    }
+    Ok(Chained {
+        bodies,
+        written,
+        seq,
+        hash,
+        transition,
+    })
+}
+
+/// One unreadable record must not hide every other task: listings skip it (and log it, with
+/// its key); reading that task by id still reports the error.
+pub(crate) fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError> {
+    match loaded {
+        Ok(task) => Ok(Some(task)),
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::error!("skipping an unreadable task: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Where `entries` may follow a journal whose head is `head` (sequence number and hash).

@@ -30,7 +30,7 @@ pub use leases::LEASE_SECONDS_ENV;
 pub use schema::latest as schema_version;
 
 use super::records::{Header, StepDef};
-use super::{Accept, Durability, Listing, Store, StoreError, TaskWrite, Waiting};
+use super::{readable, Accept, Durability, Listing, Store, StoreError, TaskWrite, Waiting};
 use crate::audit::verify::Stored;
 use crate::audit::{AuditEntry, AuditRecord, Checkpoint, GENESIS};
 use crate::model::{Event, StepStatus, Subject, Task, TaskState, Timestamp, Transition};
@@ -288,18 +288,6 @@ fn row_task(row: &Row, full: bool) -> Result<Task, StoreError> {
     Ok(task)
 }
 
-/// One unreadable row must not hide every other task: listings skip it (logged, with its id).
-fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError> {
-    match loaded {
-        Ok(task) => Ok(Some(task)),
-        Err(e @ StoreError::Corrupt { .. }) => {
-            tracing::error!("skipping an unreadable task: {e}");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 impl PgStore {
     /// Opens (creating and migrating as needed) the store at `url` as one of the engines
     /// sharing it: registers, heartbeats, and holds the leases of the tasks it drives (see
@@ -487,38 +475,20 @@ impl PgStore {
         )
         .await
         .map_err(backend)?;
-        let (mut seq, mut hash) = Self::head_in(tx).await?;
-        let mut seqs = Vec::with_capacity(records.len());
-        let mut bodies = Vec::with_capacity(records.len());
-        let mut written = Vec::new();
-        // The head comes from the store: a tampered last entry may claim any number.
-        let full = || StoreError::Corrupt {
-            key: "audit journal".into(),
-            cause: "its last entry claims the highest sequence number there is; run `taskdeck audit verify`"
-                .into(),
-        };
-        for record in records {
-            seq = seq.checked_add(1).ok_or_else(full)?;
-            let (bytes, sealed) = crate::audit::entry::sealed_bytes(seq, &record, &hash);
-            seqs.push(big(seq)?);
-            bodies.push(String::from_utf8_lossy(&bytes).into_owned());
-            if keep {
-                written.push(AuditEntry {
-                    seq,
-                    record,
-                    prev_hash: std::mem::replace(&mut hash, sealed),
-                    hash: hash.clone(),
-                });
-            } else {
-                hash = sealed;
-            }
+        let (seq, hash) = Self::head_in(tx).await?;
+        let chained = super::chain(records, seq, hash, keep)?;
+        let mut seqs = Vec::with_capacity(chained.bodies.len());
+        let mut bodies = Vec::with_capacity(chained.bodies.len());
+        for (seq, bytes) in &chained.bodies {
+            seqs.push(big(*seq)?);
+            bodies.push(String::from_utf8_lossy(bytes).into_owned());
         }
         let statement = tx
             .prepare_cached("INSERT INTO audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::text[])")
             .await
             .map_err(backend)?;
         tx.execute(&statement, &[&seqs, &bodies]).await.map_err(backend)?;
-        Ok(written)
+        Ok(chained.written)
     }
 
     /// The journal's head as `tx` sees it: the last entry's sequence number and hash.
@@ -877,14 +847,7 @@ impl Store for PgStore {
         transitions: &[Transition],
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let writes: Vec<TaskWrite<'_>> = tasks
-            .iter()
-            .map(|task| TaskWrite {
-                task,
-                context: Some(&task.context),
-                before: None,
-            })
-            .collect();
+        let writes = super::whole(tasks);
         self.write(&writes, transitions, events, false).await
     }
 

@@ -79,48 +79,28 @@ impl SledStore {
                 cause: format!("its last block is unreadable ({why}); nothing more is journaled until it is looked at: run `taskdeck audit verify`"),
             });
         }
-        let mut written = Vec::with_capacity(if keep { records.len() } else { 0 });
-        let (mut seq, mut hash, mut transition) = (head.seq, head.hash.clone(), head.transition);
-        let mut block = Vec::with_capacity(records.len() * 400);
+        let first = head.seq;
+        let chained = crate::store::chain(records, head.seq, head.hash.clone(), keep)?;
+        let mut block =
+            Vec::with_capacity(chained.bodies.iter().map(|(_, b)| b.len() + 1).sum::<usize>() + 2);
         block.push(b'[');
-        // The head comes from the store: a tampered last entry may claim any number.
-        let full = || StoreError::Corrupt {
-            key: "audit journal".into(),
-            cause: "its last entry claims the highest sequence number there is; run `taskdeck audit verify`"
-                .into(),
-        };
-        for record in records {
-            seq = seq.checked_add(1).ok_or_else(full)?;
-            if let Some(t) = record.transition {
-                transition = transition.max(t);
-            }
-            let (bytes, sealed) = crate::audit::entry::sealed_bytes(seq, &record, &hash);
+        for (_, bytes) in &chained.bodies {
             if block.len() > 1 {
                 block.push(b',');
             }
-            block.extend_from_slice(&bytes);
-            if keep {
-                written.push(AuditEntry {
-                    seq,
-                    record,
-                    prev_hash: std::mem::replace(&mut hash, sealed),
-                    hash: hash.clone(),
-                });
-            } else {
-                hash = sealed;
-            }
+            block.extend_from_slice(bytes);
         }
         block.push(b']');
-        // One insert: after a crash the block is all there, or not at all.
-        let first = head.seq.checked_add(1).ok_or_else(full)?;
-        self.audit.insert(first.to_be_bytes(), block)?;
+        // One insert: after a crash the block is all there, or not at all (`chain` checked
+        // that the numbers after the head exist).
+        self.audit.insert(first.saturating_add(1).to_be_bytes(), block)?;
         *head = Head {
-            seq,
-            hash,
-            transition,
+            seq: chained.seq,
+            hash: chained.hash,
+            transition: head.transition.max(chained.transition),
             damaged: None,
         };
-        Ok(written)
+        Ok(chained.written)
     }
 
     /// The entries of `transitions` (of `tasks`), in transition order.

@@ -40,7 +40,7 @@ mod migrate;
 mod records;
 
 use super::sync::DiskSync;
-use super::{Accept, Durability, Listing, Store, StoreError, TaskWrite, Waiting};
+use super::{readable, Accept, Durability, Listing, Store, StoreError, TaskWrite, Waiting};
 use crate::model::{Event, Step, StepStatus, Subject, Task, TaskState, Timestamp, Transition};
 use records::{awaits_decision, key, Header, StepDef};
 use serde_json::Value;
@@ -647,19 +647,6 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
 
 fn finished_key(h: &Header) -> Option<Vec<u8>> {
     (!h.state.is_active()).then(|| key::finished(h.updated_at, &h.id))
-}
-
-/// One unreadable record must not hide every other task: listings skip it (and log it, with
-/// its key); reading that task by id still reports the error.
-fn readable(loaded: Result<Task, StoreError>) -> Result<Option<Task>, StoreError> {
-    match loaded {
-        Ok(task) => Ok(Some(task)),
-        Err(e @ StoreError::Corrupt { .. }) => {
-            tracing::error!("skipping an unreadable task: {e}");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
@@ -1328,14 +1315,7 @@ impl Store for SledStore {
         transitions: &[Transition],
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let writes: Vec<TaskWrite<'_>> = tasks
-            .iter()
-            .map(|task| TaskWrite {
-                task,
-                context: Some(&task.context),
-                before: None,
-            })
-            .collect();
+        let writes = super::whole(tasks);
         self.write_now(&writes, transitions, events, false)?;
         self.sync()
     }
