@@ -223,6 +223,16 @@ async fn conformance(make: &dyn Fn() -> Opened) {
     assert!(store.task("nope").await.unwrap().is_none());
     assert_eq!(store.oldest_task_id().await.unwrap(), None);
     store.check_writable().await.unwrap();
+    // The master key's check value: kept once, never replaced (engines starting together agree).
+    assert_eq!(store.key_check(None).await.unwrap(), None);
+    assert_eq!(
+        store.key_check(Some("first")).await.unwrap().as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        store.key_check(Some("second")).await.unwrap().as_deref(),
+        Some("first")
+    );
 
     // Tasks in two namespaces and workflows; some complete, one in error, one running.
     let mut done = Vec::new();
