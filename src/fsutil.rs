@@ -223,3 +223,29 @@ pub fn make_private(path: &Path) {
     #[cfg(not(unix))]
     let _ = path;
 }
+
+/// Takes an exclusive advisory lock (`flock`) on `path` (created 0600 if missing) for as long
+/// as the returned file is open; `Ok(None)` when another process holds it. The data
+/// directory's lock when its store is elsewhere (PostgreSQL): one process per directory, as
+/// sled's own lock gives.
+pub fn lock_exclusive(path: &Path) -> io::Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    let held = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if held == 0 {
+        return Ok(Some(file));
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        e => Err(e),
+    }
+}

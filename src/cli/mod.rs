@@ -737,6 +737,8 @@ struct Opened {
     catalog: Arc<Catalog>,
     registry: Registry,
     identity: Identity,
+    /// The data directory's lock when the store is elsewhere (held while this lives).
+    _lock: Option<std::fs::File>,
 }
 
 /// The handlers the CLI knows (for validating workflows): built-ins plus the blog workflows,
@@ -771,34 +773,43 @@ async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
     };
     // The simulated systems keep their records in the data directory, whichever store holds
     // the tasks: they stand for remote services that outlive this process.
-    let (store, services): (Arc<dyn Store>, sled::Db) = match postgres_store(cli)? {
-        Some(url) => {
-            // The data directory's own files first: a second process on it is told who
-            // holds it (and connects to its API) before it joins the engines on the database.
-            let services = crate::store::open_services_db(data)?;
-            let pg = crate::store::PgStore::open(url, cli.durability, &holder).await?;
-            // Who holds this data directory, as the sled store says it (the next process
-            // finds the API this one serves through it).
-            let _ = crate::fsutil::replace_private(
-                &data.join("taskdeck.pid"),
-                format!("taskdeck process {} ({holder})\n", std::process::id()).as_bytes(),
-            );
-            pg.attach_services(services.clone());
-            (Arc::new(pg), services)
-        }
-        None => {
-            let sled = SledStore::open(data, cli.durability, &holder)?;
-            let services = sled.open_services(data)?;
-            (Arc::new(sled), services)
-        }
-    };
-    let services = crate::services::Services::durable(true, &crate::services::Backing::sled(services));
+    let (store, services, lock): (Arc<dyn Store>, crate::services::Backing, Option<std::fs::File>) =
+        match postgres_store(cli)? {
+            Some(url) => {
+                // The data directory's lock first: a second process on it is told who holds it
+                // (and connects to its API) before it joins the engines on the database.
+                let lock = match crate::fsutil::lock_exclusive(&data.join("taskdeck.lock")) {
+                    Ok(Some(file)) => file,
+                    Ok(None) => return Err(crate::store::data_dir_locked(data).into()),
+                    Err(e) => bail!("cannot lock the data directory {}: {e}", data.display()),
+                };
+                let pg = crate::store::PgStore::open(url, cli.durability, &holder).await?;
+                // Who holds this data directory, as the sled store says it (the next process
+                // finds the API this one serves through it).
+                let _ = crate::fsutil::replace_private(
+                    &data.join("taskdeck.pid"),
+                    format!("taskdeck process {} ({holder})\n", std::process::id()).as_bytes(),
+                );
+                // The simulated systems' records are in the store's schema: every engine on it
+                // talks to the same "remote systems".
+                let services = crate::services::Backing::postgres(pg.shared_services()?);
+                (Arc::new(pg), services, Some(lock))
+            }
+            None => {
+                // Beside the sled store: they stand for remote services that outlive this process.
+                let sled = SledStore::open(data, cli.durability, &holder)?;
+                let services = crate::services::Backing::sled(sled.open_services(data)?);
+                (Arc::new(sled), services, None)
+            }
+        };
+    let services = crate::services::Services::durable(true, &services);
     let registry = Registry::standard(Arc::new(services));
     Ok(Opened {
         store,
         catalog,
         registry,
         identity,
+        _lock: lock,
     })
 }
 

@@ -24,6 +24,9 @@ pub(super) struct Session {
     /// The engine this process runs, stopped when the session closes.
     pub engine: Option<Arc<Engine>>,
     pub server: Option<Server>,
+    /// The data directory's lock when its store is elsewhere (PostgreSQL): held until the
+    /// session closes.
+    pub lock: Option<std::fs::File>,
 }
 
 impl Session {
@@ -36,6 +39,7 @@ impl Session {
         if let Some(engine) = self.engine {
             engine.shutdown(grace).await;
         }
+        drop(self.lock);
     }
 }
 
@@ -115,6 +119,7 @@ async fn local(
         client,
         engine: Some(engine),
         server,
+        lock: opened._lock,
     })
 }
 
@@ -156,6 +161,7 @@ async fn remote(cli: &Cli, data: &Path, url: &str, own_cert: Option<std::path::P
         client: Arc::new(client),
         engine: None,
         server: None,
+        lock: None,
     })
 }
 

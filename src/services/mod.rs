@@ -11,6 +11,7 @@ mod accounts;
 mod analytics;
 mod commerce;
 pub mod faults;
+pub mod shared;
 mod support_desk;
 mod table;
 

@@ -12,20 +12,35 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-/// Where the systems keep their records: in memory (tests, benches) or in sled trees.
+/// Where the systems keep their records: in memory (tests, benches), in sled trees, or in
+/// the PostgreSQL store's schema (`services::shared`), shared by every engine on it.
 #[derive(Clone, Default)]
-pub struct Backing(Option<sled::Db>);
+pub struct Backing(
+    Option<sled::Db>,
+    Option<std::sync::Arc<super::shared::SharedRows>>,
+);
 
 impl Backing {
     /// Records written through to trees named `service.<table>` of `db`.
     pub fn sled(db: sled::Db) -> Self {
-        Backing(Some(db))
+        Backing(Some(db), None)
+    }
+
+    /// Records in the PostgreSQL store every engine shares (`services::shared`).
+    pub fn postgres(rows: std::sync::Arc<super::shared::SharedRows>) -> Self {
+        Backing(None, Some(rows))
     }
 
     /// A table named `name`, loaded from its tree if there is one. A tree that cannot be
     /// opened or read is logged and the table starts empty: a simulation never stops the
     /// engine.
     pub(crate) fn table<T: Clone + Serialize + DeserializeOwned>(&self, name: &str) -> Table<T> {
+        if let Some(shared) = &self.1 {
+            return Table {
+                shared: Some((shared.clone(), name.to_string())),
+                ..Table::default()
+            };
+        }
         let Some(db) = &self.0 else {
             return Table::default();
         };
@@ -63,6 +78,8 @@ struct Row<T> {
 pub struct Table<T> {
     rows: Mutex<Rows<T>>,
     tree: Option<sled::Tree>,
+    /// The shared records this table caches, and its name there.
+    shared: Option<(std::sync::Arc<super::shared::SharedRows>, String)>,
 }
 
 impl<T> Default for Table<T> {
@@ -74,8 +91,11 @@ impl<T> Default for Table<T> {
                 next: 0,
                 dirty: Vec::new(),
                 writer: None,
+                rev: 0,
+                forgotten: Vec::new(),
             }),
             tree: None,
+            shared: None,
         }
     }
 }
@@ -89,6 +109,10 @@ pub struct Rows<T> {
     dirty: Vec<u64>,
     /// The task on whose behalf `insert` writes.
     writer: Option<String>,
+    /// With shared records: the last change this cache has seen.
+    rev: u64,
+    /// With shared records: rows forgotten since the last write (key, position).
+    forgotten: Vec<(String, u64)>,
 }
 
 impl<T> Rows<T> {
@@ -134,6 +158,70 @@ impl<T> Rows<T> {
     }
 }
 
+impl<T: Clone + Serialize + DeserializeOwned> Rows<T> {
+    /// Brings the cache up to the shared records' `changes` (a row that cannot be read is
+    /// skipped, logged).
+    fn apply(&mut self, changes: super::shared::Changes, table: &str) {
+        for change in changes.rows {
+            let at = change.pos;
+            match change.value {
+                None => {
+                    self.rows.remove(&at);
+                    if self.index.get(&change.key) == Some(&at) {
+                        self.index.remove(&change.key);
+                    }
+                }
+                Some(text) => match serde_json::from_str::<T>(&text) {
+                    Ok(value) => {
+                        if let Some(old) = self.index.insert(change.key.clone(), at) {
+                            if old != at {
+                                self.rows.remove(&old);
+                            }
+                        }
+                        self.rows.insert(
+                            at,
+                            Row {
+                                key: change.key,
+                                value,
+                                writer: change.writer,
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!("simulated service table {table}: skipping a row: {e}"),
+                },
+            }
+        }
+        self.next = self.next.max(changes.next);
+        self.rev = changes.rev;
+    }
+
+    /// The rows changed since the last write, as the shared records take them.
+    fn take_writes(&mut self) -> Vec<super::shared::RowChange> {
+        let mut writes: Vec<super::shared::RowChange> = std::mem::take(&mut self.forgotten)
+            .into_iter()
+            .map(|(key, pos)| super::shared::RowChange {
+                key,
+                pos,
+                value: None,
+                writer: None,
+            })
+            .collect();
+        for at in std::mem::take(&mut self.dirty) {
+            let Some(row) = self.rows.get(&at) else { continue };
+            match serde_json::to_string(&row.value) {
+                Ok(value) => writes.push(super::shared::RowChange {
+                    key: row.key.clone(),
+                    pos: at,
+                    value: Some(value),
+                    writer: row.writer.clone(),
+                }),
+                Err(e) => tracing::warn!("simulated service row not encodable: {e}"),
+            }
+        }
+        writes
+    }
+}
+
 impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
     fn load(tree: sled::Tree, name: &str) -> Self {
         let table = Table::default();
@@ -168,6 +256,7 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
         Table {
             rows: table.rows,
             tree: Some(tree),
+            shared: None,
         }
     }
 
@@ -181,6 +270,21 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
     /// behalf of the task `writer` (the id of the task whose call this is), then writes the
     /// rows it inserted through to the tree.
     pub fn with<R>(&self, writer: &str, f: impl FnOnce(&mut Rows<T>) -> R) -> R {
+        if let Some((shared, name)) = &self.shared {
+            let mut rows = self.lock();
+            let since = rows.rev;
+            return shared.transact(name, since, |changes| {
+                if let Some(changes) = changes {
+                    rows.apply(changes, name);
+                }
+                rows.writer = Some(writer.to_string());
+                let result = f(&mut rows);
+                rows.writer = None;
+                let writes = rows.take_writes();
+                rows.rev = rows.rev.saturating_add(writes.len() as u64);
+                (result, writes, rows.next)
+            });
+        }
         let mut rows = self.lock();
         rows.writer = Some(writer.to_string());
         let result = f(&mut rows);
@@ -208,12 +312,14 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
     }
 
     pub fn get(&self, key: &str) -> Option<T> {
-        self.lock().get(key).cloned()
+        self.with("", |rows| rows.get(key).cloned())
     }
 
     /// Every value, in insertion order.
     pub fn all(&self) -> Vec<T> {
-        self.lock().rows.values().map(|row| row.value.clone()).collect()
+        self.with("", |rows| {
+            rows.rows.values().map(|row| row.value.clone()).collect()
+        })
     }
 
     /// Inserts or replaces the row of `key`, written by the task `writer`.
@@ -225,6 +331,26 @@ impl<T: Clone + Serialize + DeserializeOwned> Table<T> {
     /// UUIDv7, so: created before it), and rows of older builds that name no writer. Returns
     /// how many went.
     pub fn forget_before(&self, oldest: &str) -> usize {
+        if self.shared.is_some() {
+            // Forgotten rows are written as such, so every engine's cache lets them go.
+            return self.with("", |rows| {
+                let gone: Vec<u64> = rows
+                    .rows
+                    .iter()
+                    .filter(|(_, row)| row.writer.as_deref().is_none_or(|w| w < oldest))
+                    .map(|(&at, _)| at)
+                    .collect();
+                for at in &gone {
+                    if let Some(row) = rows.rows.remove(at) {
+                        if rows.index.get(&row.key) == Some(at) {
+                            rows.index.remove(&row.key);
+                        }
+                        rows.forgotten.push((row.key, *at));
+                    }
+                }
+                gone.len()
+            });
+        }
         let mut rows = self.lock();
         let gone: Vec<u64> = rows
             .rows

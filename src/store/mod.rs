@@ -17,7 +17,7 @@ pub use postgres::{
     is_postgres_url, schema_version as postgres_schema_version, PgStore, PgTarget, LEASE_SECONDS_ENV,
 };
 use serde_json::Value;
-pub use sled_store::{open_services_db, SledStore, CRASH_AFTER_LOG};
+pub use sled_store::{locked as data_dir_locked, open_services_db, SledStore, CRASH_AFTER_LOG};
 
 /// When a commit is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -388,6 +388,15 @@ impl PgStore {
         }
     }
 
+    /// A connection for the simulated services' records in this store's schema
+    /// (`services::shared`), which every engine of the store shares.
+    pub fn shared_services(&self) -> Result<std::sync::Arc<crate::services::shared::SharedRows>, StoreError> {
+        let config = self.target.session_config(Durability::Immediate, "services");
+        crate::services::shared::SharedRows::new(config)
+            .map(std::sync::Arc::new)
+            .map_err(|e| StoreError::Backend(format!("cannot start the services' database runtime: {e}")))
+    }
+
     /// Keeps `db` (the simulated services' records) flushed before every commit.
     pub fn attach_services(&self, db: sled::Db) {
         let _ = self.services.set(db);

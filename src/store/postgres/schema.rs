@@ -88,6 +88,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX task_owners_by_engine ON task_owners (engine);
     "#,
+    // 3: the simulated services' records (`services::table`), shared by every engine of the
+    // store as the remote systems they stand for would be. `rev` orders changes, so each
+    // engine's cache reads only what changed; a forgotten row is kept as `value` NULL.
+    r#"
+    CREATE TABLE service_rows (
+        tbl text NOT NULL,
+        key text NOT NULL,
+        pos bigint NOT NULL,
+        value text,
+        writer text,
+        rev bigint NOT NULL,
+        PRIMARY KEY (tbl, key)
+    );
+    CREATE INDEX service_rows_by_rev ON service_rows (tbl, rev);
+    CREATE TABLE service_tables (
+        tbl text PRIMARY KEY,
+        next bigint NOT NULL,
+        rev bigint NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -611,7 +611,7 @@ pub fn open_services_db(dir: &Path) -> Result<sled::Db, StoreError> {
 }
 
 /// The data directory `dir` is held by another process (named by its `taskdeck.pid`).
-fn locked(dir: &Path) -> StoreError {
+pub fn locked(dir: &Path) -> StoreError {
     let held = crate::fsutil::read_small(&dir.join("taskdeck.pid"), 200).unwrap_or_default();
     let held: String = held.trim().chars().filter(|c| !c.is_control()).collect();
     let held = if held.is_empty() {
