@@ -268,3 +268,36 @@ async fn an_approval_decided_through_another_engine_is_handed_over_and_both_see_
     a.engine.shutdown(Duration::ZERO).await;
     b.engine.shutdown(Duration::ZERO).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_the_others_declared_dead_stops_by_itself() {
+    let Some(url) = pg::url("an_engine_the_others_declared_dead_stops_by_itself") else {
+        return;
+    };
+    std::env::set_var(taskdeck::store::LEASE_SECONDS_ENV, "2");
+    let target = pg::fresh_target(&url);
+    let calls = Arc::new(Mutex::new(HashMap::new()));
+    let ran_by = Arc::new(Mutex::new(Vec::new()));
+    let (a, store_a) = engine(&target, shared_gate("a", &calls, &ran_by), "a").await;
+    assert!(store_a
+        .live_engines()
+        .await
+        .unwrap()
+        .iter()
+        .any(|n| n.starts_with("a (pid")));
+    // As another engine does to one whose heartbeat is long gone: its row is removed.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DELETE FROM {}.engines", target.schema))
+        .await
+        .unwrap();
+    wait_until("the engine stops", async || !a.is_running()).await;
+    let refused = a
+        .submit(SubmitRequest::new("t/flow", json!({}), Identity::local("tester")))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("stopped"), "{refused}");
+}

@@ -12,6 +12,9 @@ use std::sync::Arc;
 async fn open(place: &str, create: bool) -> Result<Arc<dyn Store>> {
     if crate::store::is_postgres_url(place) {
         let target = crate::store::PgTarget::parse(place).map_err(|e| anyhow!(e))?;
+        if !create && !PgStore::exists(&target).await? {
+            bail!("{} holds no store (is the schema right?)", target.describe());
+        }
         let store = PgStore::open_target(&target, Durability::Immediate, "store copy", false).await?;
         let engines = store.live_engines().await?;
         if !engines.is_empty() {

@@ -268,6 +268,11 @@ impl Orchestrator {
                 .next_shared
                 .is_some_and(|at| tokio::time::Instant::now() >= at)
             {
+                if !self.store.alive() {
+                    // Others take its tasks over now: carrying on could run a step twice.
+                    tracing::error!("this engine lost its place among the engines sharing the store (no heartbeat for longer than its lease); it stops (restart it to join again)");
+                    break;
+                }
                 self.share().await;
                 self.next_shared = Some(tokio::time::Instant::now() + SHARED_EVERY);
             }

@@ -276,6 +276,11 @@ pub trait Store: Send + Sync {
     fn shared(&self) -> bool {
         false
     }
+    /// Whether this engine still counts as alive among those sharing the store (false once
+    /// its heartbeat has failed for longer than its lease: it must stop, crash-only).
+    fn alive(&self) -> bool {
+        true
+    }
     /// Woken when any engine commits events (a hint: read `events_after` to see what).
     fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None

@@ -57,7 +57,6 @@ pub fn ttl_from_env() -> Result<Duration, StoreError> {
 /// This process's membership among the engines of a store.
 pub(super) struct Membership {
     pub id: String,
-    pub ttl: Duration,
     /// Set when the engine's row is gone (declared dead) or its heartbeat failed for a ttl.
     pub lost: Arc<AtomicBool>,
     /// Woken when any engine commits events (`LISTEN`), for the event tail.
@@ -79,6 +78,24 @@ impl Drop for Membership {
 /// The `NOTIFY` channel of a schema's commits.
 pub(super) fn channel(schema: &str) -> String {
     format!("taskdeck_events_{schema}")
+}
+
+/// This machine's name, for telling engines apart in messages (`engines.name`).
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if n == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if name.is_empty() {
+        "unknown host".into()
+    } else {
+        name
+    }
 }
 
 /// `ttl` as a PostgreSQL interval in seconds.
@@ -104,8 +121,12 @@ impl PgStore {
         let client = pool.get().await.map_err(super::pool_error)?;
         client
             .execute(
-                "INSERT INTO engines (id, name) VALUES ($1, $2)",
-                &[&id, &format!("{holder} (pid {})", std::process::id())],
+                "INSERT INTO engines (id, name, lease_seconds) VALUES ($1, $2, $3)",
+                &[
+                    &id,
+                    &format!("{holder} (pid {} on {})", std::process::id(), host_name()),
+                    &seconds(ttl),
+                ],
             )
             .await
             .map_err(backend)?;
@@ -184,7 +205,6 @@ impl PgStore {
         };
         Ok(Membership {
             id,
-            ttl,
             lost,
             changes,
             heartbeat,
@@ -200,7 +220,6 @@ impl PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        let ttl = seconds(m.ttl);
         // A finished task needs no holder.
         tx.execute(
             "DELETE FROM task_owners o USING tasks t WHERE t.id = o.task_id \
@@ -214,10 +233,10 @@ impl PgStore {
                 "UPDATE task_owners o SET engine = $1, lease = o.lease + 1, wanted_by = NULL \
                  WHERE o.task_id IN ( \
                    SELECT d.task_id FROM task_owners d LEFT JOIN engines e ON e.id = d.engine \
-                   WHERE d.engine <> $1 AND (e.id IS NULL OR e.heartbeat_at < now() - make_interval(secs => $2::float8)) \
-                   ORDER BY d.task_id LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
+                   WHERE d.engine <> $1 AND (e.id IS NULL OR e.heartbeat_at < now() - make_interval(secs => e.lease_seconds)) \
+                   ORDER BY d.task_id LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
                  RETURNING o.task_id",
-                &[&m.id, &ttl, &CLAIM_BATCH],
+                &[&m.id, &CLAIM_BATCH],
             )
             .await
             .map_err(backend)?;
@@ -241,9 +260,9 @@ impl PgStore {
             .map_err(backend)?;
         // Engines long dead and holding nothing are forgotten.
         tx.execute(
-            "DELETE FROM engines e WHERE e.heartbeat_at < now() - make_interval(secs => $1::float8 * 6) \
+            "DELETE FROM engines e WHERE e.heartbeat_at < now() - make_interval(secs => e.lease_seconds * 6) \
              AND NOT EXISTS (SELECT 1 FROM task_owners o WHERE o.engine = e.id)",
-            &[&ttl],
+            &[],
         )
         .await
         .map_err(backend)?;
@@ -281,9 +300,9 @@ impl PgStore {
         let row = tx
             .query_opt(
                 "SELECT o.engine, coalesce(e.name, ''), \
-                 (e.id IS NULL OR e.heartbeat_at < now() - make_interval(secs => $2::float8)) \
+                 (e.id IS NULL OR e.heartbeat_at < now() - make_interval(secs => e.lease_seconds)) \
                  FROM task_owners o LEFT JOIN engines e ON e.id = o.engine WHERE o.task_id = $1 FOR UPDATE OF o",
-                &[&id, &seconds(m.ttl)],
+                &[&id],
             )
             .await
             .map_err(backend)?;
@@ -331,15 +350,13 @@ impl PgStore {
         result
     }
 
-    /// The engines that answered within a lease of now (their names: `holder (pid N)`),
-    /// assuming the default lease when this store is not an engine.
+    /// The engines that answered within their lease (their names: `holder (pid N on HOST)`).
     pub async fn live_engines(&self) -> Result<Vec<String>, StoreError> {
-        let ttl = self.member().map_or(DEFAULT_TTL, |m| m.ttl);
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT name FROM engines WHERE heartbeat_at >= now() - make_interval(secs => $1::float8) ORDER BY started_at",
-                &[&seconds(ttl)],
+                "SELECT name FROM engines WHERE heartbeat_at >= now() - make_interval(secs => lease_seconds) ORDER BY started_at",
+                &[],
             )
             .await
             .map_err(backend)?;
@@ -388,12 +405,14 @@ impl PgStore {
     }
 
     /// Inside a commit: refuses (`Fenced`) unless this engine is alive and holds every task
-    /// written (`ids`; `active[i]`: still unfinished after the commit), then takes the new ones
-    /// and lets the finished ones go.
+    /// written (`ids`; `created[i]`: made by this commit, so no engine holds it yet;
+    /// `active[i]`: still unfinished after the commit), then takes the new ones and lets the
+    /// finished ones go.
     pub(super) async fn fence(
         tx: &deadpool_postgres::Transaction<'_>,
         m: &Membership,
         ids: &[String],
+        created: &[bool],
         active: &[bool],
     ) -> Result<(), StoreError> {
         if m.lost.load(Ordering::SeqCst) {
@@ -430,13 +449,19 @@ impl PgStore {
         if !taken.is_empty() {
             return Err(StoreError::Fenced(taken));
         }
-        let (mut new, mut done) = (Vec::new(), Vec::new());
-        for (id, &active) in ids.iter().zip(active) {
-            match (held.contains(id), active) {
-                (false, true) => new.push(id.clone()),
-                (true, false) => done.push(id.clone()),
+        let (mut new, mut done, mut lost) = (Vec::new(), Vec::new(), Vec::new());
+        for ((id, &active), &created) in ids.iter().zip(active).zip(created) {
+            match (held.contains(id), created, active) {
+                // A task this engine did not create and holds no lease on: another engine
+                // finished it since (its lease went with it), or it was never ours.
+                (false, false, _) => lost.push(id.clone()),
+                (false, true, true) => new.push(id.clone()),
+                (true, _, false) => done.push(id.clone()),
                 _ => {}
             }
+        }
+        if !lost.is_empty() {
+            return Err(StoreError::Fenced(lost));
         }
         if !new.is_empty() {
             let statement = tx

@@ -45,6 +45,9 @@ use tokio_postgres::{NoTls, Row};
 /// also orders the event sequence (migrations use 7421).
 const JOURNAL_LOCK: i32 = 7422;
 
+/// How long a store keeps asking for a connection when the server does not take any.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// The schema a URL without `?schema=` uses.
 pub const DEFAULT_SCHEMA: &str = "taskdeck";
 
@@ -104,6 +107,12 @@ impl PgTarget {
         };
         let config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| format!("the PostgreSQL URL is not valid: {e}"))?;
+        if !matches!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer
+        ) {
+            return Err("sslmode: TLS to PostgreSQL is not supported yet; connect over loopback or a trusted network (sslmode=disable or prefer)".into());
+        }
         Ok(PgTarget { config, schema })
     }
 
@@ -375,6 +384,26 @@ impl PgStore {
         })
     }
 
+    /// Whether `target` holds a Taskdeck store (its schema and version table exist); makes
+    /// nothing. Errors: `Open` when the database cannot be reached.
+    pub async fn exists(target: &PgTarget) -> Result<bool, StoreError> {
+        let config = target.session_config(Durability::Immediate, "check");
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| StoreError::Open {
+            path: target.describe(),
+            cause: pg_message(&e),
+            advice: "check that PostgreSQL runs and the URL's host, port, user, password and database",
+        })?;
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'taskdeck_schema'",
+                &[&target.schema],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(col::<i64>(&row, 0)? > 0)
+    }
+
     /// Where this store lives, without the password.
     pub fn describe(&self) -> String {
         self.target.describe()
@@ -411,8 +440,23 @@ impl PgStore {
             .map_err(backend)
     }
 
+    /// A pooled session. A database restart or failover closes every session: closed ones
+    /// are let go, and a server that does not take connections yet (starting up, shutting
+    /// down, refusing) is asked again for up to `RECONNECT_FOR`, so a short interruption
+    /// delays a commit rather than stopping the engine.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
+        loop {
+            match self.pool.get().await {
+                Ok(client) if !client.is_closed() => return Ok(client),
+                Ok(closed) => drop(deadpool_postgres::Object::take(closed)),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!("no PostgreSQL connection yet: {}", pool_error(e));
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(pool_error(e)),
+            }
+        }
     }
 
     fn flush_services(&self) -> Result<(), StoreError> {
@@ -579,8 +623,9 @@ impl PgStore {
         let member = self.membership.as_ref().filter(|_| journal);
         if let Some(m) = member {
             let ids: Vec<String> = tasks.iter().map(|w| w.task.id.clone()).collect();
+            let created: Vec<bool> = tasks.iter().map(|w| w.context.is_some()).collect();
             let active: Vec<bool> = tasks.iter().map(|w| w.task.state.is_active()).collect();
-            Self::fence(&tx, m, &ids, &active).await?;
+            Self::fence(&tx, m, &ids, &created, &active).await?;
         }
         for w in tasks {
             let t = w.task;
@@ -809,6 +854,11 @@ impl Store for PgStore {
 
     fn shared(&self) -> bool {
         self.membership.is_some()
+    }
+
+    fn alive(&self) -> bool {
+        self.member()
+            .is_none_or(|m| !m.lost.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {

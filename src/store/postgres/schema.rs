@@ -77,7 +77,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         id text PRIMARY KEY,
         name text NOT NULL,
         started_at timestamptz NOT NULL DEFAULT now(),
-        heartbeat_at timestamptz NOT NULL DEFAULT now()
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        -- Each engine is judged dead by the lease it declared (engines may differ).
+        lease_seconds double precision NOT NULL
     );
     CREATE TABLE task_owners (
         task_id text PRIMARY KEY,
