@@ -282,6 +282,13 @@ async fn three_engines_share_300_tasks_through_two_kills_and_each_ends_as_withou
         }
     }
     assert_eq!(kinds.len(), 300);
+    // A command without `--store` on a directory a PostgreSQL-backed engine holds talks to that
+    // engine, never to an empty sled store of its own beside it.
+    let out = taskdeck(&servers[1].data, "", &["tasks", "--all", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.as_array().unwrap().len() >= 300);
+    assert!(!servers[1].data.join("store").exists(), "no sled store was made");
 
     // Every task (and every child a refund delegated) ends.
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

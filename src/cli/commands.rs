@@ -504,6 +504,7 @@ async fn journal_issue(
     use sha2::{Digest, Sha256};
     // PostgreSQL's journal takes appends from any process (under its lock); sled's only when
     // no other process holds the directory.
+    let mut dir_lock = None;
     let store: Box<dyn crate::store::Store> = match super::postgres_store(cli) {
         Ok(Some(url)) => match crate::store::PgTarget::parse(url) {
             Ok(target) => match crate::store::PgStore::open_target(
@@ -523,6 +524,12 @@ async fn journal_issue(
             Err(_) => return,
         },
         Ok(None) => {
+            // Only while no other process holds the directory (whatever its store): the
+            // holder journals the token's first use instead.
+            match crate::fsutil::lock_exclusive(&data.join("taskdeck.lock")) {
+                Ok(Some(lock)) => dir_lock = Some(lock),
+                _ => return,
+            }
             match crate::store::SledStore::open(data, crate::store::Durability::Immediate, "token issue") {
                 Ok(store) => Box::new(store),
                 Err(_) => return,
@@ -547,6 +554,8 @@ async fn journal_issue(
     if let Err(e) = store.append_audit(vec![record]).await {
         tracing::warn!("the token was issued but not journaled: {e}");
     }
+    drop(store);
+    drop(dir_lock);
 }
 
 /// `taskdeck token rotate-key`: an admin's; journaled as `key.rotated` in the store, which it

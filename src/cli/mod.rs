@@ -747,6 +747,16 @@ fn registry() -> Registry {
     Registry::standard(Arc::new(crate::services::Services::new(true)))
 }
 
+/// The data directory's lock (`DATA/taskdeck.lock`), held by whichever process opens its
+/// store. Errors: `StoreError::Locked` (naming the holder) when another process holds it.
+fn lock_data_dir(data: &Path) -> Result<std::fs::File> {
+    match crate::fsutil::lock_exclusive(&data.join("taskdeck.lock")) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(crate::store::data_dir_locked(data).into()),
+        Err(e) => bail!("cannot lock the data directory {}: {e}", data.display()),
+    }
+}
+
 /// The PostgreSQL URL `--store` names, if any (empty is the default sled store). Errors: a
 /// value that is neither empty nor a PostgreSQL URL.
 fn postgres_store(cli: &Cli) -> Result<Option<&str>> {
@@ -771,18 +781,12 @@ async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
             .unwrap_or("")
             .to_lowercase(),
     };
-    // The simulated systems keep their records in the data directory, whichever store holds
-    // the tasks: they stand for remote services that outlive this process.
     let (store, services, lock): (Arc<dyn Store>, crate::services::Backing, Option<std::fs::File>) =
         match postgres_store(cli)? {
             Some(url) => {
                 // The data directory's lock first: a second process on it is told who holds it
                 // (and connects to its API) before it joins the engines on the database.
-                let lock = match crate::fsutil::lock_exclusive(&data.join("taskdeck.lock")) {
-                    Ok(Some(file)) => file,
-                    Ok(None) => return Err(crate::store::data_dir_locked(data).into()),
-                    Err(e) => bail!("cannot lock the data directory {}: {e}", data.display()),
-                };
+                let lock = lock_data_dir(data)?;
                 let pg = crate::store::PgStore::open(url, cli.durability, &holder).await?;
                 // Who holds this data directory, as the sled store says it (the next process
                 // finds the API this one serves through it).
@@ -796,10 +800,14 @@ async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
                 (Arc::new(pg), services, Some(lock))
             }
             None => {
+                // The same lock as a PostgreSQL-backed process takes, so a command without
+                // `--store` on a directory such a process holds connects to it (rather than
+                // make an empty sled store beside it); sled then takes its own.
+                let lock = lock_data_dir(data)?;
                 // Beside the sled store: they stand for remote services that outlive this process.
                 let sled = SledStore::open(data, cli.durability, &holder)?;
                 let services = crate::services::Backing::sled(sled.open_services(data)?);
-                (Arc::new(sled), services, None)
+                (Arc::new(sled), services, Some(lock))
             }
         };
     let services = crate::services::Services::durable(true, &services);

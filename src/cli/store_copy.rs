@@ -9,7 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Opens `place`: a PostgreSQL URL, or a data directory's sled store (made if `create`).
-async fn open(place: &str, create: bool) -> Result<Arc<dyn Store>> {
+/// A store opened for the copy, and the data directory's lock when it is a sled directory.
+type Opened = (Arc<dyn Store>, Option<std::fs::File>);
+
+async fn open(place: &str, create: bool) -> Result<Opened> {
     if crate::store::is_postgres_url(place) {
         let target = crate::store::PgTarget::parse(place).map_err(|e| anyhow!(e))?;
         if !create && !PgStore::exists(&target).await? {
@@ -25,7 +28,7 @@ async fn open(place: &str, create: bool) -> Result<Arc<dyn Store>> {
                 engines.join(", ")
             );
         }
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store), None));
     }
     let dir = Path::new(place);
     if !create && !dir.join("store").join("db").exists() {
@@ -36,11 +39,15 @@ async fn open(place: &str, create: bool) -> Result<Arc<dyn Store>> {
     }
     crate::fsutil::create_private_dir(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    Ok(Arc::new(SledStore::open(
-        dir,
-        Durability::Immediate,
-        "store copy",
-    )?))
+    // Held like any process that opens the directory's store (a PostgreSQL-backed engine on
+    // it too): the copy never runs beside one.
+    let lock = match crate::fsutil::lock_exclusive(&dir.join("taskdeck.lock")) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(crate::store::data_dir_locked(dir).into()),
+        Err(e) => bail!("cannot lock the data directory {}: {e}", dir.display()),
+    };
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, Durability::Immediate, "store copy")?);
+    Ok((store, Some(lock)))
 }
 
 pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool) -> Result<i32> {
@@ -51,8 +58,8 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
     if from.trim() == to.trim() {
         bail!("--from and --to name the same store");
     }
-    let source = open(from, false).await?;
-    let destination = open(to, true).await?;
+    let (source, _source_lock) = open(from, false).await?;
+    let (destination, _destination_lock) = open(to, true).await?;
     // Checkpoints are signed with the audit key of the data directory the source belongs to.
     let key_dir = if crate::store::is_postgres_url(from) {
         data

@@ -531,11 +531,16 @@ impl Engine {
         if let Some(task) = &self.checkpoints {
             task.abort();
         }
-        if let Some(dir) = &self.audit_keys {
-            checkpoint_in(&*self.store, dir, self.clock.now()).await;
-        }
         if let Some(tail) = &self.tail {
             tail.abort();
+        }
+        // An engine that lost its place among those sharing the store writes nothing more
+        // (the database is likely out of reach, and others hold its tasks now).
+        if !self.store.alive() {
+            return;
+        }
+        if let Some(dir) = &self.audit_keys {
+            checkpoint_in(&*self.store, dir, self.clock.now()).await;
         }
         // Sharing the store: what this engine drove is free for the others at once.
         if let Err(e) = self.store.leave().await {
