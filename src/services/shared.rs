@@ -108,18 +108,22 @@ impl SharedRows {
                             &[&tbl, &(since.min(i64::MAX as u64) as i64)],
                         )
                         .await?;
+                    // Columns of our own schema, read without panicking on a damaged one.
+                    let count = |n: i64| u64::try_from(n).unwrap_or(0);
                     let changes = Changes {
                         rows: rows
                             .iter()
-                            .map(|r| RowChange {
-                                key: r.get(0),
-                                pos: r.get::<_, i64>(1).max(0) as u64,
-                                value: r.get(2),
-                                writer: r.get(3),
+                            .map(|r| {
+                                Ok(RowChange {
+                                    key: r.try_get(0)?,
+                                    pos: count(r.try_get(1)?),
+                                    value: r.try_get(2)?,
+                                    writer: r.try_get(3)?,
+                                })
                             })
-                            .collect(),
-                        next: meta.get::<_, i64>(0).max(0) as u64,
-                        rev: meta.get::<_, i64>(1).max(0) as u64,
+                            .collect::<Result<_, tokio_postgres::Error>>()?,
+                        next: count(meta.try_get(0)?),
+                        rev: count(meta.try_get(1)?),
                     };
                     Ok::<_, tokio_postgres::Error>(changes)
                 };

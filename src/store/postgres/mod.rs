@@ -1313,7 +1313,10 @@ impl Store for PgStore {
         for row in &rows {
             let seq: i64 = col(row, 0)?;
             let body: String = col(row, 1)?;
-            out.push(serde_json::from_str::<AuditEntry>(&body).map_err(|e| (seq as u64, e.to_string())));
+            out.push(
+                serde_json::from_str::<AuditEntry>(&body)
+                    .map_err(|e| (u64::try_from(seq).unwrap_or(0), e.to_string())),
+            );
         }
         Ok(out)
     }

@@ -11,8 +11,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the store (see the module documentation of `store::postgres`).
     r#"
     CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
+    -- Ids (UUIDv7) compare byte by byte whatever the database's collation: listings page and
+    -- sort by them (newest first), and a short id is a suffix.
     CREATE TABLE tasks (
-        id text PRIMARY KEY,
+        id text COLLATE "C" PRIMARY KEY,
         namespace text NOT NULL,
         name text NOT NULL,
         state text NOT NULL,
@@ -33,7 +35,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX tasks_finished ON tasks (updated_at, id) WHERE state NOT IN ('pending', 'in_progress');
     CREATE INDEX tasks_active ON tasks (id) WHERE state IN ('pending', 'in_progress');
     CREATE TABLE steps (
-        task_id text NOT NULL,
+        task_id text COLLATE "C" NOT NULL,
         name text NOT NULL,
         state text NOT NULL,
         status text NOT NULL,
