@@ -71,7 +71,7 @@ pub struct Cli {
     /// The claim of the identity provider's tokens that holds the role (viewer, operator, manager, admin, monitor).
     #[arg(long, global = true, default_value = "role", value_name = "CLAIM")]
     pub jwt_role_claim: String,
-    /// Where tasks are stored: empty for the embedded sled store in the data directory (the default), or a PostgreSQL URL `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` (schema `taskdeck` by default; created and migrated at start). Keys, logs and the simulated services stay in the data directory either way. Pass the URL in the variable rather than on the command line, which every local user can read.
+    /// Where tasks are stored: empty for the embedded sled store in the data directory (the default), or a PostgreSQL URL `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` (schema `taskdeck` by default; created and migrated at start). Keys and logs stay in the data directory either way; with PostgreSQL the simulated services keep their records in the store, shared by every engine on it. Pass the URL in the variable rather than on the command line, which every local user can read.
     #[arg(
         long,
         global = true,
