@@ -220,10 +220,14 @@ impl PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        // A finished task needs no holder.
+        // A finished task a dead engine held needs no holder. (A live engine lets go of its
+        // own when it commits them finished; one it holds finished is for a command at hand,
+        // such as a retry, and must stay its.)
         tx.execute(
             "DELETE FROM task_owners o USING tasks t WHERE t.id = o.task_id \
-             AND t.state NOT IN ('pending', 'in_progress')",
+             AND t.state NOT IN ('pending', 'in_progress') \
+             AND NOT EXISTS (SELECT 1 FROM engines e WHERE e.id = o.engine \
+               AND e.heartbeat_at >= now() - make_interval(secs => e.lease_seconds))",
             &[],
         )
         .await
