@@ -13,7 +13,7 @@ use taskdeck::audit::verify::verify_store;
 use taskdeck::engine::EngineConfig;
 use taskdeck::model::TaskState;
 use taskdeck::services::Services;
-use taskdeck::store::{all_tasks, copy::copy, Durability, SledStore, Store};
+use taskdeck::store::{all_tasks, copy::copy, Durability, PgStore, SledStore, Store};
 
 fn config(data: &std::path::Path) -> EngineConfig {
     EngineConfig {
@@ -130,4 +130,71 @@ async fn a_store_copies_into_postgresql_runs_there_and_copies_back() {
         empty.oldest_task_id().await.unwrap().is_none(),
         "nothing was copied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_marks_the_destination_until_the_copy_is_verified() {
+    let Some(url) = pg::url("the_command_marks_the_destination_until_the_copy_is_verified") else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_taskdeck");
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], store: &str| {
+        std::process::Command::new(bin)
+            .arg("--data")
+            .arg(data.path())
+            .args(args)
+            .env("TASKDECK_STORE", store)
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        &[
+            "submit",
+            "ecommerce/process_order",
+            "--context-file",
+            &format!("{}/samples/process_order.json", env!("CARGO_MANIFEST_DIR")),
+            "--wait",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Through the binary, into a fresh schema: verified, and engines may open it afterwards.
+    let target = pg::fresh_target(&url);
+    let to = format!("{url}?schema={}", target.schema);
+    let out = run(
+        &[
+            "store",
+            "copy",
+            "--from",
+            data.path().to_str().unwrap(),
+            "--to",
+            &to,
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("copied and verified: 1 tasks (1 complete)"));
+    let out = run(&["tasks", "--json"], &to);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // While a copy is filling a store, no engine starts on it.
+    let store = PgStore::open_target(&target, Durability::Immediate, "test", false)
+        .await
+        .unwrap();
+    store.mark_copying(Some("from a test")).await.unwrap();
+    let refused = PgStore::open_target(&target, Durability::Immediate, "engine", true)
+        .await
+        .err()
+        .expect("an engine is refused")
+        .to_string();
+    assert!(
+        refused.contains("`taskdeck store copy` is filling it (from a test)"),
+        "{refused}"
+    );
+    store.mark_copying(None).await.unwrap();
+    PgStore::open_target(&target, Durability::Immediate, "engine", true)
+        .await
+        .unwrap();
 }

@@ -1,6 +1,8 @@
 //! `taskdeck store copy --from DIR_OR_URL --to DIR_OR_URL`: an admin's; copies a store into an
-//! empty one (sled → PostgreSQL, or back) and verifies it (`store::copy`). Both stores are
-//! opened here as their one engine, so nothing runs on either during the copy.
+//! empty one (sled → PostgreSQL, or back) and verifies it (`store::copy`). A sled directory is
+//! locked for the copy; a PostgreSQL store must have no live engine, and a PostgreSQL
+//! destination is marked as being filled (engines refuse to start on it) until the copy has
+//! been verified.
 
 use super::{say, Cli};
 use crate::store::{Durability, PgStore, SledStore, Store};
@@ -8,9 +10,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 
+/// A store opened for the copy: as a store, as the PostgreSQL store it is (if it is one), and
+/// the data directory's lock when it is a sled directory.
+type Opened = (Arc<dyn Store>, Option<Arc<PgStore>>, Option<std::fs::File>);
+
 /// Opens `place`: a PostgreSQL URL, or a data directory's sled store (made if `create`).
-/// A store opened for the copy, and the data directory's lock when it is a sled directory.
-type Opened = (Arc<dyn Store>, Option<std::fs::File>);
 
 async fn open(place: &str, create: bool) -> Result<Opened> {
     if crate::store::is_postgres_url(place) {
@@ -28,7 +32,8 @@ async fn open(place: &str, create: bool) -> Result<Opened> {
                 engines.join(", ")
             );
         }
-        return Ok((Arc::new(store), None));
+        let store = Arc::new(store);
+        return Ok((store.clone(), Some(store), None));
     }
     let dir = Path::new(place);
     if !create && !dir.join("store").join("db").exists() {
@@ -47,7 +52,7 @@ async fn open(place: &str, create: bool) -> Result<Opened> {
         Err(e) => bail!("cannot lock the data directory {}: {e}", dir.display()),
     };
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, Durability::Immediate, "store copy")?);
-    Ok((store, Some(lock)))
+    Ok((store, None, Some(lock)))
 }
 
 pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool) -> Result<i32> {
@@ -58,8 +63,16 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
     if from.trim() == to.trim() {
         bail!("--from and --to name the same store");
     }
-    let (source, _source_lock) = open(from, false).await?;
-    let (destination, _destination_lock) = open(to, true).await?;
+    let (source, _, _source_lock) = open(from, false).await?;
+    let (destination, destination_pg, _destination_lock) = open(to, true).await?;
+    if let Some(pg) = &destination_pg {
+        pg.mark_copying(Some(&format!(
+            "from {}, started {}",
+            describe(from),
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        )))
+        .await?;
+    }
     // Checkpoints are signed with the audit key of the data directory the source belongs to.
     let key_dir = if crate::store::is_postgres_url(from) {
         data
@@ -73,7 +86,19 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
             eprintln!("copied {line}");
         }
     };
-    let report = crate::store::copy::copy(&*source, &*destination, verifying.as_ref(), &mut progress).await?;
+    let report = crate::store::copy::copy(&*source, &*destination, verifying.as_ref(), &mut progress)
+        .await
+        .map_err(|e| match &destination_pg {
+            Some(pg) => e.context(format!(
+                "{} stays marked as being filled by a copy, so no engine starts on it: drop its schema (DROP SCHEMA {} CASCADE) before copying again",
+                pg.describe(),
+                pg.schema()
+            )),
+            None => e,
+        })?;
+    if let Some(pg) = &destination_pg {
+        pg.mark_copying(None).await?;
+    }
     if json {
         say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -98,4 +123,12 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
         );
     }
     Ok(0)
+}
+
+/// `place` for messages: a URL without its password, or the directory.
+fn describe(place: &str) -> String {
+    match crate::store::PgTarget::parse(place) {
+        Ok(target) => target.describe(),
+        Err(_) => place.to_string(),
+    }
 }

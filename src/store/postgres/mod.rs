@@ -45,6 +45,9 @@ use tokio_postgres::{NoTls, Row};
 /// also orders the event sequence (migrations use 7421).
 const JOURNAL_LOCK: i32 = 7422;
 
+/// The `meta` key marking a store that `taskdeck store copy` is filling.
+const COPY_MARK: &str = "copy_in_progress";
+
 /// How long a store keeps asking for a connection when the server does not take any.
 const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(8);
 
@@ -370,6 +373,23 @@ impl PgStore {
             )
             .await
             .map_err(backend)?;
+        if engine {
+            let marked = client
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&COPY_MARK])
+                .await
+                .map_err(backend)?;
+            if let Some(row) = marked {
+                let what: String = col(&row, 0)?;
+                return Err(StoreError::Open {
+                    path: place.clone(),
+                    cause: format!(
+                        "`taskdeck store copy` is filling it ({})",
+                        crate::cli::one_line(&what.chars().take(200).collect::<String>())
+                    ),
+                    advice: "wait for the copy to finish; if it failed, drop the schema (DROP SCHEMA … CASCADE) and copy again",
+                });
+            }
+        }
         drop(client);
         let membership = match engine {
             true => Some(Self::join(&pool, &config, &target.schema, holder, leases::ttl_from_env()?).await?),
@@ -402,6 +422,27 @@ impl PgStore {
             .await
             .map_err(backend)?;
         Ok(col::<i64>(&row, 0)? > 0)
+    }
+
+    /// Marks this store as being filled by `taskdeck store copy` (`Some`: from where, since
+    /// when), or clears the mark (`None`). Engines refuse to open a marked store.
+    pub async fn mark_copying(&self, what: Option<&str>) -> Result<(), StoreError> {
+        match what {
+            Some(what) => self.put_meta(COPY_MARK, what).await,
+            None => {
+                let client = self.client().await?;
+                client
+                    .execute("DELETE FROM meta WHERE key = $1", &[&COPY_MARK])
+                    .await
+                    .map_err(backend)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The schema this store lives in.
+    pub fn schema(&self) -> &str {
+        &self.target.schema
     }
 
     /// Where this store lives, without the password.
