@@ -15,7 +15,6 @@ use std::sync::Arc;
 type Opened = (Arc<dyn Store>, Option<Arc<PgStore>>, Option<std::fs::File>);
 
 /// Opens `place`: a PostgreSQL URL, or a data directory's sled store (made if `create`).
-
 async fn open(place: &str, create: bool) -> Result<Opened> {
     if crate::store::is_postgres_url(place) {
         let target = crate::store::PgTarget::parse(place).map_err(|e| anyhow!(e))?;
