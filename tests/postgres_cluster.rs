@@ -291,10 +291,7 @@ async fn three_engines_share_300_tasks_through_two_kills_and_each_ends_as_withou
     assert!(!servers[1].data.join("store").exists(), "no sled store was made");
 
     // Every task (and every child a refund delegated) ends.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = pg::sql(&url).await;
     let schema = &target.schema;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

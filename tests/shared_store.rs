@@ -286,10 +286,7 @@ async fn an_engine_the_others_declared_dead_stops_by_itself() {
         .iter()
         .any(|n| n.starts_with("a (pid")));
     // As another engine does to one whose heartbeat is long gone: its row is removed.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = pg::sql(&url).await;
     client
         .batch_execute(&format!("DELETE FROM {}.engines", target.schema))
         .await

@@ -619,10 +619,7 @@ async fn postgres_refuses_a_schema_newer_than_it_knows() {
         .unwrap();
     // A schema from a newer build is refused, named, and left as it is.
     let newer = taskdeck::store::postgres_schema_version() + 1;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = pg::sql(&url).await;
     client
         .batch_execute(&format!(
             "UPDATE {}.taskdeck_schema SET version = {newer}",

@@ -106,10 +106,7 @@ async fn a_store_copies_into_postgresql_runs_there_and_copies_back() {
     assert_eq!(all_tasks(&*back).await.unwrap().len(), 6);
 
     // A journal someone edited is not copied anywhere.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = pg::sql(&url).await;
     client
         .batch_execute(&format!(
             "UPDATE {}.audit SET body = replace(body, '\"actor\":\"jane\"', '\"actor\":\"mallory\"') WHERE seq IN (SELECT seq FROM {0}.audit WHERE body LIKE '%\"actor\":\"jane\"%' ORDER BY seq LIMIT 1)",

@@ -738,7 +738,7 @@ struct Opened {
     registry: Registry,
     identity: Identity,
     /// The data directory's lock when the store is elsewhere (held while this lives).
-    _lock: Option<std::fs::File>,
+    lock: Option<std::fs::File>,
 }
 
 /// The handlers the CLI knows (for validating workflows): built-ins plus the blog workflows,
@@ -817,7 +817,7 @@ async fn open(cli: &Cli, data: &Path) -> Result<Opened> {
         catalog,
         registry,
         identity,
-        _lock: lock,
+        lock,
     })
 }
 

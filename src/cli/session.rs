@@ -119,7 +119,7 @@ async fn local(
         client,
         engine: Some(engine),
         server,
-        lock: opened._lock,
+        lock: opened.lock,
     })
 }
 

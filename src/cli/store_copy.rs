@@ -82,7 +82,8 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
     let verifying = key.as_ref().map(crate::audit::SigningKey::verifying_key);
     let mut progress = |line: String| {
         if !json {
-            eprintln!("copied {line}");
+            // Progress is a courtesy: a closed stderr does not stop the copy.
+            let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("copied {line}\n"));
         }
     };
     let report = crate::store::copy::copy(&*source, &*destination, verifying.as_ref(), &mut progress)

@@ -31,7 +31,16 @@ pub fn fresh_target(url: &str) -> PgTarget {
         .with_schema(&schema)
 }
 
-/// A new, empty store in a schema of its own (not holding the engine lock).
+/// A plain session on the test database, for looking at (or tampering with) a store's tables.
+pub async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    client
+}
+
+/// A new, empty store in a schema of its own (not an engine: no heartbeat, no leases).
 pub async fn fresh_store(url: &str) -> (Arc<dyn Store>, PgTarget) {
     let target = fresh_target(url);
     let store = PgStore::open_target(&target, Durability::Immediate, "test", false)
