@@ -180,7 +180,23 @@ async fn the_command_marks_the_destination_until_the_copy_is_verified() {
     let store = PgStore::open_target(&target, Durability::Immediate, "test", false)
         .await
         .unwrap();
-    store.mark_copying(Some("from a test")).await.unwrap();
+    let not_empty = store.begin_copy("from a test").await.unwrap_err().to_string();
+    assert!(not_empty.contains("already holds tasks"), "{not_empty}");
+    assert_eq!(
+        store.copying().await.unwrap(),
+        None,
+        "a refused copy marks nothing"
+    );
+    let target = pg::fresh_target(&url);
+    let store = PgStore::open_target(&target, Durability::Immediate, "test", false)
+        .await
+        .unwrap();
+    store.begin_copy("from a test").await.unwrap();
+    let second = store.begin_copy("from another").await.unwrap_err().to_string();
+    assert!(
+        second.contains("another `taskdeck store copy` is filling it (from a test)"),
+        "{second}"
+    );
     let refused = PgStore::open_target(&target, Durability::Immediate, "engine", true)
         .await
         .err()
@@ -190,7 +206,7 @@ async fn the_command_marks_the_destination_until_the_copy_is_verified() {
         refused.contains("`taskdeck store copy` is filling it (from a test)"),
         "{refused}"
     );
-    store.mark_copying(None).await.unwrap();
+    store.end_copy().await.unwrap();
     PgStore::open_target(&target, Durability::Immediate, "engine", true)
         .await
         .unwrap();

@@ -507,6 +507,8 @@ async fn journal_issue(
     let mut dir_lock = None;
     let store: Box<dyn crate::store::Store> = match super::postgres_store(cli) {
         Ok(Some(url)) => match crate::store::PgTarget::parse(url) {
+            // A store that does not exist is not made just to journal a token.
+            Ok(target) if !crate::store::PgStore::exists(&target).await.unwrap_or(false) => return,
             Ok(target) => match crate::store::PgStore::open_target(
                 &target,
                 crate::store::Durability::Immediate,
@@ -515,6 +517,8 @@ async fn journal_issue(
             )
             .await
             {
+                // Nor one a copy is filling (its journal comes whole from the source).
+                Ok(store) if store.copying().await.ok().flatten().is_some() => return,
                 Ok(store) => Box::new(store),
                 Err(e) => {
                     tracing::warn!("the token was issued but not journaled: {e}");

@@ -383,11 +383,21 @@ pub enum StoreCommand {
     /// and verify the copy (tasks read back equal, counts, the audit chain intact with the same
     /// head). Both stores are opened here, so no engine may run on either. Admins.
     Copy {
-        /// The store to copy: a data directory (its sled store) or a postgres:// URL.
-        #[arg(long, value_name = "DIR_OR_URL")]
+        /// The store to copy: a data directory (its sled store) or a postgres:// URL (better in `TASKDECK_COPY_FROM`: a command line is visible to every local user).
+        #[arg(
+            long,
+            value_name = "DIR_OR_URL",
+            env = "TASKDECK_COPY_FROM",
+            hide_env_values = true
+        )]
         from: String,
         /// An empty store to copy into: a data directory (a new sled store is made) or a postgres:// URL (schema made and migrated).
-        #[arg(long, value_name = "DIR_OR_URL")]
+        #[arg(
+            long,
+            value_name = "DIR_OR_URL",
+            env = "TASKDECK_COPY_TO",
+            hide_env_values = true
+        )]
         to: String,
         /// Print what was copied as JSON.
         #[arg(long)]

@@ -65,11 +65,11 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
     let (source, _, _source_lock) = open(from, false).await?;
     let (destination, destination_pg, _destination_lock) = open(to, true).await?;
     if let Some(pg) = &destination_pg {
-        pg.mark_copying(Some(&format!(
+        pg.begin_copy(&format!(
             "from {}, started {}",
             describe(from),
             chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
-        )))
+        ))
         .await?;
     }
     // Checkpoints are signed with the audit key of the data directory the source belongs to.
@@ -97,7 +97,7 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
             None => e,
         })?;
     if let Some(pg) = &destination_pg {
-        pg.mark_copying(None).await?;
+        pg.end_copy().await?;
     }
     if json {
         say!("{}", serde_json::to_string_pretty(&report)?);
@@ -125,10 +125,12 @@ pub(super) async fn run(cli: &Cli, data: &Path, from: &str, to: &str, json: bool
     Ok(0)
 }
 
-/// `place` for messages: a URL without its password, or the directory.
+/// `place` for messages: a URL without its password, or the directory (absolute).
 fn describe(place: &str) -> String {
     match crate::store::PgTarget::parse(place) {
         Ok(target) => target.describe(),
-        Err(_) => place.to_string(),
+        Err(_) => std::fs::canonicalize(place)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| place.to_string()),
     }
 }

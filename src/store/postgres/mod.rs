@@ -373,12 +373,22 @@ impl PgStore {
             )
             .await
             .map_err(backend)?;
+        let membership = match engine {
+            true => Some(Self::join(&pool, &config, &target.schema, holder, leases::ttl_from_env()?).await?),
+            false => None,
+        };
+        // After registering (see `begin_copy`): a store a copy is filling is not opened.
         if engine {
             let marked = client
                 .query_opt("SELECT value FROM meta WHERE key = $1", &[&COPY_MARK])
                 .await
                 .map_err(backend)?;
             if let Some(row) = marked {
+                if let Some(m) = &membership {
+                    let _ = client
+                        .execute("DELETE FROM engines WHERE id = $1", &[&m.id])
+                        .await;
+                }
                 let what: String = col(&row, 0)?;
                 return Err(StoreError::Open {
                     path: place.clone(),
@@ -391,10 +401,6 @@ impl PgStore {
             }
         }
         drop(client);
-        let membership = match engine {
-            true => Some(Self::join(&pool, &config, &target.schema, holder, leases::ttl_from_env()?).await?),
-            false => None,
-        };
         Ok(PgStore {
             pool,
             target: target.clone(),
@@ -424,20 +430,66 @@ impl PgStore {
         Ok(col::<i64>(&row, 0)? > 0)
     }
 
-    /// Marks this store as being filled by `taskdeck store copy` (`Some`: from where, since
-    /// when), or clears the mark (`None`). Engines refuse to open a marked store.
-    pub async fn mark_copying(&self, what: Option<&str>) -> Result<(), StoreError> {
-        match what {
-            Some(what) => self.put_meta(COPY_MARK, what).await,
-            None => {
-                let client = self.client().await?;
-                client
-                    .execute("DELETE FROM meta WHERE key = $1", &[&COPY_MARK])
-                    .await
-                    .map_err(backend)?;
-                Ok(())
-            }
+    /// Marks this store as being filled by `taskdeck store copy` (`what`: from where, since
+    /// when), so engines refuse to open it; only an empty store with no mark and no live
+    /// engine is marked. The mark is written before engines are looked for, as an engine
+    /// registers before it looks for the mark, so one of the two always sees the other.
+    /// Errors: `Open`, naming the copy or the engines in the way, or saying the store is not
+    /// empty (nothing is then marked).
+    pub async fn begin_copy(&self, what: &str) -> Result<(), StoreError> {
+        let refuse = |cause: String| StoreError::Open {
+            path: self.describe(),
+            cause,
+            advice: "a copy goes into an empty store no engine runs on",
+        };
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tasks) OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM subjects)",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        if col::<bool>(&row, 0)? {
+            return Err(refuse(
+                "it already holds tasks, journal entries or data subjects".into(),
+            ));
         }
+        let marked = client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&COPY_MARK, &what],
+            )
+            .await
+            .map_err(backend)?;
+        if marked == 0 {
+            let other = self.meta(COPY_MARK).await?.unwrap_or_default();
+            return Err(refuse(format!(
+                "another `taskdeck store copy` is filling it ({})",
+                crate::cli::one_line(&other.chars().take(200).collect::<String>())
+            )));
+        }
+        let engines = self.live_engines().await?;
+        if !engines.is_empty() {
+            self.end_copy().await?;
+            return Err(refuse(format!("engines run on it: {}", engines.join(", "))));
+        }
+        Ok(())
+    }
+
+    /// Clears the mark of `begin_copy` (the copy was verified).
+    pub async fn end_copy(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM meta WHERE key = $1", &[&COPY_MARK])
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Whether `taskdeck store copy` is filling this store (`begin_copy`'s mark, if any).
+    pub async fn copying(&self) -> Result<Option<String>, StoreError> {
+        self.meta(COPY_MARK).await
     }
 
     /// The schema this store lives in.
